@@ -1,0 +1,13 @@
+"""Generative AI from the math up: the course's helper package.
+
+Importing the package does nothing else: no downloads, no prints, no global state.
+Submodules are imported where they are used, e.g. ``from aigc_course import runtime``.
+"""
+
+__version__ = "0.1.0"
+
+#: Where the course lives. The Colab set-up cell of every notebook, the "Open in Colab" badges and
+#: the README are checked against these three values by the tests (``tests/test_notebook_conventions.py``).
+GITHUB_REPOSITORY = "aigc-course/aigc-course"
+GITHUB_BRANCH = "main"
+REPOSITORY_URL = f"https://github.com/{GITHUB_REPOSITORY}"

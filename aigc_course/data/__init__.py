@@ -1,0 +1,61 @@
+"""The course's data: Fashion-MNIST, MNIST and Tiny Shakespeare, found locally or downloaded.
+
+See :mod:`aigc_course.data.sources` for where files are looked for and how they are verified.
+"""
+
+from aigc_course.data.idx import IDXFormatError, read_idx, write_idx
+from aigc_course.data.images import (
+    FASHION_MNIST_CLASSES,
+    MNIST_CLASSES,
+    ImageDataset,
+    load_fashion_mnist,
+    load_idx_pair,
+    load_mnist,
+    train_val_split,
+)
+from aigc_course.data.sources import (
+    DATASETS,
+    Checksum,
+    DataError,
+    DataFile,
+    DataNotFoundError,
+    DatasetSpec,
+    DatasetStatus,
+    DownloadError,
+    cache_dir,
+    dataset_status,
+    download,
+    fetch,
+    get_spec,
+    locate,
+)
+from aigc_course.data.text import CharTokenizer, load_tiny_shakespeare
+
+__all__ = [
+    "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "MNIST_CLASSES",
+    "CharTokenizer",
+    "Checksum",
+    "DataError",
+    "DataFile",
+    "DataNotFoundError",
+    "DatasetSpec",
+    "DatasetStatus",
+    "DownloadError",
+    "IDXFormatError",
+    "ImageDataset",
+    "cache_dir",
+    "dataset_status",
+    "download",
+    "fetch",
+    "get_spec",
+    "load_fashion_mnist",
+    "load_idx_pair",
+    "load_mnist",
+    "load_tiny_shakespeare",
+    "locate",
+    "read_idx",
+    "train_val_split",
+    "write_idx",
+]

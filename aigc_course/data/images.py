@@ -1,0 +1,114 @@
+"""Fashion-MNIST (the course's image data set) and MNIST, as tensors or as a ``Dataset``.
+
+Both are 28x28 grey-scale images in ten classes: 60,000 for training and 10,000 for testing.
+The course holds a validation set out of the 60,000 training images (a deterministic split), so
+that the test set is looked at once, at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from aigc_course.data.idx import read_idx
+from aigc_course.data.sources import get_spec, locate
+
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+MNIST_CLASSES: tuple[str, ...] = tuple(str(digit) for digit in range(10))
+CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}
+
+Split = Literal["train", "val", "test"]
+
+
+def load_idx_pair(
+    name: str = "fashion-mnist", part: Literal["train", "test"] = "train"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64 of one file pair."""
+    if part not in ("train", "test"):
+        raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+    spec = get_spec(name)
+    prefix = "train" if part == "train" else "t10k"
+    images = read_idx(locate(spec, f"{prefix}-images-idx3-ubyte.gz"))
+    labels = read_idx(locate(spec, f"{prefix}-labels-idx1-ubyte.gz"))
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{spec.title} {part}: {images.shape[0]} images but {labels.shape[0]} labels"
+        )
+    return torch.from_numpy(images), torch.from_numpy(labels.astype("int64"))
+
+
+def train_val_split(n: int, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic random split of ``range(n)`` into train and validation indices.
+
+    The same ``(n, val_size, seed)`` always gives the same split, on every machine, whatever the
+    global random state.
+    """
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
+    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return permutation[val_size:].sort().values, permutation[:val_size].sort().values
+
+
+class ImageDataset(Dataset):
+    """Fashion-MNIST or MNIST images as floats in ``[0, 1]`` of shape ``(1, 28, 28)``, with labels.
+
+    ``split`` is ``train`` (the training images minus the validation ones), ``val`` (``val_size``
+    training images held out with ``seed``), or ``test``. ``limit`` keeps the first images only
+    (for quick runs). The whole split sits in memory as ``images`` ``(N, 1, 28, 28)`` float32
+    and ``labels`` ``(N,)`` int64, so lessons can also index it as tensors without a DataLoader.
+    """
+
+    def __init__(
+        self,
+        name: str = "fashion-mnist",
+        split: Split = "train",
+        *,
+        val_size: int = 5_000,
+        seed: int = 0,
+        limit: int | None = None,
+    ) -> None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        self.name, self.split = get_spec(name).name, split
+        images, labels = load_idx_pair(self.name, "test" if split == "test" else "train")
+        if split != "test":
+            train_indices, val_indices = train_val_split(len(labels), val_size, seed)
+            keep = train_indices if split == "train" else val_indices
+            images, labels = images[keep], labels[keep]
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        self.images = images.unsqueeze(1).float().div_(255.0)
+        self.labels = labels
+        self.classes = CLASS_NAMES[self.name]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __repr__(self) -> str:
+        return f"ImageDataset({self.name!r}, split={self.split!r}, n={len(self)})"
+
+
+def load_fashion_mnist(split: Split = "train", **kwargs) -> ImageDataset:
+    """Fashion-MNIST as an :class:`ImageDataset` (see there for the arguments)."""
+    return ImageDataset("fashion-mnist", split, **kwargs)
+
+
+def load_mnist(split: Split = "train", **kwargs) -> ImageDataset:
+    """MNIST as an :class:`ImageDataset` (see there for the arguments)."""
+    return ImageDataset("mnist", split, **kwargs)

@@ -1,0 +1,439 @@
+"""Where data files come from, and how the course makes sure they are the real thing.
+
+A data file is looked for, in this order:
+
+1. the cache: ``$AIGC_DATA_DIR``, else the repository's ``data/`` folder (in a clone), else
+   ``~/.cache/aigc-course``;
+2. extra read-only folders named in ``$AIGC_DATA_PATH`` (separated by ``os.pathsep``), laid out
+   like the cache (e.g. ``DIR/tinyshakespeare/input.txt``);
+3. a system copy (Debian's ``dataset-fashion-mnist`` installs to ``/usr/share/datasets/fashion-mnist``);
+4. a download from the data set's home (or a mirror), unless ``AIGC_OFFLINE=1``.
+
+Every candidate is checked against a checksum before it is used. Where a file may be
+recompressed (Debian recompresses Fashion-MNIST's ``.gz`` files) the checksum is of the
+decompressed bytes. A download streams into a temporary file beside its destination, with a
+progress bar, and is renamed into place only once its size and checksum are right: an
+interrupted or corrupt download never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+CHUNK_BYTES = 1 << 20
+
+
+class DataError(RuntimeError):
+    """Base class of the data errors; their messages say what went wrong and how to fix it."""
+
+
+class DataNotFoundError(DataError):
+    """No valid copy of a data file was found, and none could be downloaded."""
+
+
+class DownloadError(DataError):
+    """A download failed; nothing was left in the cache."""
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """The expected digest of a file, or of its gunzipped content when ``decompressed`` is True."""
+
+    algorithm: str
+    digest: str
+    decompressed: bool = False
+
+    def compute(self, path: Path) -> str:
+        """The digest of ``path`` (streamed; raises ``OSError``/``EOFError`` on unreadable files)."""
+        hasher = hashlib.new(self.algorithm)
+        opener = gzip.open if self.decompressed else open
+        with opener(path, "rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def problem(self, path: Path) -> str | None:
+        """``None`` when ``path`` matches, otherwise a short description of what is wrong."""
+        try:
+            actual = self.compute(path)
+        except (OSError, EOFError, gzip.BadGzipFile) as error:
+            what = "gzip stream" if self.decompressed else "file"
+            return f"unreadable {what} ({type(error).__name__}: {error})"
+        if actual != self.digest:
+            of = " of the decompressed content" if self.decompressed else ""
+            return f"{self.algorithm}{of} is {actual[:16]}..., expected {self.digest[:16]}..."
+        return None
+
+
+_verified: dict[tuple[str, int, int, Checksum], str | None] = {}
+
+
+def verify(path: Path, checksum: Checksum) -> str | None:
+    """Like :meth:`Checksum.problem`, remembered per (path, size, mtime) within this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, checksum)
+    if key not in _verified:
+        _verified[key] = checksum.problem(path)
+    return _verified[key]
+
+
+# --------------------------------------------------------------------------------------------
+# What the data sets are
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a data set: its name in the cache, its checksum, where to download it."""
+
+    name: str
+    checksum: Checksum
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data set: its files, where a system copy may be, and how a user gets it."""
+
+    name: str
+    title: str
+    files: tuple[DataFile, ...]
+    system_dirs: tuple[str, ...] = ()
+    system_install: str | None = None
+    required: bool = True
+    used_by: str = ""
+
+    def file(self, name: str) -> DataFile:
+        for data_file in self.files:
+            if data_file.name == name:
+                return data_file
+        raise KeyError(f"{self.title} has no file {name!r}: {[f.name for f in self.files]}")
+
+
+def _idx_files(
+    bases: tuple[str, ...], checksums: dict[str, Checksum], suffix: str = ".gz"
+) -> tuple[DataFile, ...]:
+    return tuple(
+        DataFile(f"{stem}{suffix}", checksum, tuple(f"{base}{stem}{suffix}" for base in bases))
+        for stem, checksum in checksums.items()
+    )
+
+
+def _sha256_decompressed(digest: str) -> Checksum:
+    return Checksum("sha256", digest, decompressed=True)
+
+
+FASHION_MNIST = DatasetSpec(
+    name="fashion-mnist",
+    title="Fashion-MNIST",
+    files=_idx_files(
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        {
+            "train-images-idx3-ubyte": _sha256_decompressed(
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+            ),
+            "train-labels-idx1-ubyte": _sha256_decompressed(
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+            ),
+            "t10k-images-idx3-ubyte": _sha256_decompressed(
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+            ),
+            "t10k-labels-idx1-ubyte": _sha256_decompressed(
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+            ),
+        },
+    ),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    system_install="sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu)",
+    used_by="lessons 06, 07, 10, 11",
+)
+
+# MNIST's original host (yann.lecun.com) refuses downloads, so two mirrors serve the original
+# .gz files. Their digests are the MD5s of those .gz files, as published with torchvision.
+MNIST = DatasetSpec(
+    name="mnist",
+    title="MNIST",
+    files=_idx_files(
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        {
+            "train-images-idx3-ubyte": Checksum("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "train-labels-idx1-ubyte": Checksum("md5", "d53e105ee54ea40749a09fcbcd1e9432"),
+            "t10k-images-idx3-ubyte": Checksum("md5", "9fb629c4189551a2d022fa330f9573f3"),
+            "t10k-labels-idx1-ubyte": Checksum("md5", "ec29112dd5afa0611ce80d1b7f02629c"),
+        },
+    ),
+    required=False,
+    used_by="optional, for comparisons",
+)
+
+TINY_SHAKESPEARE = DatasetSpec(
+    name="tinyshakespeare",
+    title="Tiny Shakespeare",
+    files=(
+        DataFile(
+            "input.txt",
+            Checksum("sha256", "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+            (
+                "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                "tinyshakespeare/input.txt",
+            ),
+        ),
+    ),
+    used_by="lessons 02, 08, 09",
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE, MNIST)
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The data set called ``name`` (``fashion-mnist``, ``mnist``, ``tinyshakespeare``)."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise KeyError(f"unknown data set {name!r}: the course knows {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Where to look
+# --------------------------------------------------------------------------------------------
+
+
+def _repository_root() -> Path | None:
+    """The clone this package was installed from (editable install), if it is one."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "data").is_dir() else None
+
+
+def cache_dir() -> Path:
+    """The data and checkpoint cache: ``$AIGC_DATA_DIR``, the clone's ``data/``, or ``~/.cache``."""
+    if os.environ.get("AIGC_DATA_DIR"):
+        return Path(os.environ["AIGC_DATA_DIR"]).expanduser()
+    root = _repository_root()
+    if root is not None:
+        return root / "data"
+    return Path.home() / ".cache" / "aigc-course"
+
+
+def search_dirs() -> list[Path]:
+    """Extra read-only folders from ``$AIGC_DATA_PATH`` (laid out like the cache)."""
+    value = os.environ.get("AIGC_DATA_PATH", "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def offline() -> bool:
+    """True when downloads are switched off with ``AIGC_OFFLINE=1``."""
+    return os.environ.get("AIGC_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def local_candidates(spec: DatasetSpec, data_file: DataFile) -> list[tuple[str, Path]]:
+    """Every local place a file may be, in search order, labelled by kind."""
+    places = [("cache", cache_dir() / spec.name / data_file.name)]
+    places += [("AIGC_DATA_PATH", folder / spec.name / data_file.name) for folder in search_dirs()]
+    places += [("system copy", Path(folder) / data_file.name) for folder in spec.system_dirs]
+    return places
+
+
+@dataclass
+class Attempt:
+    """One place that was tried, and what was found there."""
+
+    place: str
+    outcome: str
+
+    def __str__(self) -> str:
+        return f"{self.place}: {self.outcome}"
+
+
+@dataclass
+class Lookup:
+    """The result of looking for a file locally: where it is (if anywhere), and what was tried."""
+
+    path: Path | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def find_local(spec: DatasetSpec, data_file: DataFile) -> Lookup:
+    """The first local copy of ``data_file`` whose checksum is right; corrupt copies are skipped."""
+    attempts = []
+    for kind, path in local_candidates(spec, data_file):
+        if not path.is_file():
+            attempts.append(Attempt(f"{kind} {path}", "missing"))
+            continue
+        problem = verify(path, data_file.checksum)
+        if problem is None:
+            attempts.append(Attempt(f"{kind} {path}", "found"))
+            return Lookup(path, attempts)
+        attempts.append(Attempt(f"{kind} {path}", f"corrupt, not used ({problem})"))
+    return Lookup(None, attempts)
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading
+# --------------------------------------------------------------------------------------------
+
+
+def download(
+    url: str,
+    destination: Path,
+    checksum: Checksum,
+    *,
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``destination``, verified; nothing is left behind on failure.
+
+    The bytes stream into a temporary file in the destination's folder, with a progress bar. The
+    file is renamed into place only when its length matches the server's ``Content-Length`` (if
+    given) and its checksum matches; otherwise it is deleted and :class:`DownloadError` raised.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
+    )
+    temporary = Path(temporary_name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            _stream_to(url, out, timeout=timeout, progress=progress, label=destination.name)
+        problem = checksum.problem(temporary)
+        if problem is not None:
+            raise DownloadError(f"{url}: the downloaded file is not the expected one: {problem}")
+        os.replace(temporary, destination)
+    except DownloadError:
+        raise
+    except (OSError, urllib.error.URLError, ValueError) as error:
+        raise DownloadError(f"{url}: {_describe_error(error)}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
+    return destination
+
+
+def _stream_to(url: str, out, *, timeout: float, progress: bool, label: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "aigc-course"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length_header = response.headers.get("Content-Length")
+        expected = int(length_header) if length_header and length_header.isdigit() else None
+        received = 0
+        with tqdm(
+            total=expected, unit="B", unit_scale=True, desc=label, disable=not progress
+        ) as bar:
+            while True:
+                chunk = response.read(CHUNK_BYTES)
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if expected is not None and received != expected:
+        raise DownloadError(f"{url}: the connection ended after {received:,} of {expected:,} bytes")
+
+
+def _describe_error(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return f"cannot connect ({error.reason})"
+    return f"{type(error).__name__}: {error}"
+
+
+# --------------------------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------------------------
+
+
+def fix_hint(spec: DatasetSpec) -> str:
+    """The commands that make ``spec`` available, for error messages and the doctor."""
+    fixes = [f"on a machine with internet: aigc-course data fetch {spec.name}"]
+    if spec.system_install:
+        fixes.append(spec.system_install)
+    fixes.append(f"or copy the files into {cache_dir() / spec.name}")
+    return "; ".join(fixes)
+
+
+def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
+    """A verified local path to one file of ``spec``, downloading it into the cache if needed."""
+    data_file = spec.file(file_name)
+    lookup = find_local(spec, data_file)
+    if lookup.path is not None:
+        return lookup.path
+    attempts = lookup.attempts
+    if offline():
+        attempts.append(Attempt("download", "skipped (AIGC_OFFLINE is set)"))
+    else:
+        destination = cache_dir() / spec.name / data_file.name
+        for url in data_file.urls:
+            try:
+                return download(url, destination, data_file.checksum, progress=progress)
+            except DownloadError as error:
+                attempts.append(Attempt("download", str(error)))
+    tried = "\n".join(f"  - {attempt}" for attempt in attempts)
+    raise DataNotFoundError(
+        f"{spec.title} file {data_file.name} was not found and could not be downloaded.\n"
+        f"Tried:\n{tried}\n"
+        f"Fix: {fix_hint(spec)}"
+    )
+
+
+def fetch(name: str, *, progress: bool = True) -> list[Path]:
+    """Make every file of data set ``name`` available locally (downloading what is missing)."""
+    spec = get_spec(name)
+    return [locate(spec, data_file.name, progress=progress) for data_file in spec.files]
+
+
+@dataclass
+class DatasetStatus:
+    """Whether a data set is available locally, without downloading anything."""
+
+    spec: DatasetSpec
+    found: dict[str, Path]
+    problems: list[str]
+
+    @property
+    def ready(self) -> bool:
+        return len(self.found) == len(self.spec.files)
+
+    def summary(self) -> str:
+        title = f"{self.spec.title} ({self.spec.used_by})"
+        if self.ready:
+            folders = sorted({str(path.parent) for path in self.found.values()})
+            return f"{title}: found in {', '.join(folders)}"
+        need = "missing" if self.spec.required else "not present (optional)"
+        detail = f"; {'; '.join(self.problems)}" if self.problems else ""
+        return f"{title}: {need}{detail}. Fix: {fix_hint(self.spec)}"
+
+
+def dataset_status(names: list[str] | None = None) -> list[DatasetStatus]:
+    """The local state of each data set (all of them by default); never downloads."""
+    statuses = []
+    for spec in [get_spec(name) for name in names] if names else DATASETS.values():
+        found, problems = {}, []
+        for data_file in spec.files:
+            lookup = find_local(spec, data_file)
+            if lookup.path is not None:
+                found[data_file.name] = lookup.path
+            problems += [
+                f"{attempt.place} is {attempt.outcome}"
+                for attempt in lookup.attempts
+                if attempt.outcome.startswith("corrupt")
+            ]
+        statuses.append(DatasetStatus(spec, found, problems))
+    return statuses

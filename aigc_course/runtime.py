@@ -1,0 +1,287 @@
+"""Where the course runs: device, seeds, run profile, mixed precision, ``torch.compile``.
+
+Every lesson starts from here, so that a learner never edits code to move between a laptop CPU,
+Colab's T4 and a large GPU. Environment variables override the automatic choices:
+
+- ``AIGC_DEVICE``  = ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``  (MPS only ever when asked for)
+- ``AIGC_PROFILE`` = ``smoke`` | ``cpu`` | ``gpu``
+- ``AIGC_COMPILE`` = ``0`` to switch ``torch.compile`` off
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+
+ProfileName = Literal["smoke", "cpu", "gpu"]
+PROFILE_NAMES: tuple[ProfileName, ...] = ("smoke", "cpu", "gpu")
+T = TypeVar("T")
+
+
+class RuntimeConfigError(ValueError):
+    """A setting (usually an environment variable) asks for something this machine cannot do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Device
+# --------------------------------------------------------------------------------------------
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """The device to compute on: ``name``, else ``$AIGC_DEVICE``, else CUDA if present, else CPU.
+
+    Apple's MPS is used only when asked for (``AIGC_DEVICE=mps``): on some PyTorch versions it
+    silently gives wrong training results, and a course must not teach on wrong numbers.
+    """
+    requested = name if name is not None else os.environ.get("AIGC_DEVICE", "").strip()
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise RuntimeConfigError(
+            f"AIGC_DEVICE={requested!r} is not a device name. Use 'cpu', 'cuda', 'cuda:0' or 'mps', "
+            "or unset AIGC_DEVICE to choose automatically."
+        ) from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeConfigError(
+                f"AIGC_DEVICE={requested!r} asks for CUDA, but this PyTorch sees no CUDA GPU "
+                f"(torch {torch.__version__}). Unset AIGC_DEVICE to run on the CPU, or install a "
+                "CUDA build of PyTorch (https://pytorch.org/get-started/locally/)."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeConfigError(
+                f"AIGC_DEVICE={requested!r}, but only {torch.cuda.device_count()} CUDA device(s) "
+                f"exist (cuda:0 to cuda:{torch.cuda.device_count() - 1})."
+            )
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeConfigError(
+                "AIGC_DEVICE='mps' asks for Apple's GPU, but MPS is not available here. "
+                "Unset AIGC_DEVICE to run on the CPU."
+            )
+    elif device.type != "cpu":
+        raise RuntimeConfigError(
+            f"AIGC_DEVICE={requested!r}: the course supports 'cpu', 'cuda[:N]' and 'mps'."
+        )
+    return device
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python's ``random``, NumPy and PyTorch (CPU and every CUDA device). Returns the seed."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return seed
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+# --------------------------------------------------------------------------------------------
+# Run profiles
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A run profile: how big and how long the lessons' runs are.
+
+    - ``smoke``: CI and quick checks, the smallest run that exercises every code path (seconds).
+    - ``cpu``: a real, recognisable result in a few minutes on a 2-core laptop.
+    - ``gpu``: the full recipe (mixed precision, ``torch.compile``, larger models).
+
+    A lesson states its sizes for all three with :meth:`select`, e.g.
+    ``steps = profile.select(smoke=20, cpu=2_000, gpu=5_000)``, or keeps a dict of its own
+    config dataclasses keyed by ``profile.name``.
+    """
+
+    name: ProfileName
+    source: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.name not in PROFILE_NAMES:
+            raise RuntimeConfigError(
+                f"unknown run profile {self.name!r}: choose one of {', '.join(PROFILE_NAMES)}"
+            )
+
+    def select(self, *, smoke: T, cpu: T, gpu: T) -> T:
+        """The value for this profile among the three given."""
+        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.name]
+
+    @property
+    def description(self) -> str:
+        return {
+            "smoke": "smallest runs that exercise every code path (CI, quick checks)",
+            "cpu": "real results in minutes on a laptop CPU",
+            "gpu": "the full recipe on a CUDA GPU",
+        }[self.name]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source})"
+
+
+def get_profile(name: str | None = None, device: torch.device | None = None) -> Profile:
+    """The run profile: ``name``, else ``$AIGC_PROFILE``, else ``gpu`` on CUDA and ``cpu`` otherwise."""
+    if name is not None:
+        return Profile(name.strip().lower(), source="argument")  # type: ignore[arg-type]
+    from_env = os.environ.get("AIGC_PROFILE", "").strip().lower()
+    if from_env:
+        if from_env not in PROFILE_NAMES:
+            raise RuntimeConfigError(
+                f"AIGC_PROFILE={from_env!r} is not a run profile: use one of "
+                f"{', '.join(PROFILE_NAMES)}, or unset it to choose automatically."
+            )
+        return Profile(from_env, source="AIGC_PROFILE")  # type: ignore[arg-type]
+    device = device if device is not None else get_device()
+    return Profile("gpu" if device.type == "cuda" else "cpu", source="automatic")
+
+
+# --------------------------------------------------------------------------------------------
+# Mixed precision
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a training step computes: ``fp32``, ``bf16`` autocast, or ``fp16`` autocast + scaler.
+
+    bf16 keeps fp32's exponent range, so it needs no loss scaling; fp16 does (small gradients
+    underflow to zero), hence the gradient scaler.
+    """
+
+    name: Literal["fp32", "bf16", "fp16"]
+    device_type: str
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.name == "fp16"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """A context for the forward pass: autocast to the chosen dtype, or nothing for fp32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A gradient scaler, active only for fp16 (a disabled scaler passes values through)."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.needs_grad_scaler)
+
+
+def precision_for(device_type: str, compute_capability: tuple[int, int] | None) -> Precision:
+    """The precision rule itself, separate from the hardware query so that it can be tested.
+
+    bf16 needs compute capability 8.0 (Ampere) or newer. Older GPUs such as Colab's T4 (7.5) get
+    fp16 with a gradient scaler. (``torch.cuda.is_bf16_supported()`` is not used: by default it
+    also counts bf16 *emulation*, which is slow, and says True on a T4.) CPU and MPS train in fp32.
+    """
+    if device_type == "cuda" and compute_capability is not None:
+        return Precision("bf16" if compute_capability >= (8, 0) else "fp16", device_type)
+    return Precision("fp32", device_type)
+
+
+def choose_precision(device: torch.device | None = None) -> Precision:
+    """The mixed-precision setting for ``device`` (default: :func:`get_device`)."""
+    device = device if device is not None else get_device()
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return precision_for(device.type, capability)
+
+
+# --------------------------------------------------------------------------------------------
+# torch.compile
+# --------------------------------------------------------------------------------------------
+
+
+def compile_support(
+    device_type: str,
+    system: str | None = None,
+    triton_available: bool | None = None,
+    env_value: str | None = None,
+) -> tuple[bool, str]:
+    """Whether ``torch.compile`` should be used, and why (pure logic; arguments default to here).
+
+    The course compiles only on CUDA with Triton installed: that is where compiling pays off and
+    is well supported. It never compiles on the CPU (slow to compile for short lessons), nor on
+    Windows without Triton, and ``AIGC_COMPILE=0`` switches it off. Compiling is never required.
+    """
+    system = system if system is not None else platform.system()
+    if triton_available is None:
+        triton_available = importlib.util.find_spec("triton") is not None
+    env_value = env_value if env_value is not None else os.environ.get("AIGC_COMPILE", "")
+    if env_value.strip() in {"0", "false", "no", "off"}:
+        return False, "switched off by AIGC_COMPILE"
+    if device_type != "cuda":
+        return False, f"not used on {device_type} (only worth it on a CUDA GPU)"
+    if not hasattr(torch, "compile"):
+        return False, f"torch {torch.__version__} has no torch.compile"
+    if not triton_available:
+        where = "on Windows " if system == "Windows" else ""
+        return False, f"Triton is not installed {where}(torch.compile needs it for CUDA)"
+    return True, "CUDA with Triton"
+
+
+def maybe_compile(model: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
+    """``torch.compile(model)`` where :func:`compile_support` allows it, else ``model`` unchanged."""
+    device = device if device is not None else get_device()
+    use, _ = compile_support(device.type)
+    return torch.compile(model) if use else model
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+
+def device_summary(device: torch.device) -> str:
+    """A short name for the device, with its memory for a GPU."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return (
+            f"{device} ({props.name}, {props.total_memory / 2**30:.1f} GiB, "
+            f"compute capability {props.major}.{props.minor})"
+        )
+    if device.type == "mps":
+        return "mps (Apple GPU; asked for with AIGC_DEVICE)"
+    return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads for torch)"
+
+
+def describe() -> str:
+    """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
+    from aigc_course import data  # local import: data does not need runtime, and vice versa
+
+    device = get_device()
+    profile = get_profile(device=device)
+    precision = choose_precision(device)
+    compile_ok, compile_why = compile_support(device.type)
+    lines = [
+        f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
+        + (" (Google Colab)" if in_colab() else ""),
+        f"PyTorch    {torch.__version__}",
+        f"device     {device_summary(device)}",
+        f"profile    {profile.name} ({profile.source}): {profile.description}",
+        f"precision  {precision.name}"
+        + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
+        f"compile    {'yes' if compile_ok else 'no'}: {compile_why}",
+        f"data cache {data.cache_dir()}",
+    ]
+    for status in data.dataset_status():
+        lines.append(f"data       {status.summary()}")
+    return "\n".join(lines)
