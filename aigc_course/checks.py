@@ -1,0 +1,173 @@
+"""Automatic feedback for the exercises.
+
+Each check runs the learner's function on known cases and prints one clear verdict:
+
+- ``✅ name: passed (4 cases)``
+- ``⏳ name: not implemented yet ...`` while the exercise still raises ``NotImplementedError``
+- ``❌ name: ...`` saying what is wrong (not a tensor, wrong shape, wrong value with expected vs got,
+  an exception, an input changed in place), followed by a hint.
+
+A check never ends in a traceback, and returns ``True`` only when every case passed. With
+``AIGC_CHECKS_STRICT=1`` (the test suite sets it) or ``strict=True`` a wrong answer also raises
+:class:`CheckFailed` after printing, so that a broken *solution* notebook fails its test;
+"not implemented yet" never raises.
+
+In a notebook: ``from aigc_course import checks as check`` then ``check.stable_softmax(stable_softmax)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """Raised after a failed check when ``AIGC_CHECKS_STRICT=1``."""
+
+
+@dataclass
+class Case:
+    """One known input and the answer it must give.
+
+    ``expected`` is a tensor (compared with a tolerance) or a function of the learner's result
+    that returns ``None`` when it is right and a description of the problem otherwise.
+    """
+
+    description: str
+    args: tuple
+    expected: Any
+    hint: str | None = None
+    kwargs: dict = field(default_factory=dict)
+    rtol: float = 1e-5
+    atol: float = 1e-6
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        with torch.no_grad():
+            text = repr(value.detach().cpu())
+    else:
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -> str | None:
+    """``None`` when ``got`` equals ``expected`` within tolerance, else what differs."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.is_floating_point() != expected.is_floating_point():
+        return f"wrong dtype: expected {expected.dtype}, got {got.dtype}"
+    got_cpu = got.detach().cpu().to(expected.dtype)
+    if expected.is_floating_point() and not torch.isfinite(got_cpu).all():
+        return f"the result contains NaN or inf: {_short(got_cpu)}"
+    if not torch.allclose(got_cpu, expected, rtol=rtol, atol=atol):
+        difference = (got_cpu - expected).abs().max().item()
+        return (
+            f"wrong value (largest difference {difference:.3g})\n"
+            f"   expected: {_short(expected)}\n"
+            f"   got:      {_short(got_cpu)}"
+        )
+    return None
+
+
+def _changed_inputs(before: Sequence, after: Sequence) -> bool:
+    return any(
+        isinstance(a, torch.Tensor) and not torch.equal(a, b)
+        for a, b in zip(before, after, strict=True)
+    )
+
+
+def strict_by_default() -> bool:
+    """True when ``AIGC_CHECKS_STRICT`` asks failed checks to raise (the test suite sets it)."""
+    return os.environ.get("AIGC_CHECKS_STRICT", "").strip().lower() in {"1", "true", "yes"}
+
+
+def run_check(
+    name: str, function: Any, cases: Sequence[Case], hint: str, strict: bool | None = None
+) -> bool:
+    """Run ``function`` on every case; print one verdict; ``True`` when all passed.
+
+    ``strict`` (default: ``$AIGC_CHECKS_STRICT``) raises :class:`CheckFailed` after a wrong answer.
+    """
+    strict = strict_by_default() if strict is None else strict
+
+    def _report(message: str, hint: str | None) -> bool:
+        print(f"❌ {name}: {message}")
+        if hint:
+            print(f"   hint: {hint}")
+        if strict:
+            raise CheckFailed(f"{name}: {message}")
+        return False
+
+    if not callable(function):
+        return _report(f"expected a function, got {type(function).__name__}", hint)
+    for case in cases:
+        args = copy.deepcopy(case.args)
+        try:
+            got = function(*args, **case.kwargs)
+        except NotImplementedError:
+            print(
+                f"⏳ {name}: not implemented yet. Replace `raise NotImplementedError` in the "
+                "exercise cell with your code, run that cell, then run this check again."
+            )
+            return False
+        except Exception as error:  # the learner's code may raise anything: report, never crash
+            return _report(
+                f"raised {type(error).__name__}: {error} (on {case.description})",
+                case.hint or hint,
+            )
+        if _changed_inputs(case.args, args):
+            return _report(
+                f"changed its input in place (on {case.description}); return a new tensor",
+                "avoid in-place operations such as `x -= ...` or `x.exp_()` on the arguments",
+            )
+        if callable(case.expected):
+            problem = case.expected(got)
+        else:
+            problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+        if problem is not None:
+            headline, _, details = problem.partition("\n")
+            message = f"{headline} (on {case.description})" + (f"\n{details}" if details else "")
+            return _report(message, case.hint or hint)
+    print(f"✅ {name}: passed ({len(cases)} cases)")
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 00
+# --------------------------------------------------------------------------------------------
+
+
+def _reference_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    shifted = logits - logits.amax(dim=dim, keepdim=True)
+    exponentials = shifted.exp()
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
+    """Check ``function(logits, dim=-1)``: a softmax that does not overflow on large logits."""
+    overflow_hint = (
+        "exp(1000) overflows to inf; softmax(x) = softmax(x - c) for any constant c, so subtract "
+        "the maximum along `dim` first (`x.amax(dim=dim, keepdim=True)`)"
+    )
+    small = torch.tensor([1.0, 2.0, 3.0])
+    batch = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.5, 2.0]])
+    large = torch.tensor([1000.0, 1001.0, 1002.0])
+    very_negative = torch.tensor([-1000.0, -1001.0, -1002.0])
+    cases = [
+        Case("logits [1, 2, 3]", (small,), _reference_softmax(small)),
+        Case("a batch of two rows, dim=-1", (batch,), _reference_softmax(batch)),
+        Case("a batch, dim=0", (batch,), _reference_softmax(batch, dim=0), kwargs={"dim": 0}),
+        Case("large logits [1000, 1001, 1002]", (large,), _reference_softmax(large), overflow_hint),
+        Case("very negative logits", (very_negative,), _reference_softmax(very_negative)),
+    ]
+    hint = "divide exp(x - max) by its sum along `dim`, keeping the dimension (keepdim=True)"
+    return run_check("stable_softmax", function, cases, hint, strict)

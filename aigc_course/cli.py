@@ -1,0 +1,161 @@
+"""The ``aigc-course`` command.
+
+aigc-course doctor                     report the environment; exit 1 with fixes if not ready
+aigc-course data status                where each data set is (nothing is downloaded)
+aigc-course data fetch [NAME ...]      fill the cache ahead of time (default: the required sets)
+aigc-course build-exercises [--check]  make exercises/ from solutions/ (--check: only compare)
+aigc-course execute-notebooks PATH...  run notebooks top to bottom and save their outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from aigc_course import __version__
+
+
+def _repository_root() -> Path:
+    """The course repository: the current folder or one above it holding solutions/."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "solutions").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    raise SystemExit(
+        "error: run this inside the course repository (no folder with solutions/ and "
+        f"pyproject.toml at or above {here})"
+    )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from aigc_course import data, runtime
+
+    try:
+        print(runtime.describe())
+    except runtime.RuntimeConfigError as error:
+        print(f"NOT READY: {error}")
+        return 2
+    missing = [
+        status for status in data.dataset_status() if status.spec.required and not status.ready
+    ]
+    if missing:
+        print("\nNOT READY: required data is missing.")
+        for status in missing:
+            print(f"  - {status.spec.title}: {data.sources.fix_hint(status.spec)}")
+        return 1
+    print("\nREADY: everything the lessons need is here.")
+    return 0
+
+
+def cmd_data_status(args: argparse.Namespace) -> int:
+    from aigc_course import data
+
+    for status in data.dataset_status(args.names or None):
+        print(status.summary())
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from aigc_course import data
+
+    names = args.names or [name for name, spec in data.DATASETS.items() if spec.required]
+    failures = 0
+    for name in names:
+        try:
+            paths = data.fetch(name)
+        except (KeyError, data.DataError) as error:
+            message = error.args[0] if isinstance(error, KeyError) else str(error)
+            print(f"FAILED {name}: {message}", file=sys.stderr)
+            failures += 1
+            continue
+        folders = sorted({str(path.parent) for path in paths})
+        print(f"ok     {name}: {len(paths)} file(s) verified in {', '.join(folders)}")
+    return 1 if failures else 0
+
+
+def cmd_build_exercises(args: argparse.Namespace) -> int:
+    from aigc_course.notebook_tools import SolutionMarkerError, build_exercises
+
+    root = _repository_root()
+    try:
+        report = build_exercises(root, check=args.check)
+    except SolutionMarkerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in report.written:
+        print(f"wrote      {path.relative_to(root)}")
+    for path in report.up_to_date:
+        print(f"up to date {path.relative_to(root)}")
+    for problem in report.out_of_date:
+        print(f"OUT OF SYNC {problem}", file=sys.stderr)
+    if report.out_of_date:
+        if args.check:
+            print("Run `aigc-course build-exercises` to regenerate exercises/.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_execute_notebooks(args: argparse.Namespace) -> int:
+    from aigc_course.notebook_tools import execute_notebook
+
+    if args.profile:
+        os.environ["AIGC_PROFILE"] = args.profile
+    failures = 0
+    for path in args.paths:
+        print(f"running {path} ...", flush=True)
+        try:
+            execute_notebook(Path(path).resolve(), timeout=args.timeout)
+        except Exception as error:  # report every notebook, then fail
+            print(f"FAILED  {path}: {type(error).__name__}: {str(error)[-2000:]}", file=sys.stderr)
+            failures += 1
+        else:
+            print(f"saved   {path}")
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aigc-course", description="Generative AI from the math up: the course's tools."
+    )
+    parser.add_argument("--version", action="version", version=f"aigc-course {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    doctor = commands.add_parser("doctor", help="check the environment and the data")
+    doctor.set_defaults(run=cmd_doctor)
+
+    data_parser = commands.add_parser("data", help="data sets: status, fetch")
+    data_commands = data_parser.add_subparsers(dest="data_command", required=True)
+    status = data_commands.add_parser("status", help="where each data set is (no download)")
+    status.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare, mnist")
+    status.set_defaults(run=cmd_data_status)
+    fetch = data_commands.add_parser("fetch", help="download and verify data into the cache")
+    fetch.add_argument(
+        "names", nargs="*", help="fashion-mnist, tinyshakespeare, mnist (default: the required)"
+    )
+    fetch.set_defaults(run=cmd_data_fetch)
+
+    exercises = commands.add_parser("build-exercises", help="make exercises/ from solutions/")
+    exercises.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of sync"
+    )
+    exercises.set_defaults(run=cmd_build_exercises)
+
+    execute = commands.add_parser(
+        "execute-notebooks", help="run notebooks in fresh kernels and save their outputs"
+    )
+    execute.add_argument("paths", nargs="+", help="notebook files")
+    execute.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="run profile to use")
+    execute.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    execute.set_defaults(run=cmd_execute_notebooks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Tools for the course's notebooks: the Colab set-up cell, badges, exercises, execution.
+
+- :func:`colab_setup_source` is the first code cell of every notebook (checked by the tests).
+- :func:`build_exercises` makes ``exercises/NN_*.ipynb`` from ``solutions/NN_*.ipynb``: code between
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes ``raise NotImplementedError(...)``
+  (the signature and docstring above it stay), outputs are cleared, and the Colab badge is
+  pointed at the exercise's own path.
+- :func:`execute_notebook` runs a lesson top to bottom in a fresh kernel and saves its outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY, REPOSITORY_URL
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+EXERCISE_PLACEHOLDER = 'raise NotImplementedError("Exercise: replace this line with your code.")'
+COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_PREFIX = "https://colab.research.google.com/github/"
+_BADGE_LINK = re.compile(r"https://colab\.research\.google\.com/github/([^)\s]+?\.ipynb)")
+
+
+def colab_badge(path: str) -> str:
+    """The "Open in Colab" badge (markdown) of the notebook at ``path`` (relative to the repo)."""
+    url = f"{COLAB_PREFIX}{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/{path}"
+    return f"[![Open In Colab]({COLAB_BADGE_IMAGE})]({url})"
+
+
+def badge_targets(markdown: str) -> list[str]:
+    """The ``owner/repo/blob/branch/path.ipynb`` part of every Colab link in ``markdown``."""
+    return _BADGE_LINK.findall(markdown)
+
+
+def colab_setup_source() -> str:
+    """The first code cell of every notebook: installs the course in Colab, does nothing elsewhere.
+
+    It is safe to run twice (the clone is skipped when present), and it keeps Colab's own torch
+    and ipywidgets: the course's requirements (``torch>=2.3``, ``ipywidgets>=7.7``) accept them.
+    """
+    return f"""# Set-up: in Google Colab this installs the course (safe to run again); elsewhere it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    REPOSITORY = "{REPOSITORY_URL}"
+    CLONE = "/content/aigc-course"
+    if not os.path.isdir(os.path.join(CLONE, ".git")):
+        clone = ["git", "clone", "--depth", "1", "--branch", "{GITHUB_BRANCH}", REPOSITORY, CLONE]
+        subprocess.run(clone, check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE], check=True)
+    if CLONE not in sys.path:  # new kernels see the editable install; this one needs the path
+        sys.path.insert(0, CLONE)"""
+
+
+# --------------------------------------------------------------------------------------------
+# Exercises from solutions
+# --------------------------------------------------------------------------------------------
+
+
+class SolutionMarkerError(ValueError):
+    """``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers that do not pair up."""
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """Replace every marked solution block of ``source`` with ``raise NotImplementedError(...)``.
+
+    The placeholder takes the indentation of the ``### BEGIN SOLUTION`` line, so it sits in the
+    function body whose signature and docstring come before the marker.
+    """
+    out: list[str] = []
+    inside_from: int | None = None
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker.startswith(BEGIN_SOLUTION):
+            if inside_from is not None:
+                raise SolutionMarkerError(
+                    f"{where}, line {number}: {BEGIN_SOLUTION} inside the block opened at line "
+                    f"{inside_from}; close it with {END_SOLUTION} first"
+                )
+            inside_from = number
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}{EXERCISE_PLACEHOLDER}")
+        elif marker.startswith(END_SOLUTION):
+            if inside_from is None:
+                raise SolutionMarkerError(
+                    f"{where}, line {number}: {END_SOLUTION} without {BEGIN_SOLUTION}"
+                )
+            inside_from = None
+        elif inside_from is None:
+            out.append(line)
+    if inside_from is not None:
+        raise SolutionMarkerError(
+            f"{where}: {BEGIN_SOLUTION} at line {inside_from} is never closed with {END_SOLUTION}"
+        )
+    return "\n".join(out)
+
+
+def make_exercise(solution: nbformat.NotebookNode, solution_path: str, exercise_path: str):
+    """The exercise notebook of ``solution`` (a new notebook; ``solution`` is not changed)."""
+    exercise = nbformat.from_dict(solution)
+    exercise.metadata.pop("widgets", None)
+    solution_link = f"{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/{solution_path}"
+    exercise_link = f"{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/{exercise_path}"
+    for index, cell in enumerate(exercise.cells):
+        if cell.cell_type == "code":
+            cell.source = strip_solutions(cell.source, where=f"{solution_path}, cell {index}")
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+        elif cell.cell_type == "markdown":
+            cell.source = cell.source.replace(solution_link, exercise_link)
+    return exercise
+
+
+def notebook_text(notebook: nbformat.NotebookNode) -> str:
+    """The exact text a notebook is saved as (so that files can be compared byte for byte)."""
+    return nbformat.writes(notebook) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+@dataclass
+class ExerciseReport:
+    """What :func:`build_exercises` wrote, or (with ``check``) found out of date."""
+
+    written: list[Path]
+    out_of_date: list[str]
+    up_to_date: list[Path]
+
+
+def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
+    """Make ``root/exercises/*.ipynb`` from ``root/solutions/*.ipynb``.
+
+    With ``check`` nothing is written: the report lists every exercise that differs from what
+    its solution generates, is missing, or has no solution any more.
+    """
+    solutions_dir, exercises_dir = root / "solutions", root / "exercises"
+    report = ExerciseReport([], [], [])
+    expected_names = set()
+    for solution_file in sorted(solutions_dir.glob("*.ipynb")):
+        expected_names.add(solution_file.name)
+        exercise_file = exercises_dir / solution_file.name
+        solution = nbformat.read(solution_file, as_version=4)
+        text = notebook_text(
+            make_exercise(
+                solution,
+                solution_file.relative_to(root).as_posix(),
+                exercise_file.relative_to(root).as_posix(),
+            )
+        )
+        current = exercise_file.read_text(encoding="utf-8") if exercise_file.exists() else None
+        if current == text:
+            report.up_to_date.append(exercise_file)
+        elif check:
+            state = "missing" if current is None else "differs from its solution"
+            report.out_of_date.append(f"{exercise_file.relative_to(root)}: {state}")
+        else:
+            exercises_dir.mkdir(exist_ok=True)
+            write_atomically(exercise_file, text)
+            report.written.append(exercise_file)
+    for stale in sorted(exercises_dir.glob("*.ipynb")):
+        if stale.name not in expected_names:
+            report.out_of_date.append(
+                f"{stale.relative_to(root)}: has no solutions/{stale.name} (remove it)"
+            )
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Running notebooks
+# --------------------------------------------------------------------------------------------
+
+
+def execute_notebook(path: Path, timeout: int = 1800, kernel_name: str = "python3") -> None:
+    """Run the notebook at ``path`` top to bottom in a fresh kernel and save it with its outputs.
+
+    The kernel starts in the notebook's folder with this process's environment (so
+    ``AIGC_PROFILE`` and friends apply). The file is replaced only after a run without errors.
+    """
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+    )
+    client.execute()
+    write_atomically(path, notebook_text(notebook))
