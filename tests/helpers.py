@@ -1,0 +1,125 @@
+"""Shared test helpers: fixture data sets and a local HTTP server."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from aigc_course.data import Checksum, DataFile, DatasetSpec, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_idx_dataset(folder: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> dict:
+    """Small Fashion-MNIST-shaped IDX files (gzip) in ``folder``; returns name -> array."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": (np.arange(n_train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        write_idx(folder / name, array)
+    return arrays
+
+
+def fixture_spec(
+    name: str, folder: Path, base_urls: tuple[str, ...], system_dirs: tuple[str, ...] = ()
+) -> DatasetSpec:
+    """A data set spec for the ``.gz`` files in ``folder``, with their decompressed sha256."""
+    files = tuple(
+        DataFile(
+            path.name,
+            Checksum("sha256", sha256_of(gzip.decompress(path.read_bytes())), decompressed=True),
+            tuple(f"{base}{path.name}" for base in base_urls),
+        )
+        for path in sorted(folder.glob("*.gz"))
+    )
+    return DatasetSpec(
+        name=name,
+        title=f"Fixture {name}",
+        files=files,
+        system_dirs=system_dirs,
+        system_install="sudo apt-get install dataset-fixture",
+        used_by="tests",
+    )
+
+
+class FileServer:
+    """An HTTP server on 127.0.0.1 serving a folder.
+
+    ``/drop/NAME`` sends NAME's full Content-Length but only half its bytes, then closes the
+    connection (a dropped download). ``/missing/NAME`` answers 404. ``requests`` counts the hits.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep the test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                drop = self.path.startswith("/drop/")
+                name = self.path.removeprefix("/drop/").lstrip("/")
+                path = server.folder / name
+                if self.path.startswith("/missing/") or not path.is_file():
+                    self.send_error(404, "Not Found")
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if drop else body)
+                self.wfile.flush()
+                if drop:
+                    self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port_url() -> str:
+    """A loopback address where nothing listens (connections are refused at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when real data is absent on a developer's machine; in CI (``CI=true``) fail instead."""
+    import os
+
+    import pytest
+
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() in {"1", "true"}:
+        pytest.fail(f"{reason}; .ci/run must provide it")
+    pytest.skip(reason)

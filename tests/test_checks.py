@@ -1,0 +1,85 @@
+"""Every path of an exercise check: passed, not implemented, wrong, exception, strict mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aigc_course import checks
+
+
+def reference(logits, dim=-1):
+    shifted = logits - logits.amax(dim=dim, keepdim=True)
+    return shifted.exp() / shifted.exp().sum(dim=dim, keepdim=True)
+
+
+def literal(logits, dim=-1):
+    return logits.exp() / logits.exp().sum(dim=dim, keepdim=True)
+
+
+def not_implemented(logits, dim=-1):
+    raise NotImplementedError("Exercise: replace this line with your code.")
+
+
+def crashes(logits, dim=-1):
+    raise IndexError("dimension out of range")
+
+
+def wrong_dim(logits, dim=-1):
+    return reference(logits, dim=0) if logits.ndim > 1 else reference(logits)
+
+
+def in_place(logits, dim=-1):
+    logits -= logits.amax(dim=dim, keepdim=True)
+    return logits.exp() / logits.exp().sum(dim=dim, keepdim=True)
+
+
+def as_list(logits, dim=-1):
+    return reference(logits, dim).tolist()
+
+
+def reduces(logits, dim=-1):
+    return reference(logits, dim).sum(dim)
+
+
+@pytest.mark.parametrize(
+    "function, verdict, words",
+    [
+        (reference, "✅", ["passed (5 cases)"]),
+        (not_implemented, "⏳", ["not implemented yet", "raise NotImplementedError"]),
+        (literal, "❌", ["NaN or inf", "large logits", "hint:", "subtract"]),
+        (crashes, "❌", ["raised IndexError: dimension out of range"]),
+        (wrong_dim, "❌", ["wrong value", "expected:", "got:", "largest difference"]),
+        (in_place, "❌", ["changed its input in place"]),
+        (as_list, "❌", ["expected a torch.Tensor, got list"]),
+        (reduces, "❌", ["wrong shape: expected (3,), got ()"]),
+        ("softmax", "❌", ["expected a function, got str"]),
+    ],
+)
+def test_verdicts(capsys, function, verdict, words):
+    passed = checks.stable_softmax(function, strict=False)
+    out = capsys.readouterr().out
+    assert passed is (verdict == "✅")
+    assert out.startswith(f"{verdict} stable_softmax: ")
+    for word in words:
+        assert word in out, (word, out)
+    assert "Traceback" not in out
+
+
+def test_strict_mode_raises_on_wrong_answers_only(capsys, monkeypatch):
+    with pytest.raises(checks.CheckFailed, match="NaN or inf"):
+        checks.stable_softmax(literal, strict=True)
+    assert "❌" in capsys.readouterr().out
+    assert checks.stable_softmax(not_implemented, strict=True) is False
+    monkeypatch.setenv("AIGC_CHECKS_STRICT", "1")
+    with pytest.raises(checks.CheckFailed):
+        checks.stable_softmax(crashes)
+    monkeypatch.setenv("AIGC_CHECKS_STRICT", "0")
+    assert checks.stable_softmax(crashes) is False
+
+
+def test_compare_tensor_tolerances_and_dtypes():
+    expected = torch.tensor([1.0, 2.0])
+    assert checks.compare_tensor(expected + 1e-7, expected, 1e-5, 1e-6) is None
+    assert "wrong value" in checks.compare_tensor(expected + 1e-2, expected, 1e-5, 1e-6)
+    assert "wrong dtype" in checks.compare_tensor(torch.tensor([1, 2]), expected, 1e-5, 1e-6)

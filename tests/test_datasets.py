@@ -1,0 +1,93 @@
+"""Image data sets, the train/validation split, Tiny Shakespeare and the character tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aigc_course import data
+from aigc_course.data import sources
+from tests.helpers import require, closed_port_url, fixture_spec, make_idx_dataset
+
+
+@pytest.fixture
+def fixture_fashion(tmp_path, monkeypatch):
+    """A small Fashion-MNIST-shaped data set standing in for the real one."""
+    folder = tmp_path / "cache" / "fashion-mnist"
+    arrays = make_idx_dataset(folder, n_train=120, n_test=40)
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "cache"))
+    spec = fixture_spec("fashion-mnist", folder, (closed_port_url(),))
+    monkeypatch.setitem(sources.DATASETS, "fashion-mnist", spec)
+    return arrays
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    train, val = data.train_val_split(1000, 100, seed=3)
+    train_again, val_again = data.train_val_split(1000, 100, seed=3)
+    torch.manual_seed(12345)  # the global random state must not matter
+    assert torch.equal(train, train_again) and torch.equal(val, val_again)
+    assert len(val) == 100 and len(train) == 900
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(1000))
+    _, other_val = data.train_val_split(1000, 100, seed=4)
+    assert not torch.equal(val, other_val)
+    with pytest.raises(ValueError, match="val_size"):
+        data.train_val_split(10, 10)
+
+
+def test_image_dataset_splits_and_scaling(fixture_fashion):
+    train = data.load_fashion_mnist("train", val_size=20)
+    val = data.load_fashion_mnist("val", val_size=20)
+    test = data.load_fashion_mnist("test")
+    assert (len(train), len(val), len(test)) == (100, 20, 40)
+    image, label = train[0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert 0.0 <= train.images.min() and train.images.max() <= 1.0
+    assert label.dtype == torch.int64
+    raw = torch.from_numpy(fixture_fashion["t10k-images-idx3-ubyte.gz"])
+    torch.testing.assert_close(test.images[:, 0], raw.float() / 255)
+    train_and_val = torch.cat([train.images, val.images]).flatten(1)
+    all_train = torch.from_numpy(fixture_fashion["train-images-idx3-ubyte.gz"]).float().flatten(1) / 255
+    assert sorted(map(tuple, train_and_val.tolist())) == sorted(map(tuple, all_train.tolist()))
+    assert len(data.load_fashion_mnist("test", limit=7)) == 7
+    with pytest.raises(ValueError, match="split must be"):
+        data.load_fashion_mnist("validation")
+
+
+def test_real_fashion_mnist(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "empty-cache"))
+    available = all(s.ready for s in data.dataset_status(["fashion-mnist"]))
+    require(available, "Fashion-MNIST is not available on this machine")
+    test = data.load_fashion_mnist("test")
+    assert len(test) == 10_000
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert test.classes[9] == "Ankle boot"
+
+
+def test_tiny_shakespeare_and_tokenizer():
+    available = all(s.ready for s in data.dataset_status(["tinyshakespeare"]))
+    require(available, "Tiny Shakespeare is not available (set AIGC_DATA_PATH)")
+    text = data.load_tiny_shakespeare()
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:")
+    tokenizer = data.CharTokenizer.from_text(text)
+    assert tokenizer.vocab_size == 65
+    assert tokenizer.decode(tokenizer.encode(text[:5000])) == text[:5000]
+
+
+def test_tokenizer_round_trip_save_load_and_errors(tmp_path):
+    tokenizer = data.CharTokenizer.from_text("to be, or not to be")
+    assert tokenizer.vocabulary == tuple(sorted(set("to be, or not to be")))
+    ids = tokenizer.encode("not to be")
+    assert tokenizer.decode(ids) == "not to be"
+    assert tokenizer.decode(torch.tensor(ids)) == "not to be"
+    path = tokenizer.save(tmp_path / "model" / "tokenizer.json")
+    assert data.CharTokenizer.load(path) == tokenizer
+    assert [p.name for p in path.parent.iterdir()] == ["tokenizer.json"]
+    with pytest.raises(ValueError, match=r"\['Z', 'q'\] are not in this tokenizer"):
+        tokenizer.encode("qZ")
+    with pytest.raises(ValueError, match="outside"):
+        tokenizer.decode([tokenizer.vocab_size])
+    with pytest.raises(ValueError, match="not a saved CharTokenizer"):
+        data.CharTokenizer.from_dict({"vocabulary": ["a"]})
+    with pytest.raises(ValueError, match="repeated"):
+        data.CharTokenizer("aa")
