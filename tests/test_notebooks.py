@@ -1,0 +1,116 @@
+"""Notebook conventions, the Colab set-up cell, and the exercise notebooks run top to bottom.
+
+(The lessons in notebooks/ and the solutions in solutions/ are run by nbval: ``pytest`` collects
+them directly, see ``[tool.pytest.ini_options]`` in pyproject.toml.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import types
+
+import nbformat
+import pytest
+
+from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY
+from aigc_course.notebook_tools import badge_targets, colab_setup_source
+from tests.helpers import ROOT
+
+FOLDERS = ("notebooks", "solutions", "exercises")
+NOTEBOOKS = sorted(path for folder in FOLDERS for path in (ROOT / folder).glob("*.ipynb"))
+IDS = [path.relative_to(ROOT).as_posix() for path in NOTEBOOKS]
+NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def test_every_lesson_has_a_solution_and_an_exercise():
+    lessons = {path.name for path in (ROOT / "notebooks").glob("*.ipynb")}
+    assert lessons, "no lessons found"
+    assert {p.name for p in (ROOT / "solutions").glob("*.ipynb")} == lessons
+    assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == lessons
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_conventions(path):
+    notebook = read(path)
+    own_path = path.relative_to(ROOT).as_posix()
+    nbformat.validate(notebook)
+    assert NAME.match(path.name), "notebooks are named NN_topic.ipynb"
+    assert notebook.metadata.kernelspec.name == "python3", "a kernelspec avoids JupyterLab's dialog"
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert badge_targets(first.source) == [f"{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/{own_path}"]
+    assert "**Time:**" in first.source
+    assert code_cells(notebook)[0].source == colab_setup_source()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_lessons_are_committed_with_the_outputs_of_a_full_run(path):
+    cells = code_cells(read(path))
+    counts = [cell.execution_count for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), "run it with `aigc-course execute-notebooks`"
+    errors = [o for cell in cells for o in cell.outputs if o.output_type == "error"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_exercises_are_committed_without_outputs(path):
+    assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(read(path)))
+
+
+def run_setup_cell(monkeypatch, clone_exists: bool) -> list[list[str]]:
+    """Execute the set-up cell with ``subprocess.run`` recorded instead of run."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda command, check: commands.append(command))
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(
+        os.path, "isdir", lambda p: clone_exists if p.startswith("/content/") else real_isdir(p)
+    )
+    exec(colab_setup_source(), {})
+    return commands
+
+
+def test_setup_cell_does_nothing_outside_colab(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    path_before = list(sys.path)
+    assert run_setup_cell(monkeypatch, clone_exists=False) == []
+    assert sys.path == path_before
+
+
+def test_setup_cell_in_simulated_colab_clones_once_and_installs(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    first = run_setup_cell(monkeypatch, clone_exists=False)
+    assert first[0][:2] == ["git", "clone"] and f"https://github.com/{GITHUB_REPOSITORY}" in first[0]
+    assert first[1] == [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/aigc-course"]
+    assert "/content/aigc-course" in sys.path
+    again = run_setup_cell(monkeypatch, clone_exists=True)
+    assert [command[:2] for command in again] == [[sys.executable, "-m"]], "no second clone"
+    assert sys.path.count("/content/aigc-course") == 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_exercise_notebook_runs_and_every_check_says_not_implemented(path):
+    from nbclient import NotebookClient
+
+    notebook = read(path)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    check_cells = [cell for cell in code_cells(notebook) if re.search(r"^check\.\w+\(", cell.source, re.M)]
+    assert check_cells, "an exercise notebook has at least one check"
+    for cell in check_cells:
+        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        assert "⏳" in text and "not implemented yet" in text, cell.source
+    errors = [o for cell in code_cells(notebook) for o in cell.outputs if o.output_type == "error"]
+    assert errors == [], "an unfinished exercise must not crash the notebook"
