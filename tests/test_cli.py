@@ -50,7 +50,10 @@ def test_doctor_without_fashion_mnist_fails_with_the_fix(no_data, capsys):
     assert "NOT READY: required data is missing." in out
     assert "Fashion-MNIST: on a machine with internet: aigc-course data fetch fashion-mnist" in out
     assert "sudo apt-get install dataset-fashion-mnist" in out
-    assert "Tiny Shakespeare: on a machine with internet: aigc-course data fetch tinyshakespeare" in out
+    assert (
+        "Tiny Shakespeare: on a machine with internet: aigc-course data fetch tinyshakespeare"
+        in out
+    )
 
 
 def test_doctor_reports_a_bad_device_setting(monkeypatch, capsys):
@@ -73,11 +76,16 @@ def test_data_fetch_fills_the_cache_from_a_server(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("AIGC_OFFLINE", raising=False)
     with FileServer(served) as server:
-        monkeypatch.setitem(sources.DATASETS, "fixture", fixture_spec("fixture", served, (server.url,)))
+        monkeypatch.setitem(
+            sources.DATASETS, "fixture", fixture_spec("fixture", served, (server.url,))
+        )
         assert cli.main(["data", "status", "fixture"]) == 0
         assert "missing" in capsys.readouterr().out
         assert cli.main(["data", "fetch", "fixture"]) == 0
-    assert f"ok     fixture: 4 file(s) verified in {tmp_path / 'cache' / 'fixture'}" in capsys.readouterr().out
+    assert (
+        f"ok     fixture: 4 file(s) verified in {tmp_path / 'cache' / 'fixture'}"
+        in capsys.readouterr().out
+    )
     assert sorted(path.name for path in (tmp_path / "cache" / "fixture").iterdir()) == sorted(
         path.name for path in served.iterdir()
     )

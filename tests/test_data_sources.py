@@ -17,7 +17,14 @@ from aigc_course.data.sources import (
     find_local,
     locate,
 )
-from tests.helpers import require, FileServer, closed_port_url, fixture_spec, make_idx_dataset, sha256_of
+from tests.helpers import (
+    FileServer,
+    closed_port_url,
+    fixture_spec,
+    make_idx_dataset,
+    require,
+    sha256_of,
+)
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 

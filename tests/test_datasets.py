@@ -7,7 +7,7 @@ import torch
 
 from aigc_course import data
 from aigc_course.data import sources
-from tests.helpers import require, closed_port_url, fixture_spec, make_idx_dataset
+from tests.helpers import closed_port_url, fixture_spec, make_idx_dataset, require
 
 
 @pytest.fixture
@@ -47,7 +47,9 @@ def test_image_dataset_splits_and_scaling(fixture_fashion):
     raw = torch.from_numpy(fixture_fashion["t10k-images-idx3-ubyte.gz"])
     torch.testing.assert_close(test.images[:, 0], raw.float() / 255)
     train_and_val = torch.cat([train.images, val.images]).flatten(1)
-    all_train = torch.from_numpy(fixture_fashion["train-images-idx3-ubyte.gz"]).float().flatten(1) / 255
+    all_train = (
+        torch.from_numpy(fixture_fashion["train-images-idx3-ubyte.gz"]).float().flatten(1) / 255
+    )
     assert sorted(map(tuple, train_and_val.tolist())) == sorted(map(tuple, all_train.tolist()))
     assert len(data.load_fashion_mnist("test", limit=7)) == 7
     with pytest.raises(ValueError, match="split must be"):

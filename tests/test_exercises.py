@@ -99,7 +99,9 @@ def test_cli_check_passes_then_fails_after_a_solution_is_edited(tmp_path, monkey
     notebook.cells.append(new_markdown_cell("A new paragraph in the solution."))
     nbformat.write(notebook, path)
     assert cli.main(["build-exercises", "--check"]) == 1
-    assert "OUT OF SYNC exercises/00_setup.ipynb: differs from its solution" in capsys.readouterr().err
+    assert (
+        "OUT OF SYNC exercises/00_setup.ipynb: differs from its solution" in capsys.readouterr().err
+    )
 
     assert cli.main(["build-exercises"]) == 0  # regenerate
     assert cli.main(["build-exercises", "--check"]) == 0

@@ -91,7 +91,9 @@ def test_setup_cell_in_simulated_colab_clones_once_and_installs(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(sys, "path", list(sys.path))
     first = run_setup_cell(monkeypatch, clone_exists=False)
-    assert first[0][:2] == ["git", "clone"] and f"https://github.com/{GITHUB_REPOSITORY}" in first[0]
+    assert (
+        first[0][:2] == ["git", "clone"] and f"https://github.com/{GITHUB_REPOSITORY}" in first[0]
+    )
     assert first[1] == [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/aigc-course"]
     assert "/content/aigc-course" in sys.path
     again = run_setup_cell(monkeypatch, clone_exists=True)
@@ -105,9 +107,14 @@ def test_exercise_notebook_runs_and_every_check_says_not_implemented(path):
 
     notebook = read(path)
     NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     ).execute()
-    check_cells = [cell for cell in code_cells(notebook) if re.search(r"^check\.\w+\(", cell.source, re.M)]
+    check_cells = [
+        cell for cell in code_cells(notebook) if re.search(r"^check\.\w+\(", cell.source, re.M)
+    ]
     assert check_cells, "an exercise notebook has at least one check"
     for cell in check_cells:
         text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
