@@ -105,7 +105,9 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
-def make_exercise(solution: nbformat.NotebookNode, solution_path: str, exercise_path: str):
+def make_exercise(
+    solution: nbformat.NotebookNode, solution_path: str, exercise_path: str
+) -> nbformat.NotebookNode:
     """The exercise notebook of ``solution`` (a new notebook; ``solution`` is not changed)."""
     exercise = nbformat.from_dict(solution)
     exercise.metadata.pop("widgets", None)

@@ -263,6 +263,18 @@ def device_summary(device: torch.device) -> str:
     return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads for torch)"
 
 
+def _package_versions() -> str:
+    from importlib import metadata
+
+    versions = []
+    for name in ("numpy", "matplotlib", "ipywidgets", "tqdm", "safetensors"):
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} MISSING (pip install {name})")
+    return ", ".join(versions)
+
+
 def describe() -> str:
     """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
     from aigc_course import data  # local import: data does not need runtime, and vice versa
@@ -275,6 +287,7 @@ def describe() -> str:
         f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
         + (" (Google Colab)" if in_colab() else ""),
         f"PyTorch    {torch.__version__}",
+        f"packages   {_package_versions()}",
         f"device     {device_summary(device)}",
         f"profile    {profile.name} ({profile.source}): {profile.description}",
         f"precision  {precision.name}"

@@ -176,6 +176,8 @@ def test_corrupt_cache_file_is_reported_and_never_used(tmp_path, cache, monkeypa
     lookup = find_local(spec, data_file)
     assert lookup.path == system / data_file.name
     assert "corrupt, not used" in str(lookup.attempts[0])
+    with pytest.warns(UserWarning, match="corrupt, not used.*Delete that file"):
+        assert locate(spec, data_file.name) == system / data_file.name
     # Without the system copy the data set is not ready, and the status names the corrupt file.
     monkeypatch.setitem(sources.DATASETS, "fixture", dataclasses.replace(spec, system_dirs=()))
     (status,) = sources.dataset_status(["fixture"])

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,7 +322,7 @@ def download(
         os.replace(temporary, destination)
     except DownloadError:
         raise
-    except (OSError, urllib.error.URLError, ValueError) as error:
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
         raise DownloadError(f"{url}: {_describe_error(error)}") from error
     finally:
         temporary.unlink(missing_ok=True)
@@ -373,9 +375,15 @@ def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
     """A verified local path to one file of ``spec``, downloading it into the cache if needed."""
     data_file = spec.file(file_name)
     lookup = find_local(spec, data_file)
+    attempts = lookup.attempts
+    for attempt in attempts:
+        if attempt.outcome.startswith("corrupt"):
+            warnings.warn(
+                f"{attempt}. Delete that file; `aigc-course data fetch {spec.name}` replaces it.",
+                stacklevel=2,
+            )
     if lookup.path is not None:
         return lookup.path
-    attempts = lookup.attempts
     if offline():
         attempts.append(Attempt("download", "skipped (AIGC_OFFLINE is set)"))
     else:
