@@ -160,7 +160,7 @@ FASHION_MNIST = DatasetSpec(
         },
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
-    system_install="sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu)",
+    system_install="on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
     used_by="lessons 06, 07, 10, 11",
 )
 
