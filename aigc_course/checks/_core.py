@@ -1,25 +1,13 @@
-"""Automatic feedback for the exercises.
+"""The machinery of the exercise checks: cases, comparison, verdicts.
 
-Each check runs the learner's function on known cases and prints one clear verdict:
-
-- ``✅ name: passed (4 cases)``
-- ``⏳ name: not implemented yet ...`` while the exercise still raises ``NotImplementedError``
-- ``❌ name: ...`` saying what is wrong (not a tensor, wrong shape, wrong value with expected vs got,
-  an exception, an input changed in place), followed by a hint.
-
-A check never ends in a traceback, and returns ``True`` only when every case passed. With
-``AIGC_CHECKS_STRICT=1`` (the test suite sets it) or ``strict=True`` a wrong answer also raises
-:class:`CheckFailed` after printing, so that a broken *solution* notebook fails its test;
-"not implemented yet" never raises.
-
-In a notebook: ``from aigc_course import checks as check`` then ``check.stable_softmax(stable_softmax)``.
+See the package docstring for what a learner sees.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,35 +127,3 @@ def run_check(
             return _report(message, case.hint or hint)
     print(f"✅ {name}: passed ({len(cases)} cases)")
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# Lesson 00
-# --------------------------------------------------------------------------------------------
-
-
-def _reference_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    shifted = logits - logits.amax(dim=dim, keepdim=True)
-    exponentials = shifted.exp()
-    return exponentials / exponentials.sum(dim=dim, keepdim=True)
-
-
-def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(logits, dim=-1)``: a softmax that does not overflow on large logits."""
-    overflow_hint = (
-        "exp(1000) overflows to inf; softmax(x) = softmax(x - c) for any constant c, so subtract "
-        "the maximum along `dim` first (`x.amax(dim=dim, keepdim=True)`)"
-    )
-    small = torch.tensor([1.0, 2.0, 3.0])
-    batch = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.5, 2.0]])
-    large = torch.tensor([1000.0, 1001.0, 1002.0])
-    very_negative = torch.tensor([-1000.0, -1001.0, -1002.0])
-    cases = [
-        Case("logits [1, 2, 3]", (small,), _reference_softmax(small)),
-        Case("a batch of two rows, dim=-1", (batch,), _reference_softmax(batch)),
-        Case("a batch, dim=0", (batch,), _reference_softmax(batch, dim=0), kwargs={"dim": 0}),
-        Case("large logits [1000, 1001, 1002]", (large,), _reference_softmax(large), overflow_hint),
-        Case("very negative logits", (very_negative,), _reference_softmax(very_negative)),
-    ]
-    hint = "divide exp(x - max) by its sum along `dim`, keeping the dimension (keepdim=True)"
-    return run_check("stable_softmax", function, cases, hint, strict)

@@ -1,0 +1,19 @@
+"""Automatic feedback for the exercises: ``from aigc_course import checks as check``.
+
+Each check runs the learner's function on known cases and prints one clear verdict:
+
+- ``✅ name: passed (4 cases)``
+- ``⏳ name: not implemented yet ...`` while the exercise still raises ``NotImplementedError``
+- ``❌ name: ...`` saying what is wrong (not a tensor, wrong shape, wrong value with expected vs got,
+  an exception, an input changed in place), followed by a hint.
+
+A check never ends in a traceback, and returns ``True`` only when every case passed. With
+``AIGC_CHECKS_STRICT=1`` (the test suite sets it) or ``strict=True`` a wrong answer also raises
+:class:`CheckFailed` after printing, so that a broken *solution* notebook fails its test;
+"not implemented yet" never raises. The checks of each lesson live in ``lessonNN.py``.
+"""
+
+from aigc_course.checks._core import Case, CheckFailed, compare_tensor, run_check
+from aigc_course.checks.lesson00 import stable_softmax
+
+__all__ = ["Case", "CheckFailed", "compare_tensor", "run_check", "stable_softmax"]
