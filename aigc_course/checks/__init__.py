@@ -15,5 +15,16 @@ A check never ends in a traceback, and returns ``True`` only when every case pas
 
 from aigc_course.checks._core import Case, CheckFailed, compare_tensor, run_check
 from aigc_course.checks.lesson00 import stable_softmax
+from aigc_course.checks.lesson01 import entropy, kl_categorical, kl_gaussians, monte_carlo_kl
 
-__all__ = ["Case", "CheckFailed", "compare_tensor", "run_check", "stable_softmax"]
+__all__ = [
+    "Case",
+    "CheckFailed",
+    "compare_tensor",
+    "entropy",
+    "kl_categorical",
+    "kl_gaussians",
+    "monte_carlo_kl",
+    "run_check",
+    "stable_softmax",
+]
