@@ -16,8 +16,18 @@ A check never ends in a traceback, and returns ``True`` only when every case pas
 from aigc_course.checks._core import Case, CheckFailed, compare_tensor, run_check
 from aigc_course.checks.lesson00 import stable_softmax
 from aigc_course.checks.lesson01 import entropy, kl_categorical, kl_gaussians, monte_carlo_kl
+from aigc_course.checks.lesson02 import (
+    average_nll,
+    bigram_counts,
+    bigram_probabilities,
+    gaussian_mle,
+)
 
 __all__ = [
+    "average_nll",
+    "bigram_counts",
+    "bigram_probabilities",
+    "gaussian_mle",
     "Case",
     "CheckFailed",
     "compare_tensor",

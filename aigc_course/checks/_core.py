@@ -125,5 +125,5 @@ def run_check(
             headline, _, details = problem.partition("\n")
             message = f"{headline} (on {case.description})" + (f"\n{details}" if details else "")
             return _report(message, case.hint or hint)
-    print(f"✅ {name}: passed ({len(cases)} cases)")
+    print(f"✅ {name}: passed ({len(cases)} case{'' if len(cases) == 1 else 's'})")
     return True

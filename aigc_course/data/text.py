@@ -106,3 +106,19 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+def train_val_ids(
+    text: str, tokenizer: CharTokenizer, train_fraction: float = 0.9
+) -> tuple[list[int], list[int]]:
+    """Encode ``text`` and split it into a first part for training and the rest for validation.
+
+    The split is contiguous (the first 90% of the text trains, the last 10% validates), so no
+    validation character is ever seen inside a training context: the language-model lessons
+    (02, 08, 09) all use this split.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be strictly between 0 and 1, got {train_fraction}")
+    ids = tokenizer.encode(text)
+    cut = int(train_fraction * len(ids))
+    return ids[:cut], ids[cut:]
