@@ -22,19 +22,34 @@ from aigc_course.checks.lesson02 import (
     bigram_probabilities,
     gaussian_mle,
 )
+from aigc_course.checks.lesson03 import (
+    discriminator_loss,
+    generator_loss_non_saturating,
+    jensen_shannon,
+    optimal_discriminator,
+)
 
 __all__ = [
-    "average_nll",
-    "bigram_counts",
-    "bigram_probabilities",
-    "gaussian_mle",
+    # the machinery
     "Case",
     "CheckFailed",
     "compare_tensor",
+    "run_check",
+    # lesson 00
+    "stable_softmax",
+    # lesson 01
     "entropy",
     "kl_categorical",
     "kl_gaussians",
     "monte_carlo_kl",
-    "run_check",
-    "stable_softmax",
+    # lesson 02
+    "average_nll",
+    "bigram_counts",
+    "bigram_probabilities",
+    "gaussian_mle",
+    # lesson 03
+    "discriminator_loss",
+    "generator_loss_non_saturating",
+    "jensen_shannon",
+    "optimal_discriminator",
 ]
