@@ -83,3 +83,22 @@ def test_compare_tensor_tolerances_and_dtypes():
     assert checks.compare_tensor(expected + 1e-7, expected, 1e-5, 1e-6) is None
     assert "wrong value" in checks.compare_tensor(expected + 1e-2, expected, 1e-5, 1e-6)
     assert "wrong dtype" in checks.compare_tensor(torch.tensor([1, 2]), expected, 1e-5, 1e-6)
+
+
+def test_a_result_the_check_cannot_compare_is_reported_not_raised(capsys):
+    def expected(got):
+        return got.no_such_attribute  # the comparison itself fails on this result
+
+    case = checks.Case("anything", (1,), expected)
+    assert checks.run_check("demo", lambda x: x, [case], "hint", strict=False) is False
+    out = capsys.readouterr().out
+    assert "returned something the check cannot compare (AttributeError" in out
+    assert "Traceback" not in out
+
+
+def test_boolean_results_are_compared_exactly():
+    mask = torch.ones(3, 3, dtype=torch.bool).tril()
+    assert checks.compare_tensor(mask.clone(), mask, 0, 0) is None
+    wrong = mask.clone()
+    wrong[0, 1] = True
+    assert "1 of 9 entries differ" in checks.compare_tensor(wrong, mask, 0, 0)

@@ -28,6 +28,12 @@ from aigc_course.checks.lesson03 import (
     jensen_shannon,
     optimal_discriminator,
 )
+from aigc_course.checks.lesson04 import (
+    causal_mask,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+)
 
 __all__ = [
     # the machinery
@@ -52,4 +58,9 @@ __all__ = [
     "generator_loss_non_saturating",
     "jensen_shannon",
     "optimal_discriminator",
+    # lesson 04
+    "causal_mask",
+    "merge_heads",
+    "scaled_dot_product_attention",
+    "split_heads",
 ]

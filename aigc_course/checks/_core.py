@@ -56,6 +56,15 @@ def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -
     got_cpu = got.detach().cpu().to(expected.dtype)
     if expected.is_floating_point() and not torch.isfinite(got_cpu).all():
         return f"the result contains NaN or inf: {_short(got_cpu)}"
+    if not expected.is_floating_point():
+        if not torch.equal(got_cpu, expected):
+            wrong = (got_cpu != expected).sum().item()
+            return (
+                f"wrong value ({wrong} of {expected.numel()} entries differ)\n"
+                f"   expected: {_short(expected)}\n"
+                f"   got:      {_short(got_cpu)}"
+            )
+        return None
     if not torch.allclose(got_cpu, expected, rtol=rtol, atol=atol):
         difference = (got_cpu - expected).abs().max().item()
         return (
@@ -117,10 +126,15 @@ def run_check(
                 f"changed its input in place (on {case.description}); return a new tensor",
                 "avoid in-place operations such as `x -= ...` or `x.exp_()` on the arguments",
             )
-        if callable(case.expected):
-            problem = case.expected(got)
-        else:
-            problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+        try:
+            if callable(case.expected):
+                problem = case.expected(got)
+            else:
+                problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+        except Exception as error:  # a result so unexpected that comparing it fails
+            problem = (
+                f"returned something the check cannot compare ({type(error).__name__}: {error})"
+            )
         if problem is not None:
             headline, _, details = problem.partition("\n")
             message = f"{headline} (on {case.description})" + (f"\n{details}" if details else "")

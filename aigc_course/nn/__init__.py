@@ -1,0 +1,1 @@
+"""Neural-network building blocks the course builds from scratch (attention, ...)."""
