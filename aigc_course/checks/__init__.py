@@ -34,6 +34,12 @@ from aigc_course.checks.lesson04 import (
     scaled_dot_product_attention,
     split_heads,
 )
+from aigc_course.checks.lesson05 import (
+    gaussian_elbo,
+    kl_to_standard_normal,
+    reparameterised_sample,
+    score_function_estimate,
+)
 
 __all__ = [
     # the machinery
@@ -63,4 +69,9 @@ __all__ = [
     "merge_heads",
     "scaled_dot_product_attention",
     "split_heads",
+    # lesson 05
+    "gaussian_elbo",
+    "kl_to_standard_normal",
+    "reparameterised_sample",
+    "score_function_estimate",
 ]
