@@ -115,6 +115,68 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _summary(title: str, rows: dict[str, object]) -> None:
+    print(title)
+    width = max(len(name) for name in rows)
+    for name, value in rows.items():
+        shown = f"{value:,.4f}" if isinstance(value, float) else str(value)
+        print(f"  {name:{width}s}  {shown}")
+
+
+def cmd_train_vae(args: argparse.Namespace) -> int:
+    from aigc_course import checkpoints, runtime
+    from aigc_course.data import DataError
+    from aigc_course.trainers import vae as trainer
+    from aigc_course.training import NonFiniteLossError
+
+    profile = runtime.get_profile(args.profile)
+    recipe = trainer.recipe(
+        profile,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        beta=args.beta,
+        latent_dim=args.latent_dim,
+    )
+    command = (
+        "aigc-course " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["train"]
+        else "aigc-course train vae"
+    )
+    device = runtime.get_device()
+    print(
+        f"training the VAE: profile {profile}, device {device}, {recipe.train.steps} steps of {recipe.batch_size}"
+    )
+    try:
+        run = trainer.train_vae(recipe, device=device, progress=not args.quiet)
+    except (NonFiniteLossError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.pretrained:
+        path = checkpoints.PRETRAINED_DIR / f"{trainer.PRETRAINED_NAME}.safetensors"
+    else:
+        path = Path(args.out) / "vae.safetensors"
+    digest = trainer.save_run(run, path, command)
+    if args.pretrained:
+        checkpoints.register_pretrained(trainer.PRETRAINED_NAME, path.name, command, run.metrics)
+    m = run.metrics
+    _summary(
+        "VAE trained:",
+        {
+            "steps": recipe.train.steps,
+            "images/s": m["images_per_second"],
+            "train time [s]": m["train_seconds"],
+            "test -ELBO [nats]": m["test_neg_elbo"],
+            "  reconstruction": m["test_reconstruction"],
+            "  KL": m["test_kl"],
+            f"test IWAE NLL, k={m['iwae_k']} [nats]": m["test_iwae_nll"],
+            "  [bits/dim]": m["test_iwae_bits_per_dim"],
+            "checkpoint": path,
+            "sha256": digest,
+        },
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-course", description="Generative AI from the math up: the course's tools."
@@ -149,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="run profile to use")
     execute.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     execute.set_defaults(run=cmd_execute_notebooks)
+
+    train_parser = commands.add_parser("train", help="train a model of the course")
+    models = train_parser.add_subparsers(dest="model", required=True)
+    vae = models.add_parser("vae", help="the lesson-06 VAE on Fashion-MNIST")
+    vae.add_argument(
+        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
+    )
+    vae.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    vae.add_argument("--batch-size", type=int, help="images per step (default: the profile's)")
+    vae.add_argument("--beta", type=float, help="weight of the KL term (default 1: the ELBO)")
+    vae.add_argument("--latent-dim", type=int, help="size of z (default 16)")
+    vae.add_argument(
+        "--out", default=str(Path("data") / "checkpoints" / "vae"), help="output folder"
+    )
+    vae.add_argument(
+        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
+    )
+    vae.add_argument("--quiet", action="store_true", help="no progress bar")
+    vae.set_defaults(run=cmd_train_vae)
     return parser
 
 

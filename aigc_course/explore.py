@@ -38,3 +38,50 @@ def sentence_attention(
     scale = None if scaled else 1.0
     _, weights = attention(x[None], x[None], x[None], is_causal=causal, scale=scale)
     return words, weights[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 06: looking inside a VAE
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def decode_latent(model, z: list[float] | torch.Tensor) -> torch.Tensor:
+    """The image ``(28, 28)`` (pixel probabilities) that a VAE decodes from one code ``z``."""
+    device = next(model.parameters()).device
+    z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, -1)
+    return torch.sigmoid(model.decode(z))[0, 0].cpu()
+
+
+@torch.no_grad()
+def latent_grid(model, n: int = 15, span: float = 2.5) -> torch.Tensor:
+    """A 2-D latent model's decoded manifold: an ``(n * 28, n * 28)`` image of the grid
+    z in [-span, span]^2 (first coordinate left to right, second bottom to top)."""
+    values = torch.linspace(-span, span, n)
+    rows = [
+        torch.cat([decode_latent(model, [x, y]) for x in values], dim=1) for y in values.flip(0)
+    ]
+    return torch.cat(rows, dim=0)
+
+
+@torch.no_grad()
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Images decoded along the straight line between the posterior means of two images:
+    ``(steps, 28, 28)``, starting at ``x_a`` and ending at ``x_b``."""
+    device = next(model.parameters()).device
+    mean, _ = model.encode(torch.stack([x_a, x_b]).to(device))
+    weights = torch.linspace(0, 1, steps, device=device)[:, None]
+    z = (1 - weights) * mean[0] + weights * mean[1]
+    return torch.sigmoid(model.decode(z))[:, 0].cpu()
+
+
+@torch.no_grad()
+def active_units(model, x: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many latent dimensions the encoder uses: Var over x of E[z_j | x] above ``threshold``.
+
+    A dimension whose posterior mean is the same for every image carries no information about x;
+    when most are like that, the posterior has *collapsed* onto the prior.
+    """
+    device = next(model.parameters()).device
+    mean, _ = model.encode(x.to(device))
+    return int((mean.var(dim=0) > threshold).sum().item())

@@ -35,3 +35,26 @@ def test_forward_reverse_fits_is_the_lesson_01_slider_function():
     fits = divergences.forward_reverse_fits(separation=5.0, weight=0.3)
     assert fits.reverse[0] > 0, "the heavier mode (weight 0.7) is on the right"
     assert fits.forward[1] > fits.reverse[1]
+
+
+def test_vae_latent_helpers():
+    from aigc_course.models.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(latent_dim=2, channels=(4, 8), hidden=16)).eval()
+    image = explore.decode_latent(model, [0.5, -1.0])
+    assert image.shape == (28, 28) and 0 <= image.min() and image.max() <= 1
+    with torch.no_grad():
+        expected = torch.sigmoid(model.decode(torch.tensor([[0.5, -1.0]])))[0, 0]
+    torch.testing.assert_close(image, expected)
+    grid = explore.latent_grid(model, n=3, span=1.0)
+    assert grid.shape == (84, 84)
+    torch.testing.assert_close(
+        grid[56:, :28], explore.decode_latent(model, [-1.0, -1.0])
+    )  # bottom left
+    x = torch.rand(2, 1, 28, 28)
+    path = explore.interpolate(model, x[0], x[1], steps=5)
+    assert path.shape == (5, 28, 28)
+    torch.testing.assert_close(path[0], model.reconstruct(x[:1])[0, 0])
+    torch.testing.assert_close(path[-1], model.reconstruct(x[1:])[0, 0])
+    assert 0 <= explore.active_units(model, torch.rand(16, 1, 28, 28)) <= 2

@@ -40,6 +40,12 @@ from aigc_course.checks.lesson05 import (
     reparameterised_sample,
     score_function_estimate,
 )
+from aigc_course.checks.lesson06 import (
+    encoder_decoder_shapes,
+    iwae_bound,
+    negative_elbo,
+    reparameterise,
+)
 
 __all__ = [
     # the machinery
@@ -74,4 +80,9 @@ __all__ = [
     "kl_to_standard_normal",
     "reparameterised_sample",
     "score_function_estimate",
+    # lesson 06
+    "encoder_decoder_shapes",
+    "iwae_bound",
+    "negative_elbo",
+    "reparameterise",
 ]

@@ -1,0 +1,163 @@
+"""Checkpoints: weights in safetensors, with the config and metrics beside them, written atomically.
+
+A checkpoint is one ``.safetensors`` file: the tensors, plus string metadata holding JSON for the
+model's config, its metrics, the command that made it and anything else a lesson needs (e.g. a
+tokenizer). safetensors stores only tensors and strings, so loading it can never run code, unlike a
+pickled ``torch.save`` file.
+
+The course's pretrained checkpoints live in ``aigc_course/pretrained/`` with a ``manifest.json``
+that records each file's sha256, the command that made it and its metrics; :func:`load_pretrained`
+refuses a file whose sha256 does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+MANIFEST = PRETRAINED_DIR / "manifest.json"
+FORMAT = "aigc-course-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or not the one expected."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict
+    metrics: dict
+    extra: dict
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save(
+    path: str | Path,
+    model: torch.nn.Module,
+    config: dict,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> str:
+    """Save ``model``'s weights with ``config``, ``metrics`` and ``extra`` (JSON-able) to ``path``.
+
+    Written to a temporary file in the same folder, read back and compared, then renamed into
+    place: an interrupted save never leaves a half-written checkpoint. Returns the file's sha256.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+    }
+    metadata = {
+        "format": FORMAT,
+        "config": json.dumps(config, sort_keys=True),
+        "metrics": json.dumps(metrics or {}, sort_keys=True),
+        "extra": json.dumps(extra or {}, sort_keys=True),
+    }
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".part", dir=path.parent
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        save_file(state, str(temporary), metadata=metadata)
+        written = load_file(str(temporary))
+        if written.keys() != state.keys() or any(
+            not torch.equal(written[k], state[k]) for k in state
+        ):
+            raise CheckpointError(f"{path}: the written file does not read back identically")
+        digest = sha256_file(temporary)
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a checkpoint is shared
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return digest
+
+
+def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
+    """Read a checkpoint; with ``expected_sha256``, refuse a file whose content differs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256:
+            raise CheckpointError(
+                f"{path} is not the expected checkpoint: sha256 {actual[:16]}..., expected "
+                f"{expected_sha256[:16]}... The file is corrupt or was replaced; restore it "
+                "(git checkout -- <file>, or reinstall the course) or retrain it."
+            )
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint: {error}"
+        ) from error
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not an aigc-course checkpoint (format {metadata.get('format')!r})"
+        )
+    return Checkpoint(
+        state_dict=state,
+        config=json.loads(metadata["config"]),
+        metrics=json.loads(metadata["metrics"]),
+        extra=json.loads(metadata["extra"]),
+    )
+
+
+def manifest() -> dict:
+    """The pretrained checkpoints shipped with the package: name -> {file, sha256, command, metrics}."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {}
+
+
+def load_pretrained(name: str) -> Checkpoint:
+    """A pretrained checkpoint shipped with the course, verified against its recorded sha256."""
+    entries = manifest()
+    if name not in entries:
+        raise CheckpointError(
+            f"no pretrained checkpoint named {name!r}; the course ships: {', '.join(entries) or 'none'}"
+        )
+    entry = entries[name]
+    return load(PRETRAINED_DIR / entry["file"], expected_sha256=entry["sha256"])
+
+
+def register_pretrained(name: str, file_name: str, command: str, metrics: dict) -> dict:
+    """Record ``PRETRAINED_DIR / file_name`` in the manifest with its sha256 (used by the trainers)."""
+    entries = manifest()
+    entry = {
+        "file": file_name,
+        "sha256": sha256_file(PRETRAINED_DIR / file_name),
+        "command": command,
+        "metrics": metrics,
+    }
+    entries[name] = entry
+    text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
+    handle, temporary = tempfile.mkstemp(prefix=".manifest.", dir=PRETRAINED_DIR)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, MANIFEST)
+    return entry

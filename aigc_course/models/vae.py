@@ -1,0 +1,153 @@
+"""A convolutional variational autoencoder for 1x28x28 images (Kingma & Welling, 2013).
+
+    encoder   x (B, 1, 28, 28) -> conv 4x4/2 -> (B, c1, 14, 14) -> conv 4x4/2 -> (B, c2, 7, 7)
+              -> linear -> (B, hidden) -> mean (B, k) and log-variance (B, k) of q(z | x)
+    sample    z = mean + exp(logvar / 2) * eps,  eps ~ N(0, I)          (reparameterisation)
+    decoder   z (B, k) -> linear -> (B, c2, 7, 7) -> transposed convs -> logits (B, 1, 28, 28)
+              of p(x | z), a Bernoulli per pixel
+
+The loss is the negative ELBO per image, in nats:
+
+    -ELBO(x) = -E_q[log p(x | z)] + beta * KL(q(z | x) || N(0, I)),
+    KL = -1/2 * sum_j (1 + logvar_j - mean_j^2 - exp(logvar_j))             (lesson 01, lesson 05)
+
+with one sample of z for the expectation and beta = 1 for the true ELBO. A Bernoulli likelihood
+is a likelihood of *binary* images, so the course binarises Fashion-MNIST (each pixel is 1 with
+probability equal to its intensity): then log p(x) is a proper log-probability, and the
+importance-weighted bound of Burda et al. (2015),
+
+    log p(x) >= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),   z_k ~ q(z | x),
+
+estimates it in nats and in bits per dimension (nats / (784 ln 2)). It is >= the ELBO and grows with K.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PIXELS = 28 * 28
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    latent_dim: int = 16
+    channels: tuple[int, int] = (32, 64)
+    hidden: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VAEConfig:
+        return cls(**{**values, "channels": tuple(values["channels"])})
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c1, c2 = config.channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1),  # (B, c2, 7, 7)
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, config.hidden),
+            nn.ReLU(),
+        )
+        self.to_mean = nn.Linear(config.hidden, config.latent_dim)
+        self.to_logvar = nn.Linear(config.hidden, config.latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(config.latent_dim, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, c2 * 7 * 7),
+            nn.ReLU(),
+            nn.Unflatten(1, (c2, 7, 7)),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28) logits
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x): mean and log-variance, each ``(B, k)``, for images ``(B, 1, 28, 28)``."""
+        features = self.encoder(x)
+        return self.to_mean(features), self.to_logvar(features)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """p(x | z): Bernoulli logits ``(B, 1, 28, 28)`` for codes ``(B, k)``."""
+        return self.decoder(z)
+
+    def loss_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image: the reconstruction NLL -log p(x | z) with one z ~ q, and KL(q || p(z)). ``(B,)`` each."""
+        mean, logvar = self.encode(x)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        logits = self.decode(z)
+        reconstruction = (
+            F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        )
+        kl = -0.5 * (1 + logvar - mean**2 - logvar.exp()).sum(1)
+        return reconstruction, kl
+
+    def forward(
+        self, x: torch.Tensor, beta: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(negative ELBO with weight beta on the KL, reconstruction term, KL term), batch means in nats."""
+        reconstruction, kl = self.loss_terms(x)
+        return (reconstruction + beta * kl).mean(), reconstruction.mean(), kl.mean()
+
+    def loss(
+        self, x: torch.Tensor, beta: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same as calling the model: (negative ELBO, reconstruction, KL), in nats per image."""
+        return self(x, beta)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images ``(n, 1, 28, 28)``: z ~ N(0, I), shown as the pixel probabilities of p(x | z)."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        return torch.sigmoid(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities decoded from the posterior mean of each image: ``(B, 1, 28, 28)``."""
+        mean, _ = self.encode(x)
+        return torch.sigmoid(self.decode(mean))
+
+    @torch.no_grad()
+    def iwae_log_likelihood(self, x: torch.Tensor, k: int = 100) -> torch.Tensor:
+        """The importance-weighted estimate of log p(x) with ``k`` samples, per image ``(B,)``, in nats.
+
+        k = 1 is the ELBO (one-sample estimate); the bound tightens as k grows.
+        """
+        mean, logvar = self.encode(x)
+        std = torch.exp(0.5 * logvar)
+        log_weights = []
+        for _ in range(k):
+            eps = torch.randn_like(mean)
+            z = mean + std * eps
+            log_likelihood = (
+                -F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="none")
+                .flatten(1)
+                .sum(1)
+            )
+            log_prior = -0.5 * (z**2 + math.log(2 * math.pi)).sum(1)
+            log_q = -0.5 * (eps**2 + logvar + math.log(2 * math.pi)).sum(1)
+            log_weights.append(log_likelihood + log_prior - log_q)
+        return torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
+
+
+def nats_to_bits_per_dim(nats: torch.Tensor | float) -> torch.Tensor | float:
+    """A negative log-likelihood per image in nats -> bits per pixel."""
+    return nats / (PIXELS * math.log(2))
+
+
+def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary images: each pixel is 1 with probability equal to its intensity in [0, 1]."""
+    return torch.bernoulli(images, generator=generator)

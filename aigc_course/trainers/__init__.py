@@ -1,0 +1,1 @@
+"""Training recipes for the model lessons: profile sizes, data, evaluation, checkpoints."""

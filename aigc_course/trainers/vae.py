@@ -1,0 +1,201 @@
+"""Training the lesson-06 VAE on binarised Fashion-MNIST, under a run profile.
+
+Used by ``aigc-course train vae``, by ``benchmarks/vae.py`` and by the lesson, so the three train
+the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_course import checkpoints, data, runtime
+from aigc_course.models.vae import VAE, VAEConfig, binarize, nats_to_bits_per_dim
+from aigc_course.training import History, TrainConfig, train
+
+PRETRAINED_NAME = "vae_fashion_mnist"
+
+
+@dataclass(frozen=True)
+class VAERecipe:
+    """Everything a VAE run needs, per profile."""
+
+    model: VAEConfig
+    train: TrainConfig
+    batch_size: int
+    beta: float = 1.0
+    train_limit: int | None = None  # use only the first N training images (smoke)
+    eval_images: int = 10_000  # test images for the negative ELBO
+    iwae_images: int = 1_000  # test images for the IWAE estimate
+    iwae_k: int = 100
+
+
+def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
+    """The VAE recipe of a profile; ``steps``/``batch_size``/``beta``/``latent_dim`` may be overridden."""
+    profile = profile or runtime.get_profile()
+    base = profile.select(
+        smoke=VAERecipe(
+            VAEConfig(),
+            TrainConfig(steps=20, lr=1e-3, eval_every=10, log_every=5),
+            batch_size=32,
+            train_limit=512,
+            eval_images=256,
+            iwae_images=32,
+            iwae_k=5,
+        ),
+        cpu=VAERecipe(
+            VAEConfig(), TrainConfig(steps=4_000, lr=1e-3, eval_every=1_000), batch_size=128
+        ),
+        gpu=VAERecipe(
+            VAEConfig(),
+            TrainConfig(steps=20_000, lr=1e-3, eval_every=2_000),
+            batch_size=256,
+            iwae_images=10_000,
+            iwae_k=1_000,
+        ),
+    )
+    model_overrides = {k: overrides.pop(k) for k in ("latent_dim",) if overrides.get(k) is not None}
+    train_overrides = {k: overrides.pop(k) for k in ("steps", "lr") if overrides.get(k) is not None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **model_overrides),
+        train=dataclasses.replace(base.train, **train_overrides),
+        **overrides,
+    )
+
+
+def fixed_test_set(images: int, seed: int = 0) -> torch.Tensor:
+    """The first ``images`` test images, binarised once with a fixed seed: the same for every run."""
+    test = data.load_fashion_mnist("test", limit=images)
+    return binarize(test.images, torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
+    """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``."""
+    device = next(model.parameters()).device
+    totals = torch.zeros(3)
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].to(device)
+        reconstruction, kl = model.loss_terms(batch)
+        totals += torch.stack([(reconstruction + kl).sum(), reconstruction.sum(), kl.sum()]).cpu()
+    negative_elbo, reconstruction, kl = (totals / len(x)).tolist()
+    return {"neg_elbo": negative_elbo, "reconstruction": reconstruction, "kl": kl}
+
+
+@torch.no_grad()
+def iwae_nll(model: VAE, x: torch.Tensor, k: int, batch_size: int = 250) -> float:
+    """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image."""
+    device = next(model.parameters()).device
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        total += (
+            -model.iwae_log_likelihood(x[start : start + batch_size].to(device), k=k).sum().item()
+        )
+    return total / len(x)
+
+
+@dataclass
+class VAERun:
+    model: VAE
+    recipe: VAERecipe
+    history: History
+    metrics: dict[str, float]
+
+
+def train_vae(
+    recipe_: VAERecipe,
+    device: torch.device | None = None,
+    progress: bool = True,
+    final_evaluation: bool = True,
+) -> VAERun:
+    """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it."""
+    runtime.seed_everything(recipe_.train.seed)
+    device = device or runtime.get_device()
+    train_images = data.load_fashion_mnist("train", limit=recipe_.train_limit).images
+    test_x = fixed_test_set(recipe_.eval_images)
+    generator = torch.Generator().manual_seed(recipe_.train.seed)
+
+    def batches():
+        while True:
+            order = torch.randperm(len(train_images), generator=generator)
+            for start in range(0, len(order) - recipe_.batch_size + 1, recipe_.batch_size):
+                yield binarize(train_images[order[start : start + recipe_.batch_size]], generator)
+
+    def loss_fn(model, x):
+        loss, reconstruction, kl = model(x, recipe_.beta)
+        return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
+
+    model = VAE(recipe_.model)
+    history = train(
+        model,
+        loss_fn,
+        batches(),
+        recipe_.train,
+        evaluate=lambda m: evaluate(m, test_x),
+        device=device,
+        progress=progress,
+        description="VAE",
+    )
+    model.eval()
+    metrics = {"images_per_second": history.examples_per_second, "train_seconds": history.seconds}
+    if final_evaluation:
+        metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x).items()})
+        started = time.perf_counter()
+        iwae_x = fixed_test_set(recipe_.iwae_images)
+        nll = iwae_nll(model, iwae_x, recipe_.iwae_k)
+        metrics.update(
+            test_iwae_nll=nll,
+            test_iwae_bits_per_dim=float(nats_to_bits_per_dim(nll)),
+            iwae_k=recipe_.iwae_k,
+            iwae_images=recipe_.iwae_images,
+            iwae_seconds=time.perf_counter() - started,
+        )
+    return VAERun(model, recipe_, history, metrics)
+
+
+def save_run(run: VAERun, path: Path, command: str) -> str:
+    """Save a trained VAE with its config, recipe and metrics; returns the sha256."""
+    return checkpoints.save(
+        path,
+        run.model,
+        config=run.recipe.model.to_dict(),
+        metrics=run.metrics,
+        extra={
+            "command": command,
+            "steps": run.recipe.train.steps,
+            "batch_size": run.recipe.batch_size,
+            "beta": run.recipe.beta,
+            "history": history_to_dict(run.history),
+        },
+    )
+
+
+def history_to_dict(history: History, points: int = 200) -> dict:
+    """The training curves, thinned to at most ``points`` logged steps, for saving with a model."""
+    stride = max(1, len(history.steps) // points)
+    return {
+        "steps": history.steps[::stride],
+        "metrics": {name: values[::stride] for name, values in history.metrics.items()},
+        "eval_steps": history.eval_steps,
+        "eval_metrics": history.eval_metrics,
+    }
+
+
+def load_vae(
+    path: Path | None = None, expected_sha256: str | None = None
+) -> tuple[VAE, checkpoints.Checkpoint]:
+    """A VAE from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
+    checkpoint = (
+        checkpoints.load_pretrained(PRETRAINED_NAME)
+        if path is None
+        else checkpoints.load(path, expected_sha256=expected_sha256)
+    )
+    model = VAE(VAEConfig.from_dict(checkpoint.config))
+    model.load_state_dict(checkpoint.state_dict)
+    return model.eval(), checkpoint

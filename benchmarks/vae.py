@@ -1,0 +1,54 @@
+"""Benchmark the lesson-06 VAE: train under a profile and print one figure a line.
+
+    python benchmarks/vae.py [--profile smoke|cpu|gpu] [--steps N]
+
+Prints: device, torch version, profile, steps, batch size, images/s (training), final test negative
+ELBO (nats per image), IWAE NLL (nats and bits/dim, with K and the number of test images), and
+wall time. Record the figures in benchmarks/RESULTS.md with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from aigc_course import runtime
+from aigc_course.trainers import vae as trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--steps", type=int)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    profile = runtime.get_profile(args.profile)
+    device = runtime.get_device()
+    recipe = trainer.recipe(profile, steps=args.steps)
+    run = trainer.train_vae(recipe, device=device, progress=False)
+    m = run.metrics
+    figures = {
+        "device": runtime.device_summary(device),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "profile": profile.name,
+        "precision": runtime.choose_precision(device).name,
+        "steps": recipe.train.steps,
+        "batch size": recipe.batch_size,
+        "images/s (training)": f"{m['images_per_second']:.0f}",
+        "test negative ELBO [nats]": f"{m['test_neg_elbo']:.2f} ({recipe.eval_images} images)",
+        f"test IWAE NLL, K={m['iwae_k']} [nats]": f"{m['test_iwae_nll']:.2f} ({m['iwae_images']} images)",
+        "test IWAE NLL [bits/dim]": f"{m['test_iwae_bits_per_dim']:.4f}",
+        "training time [s]": f"{m['train_seconds']:.1f}",
+        "wall time [s]": f"{time.perf_counter() - started:.1f}",
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
