@@ -64,11 +64,10 @@ def save(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
-    }
+    state, aliases = _unique_tensors(model.state_dict())
     metadata = {
         "format": FORMAT,
+        "aliases": json.dumps(aliases, sort_keys=True),
         "config": json.dumps(config, sort_keys=True),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
         "extra": json.dumps(extra or {}, sort_keys=True),
@@ -91,6 +90,24 @@ def save(
     finally:
         temporary.unlink(missing_ok=True)
     return digest
+
+
+def _unique_tensors(
+    state_dict: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tied weights (one tensor under two names, e.g. a GPT's embedding and output head) are
+    stored once; ``aliases`` maps each extra name to the stored one."""
+    stored: dict[str, torch.Tensor] = {}
+    first_name: dict[tuple[int, int, tuple], str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in first_name:
+            aliases[name] = first_name[key]
+            continue
+        first_name[key] = name
+        stored[name] = tensor.detach().cpu().contiguous().clone()
+    return stored, aliases
 
 
 def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
@@ -120,6 +137,8 @@ def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
         raise CheckpointError(
             f"{path} is not an aigc-course checkpoint (format {metadata.get('format')!r})"
         )
+    for alias, name in json.loads(metadata.get("aliases", "{}")).items():
+        state[alias] = state[name]
     return Checkpoint(
         state_dict=state,
         config=json.loads(metadata["config"]),

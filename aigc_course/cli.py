@@ -10,6 +10,7 @@ aigc-course execute-notebooks PATH...  run notebooks top to bottom and save thei
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -177,6 +178,92 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_gpt(args: argparse.Namespace) -> int:
+    from aigc_course import checkpoints, runtime
+    from aigc_course.data import DataError
+    from aigc_course.models import bigram
+    from aigc_course.trainers import gpt as trainer
+    from aigc_course.training import NonFiniteLossError
+
+    profile = runtime.get_profile(args.profile)
+    recipe = trainer.recipe(profile, steps=args.steps, batch_size=args.batch_size)
+    command = (
+        "aigc-course " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["train"]
+        else "aigc-course train gpt"
+    )
+    device = runtime.get_device()
+    c = recipe.model
+    print(
+        f"training the GPT: profile {profile}, device {device}, {c.n_layer} layers x {c.n_head} heads x "
+        f"{c.n_embd}, context {c.block_size}, {recipe.train.steps} steps of {recipe.batch_size}"
+    )
+    try:
+        run = trainer.train_gpt(recipe, device=device, progress=not args.quiet)
+        baseline = bigram.baseline()
+    except (NonFiniteLossError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    run.metrics["bigram_val_loss"] = baseline.val_nll
+    if args.pretrained:
+        path = checkpoints.PRETRAINED_DIR / f"{trainer.PRETRAINED_NAME}.safetensors"
+    else:
+        path = Path(args.out) / "gpt.safetensors"
+    digest = trainer.save_run(run, path, command)
+    if args.pretrained:
+        checkpoints.register_pretrained(trainer.PRETRAINED_NAME, path.name, command, run.metrics)
+    m = run.metrics
+    _summary(
+        "GPT trained:",
+        {
+            "parameters": m["parameters"],
+            "steps": recipe.train.steps,
+            "tokens/s": m["tokens_per_second"],
+            "train time [s]": m["train_seconds"],
+            "val loss [nats/char]": m["val_loss"],
+            "  [bits/char]": m["val_loss"] / math.log(2),
+            "bigram baseline [nats/char]": baseline.val_nll,
+            "checkpoint": path,
+            "sha256": digest,
+        },
+    )
+    return 0
+
+
+def cmd_generate_gpt(args: argparse.Namespace) -> int:
+    import torch
+
+    from aigc_course import checkpoints, runtime
+    from aigc_course.trainers import gpt as trainer
+
+    try:
+        model, tokenizer, _ = trainer.load_gpt(Path(args.checkpoint) if args.checkpoint else None)
+        prompt = tokenizer.encode(args.prompt)
+    except (checkpoints.CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not prompt:
+        print(
+            'error: the prompt is empty; give some text to continue, e.g. "ROMEO:"', file=sys.stderr
+        )
+        return 1
+    device = runtime.get_device()
+    model.to(device)
+    generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    print(args.prompt, end="", flush=True)
+    model.generate(
+        torch.tensor([prompt], device=device),
+        args.tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        generator=generator,
+        on_token=lambda token: print(tokenizer.decode([token]), end="", flush=True),
+    )
+    print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-course", description="Generative AI from the math up: the course's tools."
@@ -230,6 +317,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument("--quiet", action="store_true", help="no progress bar")
     vae.set_defaults(run=cmd_train_vae)
+
+    gpt = models.add_parser("gpt", help="the lesson-08 GPT on Tiny Shakespeare")
+    gpt.add_argument(
+        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
+    )
+    gpt.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    gpt.add_argument("--batch-size", type=int, help="sequences per step (default: the profile's)")
+    gpt.add_argument(
+        "--out", default=str(Path("data") / "checkpoints" / "gpt"), help="output folder"
+    )
+    gpt.add_argument(
+        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
+    )
+    gpt.add_argument("--quiet", action="store_true", help="no progress bar")
+    gpt.set_defaults(run=cmd_train_gpt)
+
+    generate = commands.add_parser("generate", help="generate with a trained model")
+    generators = generate.add_subparsers(dest="model", required=True)
+    gpt_generate = generators.add_parser("gpt", help="continue a text with the GPT")
+    gpt_generate.add_argument("prompt", help='text to continue, e.g. "ROMEO:"')
+    gpt_generate.add_argument("--tokens", type=int, default=300, help="characters to generate")
+    gpt_generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    gpt_generate.add_argument("--top-k", type=int, help="sample among the k most likely")
+    gpt_generate.add_argument("--top-p", type=float, help="sample within the top-p nucleus")
+    gpt_generate.add_argument("--seed", type=int, help="random seed, for repeatable text")
+    gpt_generate.add_argument(
+        "--checkpoint", help="a checkpoint file (default: the pretrained GPT)"
+    )
+    gpt_generate.set_defaults(run=cmd_generate_gpt)
     return parser
 
 

@@ -85,3 +85,58 @@ def active_units(model, x: torch.Tensor, threshold: float = 0.01) -> int:
     device = next(model.parameters()).device
     mean, _ = model.encode(x.to(device))
     return int((mean.var(dim=0) > threshold).sum().item())
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 08: sampling from a GPT and looking at its attention
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_text(
+    model,
+    tokenizer,
+    prompt: str,
+    tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> str:
+    """The prompt continued by ``tokens`` characters (the sampler widget's function)."""
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("the prompt is empty: give the model some text to continue")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    out = model.generate(
+        torch.tensor([ids], device=device),
+        tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+    )
+    return tokenizer.decode(out[0].tolist())
+
+
+@torch.no_grad()
+def gpt_attention_maps(model, idx: torch.Tensor) -> list[torch.Tensor]:
+    """The causal attention weights of every layer for token ids ``(1, T)``: a list of ``(H, T, T)``.
+
+    Runs the model's own layers, computing each layer's attention with lesson 04's
+    :func:`aigc_course.nn.attention.attention` to get the weights out.
+    """
+    from aigc_course.nn.attention import split_heads
+
+    positions = torch.arange(idx.shape[1], device=idx.device)
+    x = model.wte(idx) + model.wpe(positions)
+    maps = []
+    for block in model.blocks:
+        attn = block.attn
+        q, k, v = attn.qkv(block.ln_1(x)).split(attn.config.n_embd, dim=2)
+        q, k, v = (split_heads(t, attn.config.n_head) for t in (q, k, v))
+        _, weights = attention(q, k, v, is_causal=True)
+        maps.append(weights[0].cpu())
+        x = block(x)
+    return maps

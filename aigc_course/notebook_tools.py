@@ -209,4 +209,24 @@ def execute_notebook(path: Path, timeout: int = 1800, kernel_name: str = "python
         record_timing=False,
     )
     client.execute()
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     write_atomically(path, notebook_text(notebook))
+
+
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same stream (text printed piece by piece, e.g. a
+    streamed generation) into one, as Jupyter shows them; drops progress-bar carriage returns."""
+    merged: list = []
+    for output in outputs:
+        if (
+            output.get("output_type") == "stream"
+            and merged
+            and merged[-1].get("output_type") == "stream"
+            and merged[-1].get("name") == output.get("name")
+        ):
+            merged[-1]["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged

@@ -102,12 +102,18 @@ def train(
     compile_model: bool | None = None,
     progress: bool = True,
     description: str = "training",
+    lr_schedule: Callable[[int], float] | None = None,
+    units_per_example: int = 1,
+    unit: str = "examples",
 ) -> History:
     """Train ``model`` for ``config.steps`` steps on ``batches`` (an endless iterator).
 
     ``evaluate(model)`` runs every ``config.eval_every`` steps and at the end, in eval mode
     without gradients. ``compile_model=None`` compiles where :func:`runtime.compile_support`
-    allows it. Returns the :class:`History`; the model is trained in place.
+    allows it. ``lr_schedule(step)`` (0-based) sets the learning rate of every parameter group
+    before each step. The progress bar shows the loss and the rate in ``unit``s per second
+    (``units_per_example`` of them per example, e.g. tokens per sequence).
+    Returns the :class:`History`; the model is trained in place.
     """
     device = device or runtime.get_device()
     precision = precision or runtime.choose_precision(device)
@@ -126,6 +132,9 @@ def train(
     for step in bar:
         model.train()
         batch = to_device(next(batches), device)
+        if lr_schedule is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_schedule(step - 1)
         with precision.autocast():
             loss, metrics = loss_fn(forward_model, batch)
         check_finite(loss, step, config.lr)
@@ -140,8 +149,11 @@ def train(
         scaler.update()
         history.examples += batch_size_of(batch)
         if step % config.log_every == 0 or step == 1 or step == config.steps:
-            history.log(step, {"loss": loss.item(), **metrics})
-            bar.set_postfix(loss=f"{loss.item():.4g}")
+            history.log(
+                step, {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"], **metrics}
+            )
+            rate = history.examples * units_per_example / (time.perf_counter() - start)
+            bar.set_postfix({"loss": f"{loss.item():.4g}", f"{unit}/s": f"{rate:,.0f}"})
         if evaluate is not None and (step % config.eval_every == 0 or step == config.steps):
             history.log_eval(step, run_evaluation(model, evaluate))
     history.seconds = time.perf_counter() - start

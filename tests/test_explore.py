@@ -58,3 +58,28 @@ def test_vae_latent_helpers():
     torch.testing.assert_close(path[0], model.reconstruct(x[:1])[0, 0])
     torch.testing.assert_close(path[-1], model.reconstruct(x[1:])[0, 0])
     assert 0 <= explore.active_units(model, torch.rand(16, 1, 28, 28)) <= 2
+
+
+def test_gpt_sampling_and_attention_maps():
+    from aigc_course.data import CharTokenizer
+    from aigc_course.models.gpt import GPT, GPTConfig
+
+    tokenizer = CharTokenizer.from_text("abcdefgh ")
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(vocab_size=9, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+    ).eval()
+    text = explore.sample_text(model, tokenizer, "abc", tokens=10, seed=1)
+    assert text.startswith("abc") and len(text) == 13
+    assert text == explore.sample_text(model, tokenizer, "abc", tokens=10, seed=1)
+    greedy = explore.sample_text(model, tokenizer, "a", tokens=8, temperature=0)
+    assert explore.sample_text(model, tokenizer, "a", tokens=8, top_k=1, seed=2) == greedy, (
+        "top-1 is greedy"
+    )
+    with pytest.raises(ValueError, match="empty"):
+        explore.sample_text(model, tokenizer, "", tokens=5)
+    idx = torch.tensor([tokenizer.encode("abcdefg")])
+    maps = explore.gpt_attention_maps(model, idx)
+    assert len(maps) == 2 and maps[0].shape == (2, 7, 7)
+    torch.testing.assert_close(maps[1].sum(-1), torch.ones(2, 7))
+    assert (maps[0].triu(1) == 0).all(), "causal"

@@ -46,6 +46,13 @@ from aigc_course.checks.lesson06 import (
     negative_elbo,
     reparameterise,
 )
+from aigc_course.checks.lesson08 import (
+    causal_self_attention,
+    kv_cache_update,
+    residual_block,
+    top_k_top_p,
+    training_step,
+)
 
 __all__ = [
     # the machinery
@@ -85,4 +92,10 @@ __all__ = [
     "iwae_bound",
     "negative_elbo",
     "reparameterise",
+    # lesson 08
+    "causal_self_attention",
+    "kv_cache_update",
+    "residual_block",
+    "top_k_top_p",
+    "training_step",
 ]

@@ -1,0 +1,203 @@
+"""Training the lesson-08 GPT on Tiny Shakespeare, under a run profile.
+
+Used by ``aigc-course train gpt``, ``benchmarks/gpt.py`` and the lesson. The data are lesson 02's:
+the character tokenizer and the 90/10 split, so the validation loss compares directly with the
+bigram baseline (``aigc_course.models.bigram.baseline()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_course import checkpoints, data, runtime
+from aigc_course.data.text import train_val_ids
+from aigc_course.models.gpt import GPT, GPTConfig, learning_rate
+from aigc_course.training import History, TrainConfig, train
+
+PRETRAINED_NAME = "gpt_tiny_shakespeare"
+
+
+@dataclass(frozen=True)
+class GPTRecipe:
+    model: GPTConfig
+    train: TrainConfig
+    batch_size: int
+    warmup_steps: int
+    min_lr: float
+    weight_decay: float = 0.1
+    eval_batches: int = 50  # fixed validation batches for the loss estimate
+
+
+def recipe(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
+    """The GPT recipe of a profile; ``steps`` and ``batch_size`` may be overridden."""
+    profile = profile or runtime.get_profile()
+    base = profile.select(
+        smoke=GPTRecipe(
+            GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
+            TrainConfig(steps=20, lr=3e-3, eval_every=10, log_every=5),
+            batch_size=8,
+            warmup_steps=5,
+            min_lr=3e-4,
+            eval_batches=4,
+        ),
+        cpu=GPTRecipe(
+            GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+            TrainConfig(steps=2_000, lr=2e-3, eval_every=500, log_every=25),
+            batch_size=32,
+            warmup_steps=100,
+            min_lr=2e-4,
+        ),
+        gpu=GPTRecipe(  # nanoGPT's "baby GPT" on Shakespeare characters
+            GPTConfig(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+            TrainConfig(steps=5_000, lr=1e-3, eval_every=500, log_every=50),
+            batch_size=64,
+            warmup_steps=100,
+            min_lr=1e-4,
+            eval_batches=200,
+        ),
+    )
+    train_overrides = {k: overrides.pop(k) for k in ("steps",) if overrides.get(k) is not None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(
+        base, train=dataclasses.replace(base.train, **train_overrides), **overrides
+    )
+
+
+@dataclass
+class ShakespeareData:
+    tokenizer: data.CharTokenizer
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor
+
+
+def load_data() -> ShakespeareData:
+    text = data.load_tiny_shakespeare()
+    tokenizer = data.CharTokenizer.from_text(text)
+    train_ids, val_ids = train_val_ids(text, tokenizer)
+    return ShakespeareData(tokenizer, torch.tensor(train_ids), torch.tensor(val_ids))
+
+
+def random_blocks(ids: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator):
+    """Endless batches of random contiguous blocks: inputs ``(B, T)`` and targets shifted by one."""
+    while True:
+        starts = torch.randint(
+            0, len(ids) - block_size - 1, (batch_size,), generator=generator
+        ).tolist()
+        x = torch.stack([ids[s : s + block_size] for s in starts])
+        y = torch.stack([ids[s + 1 : s + block_size + 1] for s in starts])
+        yield x, y
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: GPT, ids: torch.Tensor, batches: int, batch_size: int, seed: int = 1234
+) -> float:
+    """Mean next-token loss (nats) over ``batches`` fixed random blocks of ``ids``: the same blocks
+    every call, so estimates during and after training compare."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    blocks = random_blocks(ids, model.config.block_size, batch_size, generator)
+    losses = []
+    for _ in range(batches):
+        x, y = next(blocks)
+        losses.append(model(x.to(device), y.to(device))[1].item())
+    return sum(losses) / len(losses)
+
+
+@dataclass
+class GPTRun:
+    model: GPT
+    recipe: GPTRecipe
+    history: History
+    metrics: dict[str, float]
+    tokenizer: data.CharTokenizer
+
+
+def train_gpt(
+    recipe_: GPTRecipe,
+    shakespeare: ShakespeareData | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    model_config: GPTConfig | None = None,
+) -> GPTRun:
+    """Train a GPT with ``recipe_`` (or ``model_config`` in its place) on Tiny Shakespeare."""
+    runtime.seed_everything(recipe_.train.seed)
+    device = device or runtime.get_device()
+    shakespeare = shakespeare or load_data()
+    config = dataclasses.replace(
+        model_config or recipe_.model, vocab_size=shakespeare.tokenizer.vocab_size
+    )
+    model = GPT(config)
+    generator = torch.Generator().manual_seed(recipe_.train.seed)
+    batches = random_blocks(shakespeare.train_ids, config.block_size, recipe_.batch_size, generator)
+    steps = recipe_.train.steps
+
+    def evaluate(m: GPT) -> dict[str, float]:
+        return {
+            "val_loss": estimate_loss(
+                m, shakespeare.val_ids, recipe_.eval_batches, recipe_.batch_size
+            )
+        }
+
+    history = train(
+        model,
+        lambda m, batch: (m(*batch)[1], {}),
+        batches,
+        recipe_.train,
+        evaluate=evaluate,
+        optimizer=model.configure_optimizer(recipe_.train.lr, recipe_.weight_decay),
+        device=device,
+        progress=progress,
+        description="GPT",
+        lr_schedule=lambda step: learning_rate(
+            step, recipe_.train.lr, recipe_.warmup_steps, steps, recipe_.min_lr
+        ),
+        units_per_example=config.block_size,
+        unit="tokens",
+    )
+    model.eval()
+    metrics = {
+        "val_loss": history.eval_metrics["val_loss"][-1],
+        "train_loss_estimate": estimate_loss(
+            model, shakespeare.train_ids, recipe_.eval_batches, recipe_.batch_size
+        ),
+        "tokens_per_second": history.examples_per_second * config.block_size,
+        "train_seconds": history.seconds,
+        "parameters": model.num_parameters(),
+    }
+    return GPTRun(model, recipe_, history, metrics, shakespeare.tokenizer)
+
+
+def save_run(run: GPTRun, path: Path, command: str) -> str:
+    """Save a trained GPT with its tokenizer, config, metrics and curves; returns the sha256."""
+    from aigc_course.trainers.vae import history_to_dict
+
+    return checkpoints.save(
+        path,
+        run.model,
+        config=run.model.config.to_dict(),
+        metrics=run.metrics,
+        extra={
+            "command": command,
+            "tokenizer": run.tokenizer.to_dict(),
+            "steps": run.recipe.train.steps,
+            "batch_size": run.recipe.batch_size,
+            "history": history_to_dict(run.history),
+        },
+    )
+
+
+def load_gpt(path: Path | None = None, expected_sha256: str | None = None):
+    """(model, tokenizer, checkpoint) from a file, or the course's pretrained GPT (verified) by default."""
+    checkpoint = (
+        checkpoints.load_pretrained(PRETRAINED_NAME)
+        if path is None
+        else checkpoints.load(path, expected_sha256=expected_sha256)
+    )
+    model = GPT(GPTConfig(**checkpoint.config))
+    model.load_state_dict(checkpoint.state_dict)
+    return model.eval(), data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"]), checkpoint

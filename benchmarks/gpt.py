@@ -1,0 +1,81 @@
+"""Benchmark the lesson-08 GPT: train under a profile and print one figure a line.
+
+    python benchmarks/gpt.py [--profile smoke|cpu|gpu] [--steps N]
+
+Prints: device, torch version, model size, parameters, tokens/s, MFU (CUDA only: FLOPs per token
+6N + 12 L H d T, times tokens/s, against the device's bf16 dense peak), validation loss against the
+bigram baseline, wall time, and peak memory. Record the figures in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import time
+
+import torch
+
+from aigc_course import runtime
+from aigc_course.models import bigram
+from aigc_course.trainers import gpt as trainer
+
+# Dense bf16 peak FLOP/s of GPUs the course has been run on (from the vendors' data sheets).
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in BF16_PEAK.items() if key in name), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--steps", type=int)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    profile = runtime.get_profile(args.profile)
+    device = runtime.get_device()
+    recipe = trainer.recipe(profile, steps=args.steps)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    run = trainer.train_gpt(recipe, device=device, progress=False)
+    baseline = bigram.baseline()
+    m, c = run.metrics, run.model.config
+    peak = peak_flops(device)
+    mfu = (
+        f"{run.model.flops_per_token() * m['tokens_per_second'] / peak:.1%}"
+        if peak
+        else "n/a (CUDA only)"
+    )
+    if device.type == "cuda":
+        memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (CUDA, allocated)"
+    else:
+        memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process max RSS)"
+    figures = {
+        "device": runtime.device_summary(device),
+        "torch": torch.__version__,
+        "profile": profile.name,
+        "precision": runtime.choose_precision(device).name,
+        "model": f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, dropout {c.dropout}",
+        "parameters": f"{m['parameters']:,}",
+        "steps": f"{recipe.train.steps} x {recipe.batch_size} sequences",
+        "tokens/s": f"{m['tokens_per_second']:.0f}",
+        "MFU": mfu,
+        "val loss [nats/char]": f"{m['val_loss']:.4f}",
+        "val loss [bits/char]": f"{m['val_loss'] / math.log(2):.4f}",
+        "bigram baseline [bits/char]": f"{baseline.val_bits_per_character:.4f}",
+        "training time [s]": f"{m['train_seconds']:.1f}",
+        "wall time [s]": f"{time.perf_counter() - started:.1f}",
+        "peak memory": memory,
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The GPT of lesson 08: shapes, causality, attention paths, tying, decay groups, schedule,
+KV cache, sampling filters, training below the bigram baseline, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aigc_course.models import bigram
+from aigc_course.models.gpt import GPT, GPTConfig, filter_logits, learning_rate, sample_next
+from aigc_course.runtime import Profile
+from aigc_course.training import History
+
+SMALL = GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GPT(SMALL).eval()
+
+
+def test_shapes_and_loss(model):
+    idx = torch.randint(0, 20, (3, 16))
+    logits, loss = model(idx, targets=idx)
+    assert logits.shape == (3, 16, 20) and loss.shape == ()
+    assert abs(loss.item() - math.log(20)) < 0.5, "an untrained model is close to uniform"
+    assert model(idx)[1] is None
+    with pytest.raises(ValueError, match="exceed the context"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_causality_future_tokens_never_change_earlier_logits(model):
+    idx = torch.randint(0, 20, (2, 16))
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 7) % 20
+    torch.testing.assert_close(model(idx)[0][:, :10], model(changed)[0][:, :10])
+    assert not torch.allclose(model(idx)[0][:, 10:], model(changed)[0][:, 10:])
+
+
+def test_sdpa_path_equals_the_from_scratch_path(model):
+    manual = GPT(GPTConfig(**{**SMALL.to_dict(), "attention": "manual"})).eval()
+    manual.load_state_dict(model.state_dict())
+    idx = torch.randint(0, 20, (2, 16))
+    torch.testing.assert_close(model(idx)[0], manual(idx)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_weight_tying_and_initialisation(model):
+    assert model.lm_head.weight is model.wte.weight
+    assert model.num_parameters(exclude_positions=False) == sum(
+        p.numel() for p in model.parameters()
+    )
+    torch.manual_seed(1)
+    deep = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=8, n_head=4, n_embd=256, dropout=0.0))
+    residual = deep.blocks[0].mlp.proj.weight.std().item()
+    assert residual == pytest.approx(0.02 / math.sqrt(16), rel=0.1), "scaled residual projections"
+    assert deep.blocks[0].mlp.fc.weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_weight_decay_only_on_matrices(model):
+    optimizer = model.configure_optimizer(lr=1e-3, weight_decay=0.1)
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(
+        p.dim() == 1 for p in no_decay["params"]
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} >= {"ln_f.weight", "blocks.0.attn.qkv.bias"}
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in model.parameters()
+    )
+
+
+def test_learning_rate_schedule_values():
+    kwargs = {"max_lr": 1e-3, "warmup_steps": 100, "total_steps": 1000, "min_lr": 1e-4}
+    assert learning_rate(0, **kwargs) == pytest.approx(1e-5)
+    assert learning_rate(99, **kwargs) == pytest.approx(1e-3), "warm-up ends at the peak"
+    assert learning_rate(550, **kwargs) == pytest.approx(5.5e-4), "half-way down the cosine"
+    assert (
+        learning_rate(1000, **kwargs) == pytest.approx(1e-4)
+        and learning_rate(5000, **kwargs) == 1e-4
+    )
+
+
+@pytest.fixture
+def sensitive_model():
+    """Large random weights, so the next token depends strongly on the whole context."""
+    torch.manual_seed(4)
+    model = GPT(SMALL).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.6)
+    return model
+
+
+@pytest.mark.parametrize("length", [5, 13, 40])  # within the context, up to it, and past it
+def test_kv_cache_generation_equals_no_cache_generation(sensitive_model, length):
+    prompt = torch.randint(0, 20, (2, 3), generator=torch.Generator().manual_seed(0))
+    with_cache = sensitive_model.generate(prompt, length, temperature=0, use_cache=True)
+    without = sensitive_model.generate(prompt, length, temperature=0, use_cache=False)
+    assert torch.equal(with_cache, without)
+    assert with_cache.shape == (2, 3 + length)
+    assert len(set(with_cache[0].tolist())) > 3, "the test model's greedy output is not constant"
+
+
+def test_kv_cache_logits_equal_full_recomputation(sensitive_model):
+    from aigc_course.models.gpt import KVCache
+
+    idx = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(1))
+    full, _ = sensitive_model(idx)
+    cache = KVCache(SMALL.n_layer)
+    first, _ = sensitive_model(idx[:, :10], cache=cache)
+    rest = [sensitive_model(idx[:, t : t + 1], cache=cache)[0] for t in range(10, 16)]
+    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, rtol=1e-4, atol=1e-4)
+    assert cache.length == 16
+
+
+def test_sampling_with_a_seed_is_reproducible_and_streams(model):
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    streamed = []
+    a = model.generate(
+        prompt, 12, generator=torch.Generator().manual_seed(0), on_token=streamed.append
+    )
+    b = model.generate(prompt, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and streamed == a[0, 1:].tolist()
+
+
+def test_top_k_and_top_p_never_sample_outside_the_allowed_set():
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
+    kept_k = filter_logits(logits, top_k=2)
+    assert torch.isfinite(kept_k).tolist() == [[True, True, False, False, False, False]]
+    probabilities = torch.softmax(logits, -1)[0]  # 0.53, 0.20, 0.12, 0.07, 0.03, 0.003
+    kept_p = filter_logits(logits, top_p=0.8)
+    smallest = int((probabilities.cumsum(0) < 0.8).sum()) + 1
+    assert torch.isfinite(kept_p)[0].tolist() == [i < smallest for i in range(6)]
+    assert torch.isfinite(filter_logits(logits, top_p=0.01)).sum() == 1, (
+        "the top token is always kept"
+    )
+    generator = torch.Generator().manual_seed(0)
+    batch = logits.expand(2000, 6)
+    for kwargs, allowed in [({"top_k": 2}, {0, 1}), ({"top_p": 0.8}, set(range(smallest)))]:
+        drawn = sample_next(batch, temperature=1.5, generator=generator, **kwargs)
+        assert set(drawn.flatten().tolist()) <= allowed
+    assert sample_next(logits, temperature=0).item() == 0
+
+
+def test_flops_per_token_formula(model):
+    c = SMALL
+    assert (
+        model.flops_per_token()
+        == 6 * model.num_parameters() + 12 * c.n_layer * c.n_head * 8 * c.block_size
+    )
+
+
+def test_short_seeded_training_beats_the_bigram_baseline_of_its_text():
+    from aigc_course.data import CharTokenizer
+    from aigc_course.training import TrainConfig, train
+
+    text = (
+        "".join(
+            f"the {w} sat on the mat and the {w} ran to the hat. "
+            for w in ["cat", "dog", "rat", "bat"]
+        )
+        * 40
+    )
+    tokenizer = CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text))
+    cut = int(0.9 * len(ids))
+    train_ids, val_ids = ids[:cut], ids[cut:]
+    probabilities = bigram.probabilities_from_counts(
+        bigram.pair_counts(train_ids, tokenizer.vocab_size), 1.0
+    )
+    bigram_val = bigram.average_nll(probabilities, val_ids)
+
+    torch.manual_seed(0)
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0
+    )
+    model = GPT(config)
+    generator = torch.Generator().manual_seed(0)
+
+    def batches():
+        while True:
+            start = torch.randint(0, len(train_ids) - 33, (16,), generator=generator)
+            x = torch.stack([train_ids[s : s + 32] for s in start.tolist()])
+            y = torch.stack([train_ids[s + 1 : s + 33] for s in start.tolist()])
+            yield x, y
+
+    train(
+        model,
+        lambda m, batch: (m(*batch)[1], {}),
+        batches(),
+        TrainConfig(steps=300, lr=3e-3, log_every=50),
+        optimizer=model.configure_optimizer(3e-3, 0.0),
+        progress=False,
+        device=torch.device("cpu"),
+    )
+    model.eval()
+    x = val_ids[:-1][: (len(val_ids) - 1) // 32 * 32].view(-1, 32)
+    y = val_ids[1:][: x.numel()].view(-1, 32)
+    with torch.no_grad():
+        gpt_val = model(x, y)[1].item()
+    assert gpt_val < bigram_val - 0.3, (gpt_val, bigram_val)
+
+
+def test_checkpoint_round_trip_includes_the_tokenizer(tmp_path):
+    from aigc_course.data import CharTokenizer
+    from aigc_course.trainers import gpt as trainer
+
+    torch.manual_seed(3)
+    tokenizer = CharTokenizer.from_text("abcdefghijklmnopqrst")
+    model = GPT(SMALL).eval()
+
+    run = trainer.GPTRun(
+        model, trainer.recipe(Profile("smoke")), History(), {"val_loss": 2.0}, tokenizer
+    )
+    path = tmp_path / "gpt.safetensors"
+    digest = trainer.save_run(run, path, "test")
+    loaded, loaded_tokenizer, checkpoint = trainer.load_gpt(path, expected_sha256=digest)
+    assert loaded_tokenizer == tokenizer and checkpoint.metrics == {"val_loss": 2.0}
+    assert loaded.lm_head.weight is loaded.wte.weight, "tying survives the round trip"
+    idx = torch.randint(0, 20, (2, 16))
+    torch.testing.assert_close(loaded(idx)[0], model(idx)[0], rtol=0, atol=0)
+
+
+def test_cli_train_and_generate_gpt(tmp_path, capsys):
+    from aigc_course import cli, data
+    from tests.helpers import require
+
+    require(
+        all(s.ready for s in data.dataset_status(["tinyshakespeare"])),
+        "Tiny Shakespeare is missing",
+    )
+    assert cli.main(["train", "gpt", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "GPT trained:" in out and "bigram baseline [nats/char]" in out and "tokens/s" in out
+    checkpoint = str(tmp_path / "gpt.safetensors")
+    assert (
+        cli.main(
+            [
+                "generate",
+                "gpt",
+                "ROMEO:",
+                "--tokens",
+                "40",
+                "--checkpoint",
+                checkpoint,
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO:") and len(first.rstrip("\n")) == len("ROMEO:") + 40
+    assert (
+        cli.main(
+            [
+                "generate",
+                "gpt",
+                "ROMEO:",
+                "--tokens",
+                "40",
+                "--checkpoint",
+                checkpoint,
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == first, "a seed makes the text repeatable"
+    assert cli.main(["generate", "gpt", "€uro", "--checkpoint", checkpoint]) == 1
+    assert "not in this tokenizer's vocabulary" in capsys.readouterr().err
+
+
+def test_pretrained_gpt_beats_the_bigram_baseline():
+    from aigc_course import checkpoints
+    from aigc_course.trainers import gpt as trainer
+
+    entry = checkpoints.manifest()[trainer.PRETRAINED_NAME]
+    assert (checkpoints.PRETRAINED_DIR / entry["file"]).stat().st_size <= 8 * 2**20
+    assert entry["command"].startswith("aigc-course train gpt")
+    model, tokenizer, checkpoint = trainer.load_gpt()
+    assert checkpoint.metrics["val_loss"] < checkpoint.metrics["bigram_val_loss"] - 0.5
+    assert tokenizer.vocab_size == model.config.vocab_size == 65
+    text = tokenizer.decode(
+        model.generate(torch.tensor([tokenizer.encode("ROMEO:")]), 20, temperature=0)[0].tolist()
+    )
+    assert text.startswith("ROMEO:") and len(text) == 26
