@@ -264,6 +264,25 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_parser(models, name: str, description: str, items: str, run) -> argparse.ArgumentParser:
+    """The options every ``aigc-course train MODEL`` command shares."""
+    parser = models.add_parser(name, help=description)
+    parser.add_argument(
+        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
+    )
+    parser.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+    parser.add_argument("--batch-size", type=int, help=f"{items} per step (default: the profile's)")
+    parser.add_argument(
+        "--out", default=str(Path("data") / "checkpoints" / name), help="output folder"
+    )
+    parser.add_argument(
+        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aigc-course", description="Generative AI from the math up: the course's tools."
@@ -301,37 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser("train", help="train a model of the course")
     models = train_parser.add_subparsers(dest="model", required=True)
-    vae = models.add_parser("vae", help="the lesson-06 VAE on Fashion-MNIST")
-    vae.add_argument(
-        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
+    vae = _train_parser(
+        models, "vae", "the lesson-06 VAE on Fashion-MNIST", "images", cmd_train_vae
     )
-    vae.add_argument("--steps", type=int, help="training steps (default: the profile's)")
-    vae.add_argument("--batch-size", type=int, help="images per step (default: the profile's)")
     vae.add_argument("--beta", type=float, help="weight of the KL term (default 1: the ELBO)")
     vae.add_argument("--latent-dim", type=int, help="size of z (default 16)")
-    vae.add_argument(
-        "--out", default=str(Path("data") / "checkpoints" / "vae"), help="output folder"
+    _train_parser(
+        models, "gpt", "the lesson-08 GPT on Tiny Shakespeare", "sequences", cmd_train_gpt
     )
-    vae.add_argument(
-        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
-    )
-    vae.add_argument("--quiet", action="store_true", help="no progress bar")
-    vae.set_defaults(run=cmd_train_vae)
-
-    gpt = models.add_parser("gpt", help="the lesson-08 GPT on Tiny Shakespeare")
-    gpt.add_argument(
-        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
-    )
-    gpt.add_argument("--steps", type=int, help="training steps (default: the profile's)")
-    gpt.add_argument("--batch-size", type=int, help="sequences per step (default: the profile's)")
-    gpt.add_argument(
-        "--out", default=str(Path("data") / "checkpoints" / "gpt"), help="output folder"
-    )
-    gpt.add_argument(
-        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
-    )
-    gpt.add_argument("--quiet", action="store_true", help="no progress bar")
-    gpt.set_defaults(run=cmd_train_gpt)
 
     generate = commands.add_parser("generate", help="generate with a trained model")
     generators = generate.add_subparsers(dest="model", required=True)
