@@ -264,6 +264,76 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from aigc_course import checkpoints, metrics, runtime
+    from aigc_course.trainers import gan as trainer
+
+    steps = args.steps or runtime.get_profile(args.profile).select(smoke=20, cpu=3000, gpu=6000)
+    print(f"training the Fashion-MNIST classifier for FID: {steps} steps")
+    model, test_accuracy = metrics.train_classifier(steps=steps, progress=not args.quiet)
+    print(f"test accuracy: {test_accuracy:.4f}")
+    if args.pretrained:
+        command = (
+            "aigc-course " + " ".join(sys.argv[1:])
+            if sys.argv[1:2] == ["train"]
+            else "aigc-course train classifier"
+        )
+        print(f"sha256: {trainer.save_classifier(model, test_accuracy, command)}")
+    else:
+        path = Path(args.out) / "classifier.safetensors"
+        digest = checkpoints.save(path, model, {}, {"test_accuracy": test_accuracy})
+        print(f"checkpoint: {path} sha256 {digest}")
+    return 0
+
+
+def cmd_train_gan(args: argparse.Namespace) -> int:
+    from aigc_course import checkpoints, runtime
+    from aigc_course.data import DataError
+    from aigc_course.trainers import gan as trainer
+    from aigc_course.training import NonFiniteLossError
+
+    profile = runtime.get_profile(args.profile)
+    recipe = trainer.recipe(
+        profile, conditional=args.conditional, steps=args.steps, batch_size=args.batch_size
+    )
+    command = (
+        "aigc-course " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["train"]
+        else "aigc-course train gan"
+    )
+    device = runtime.get_device()
+    kind = "class-conditional " if args.conditional else ""
+    print(
+        f"training the {kind}DCGAN: profile {profile}, device {device}, {recipe.steps} steps of {recipe.batch_size}"
+    )
+    try:
+        run = trainer.train_gan(recipe, device=device, progress=not args.quiet)
+    except (NonFiniteLossError, DataError, checkpoints.CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    name = trainer.PRETRAINED_NAME + ("_conditional" if args.conditional else "")
+    if args.pretrained:
+        path = checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
+    else:
+        path = Path(args.out) / "gan.safetensors"
+    digest = trainer.save_run(run, path, command)
+    if args.pretrained:
+        checkpoints.register_pretrained(name, path.name, command, run.metrics)
+    rows = {
+        "steps": recipe.steps,
+        "images/s": run.metrics["images_per_second"],
+        "train time [s]": run.metrics["train_seconds"],
+        f"FID vs {recipe.fid_images} test images": run.metrics["test_fid"],
+        "class-histogram entropy [nats]": run.metrics["test_class_entropy"],
+    }
+    if "conditional_accuracy" in run.metrics:
+        rows["classifier accuracy on labelled samples"] = run.metrics["conditional_accuracy"]
+    _summary("GAN trained:", {**rows, "checkpoint": path, "sha256": digest})
+    for warning in run.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
 def _train_parser(models, name: str, description: str, items: str, run) -> argparse.ArgumentParser:
     """The options every ``aigc-course train MODEL`` command shares."""
     parser = models.add_parser(name, help=description)
@@ -328,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(
         models, "gpt", "the lesson-08 GPT on Tiny Shakespeare", "sequences", cmd_train_gpt
     )
+    gan = _train_parser(
+        models, "gan", "the lesson-07 DCGAN on Fashion-MNIST", "images", cmd_train_gan
+    )
+    gan.add_argument("--conditional", action="store_true", help="condition on the class (a cGAN)")
+    _train_parser(models, "classifier", "the classifier behind FID", "images", cmd_train_classifier)
 
     generate = commands.add_parser("generate", help="generate with a trained model")
     generators = generate.add_subparsers(dest="model", required=True)

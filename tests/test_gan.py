@@ -1,0 +1,172 @@
+"""The DCGAN of lesson 07 (model, training step, trainer) and the FID machinery of aigc_course.metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aigc_course import checkpoints, cli, data, metrics, runtime
+from aigc_course.models.dcgan import (
+    Discriminator,
+    GANConfig,
+    Generator,
+    to_signed_range,
+    to_unit_range,
+)
+from aigc_course.trainers import gan as trainer
+
+SMALL = GANConfig(latent_dim=8, channels=8)
+
+
+def test_shapes_ranges_and_conditioning():
+    torch.manual_seed(0)
+    generator, discriminator = Generator(SMALL), Discriminator(SMALL)
+    images = generator(torch.randn(5, 8))
+    assert images.shape == (5, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    assert discriminator(images).shape == (5,)
+    conditional = GANConfig(latent_dim=8, channels=8, n_classes=10)
+    labels = torch.arange(5)
+    images = Generator(conditional)(torch.randn(5, 8), labels)
+    assert Discriminator(conditional)(images, labels).shape == (5,)
+    with pytest.raises(ValueError, match="pass labels"):
+        Generator(conditional)(torch.randn(2, 8))
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(to_unit_range(to_signed_range(x)), x)
+
+
+def test_dcgan_initialisation():
+    torch.manual_seed(1)
+    generator = Generator(GANConfig(latent_dim=64, channels=64))
+    conv = generator.net[2].weight
+    assert conv.std().item() == pytest.approx(0.02, rel=0.1)
+    assert generator.net[0].weight.mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_one_step_updates_only_what_it_should():
+    torch.manual_seed(2)
+    generator, discriminator = Generator(SMALL), Discriminator(SMALL)
+    precision = runtime.Precision("fp32", "cpu")
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=1e-2)
+    real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 8)
+    # The discriminator's loss never reaches the generator: the fakes are detached.
+    from aigc_course import gan_theory
+
+    fake = generator(z)
+    gan_theory.discriminator_loss(discriminator(real), discriminator(fake.detach())).backward()
+    assert all(p.grad is None for p in generator.parameters())
+    # A full step changes both networks, each by its own optimiser only.
+    before_g = [p.detach().clone() for p in generator.parameters()]
+    before_d = [p.detach().clone() for p in discriminator.parameters()]
+    frozen_d = torch.optim.Adam(discriminator.parameters(), lr=0.0)
+    trainer.gan_step(
+        generator,
+        discriminator,
+        (optimizer_g, frozen_d),
+        (precision.grad_scaler(),) * 2,
+        real,
+        z,
+        None,
+        precision,
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(before_d, discriminator.parameters(), strict=True)
+    ), "D frozen"
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before_g, generator.parameters(), strict=True)
+    ), "G moved"
+
+
+def test_frechet_distance_identities():
+    generator = torch.Generator().manual_seed(3)
+    mean = torch.randn(6, generator=generator, dtype=torch.float64)
+    root = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    cov = root @ root.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    assert metrics.frechet_distance(mean, cov, mean, cov) == pytest.approx(0.0, abs=1e-8)
+    variances_1, variances_2 = (
+        torch.rand(6, dtype=torch.float64) + 0.5,
+        torch.rand(6, dtype=torch.float64) + 0.5,
+    )
+    mean_2 = mean + 1.0
+    closed_form = (mean - mean_2).pow(2).sum() + (variances_1.sqrt() - variances_2.sqrt()).pow(
+        2
+    ).sum()
+    got = metrics.frechet_distance(mean, torch.diag(variances_1), mean_2, torch.diag(variances_2))
+    assert got == pytest.approx(closed_form.item(), rel=1e-9)
+    assert metrics.frechet_distance(mean, cov, mean_2, cov) == pytest.approx(6.0, rel=1e-9)
+
+
+def test_fid_of_real_images_and_its_growth_with_noise():
+    classifier = metrics.load_classifier()
+    test = data.load_fashion_mnist("test", limit=1000).images
+    train = data.load_fashion_mnist("train", val_size=0, limit=1000).images
+    assert metrics.fid(classifier, test, test) == pytest.approx(0.0, abs=1e-6)
+    real_vs_real = metrics.fid(classifier, test, train)
+    generator = torch.Generator().manual_seed(4)
+    noisy = [
+        metrics.fid(
+            classifier,
+            test,
+            (train + s * torch.randn(train.shape, generator=generator)).clamp(0, 1),
+        )
+        for s in (0.1, 0.3)
+    ]
+    assert real_vs_real < noisy[0] < noisy[1]
+    histogram = metrics.class_histogram(classifier, test)
+    assert histogram.counts.sum() == 1000 and histogram.entropy > 0.95 * math.log(10)
+
+
+def test_classifier_reaches_its_recorded_accuracy():
+    recorded = checkpoints.manifest()[metrics.PRETRAINED_NAME]["metrics"]["test_accuracy"]
+    assert recorded > 0.88
+    test = data.load_fashion_mnist("test")
+    subset = torch.randperm(len(test), generator=torch.Generator().manual_seed(5))[:2000]
+    measured = metrics.accuracy(metrics.load_classifier(), test.images[subset], test.labels[subset])
+    assert abs(measured - recorded) < 0.02
+
+
+def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
+    recipe = trainer.recipe(runtime.Profile("smoke"), steps=300, eval_every=300, fid_images=500)
+    run = trainer.train_gan(recipe, progress=False)
+    classifier = metrics.load_classifier()
+    real = data.load_fashion_mnist("test").images[:500]
+    torch.manual_seed(0)
+    untrained = Generator(recipe.model)
+    start_fid = trainer.evaluate(untrained, classifier, real)["fid"]
+    assert run.metrics["test_fid"] < 0.8 * start_fid, (run.metrics["test_fid"], start_fid)
+    assert [step for step, _ in run.snapshots] == [0, 300]
+    path = tmp_path / "gan.safetensors"
+    digest = trainer.save_run(run, path, "test")
+    loaded, checkpoint = trainer.load_generator(path, expected_sha256=digest)
+    torch.testing.assert_close(
+        trainer.generate(loaded, 4), trainer.generate(run.generator, 4), rtol=0, atol=0
+    )
+    assert checkpoint.extra["steps"] == 300
+
+
+def test_cli_train_gan_smoke(tmp_path, capsys):
+    assert cli.main(["train", "gan", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "GAN trained:" in out
+        and "FID vs 200 test images" in out
+        and "class-histogram entropy" in out
+    )
+    assert (tmp_path / "gan.safetensors").is_file()
+    assert (
+        cli.main(
+            [
+                "train",
+                "gan",
+                "--profile",
+                "smoke",
+                "--conditional",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "classifier accuracy on labelled samples" in capsys.readouterr().out
