@@ -46,6 +46,7 @@ from aigc_course.checks.lesson06 import (
     negative_elbo,
     reparameterise,
 )
+from aigc_course.checks.lesson07 import frechet_distance, gan_training_step
 from aigc_course.checks.lesson08 import (
     causal_self_attention,
     kv_cache_update,
@@ -92,6 +93,9 @@ __all__ = [
     "iwae_bound",
     "negative_elbo",
     "reparameterise",
+    # lesson 07 (and lesson 03's GAN losses)
+    "frechet_distance",
+    "gan_training_step",
     # lesson 08
     "causal_self_attention",
     "kv_cache_update",
