@@ -124,6 +124,12 @@ def _summary(title: str, rows: dict[str, object]) -> None:
         print(f"  {name:{width}s}  {shown}")
 
 
+def _invocation(default: str) -> str:
+    """The command line this process was started with (recorded in checkpoints), or ``default``
+    when the CLI runs in-process (e.g. from a test)."""
+    return "aigc-course " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else default
+
+
 def cmd_train_vae(args: argparse.Namespace) -> int:
     from aigc_course import checkpoints, runtime
     from aigc_course.data import DataError
@@ -138,11 +144,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         beta=args.beta,
         latent_dim=args.latent_dim,
     )
-    command = (
-        "aigc-course " + " ".join(sys.argv[1:])
-        if sys.argv[1:2] == ["train"]
-        else "aigc-course train vae"
-    )
+    command = _invocation("aigc-course train vae")
     device = runtime.get_device()
     print(
         f"training the VAE: profile {profile}, device {device}, {recipe.train.steps} steps of {recipe.batch_size}"
@@ -187,11 +189,7 @@ def cmd_train_gpt(args: argparse.Namespace) -> int:
 
     profile = runtime.get_profile(args.profile)
     recipe = trainer.recipe(profile, steps=args.steps, batch_size=args.batch_size)
-    command = (
-        "aigc-course " + " ".join(sys.argv[1:])
-        if sys.argv[1:2] == ["train"]
-        else "aigc-course train gpt"
-    )
+    command = _invocation("aigc-course train gpt")
     device = runtime.get_device()
     c = recipe.model
     print(
@@ -273,11 +271,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     model, test_accuracy = metrics.train_classifier(steps=steps, progress=not args.quiet)
     print(f"test accuracy: {test_accuracy:.4f}")
     if args.pretrained:
-        command = (
-            "aigc-course " + " ".join(sys.argv[1:])
-            if sys.argv[1:2] == ["train"]
-            else "aigc-course train classifier"
-        )
+        command = _invocation("aigc-course train classifier")
         print(f"sha256: {trainer.save_classifier(model, test_accuracy, command)}")
     else:
         path = Path(args.out) / "classifier.safetensors"
@@ -296,11 +290,7 @@ def cmd_train_gan(args: argparse.Namespace) -> int:
     recipe = trainer.recipe(
         profile, conditional=args.conditional, steps=args.steps, batch_size=args.batch_size
     )
-    command = (
-        "aigc-course " + " ".join(sys.argv[1:])
-        if sys.argv[1:2] == ["train"]
-        else "aigc-course train gan"
-    )
+    command = _invocation("aigc-course train gan")
     device = runtime.get_device()
     kind = "class-conditional " if args.conditional else ""
     print(

@@ -66,6 +66,16 @@ class History:
     def examples_per_second(self) -> float:
         return self.examples / self.seconds if self.seconds > 0 else float("nan")
 
+    def to_dict(self, points: int = 200) -> dict:
+        """The curves, thinned to at most ``points`` logged steps, for saving with a model."""
+        stride = max(1, len(self.steps) // points)
+        return {
+            "steps": self.steps[::stride],
+            "metrics": {name: values[::stride] for name, values in self.metrics.items()},
+            "eval_steps": self.eval_steps,
+            "eval_metrics": self.eval_metrics,
+        }
+
 
 def check_finite(loss: torch.Tensor, step: int, lr: float) -> None:
     """Raise :class:`NonFiniteLossError` with advice if ``loss`` is NaN or infinite."""

@@ -229,8 +229,6 @@ def train_gan(
 
 def save_run(run: GANRun, path: Path, command: str) -> str:
     """Save the generator (the part a lesson samples from) with its config, metrics and curves."""
-    from aigc_course.trainers.vae import history_to_dict
-
     return checkpoints.save(
         path,
         run.generator,
@@ -239,7 +237,7 @@ def save_run(run: GANRun, path: Path, command: str) -> str:
         extra={
             "command": command,
             "steps": run.recipe.steps,
-            "history": history_to_dict(run.history),
+            "history": run.history.to_dict(),
         },
     )
 

@@ -174,8 +174,6 @@ def train_gpt(
 
 def save_run(run: GPTRun, path: Path, command: str) -> str:
     """Save a trained GPT with its tokenizer, config, metrics and curves; returns the sha256."""
-    from aigc_course.trainers.vae import history_to_dict
-
     return checkpoints.save(
         path,
         run.model,
@@ -186,7 +184,7 @@ def save_run(run: GPTRun, path: Path, command: str) -> str:
             "tokenizer": run.tokenizer.to_dict(),
             "steps": run.recipe.train.steps,
             "batch_size": run.recipe.batch_size,
-            "history": history_to_dict(run.history),
+            "history": run.history.to_dict(),
         },
     )
 

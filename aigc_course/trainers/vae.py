@@ -15,7 +15,7 @@ import torch
 
 from aigc_course import checkpoints, data, runtime
 from aigc_course.models.vae import VAE, VAEConfig, binarize, nats_to_bits_per_dim
-from aigc_course.training import History, TrainConfig, train
+from aigc_course.training import History, TrainConfig, random_batches, train
 
 PRETRAINED_NAME = "vae_fashion_mnist"
 
@@ -121,11 +121,11 @@ def train_vae(
     test_x = fixed_test_set(recipe_.eval_images)
     generator = torch.Generator().manual_seed(recipe_.train.seed)
 
-    def batches():
-        while True:
-            order = torch.randperm(len(train_images), generator=generator)
-            for start in range(0, len(order) - recipe_.batch_size + 1, recipe_.batch_size):
-                yield binarize(train_images[order[start : start + recipe_.batch_size]], generator)
+    # A fresh binarisation every time an image is used (dynamic binarisation).
+    batches = (
+        binarize(x, generator)
+        for (x,) in random_batches((train_images,), recipe_.batch_size, generator)
+    )
 
     def loss_fn(model, x):
         loss, reconstruction, kl = model(x, recipe_.beta)
@@ -135,7 +135,7 @@ def train_vae(
     history = train(
         model,
         loss_fn,
-        batches(),
+        batches,
         recipe_.train,
         evaluate=lambda m: evaluate(m, test_x),
         device=device,
@@ -171,20 +171,9 @@ def save_run(run: VAERun, path: Path, command: str) -> str:
             "steps": run.recipe.train.steps,
             "batch_size": run.recipe.batch_size,
             "beta": run.recipe.beta,
-            "history": history_to_dict(run.history),
+            "history": run.history.to_dict(),
         },
     )
-
-
-def history_to_dict(history: History, points: int = 200) -> dict:
-    """The training curves, thinned to at most ``points`` logged steps, for saving with a model."""
-    stride = max(1, len(history.steps) // points)
-    return {
-        "steps": history.steps[::stride],
-        "metrics": {name: values[::stride] for name, values in history.metrics.items()},
-        "eval_steps": history.eval_steps,
-        "eval_metrics": history.eval_metrics,
-    }
 
 
 def load_vae(
