@@ -4,11 +4,30 @@
 - ``AIGC_CHECKS_STRICT=1``: a failed exercise check raises, so a broken solution fails its test.
 - ``AIGC_OFFLINE=1``: nothing is downloaded; the download tests use a local HTTP server and
   switch this off themselves.
+
+Notebooks that use ipywidgets get the ``widgets`` marker, so ``pytest -m widgets`` runs them (and
+tests/test_widgets.py) again under another ipywidgets version.
 """
 
 import os
+from functools import cache
+from pathlib import Path
+
+import pytest
 
 os.environ["AIGC_PROFILE"] = "smoke"
 os.environ["AIGC_CHECKS_STRICT"] = "1"
 os.environ["AIGC_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@cache
+def _uses_widgets(path: Path) -> bool:
+    return "ipywidgets" in path.read_text(encoding="utf-8")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb" and _uses_widgets(path):
+            item.add_marker(pytest.mark.widgets)

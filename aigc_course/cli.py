@@ -5,6 +5,9 @@ aigc-course data status                where each data set is (nothing is downlo
 aigc-course data fetch [NAME ...]      fill the cache ahead of time (default: the required sets)
 aigc-course build-exercises [--check]  make exercises/ from solutions/ (--check: only compare)
 aigc-course execute-notebooks PATH...  run notebooks top to bottom and save their outputs
+aigc-course time-notebooks [--profile P] [PATH ...]
+                                       time each notebook; write the table (and README's copy)
+aigc-course workshop prepare           fill the data cache, verify checkpoints: ready or not
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ from pathlib import Path
 from aigc_course import __version__
 
 
-def _repository_root() -> Path:
+def _find_repository_root() -> Path | None:
     """The course repository: the current folder or one above it holding solutions/."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "solutions").is_dir() and (folder / "pyproject.toml").is_file():
             return folder
+    return None
+
+
+def _repository_root() -> Path:
+    root = _find_repository_root()
+    if root is not None:
+        return root
+    here = Path.cwd().resolve()
     raise SystemExit(
         "error: run this inside the course repository (no folder with solutions/ and "
         f"pyproject.toml at or above {here})"
@@ -114,6 +125,87 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
         else:
             print(f"saved   {path}")
     return 1 if failures else 0
+
+
+def cmd_time_notebooks(args: argparse.Namespace) -> int:
+    from aigc_course import timing
+    from aigc_course.notebook_tools import write_atomically
+
+    root = _repository_root()
+    paths = [Path(path).resolve() for path in args.paths] or sorted(
+        (root / "notebooks").glob("*.ipynb")
+    )
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows, failures = [], []
+    for path in paths:
+        label = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        print(f"timing  {label} ({args.profile}) ...", flush=True)
+        try:
+            row = timing.time_notebook(path, args.profile, timeout=args.timeout, label=label)
+        except timing.TimingError as error:
+            print(f"FAILED  {error}", file=sys.stderr)
+            failures.append(label)
+            continue
+        print(
+            f"        {timing.format_duration(row.seconds)}, "
+            f"{timing.format_bytes(row.peak_rss_bytes)} RAM on {row.device}"
+        )
+        rows.append(row)
+    if failures:
+        print(f"not written: {len(failures)} notebook(s) failed: {', '.join(failures)}")
+        return 1
+    command = " ".join(["aigc-course time-notebooks", f"--profile {args.profile}", *args.paths])
+    table = timing.time_table(rows, command)
+    output = Path(args.output or root / "docs" / f"time-table-{args.profile}.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(output, f"# Time table: the {args.profile} profile\n\n{table}")
+    print(f"\n{table}\nwrote   {output}")
+    if args.readme != "none":
+        readme = Path(args.readme or root / "README.md")
+        try:
+            text = timing.replace_marked_block(
+                readme.read_text(encoding="utf-8"), args.profile, table
+            )
+        except ValueError as error:
+            print(f"README not updated ({readme}): {error}", file=sys.stderr)
+            return 1
+        write_atomically(readme, text)
+        print(f"updated {readme}")
+    return 0
+
+
+def cmd_workshop_prepare(args: argparse.Namespace) -> int:
+    from aigc_course import workshop
+
+    print("Preparing this machine for a workshop.\n\n== data: filling the cache ==", flush=True)
+    items = workshop.data_items(args.data or None)
+    items += workshop.software_items() + workshop.checkpoint_items()
+    root = _find_repository_root()
+    if root is not None:
+        items += workshop.exercise_items(root)
+    print("\n== aigc-course doctor ==", flush=True)
+    doctor_ok = cmd_doctor(args) == 0
+    items.append(
+        workshop.Item("doctor", doctor_ok, "READY" if doctor_ok else "NOT READY", "see its report")
+    )
+    print("\n== workshop checklist ==")
+    for item in items:
+        print(item.line())
+    problems = [item for item in items if not item.ready]
+    if problems:
+        print(
+            f"\nNOT READY: {len(problems)} problem(s) above, each with its fix; "
+            "then run `aigc-course workshop prepare` again."
+        )
+        return 1
+    print(
+        "\nREADY for the workshop. To set up machines without internet, copy this clone with its "
+        "data/ folder (or point AIGC_DATA_PATH at a copy of it)."
+    )
+    return 0
 
 
 def _summary(title: str, rows: dict[str, object]) -> None:
@@ -377,6 +469,31 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="run profile to use")
     execute.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     execute.set_defaults(run=cmd_execute_notebooks)
+
+    timer = commands.add_parser(
+        "time-notebooks", help="time each notebook in a fresh kernel; write a markdown table"
+    )
+    timer.add_argument("paths", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
+    timer.add_argument(
+        "--profile", choices=["smoke", "cpu", "gpu"], default="cpu", help="run profile (cpu)"
+    )
+    timer.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
+    timer.add_argument(
+        "--readme",
+        help="README whose time-table markers get the table (default: README.md; none: skip)",
+    )
+    timer.set_defaults(run=cmd_time_notebooks)
+
+    workshop = commands.add_parser("workshop", help="prepare a machine for a workshop")
+    workshop_commands = workshop.add_subparsers(dest="workshop_command", required=True)
+    prepare = workshop_commands.add_parser(
+        "prepare", help="fill the data cache, verify checkpoints, run the doctor: ready or not"
+    )
+    prepare.add_argument(
+        "--data", nargs="*", help="data sets to cache (default: the required ones)"
+    )
+    prepare.set_defaults(run=cmd_workshop_prepare)
 
     train_parser = commands.add_parser("train", help="train a model of the course")
     models = train_parser.add_subparsers(dest="model", required=True)

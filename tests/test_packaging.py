@@ -11,8 +11,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from aigc_course import REPOSITORY_URL
-from aigc_course.notebook_tools import colab_badge
+from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY, REPOSITORY_URL
+from aigc_course.notebook_tools import badge_targets, colab_badge
 from tests.helpers import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -111,3 +111,27 @@ def test_data_folder_is_ignored_but_for_its_readme():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "data/*" in ignored and "!data/README.md" in ignored
     assert (ROOT / "data" / "README.md").is_file()
+
+
+def test_ci_installs_chromium_and_reruns_the_widget_tests_with_colabs_ipywidgets():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "apt_packages+=(chromium)" in script and "playwright install" not in script
+    commands = [line.strip() for line in script.splitlines() if line.strip()]
+    readme_tests = commands.index("pytest")
+    pin = commands.index('python -m pip install -q "ipywidgets==7.7.1"')
+    rerun = commands.index("AIGC_EXPECT_IPYWIDGETS=7.7.1 pytest -m widgets")
+    assert readme_tests < pin < rerun
+
+
+def test_every_colab_link_points_at_the_configured_repository_and_an_existing_notebook():
+    assert PYPROJECT["project"]["urls"]["Repository"] == REPOSITORY_URL
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    documents += sorted(ROOT.glob("*/*.ipynb"))
+    links = 0
+    for document in documents:
+        for target in badge_targets(document.read_text(encoding="utf-8")):
+            prefix = f"{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/"
+            assert target.startswith(prefix), f"{document.name}: {target}"
+            assert (ROOT / target[len(prefix) :]).is_file(), f"{document.name}: {target}"
+            links += 1
+    assert links >= 3 * len(list((ROOT / "notebooks").glob("*.ipynb")))

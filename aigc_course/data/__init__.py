@@ -26,6 +26,7 @@ from aigc_course.data.sources import (
     dataset_status,
     download,
     fetch,
+    fill_cache,
     get_spec,
     locate,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "dataset_status",
     "download",
     "fetch",
+    "fill_cache",
     "get_spec",
     "load_fashion_mnist",
     "load_idx_pair",

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -307,7 +308,27 @@ def download(
     file is renamed into place only when its length matches the server's ``Content-Length`` (if
     given) and its checksum matches; otherwise it is deleted and :class:`DownloadError` raised.
     """
-    destination = Path(destination)
+    try:
+        return _write_verified(
+            Path(destination),
+            checksum,
+            lambda out: _stream_to(
+                url, out, timeout=timeout, progress=progress, label=Path(destination).name
+            ),
+            problem_error=lambda problem: DownloadError(
+                f"{url}: the downloaded file is not the expected one: {problem}"
+            ),
+        )
+    except DownloadError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
+        raise DownloadError(f"{url}: {_describe_error(error)}") from error
+
+
+def _write_verified(destination: Path, checksum: Checksum, write, problem_error) -> Path:
+    """Write ``destination`` via ``write(binary_file)`` into a temporary file beside it, verify
+    the checksum, then rename; on any failure nothing is left. A wrong checksum raises
+    ``problem_error(problem)``."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary_name = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
@@ -315,15 +336,11 @@ def download(
     temporary = Path(temporary_name)
     try:
         with os.fdopen(handle, "wb") as out:
-            _stream_to(url, out, timeout=timeout, progress=progress, label=destination.name)
+            write(out)
         problem = checksum.problem(temporary)
         if problem is not None:
-            raise DownloadError(f"{url}: the downloaded file is not the expected one: {problem}")
+            raise problem_error(problem)
         os.replace(temporary, destination)
-    except DownloadError:
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
-        raise DownloadError(f"{url}: {_describe_error(error)}") from error
     finally:
         temporary.unlink(missing_ok=True)
     return destination
@@ -399,6 +416,45 @@ def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
         f"Tried:\n{tried}\n"
         f"Fix: {fix_hint(spec)}"
     )
+
+
+def copy_verified(source: Path, destination: Path, checksum: Checksum) -> Path:
+    """Copy ``source`` to ``destination`` through a temporary file, checked before the rename."""
+
+    def copy(out) -> None:
+        with open(source, "rb") as stream:
+            shutil.copyfileobj(stream, out, 1 << 20)
+
+    return _write_verified(
+        destination,
+        checksum,
+        copy,
+        problem_error=lambda problem: DataError(
+            f"copying {source} gave a file that is not the expected one: {problem}"
+        ),
+    )
+
+
+def fill_cache(name: str, *, progress: bool = True) -> list[tuple[Path, str]]:
+    """Put a verified copy of every file of data set ``name`` into the cache.
+
+    A file already there is kept; one found elsewhere (``AIGC_DATA_PATH``, a system copy) is
+    copied; one found nowhere is downloaded. Returns (cache path, what was done) per file; raises
+    :class:`DataNotFoundError` (with the fix) when a file can be neither copied nor downloaded.
+    """
+    spec = get_spec(name)
+    done = []
+    for data_file in spec.files:
+        destination = cache_dir() / spec.name / data_file.name
+        lookup = find_local(spec, data_file)
+        if lookup.path == destination:
+            done.append((destination, "already in the cache"))
+        elif lookup.path is not None:
+            copy_verified(lookup.path, destination, data_file.checksum)
+            done.append((destination, f"copied from {lookup.path.parent}"))
+        else:
+            done.append((locate(spec, data_file.name, progress=progress), "downloaded"))
+    return done
 
 
 def fetch(name: str, *, progress: bool = True) -> list[Path]:

@@ -1,0 +1,191 @@
+"""How long each notebook takes: the measured time table in README.md and docs/INSTRUCTOR.md.
+
+:func:`time_notebook` runs a notebook top to bottom in a fresh kernel (as "Run All" does), without
+saving it, and reports the wall time, the kernel's peak resident memory and, on a GPU, the peak
+memory torch allocated. :func:`time_table` turns the rows into a markdown table and
+:func:`replace_marked_block` puts it between ``<!-- time-table:PROFILE:begin -->`` and
+``<!-- time-table:PROFILE:end -->`` in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import nbformat
+
+PROBE_TAG = "AIGC_TIMING "
+
+# Appended to a copy of the notebook: what the kernel itself saw. ``ru_maxrss`` is in KiB on
+# Linux and bytes on macOS; ``resource`` does not exist on Windows (memory is then unknown).
+_PROBE_SOURCE = f"""
+import json as _json, os as _os, sys as _sys
+try:
+    import resource as _resource
+    _peak = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
+    _peak = _peak if _sys.platform == "darwin" else _peak * 1024
+except ImportError:
+    _peak = None
+_report = {{"peak_rss_bytes": _peak, "gpu": None, "gpu_peak_bytes": None, "torch": None}}
+_cores = len(_os.sched_getaffinity(0)) if hasattr(_os, "sched_getaffinity") else _os.cpu_count()
+_report["cpu"] = f"CPU ({{_cores}} cores)"
+if "torch" in _sys.modules:
+    import torch as _torch
+    _report["torch"] = _torch.__version__
+    if _torch.cuda.is_available() and _torch.cuda.is_initialized():
+        _report["gpu"] = _torch.cuda.get_device_name()
+        _report["gpu_peak_bytes"] = _torch.cuda.max_memory_allocated()
+print({PROBE_TAG!r} + _json.dumps(_report))
+"""
+
+
+class TimingError(RuntimeError):
+    """A notebook could not be timed (it failed, or the probe printed nothing)."""
+
+
+@dataclass(frozen=True)
+class NotebookTiming:
+    """One row of the time table."""
+
+    notebook: str
+    profile: str
+    device: str
+    seconds: float
+    peak_rss_bytes: int | None
+    gpu_peak_bytes: int | None = None
+    torch_version: str | None = None
+
+
+def time_notebook(
+    path: Path, profile: str, timeout: int = 1800, kernel_name: str = "python3", label: str = ""
+) -> NotebookTiming:
+    """Run the notebook at ``path`` in a fresh kernel with ``AIGC_PROFILE=profile`` and time it.
+
+    The file is not changed. The kernel starts in the notebook's folder; the time includes the
+    kernel's start, as a learner's "Run All" does. Raises :class:`TimingError` if a cell fails.
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(_PROBE_SOURCE))
+    previous = os.environ.get("AIGC_PROFILE")
+    os.environ["AIGC_PROFILE"] = profile  # the kernel inherits this process's environment
+    try:
+        client = NotebookClient(
+            notebook,
+            timeout=timeout,
+            kernel_name=kernel_name,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        started = time.perf_counter()
+        try:
+            client.execute()
+        except CellExecutionError as error:
+            message = str(error).strip().splitlines()[-1][:300]
+            raise TimingError(f"{path} failed under the {profile} profile: {message}") from None
+        seconds = time.perf_counter() - started
+    finally:
+        if previous is None:
+            os.environ.pop("AIGC_PROFILE", None)
+        else:
+            os.environ["AIGC_PROFILE"] = previous
+    report = _probe_report(notebook.cells[-1])
+    if report is None:
+        raise TimingError(f"{path}: the timing probe printed nothing (was the kernel restarted?)")
+    return NotebookTiming(
+        notebook=label or path.name,
+        profile=profile,
+        device=report["gpu"] or report["cpu"],
+        seconds=seconds,
+        peak_rss_bytes=report["peak_rss_bytes"],
+        gpu_peak_bytes=report["gpu_peak_bytes"],
+        torch_version=report["torch"],
+    )
+
+
+def _probe_report(cell) -> dict | None:
+    for output in cell.get("outputs", []):
+        for line in output.get("text", "").splitlines():
+            if line.startswith(PROBE_TAG):
+                return json.loads(line[len(PROBE_TAG) :])
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    """``7 s``, ``2 min 58 s``, ``1 h 02 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_bytes(count: int | None) -> str:
+    """``812 MiB``, ``1.4 GiB``; ``n/a`` when unknown."""
+    if count is None:
+        return "n/a"
+    if count < 2**30:
+        return f"{count / 2**20:.0f} MiB"
+    return f"{count / 2**30:.1f} GiB"
+
+
+def time_table(rows: list[NotebookTiming], command: str, when: date | None = None) -> str:
+    """The markdown table of ``rows``, with a line saying how and where it was measured."""
+    if not rows:
+        raise ValueError("no notebooks were timed: nothing to put in a table")
+    when = when or date.today()
+    with_gpu = any(row.gpu_peak_bytes is not None for row in rows)
+    header = ["Notebook", "Profile", "Device", "Wall time", "Peak memory (RAM)"]
+    if with_gpu:
+        header.append("Peak GPU memory")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            f"`{row.notebook}`",
+            row.profile,
+            row.device,
+            format_duration(row.seconds),
+            format_bytes(row.peak_rss_bytes),
+        ]
+        if with_gpu:
+            cells.append(format_bytes(row.gpu_peak_bytes))
+        lines.append("| " + " | ".join(cells) + " |")
+    total = sum(row.seconds for row in rows)
+    total_row = [f"**all {len(rows)}**", "", "", f"**{format_duration(total)}**", ""]
+    lines.append("| " + " | ".join(total_row + [""] * (len(header) - 5)) + " |")
+    versions = f"Python {platform.python_version()}"
+    torch_versions = sorted({row.torch_version for row in rows if row.torch_version})
+    if torch_versions:
+        versions += ", torch " + "/".join(torch_versions)
+    note = (
+        f"Measured {when.isoformat()} with `{command}` ({versions}); each notebook in a fresh "
+        "kernel, top to bottom, kernel start included."
+    )
+    return note + "\n\n" + "\n".join(lines) + "\n"
+
+
+def markers(profile: str) -> tuple[str, str]:
+    """The two comment lines that enclose the ``profile`` table in README.md."""
+    return f"<!-- time-table:{profile}:begin -->", f"<!-- time-table:{profile}:end -->"
+
+
+def replace_marked_block(text: str, profile: str, block: str) -> str:
+    """``text`` with everything between the ``profile`` markers replaced by ``block``."""
+    begin, end = markers(profile)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.DOTALL)
+    if len(pattern.findall(text)) != 1:
+        raise ValueError(
+            f"expected exactly one pair of markers {begin} ... {end}; add them where the "
+            f"{profile} table belongs"
+        )
+    return pattern.sub(lambda _: f"{begin}\n{block.rstrip()}\n{end}", text)

@@ -1,0 +1,275 @@
+"""A real JupyterLab in a real browser: what a learner sees when they press "Run All".
+
+JupyterLab runs on 127.0.0.1 with its own temporary configuration; Debian's Chromium runs headless,
+driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no browser is downloaded).
+Lessons are copied, without their outputs, into a temporary folder, so the repository is never
+touched. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
+
+On a developer machine without Chromium or Playwright these tests skip; under ``CI=true`` they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aigc_course.notebook_tools import notebook_text
+from tests.helpers import ROOT, require
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Settings for this server only: every cell rendered (no windowing, so the DOM holds the whole
+# notebook), no news or update checks (there is no internet), no autosave surprises.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "checkForUpdates": False,
+        "fetchNews": "false",
+    },
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+}
+RUN_ALL_TIMEOUT_MS = 300_000
+
+
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("AIGC_ARTIFACTS", ROOT / "artifacts")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited ({process.returncode}):\n{log.read_text()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.25)
+    raise RuntimeError(
+        f"JupyterLab did not listen on port {port} in {seconds} s:\n{log.read_text()}"
+    )
+
+
+def copy_without_outputs(source: Path, target: Path) -> None:
+    notebook = nbformat.read(source, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    target.write_text(notebook_text(notebook), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    require(
+        CHROMIUM.is_file(), f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is not installed (pip install playwright)")
+    with sync_playwright() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, playwright_api):
+    """A JupyterLab server on 127.0.0.1 serving a temporary folder; yields (base_url, folder)."""
+    home = tmp_path_factory.mktemp("jupyter")
+    root = tmp_path_factory.mktemp("lessons")
+    settings_dir = home / "config" / "lab" / "user-settings"
+    for name, values in LAB_SETTINGS.items():
+        plugin, file_name = name.rsplit("/", 1)
+        (settings_dir / plugin).mkdir(parents=True, exist_ok=True)
+        (settings_dir / plugin / file_name).write_text(json.dumps(values))
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+    )
+    port = free_port()
+    log = home / "jupyterlab.log"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--allow-root",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.root_dir={root}",
+    ]
+    with open(log, "wb") as log_file:
+        server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, log)
+        yield f"http://127.0.0.1:{port}", root
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.copy(log, artifacts_dir() / "jupyterlab.log")
+
+
+@pytest.fixture
+def page(playwright_api):
+    browser = playwright_api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+    browser.close()
+
+
+def open_and_run_all(page, lab, lesson: str) -> dict:
+    """Open ``notebooks/<lesson>`` (a fresh copy without outputs), Run All, wait, save.
+
+    Returns the notebook as saved by JupyterLab.
+    """
+    base_url, root = lab
+    copy_without_outputs(ROOT / "notebooks" / lesson, root / lesson)
+    page.goto(f"{base_url}/lab/tree/{lesson}")
+    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    notebook.wait_for()
+    code_cells = notebook.locator(".jp-CodeCell")
+    expected = sum(
+        1 for cell in nbformat.read(root / lesson, as_version=4).cells if cell.cell_type == "code"
+    )
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell')"
+        ".length === n",
+        arg=expected,
+    )
+    # The kernel must be idle before Run All (the status shows in the notebook toolbar).
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-item:visible", has_text="Run All Cells").first.click()
+    # Done when every code cell shows an execution count and the kernel is idle again.
+    page.wait_for_function(
+        """() => {
+            const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+            const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""",
+        timeout=RUN_ALL_TIMEOUT_MS,
+    )
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
+    assert code_cells.count() == expected
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
+        " && !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')"
+    )
+    return nbformat.read(root / lesson, as_version=4)
+
+
+def assert_ran_cleanly(page, saved) -> None:
+    """Every code cell ran, in order, with no error output (in the file and on the page)."""
+    code_cells = [cell for cell in saved.cells if cell.cell_type == "code"]
+    counts = [cell.execution_count for cell in code_cells]
+    assert counts == list(range(1, len(code_cells) + 1)), counts
+    errors = [
+        output for cell in code_cells for output in cell.outputs if output.output_type == "error"
+    ]
+    assert not errors, f"error outputs: {[e.ename + ': ' + e.evalue for e in errors]}"
+    page_text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").inner_text()
+    for problem in ("Traceback (most recent call last)", "Error displaying widget"):
+        assert problem not in page_text
+
+
+def plot_source(page, output) -> str:
+    image = output.locator("img").first
+    image.wait_for()
+    return image.get_attribute("src")
+
+
+def test_lesson_01_runs_and_the_kl_slider_redraws_the_plot(page, lab):
+    saved = open_and_run_all(page, lab, "01_entropy_kl.ipynb")
+    assert_ran_cleanly(page, saved)
+    # The widget of the forward/reverse KL section: two sliders above the interact's plot.
+    sliders = page.locator(".widget-interact").filter(has=page.locator(".widget-slider"))
+    sliders.first.wait_for()
+    interact = sliders.first
+    assert interact.locator(".widget-slider").count() == 2
+    plot = interact.locator(".widget-output")
+    before = plot_source(page, plot)
+    readout = interact.locator(".widget-slider", has_text="separation").locator(".widget-readout")
+    interact.scroll_into_view_if_needed()
+    handle = interact.locator(".widget-slider", has_text="separation").locator(".noUi-handle")
+    handle.focus()
+    for _ in range(4):  # 4 steps of 0.25: separation 4.0 -> 5.0
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => { const img = el.querySelector('img'); return img && img.src !== old; }",
+        arg=[plot.element_handle(), before],
+        timeout=60_000,
+    )
+    assert readout.inner_text().strip() in {"5.00", "5.0", "5"}
+    after = plot_source(page, plot)
+    assert after != before
+    page.screenshot(path=str(artifacts_dir() / "lesson01_kl_slider.png"))
+    interact.screenshot(path=str(artifacts_dir() / "lesson01_kl_widget.png"))
+
+
+def test_lesson_08_runs_with_the_pretrained_gpt_and_the_sampler_writes_text(page, lab):
+    require(
+        os.environ.get("AIGC_DATA_PATH") or (ROOT / "data").is_dir(),
+        "Tiny Shakespeare is not reachable (set AIGC_DATA_PATH)",
+    )
+    saved = open_and_run_all(page, lab, "08_gpt.ipynb")
+    assert_ran_cleanly(page, saved)
+    loaded = "".join(
+        output.get("text", "")
+        for cell in saved.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "loaded the pretrained GPT" in loaded
+    sampler = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="generate"))
+    sampler.first.scroll_into_view_if_needed()
+    prompt = sampler.first.locator("input[type='text']").first
+    prompt.fill("ROMEO:")
+    prompt.press("Enter")
+    sampler.first.locator("button", has_text="generate").click()
+    output = sampler.first.locator(".widget-output")
+    page.wait_for_function(
+        "el => el.innerText.trim().length > 100", arg=output.element_handle(), timeout=120_000
+    )
+    text = output.inner_text()
+    assert text.strip().startswith("ROMEO:"), text[:200]
+    assert "cannot generate" not in text
+    letters = sum(ch.isalpha() for ch in text)
+    assert letters > 0.6 * len(text.replace("\n", "").replace(" ", "")), text[:300]
+    page.screenshot(path=str(artifacts_dir() / "lesson08_gpt_sampler.png"))

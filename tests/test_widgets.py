@@ -1,0 +1,134 @@
+"""The course's widgets work with both ipywidgets 7.7 (Google Colab) and 8 (JupyterLab 4).
+
+``.ci/run`` runs this module and every notebook that uses widgets twice: once with the ipywidgets
+the project installs (8), and once more with ``ipywidgets==7.7.1`` (``pytest -m widgets``, with
+``AIGC_EXPECT_IPYWIDGETS=7.7.1`` so that the second run proves which version it had).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import warnings
+from importlib import metadata
+
+import ipywidgets
+import nbformat
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.widgets
+
+# What ipywidgets 7.7 and 8 both provide, with the same meaning (Colab's advice: stay on 7.7).
+SHARED_WIDGETS = {
+    "interact",
+    "interactive",
+    "interact_manual",
+    "fixed",
+    "FloatSlider",
+    "IntSlider",
+    "Dropdown",
+    "Output",
+    "HBox",
+    "VBox",
+    "Button",
+    "Text",
+    "Label",
+    "Checkbox",
+    "Layout",
+}
+NOTEBOOKS = sorted(
+    path
+    for folder in ("notebooks", "solutions")
+    for path in (ROOT / folder).glob("*.ipynb")
+    if "ipywidgets" in path.read_text(encoding="utf-8")
+)
+
+
+def widget_calls(path):
+    """Every ``widgets.Name(...)`` / ``ipywidgets.Name(...)`` use in the notebook's code cells."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "ipywidgets":
+                for alias in node.names:
+                    yield alias.name, None
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"widgets", "ipywidgets"}
+            ):
+                yield node.attr, None
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"widgets", "ipywidgets"}
+            ):
+                yield node.func.attr, node
+
+
+def test_the_lessons_use_widgets():
+    names = {path.name for path in NOTEBOOKS}
+    assert {"00_setup.ipynb", "01_entropy_kl.ipynb", "08_gpt.ipynb"} <= names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_notebooks_use_only_widgets_that_7_7_and_8_share(path):
+    used = {name for name, _ in widget_calls(path)}
+    assert used, f"{path.name} imports ipywidgets but uses none of it"
+    assert used <= SHARED_WIDGETS, f"not in both ipywidgets 7.7 and 8: {used - SHARED_WIDGETS}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_widget_builds_with_its_arguments_under_this_ipywidgets(path):
+    """Each ``widgets.X(keyword=literal, ...)`` of the notebook, built here: an argument this
+    version does not know (traitlets warns, e.g. ``tooltip`` on 7.7) fails the test."""
+    built = 0
+    for name, call in widget_calls(path):
+        if call is None or name.startswith("interact") or call.args:
+            continue
+        try:
+            kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+        except ValueError:
+            continue  # a value computed at run time: the notebook run covers it
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            widget = getattr(ipywidgets, name)(**kwargs)
+        for key, value in kwargs.items():
+            got = getattr(widget, key)
+            if isinstance(value, list):  # options come back as a tuple
+                got = list(got)
+            assert got == value, (name, key, got, value)
+        widget.close()
+        built += 1
+    if path.name in {"01_entropy_kl.ipynb", "08_gpt.ipynb"}:
+        assert built >= 2
+
+
+def test_interactive_reruns_its_function_when_a_slider_moves():
+    """What the lessons' ``interact`` calls rely on, in the installed version."""
+    seen = []
+
+    def record(x: float) -> None:
+        seen.append(x)
+
+    slider = ipywidgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.5, description="x")
+    panel = ipywidgets.interactive(record, x=slider)
+    assert seen == [1.0]  # interactive calls the function once when built
+    slider.value = 1.5
+    assert seen == [1.0, 1.5] and panel.kwargs == {"x": 1.5}
+    panel.close()
+
+
+def test_the_ipywidgets_version_is_the_one_this_run_expects():
+    expected = os.environ.get("AIGC_EXPECT_IPYWIDGETS")
+    installed = metadata.version("ipywidgets")
+    if expected is None:
+        assert installed.split(".")[0] in {"7", "8"}, installed
+    else:
+        assert installed == expected
