@@ -87,7 +87,7 @@ def test_notebooks_use_only_widgets_that_7_7_and_8_share(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_every_widget_builds_with_its_arguments_under_this_ipywidgets(path):
     """Each ``widgets.X(keyword=literal, ...)`` of the notebook, built here: an argument this
-    version does not know (traitlets warns, e.g. ``tooltip`` on 7.7) fails the test."""
+    version does not know (traitlets warns of unrecognized arguments) fails the test."""
     built = 0
     for name, call in widget_calls(path):
         if call is None or name.startswith("interact") or call.args:
@@ -96,12 +96,17 @@ def test_every_widget_builds_with_its_arguments_under_this_ipywidgets(path):
             kwargs = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
         except ValueError:
             continue  # a value computed at run time: the notebook run covers it
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             widget = getattr(ipywidgets, name)(**kwargs)
+        # ipykernel's own notice about its Comm class (with ipywidgets 7.7) is not about us.
+        ours = [w for w in caught if "ipykernel.comm.Comm" not in str(w.message)]
+        assert not ours, f"{name}({kwargs}): {[str(w.message) for w in ours]}"
         for key, value in kwargs.items():
             got = getattr(widget, key)
-            if isinstance(value, list):  # options come back as a tuple
+            if key == "style":  # a dict in, a Style widget out
+                got = {style_key: getattr(got, style_key) for style_key in value}
+            elif isinstance(value, list):  # options come back as a tuple
                 got = list(got)
             assert got == value, (name, key, got, value)
         widget.close()
@@ -119,9 +124,9 @@ def test_interactive_reruns_its_function_when_a_slider_moves():
 
     slider = ipywidgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.5, description="x")
     panel = ipywidgets.interactive(record, x=slider)
-    assert seen == [1.0]  # interactive calls the function once when built
+    assert seen in ([], [1.0])  # 8 calls the function when built, 7.7 when displayed
     slider.value = 1.5
-    assert seen == [1.0, 1.5] and panel.kwargs == {"x": 1.5}
+    assert seen[-1] == 1.5 and panel.kwargs == {"x": 1.5}
     panel.close()
 
 
