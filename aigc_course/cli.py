@@ -163,7 +163,9 @@ def cmd_time_notebooks(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(output, f"# Time table: the {args.profile} profile\n\n{table}")
     print(f"\n{table}\nwrote   {output}")
-    if args.readme != "none":
+    if args.paths and args.readme is None:
+        print("README not updated: it shows every lesson (time them all, or pass --readme)")
+    elif args.readme != "none":
         readme = Path(args.readme or root / "README.md")
         try:
             text = timing.replace_marked_block(
@@ -481,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
     timer.add_argument(
         "--readme",
-        help="README whose time-table markers get the table (default: README.md; none: skip)",
+        help="README whose time-table markers get the table (default: README.md when every "
+        "lesson is timed; none: skip)",
     )
     timer.set_defaults(run=cmd_time_notebooks)
 

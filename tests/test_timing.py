@@ -112,3 +112,16 @@ def test_cli_writes_nothing_when_a_notebook_fails(course, capsys):
 def test_cli_rejects_a_missing_notebook(course, capsys):
     assert cli.main(["time-notebooks", "notebooks/99_nope.ipynb"]) == 2
     assert "no such notebook" in capsys.readouterr().err
+
+
+def test_cli_timing_some_notebooks_leaves_the_readme_alone_unless_asked(course, capsys):
+    readme_before = (course / "README.md").read_text()
+    assert cli.main(["time-notebooks", "--profile", "cpu", "notebooks/02_quick.ipynb"]) == 0
+    assert (course / "README.md").read_text() == readme_before
+    assert "README not updated" in capsys.readouterr().out
+    table = (course / "docs" / "time-table-cpu.md").read_text()
+    assert "`notebooks/02_quick.ipynb`" in table and "01_memory" not in table
+    assert "--profile cpu notebooks/02_quick.ipynb`" in table
+    readme = ["--readme", "README.md"]
+    assert cli.main(["time-notebooks", "notebooks/02_quick.ipynb", *readme]) == 0
+    assert "`notebooks/02_quick.ipynb` | cpu |" in (course / "README.md").read_text()
