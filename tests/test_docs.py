@@ -78,6 +78,8 @@ def test_the_time_table_covers_every_lesson_and_readme_shows_it():
     table = (ROOT / "docs" / "time-table-cpu.md").read_text(encoding="utf-8")
     assert block.strip() and block.strip() in table
     assert "aigc-course time-notebooks --profile cpu" in block
+    for profile in ("cpu", "gpu"):  # where `time-notebooks --profile P` writes its table
+        assert readme.count(f"<!-- time-table:{profile}:begin -->") == 1
 
 
 def test_the_instructor_guide_quotes_the_measured_times_for_every_lesson():
