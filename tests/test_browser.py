@@ -157,6 +157,30 @@ def page(playwright_api, request):
     browser.close()
 
 
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+STARTED = f"""() => [...document.querySelectorAll('{ACTIVE} .jp-CodeCell .jp-InputArea-prompt')]
+    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+
+
+def run_all_cells(page, attempts: int = 3) -> None:
+    """Run → Run All Cells, as a learner does; retried if the notebook did not start running
+    (on a loaded machine the menu can open before the notebook is the current widget)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.locator(f"{ACTIVE} .jp-Cell").first.click()  # make the notebook the current widget
+    for _ in range(attempts):
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(
+            ".lm-Menu-item:visible:not(.lm-mod-disabled)", has_text="Run All Cells"
+        ).first.click()
+        try:
+            page.wait_for_function(STARTED, timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"Run → Run All Cells did not start the notebook in {attempts} tries")
+
+
 def open_and_run_all(page, lab, lesson: str) -> dict:
     """Open ``notebooks/<lesson>`` (a fresh copy without outputs), Run All, wait, save.
 
@@ -164,7 +188,7 @@ def open_and_run_all(page, lab, lesson: str) -> dict:
     """
     base_url, root = lab
     copy_without_outputs(ROOT / "notebooks" / lesson, root / lesson)
-    page.goto(f"{base_url}/lab/tree/{lesson}")
+    page.goto(f"{base_url}/lab/tree/{lesson}?reset")  # ?reset: no tabs restored from before
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     notebook.wait_for()
     code_cells = notebook.locator(".jp-CodeCell")
@@ -178,8 +202,7 @@ def open_and_run_all(page, lab, lesson: str) -> dict:
     )
     # The kernel must be idle before Run All (the status shows in the notebook toolbar).
     page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-item:visible", has_text="Run All Cells").first.click()
+    run_all_cells(page)
     # Done when every code cell shows an execution count and the kernel is idle again.
     page.wait_for_function(
         """() => {
