@@ -47,6 +47,12 @@ LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
 RUN_ALL_TIMEOUT_MS = 300_000
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the current tab
+PROMPTS = f"[...document.querySelectorAll('{ACTIVE} .jp-CodeCell .jp-InputArea-prompt')]"
+# Run All has started once a prompt shows [*] or a count; it is done when every one shows a count.
+STARTED = f"() => {PROMPTS}.some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
+FINISHED = f"""() => {{ const prompts = {PROMPTS};
+    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)); }}"""
 
 
 def artifacts_dir() -> Path:
@@ -157,9 +163,9 @@ def page(playwright_api, request):
     browser.close()
 
 
-ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-STARTED = f"""() => [...document.querySelectorAll('{ACTIVE} .jp-CodeCell .jp-InputArea-prompt')]
-    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+def wait_until_idle(page) -> None:
+    """The kernel status in the notebook's toolbar says idle."""
+    page.wait_for_selector(f"{ACTIVE} [data-status='idle']")
 
 
 def run_all_cells(page, attempts: int = 3) -> None:
@@ -189,34 +195,25 @@ def open_and_run_all(page, lab, lesson: str) -> dict:
     base_url, root = lab
     copy_without_outputs(ROOT / "notebooks" / lesson, root / lesson)
     page.goto(f"{base_url}/lab/tree/{lesson}?reset")  # ?reset: no tabs restored from before
-    notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+    notebook = page.locator(f"{ACTIVE} .jp-Notebook")
     notebook.wait_for()
     code_cells = notebook.locator(".jp-CodeCell")
     expected = sum(
         1 for cell in nbformat.read(root / lesson, as_version=4).cells if cell.cell_type == "code"
     )
     page.wait_for_function(
-        "n => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell')"
-        ".length === n",
-        arg=expected,
+        f"n => document.querySelectorAll('{ACTIVE} .jp-CodeCell').length === n", arg=expected
     )
     # The kernel must be idle before Run All (the status shows in the notebook toolbar).
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
+    wait_until_idle(page)
     run_all_cells(page)
     # Done when every code cell shows an execution count and the kernel is idle again.
-    page.wait_for_function(
-        """() => {
-            const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
-            const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""",
-        timeout=RUN_ALL_TIMEOUT_MS,
-    )
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
+    page.wait_for_function(FINISHED, timeout=RUN_ALL_TIMEOUT_MS)
+    wait_until_idle(page)
     assert code_cells.count() == expected
     page.keyboard.press("Control+s")
     page.wait_for_function(
-        "() => !document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-mod-dirty')"
+        f"() => !document.querySelector('{ACTIVE} .jp-mod-dirty')"
         " && !document.querySelector('.lm-TabBar-tab.jp-mod-current.jp-mod-dirty')"
     )
     return nbformat.read(root / lesson, as_version=4)
@@ -231,7 +228,7 @@ def assert_ran_cleanly(page, saved) -> None:
         output for cell in code_cells for output in cell.outputs if output.output_type == "error"
     ]
     assert not errors, f"error outputs: {[e.ename + ': ' + e.evalue for e in errors]}"
-    page_text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").inner_text()
+    page_text = page.locator(f"{ACTIVE} .jp-Notebook").inner_text()
     for problem in ("Traceback (most recent call last)", "Error displaying widget"):
         assert problem not in page_text
 
@@ -263,7 +260,7 @@ def test_lesson_01_runs_and_the_kl_slider_redraws_the_plot(page, lab):
         timeout=60_000,
     )
     assert readout.inner_text().strip() == "4.25"
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) [data-status='idle']")
+    wait_until_idle(page)
     after = plot_source(page, plot)
     assert after != before and after.startswith("data:image/png")
     page.screenshot(path=str(artifacts_dir() / "lesson01_kl_slider.png"))
