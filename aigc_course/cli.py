@@ -224,8 +224,26 @@ def _invocation(default: str) -> str:
     return "aigc-course " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else default
 
 
+def _save_trained(
+    args: argparse.Namespace, trainer, run, name: str, file_stem: str, command: str
+) -> tuple[Path, str]:
+    """Save ``run`` with ``trainer.save_run``: with ``--pretrained`` as the course's checkpoint
+    ``name`` (recorded in the manifest), otherwise as ``--out/<file_stem>.safetensors``.
+    Returns the path and the sha256."""
+    from aigc_course import checkpoints
+
+    if args.pretrained:
+        path = checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
+    else:
+        path = Path(args.out) / f"{file_stem}.safetensors"
+    digest = trainer.save_run(run, path, command)
+    if args.pretrained:
+        checkpoints.register_pretrained(name, path.name, command, run.metrics)
+    return path, digest
+
+
 def cmd_train_vae(args: argparse.Namespace) -> int:
-    from aigc_course import checkpoints, runtime
+    from aigc_course import runtime
     from aigc_course.data import DataError
     from aigc_course.trainers import vae as trainer
     from aigc_course.training import NonFiniteLossError
@@ -248,13 +266,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     except (NonFiniteLossError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.pretrained:
-        path = checkpoints.PRETRAINED_DIR / f"{trainer.PRETRAINED_NAME}.safetensors"
-    else:
-        path = Path(args.out) / "vae.safetensors"
-    digest = trainer.save_run(run, path, command)
-    if args.pretrained:
-        checkpoints.register_pretrained(trainer.PRETRAINED_NAME, path.name, command, run.metrics)
+    path, digest = _save_trained(args, trainer, run, trainer.PRETRAINED_NAME, "vae", command)
     m = run.metrics
     _summary(
         "VAE trained:",
@@ -275,7 +287,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_train_gpt(args: argparse.Namespace) -> int:
-    from aigc_course import checkpoints, runtime
+    from aigc_course import runtime
     from aigc_course.data import DataError
     from aigc_course.models import bigram
     from aigc_course.trainers import gpt as trainer
@@ -297,13 +309,7 @@ def cmd_train_gpt(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     run.metrics["bigram_val_loss"] = baseline.val_nll
-    if args.pretrained:
-        path = checkpoints.PRETRAINED_DIR / f"{trainer.PRETRAINED_NAME}.safetensors"
-    else:
-        path = Path(args.out) / "gpt.safetensors"
-    digest = trainer.save_run(run, path, command)
-    if args.pretrained:
-        checkpoints.register_pretrained(trainer.PRETRAINED_NAME, path.name, command, run.metrics)
+    path, digest = _save_trained(args, trainer, run, trainer.PRETRAINED_NAME, "gpt", command)
     m = run.metrics
     _summary(
         "GPT trained:",
@@ -396,13 +402,7 @@ def cmd_train_gan(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     name = trainer.PRETRAINED_NAME + ("_conditional" if args.conditional else "")
-    if args.pretrained:
-        path = checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
-    else:
-        path = Path(args.out) / "gan.safetensors"
-    digest = trainer.save_run(run, path, command)
-    if args.pretrained:
-        checkpoints.register_pretrained(name, path.name, command, run.metrics)
+    path, digest = _save_trained(args, trainer, run, name, "gan", command)
     rows = {
         "steps": recipe.steps,
         "images/s": run.metrics["images_per_second"],

@@ -237,40 +237,11 @@ def test_cli_train_and_generate_gpt(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GPT trained:" in out and "bigram baseline [nats/char]" in out and "tokens/s" in out
     checkpoint = str(tmp_path / "gpt.safetensors")
-    assert (
-        cli.main(
-            [
-                "generate",
-                "gpt",
-                "ROMEO:",
-                "--tokens",
-                "40",
-                "--checkpoint",
-                checkpoint,
-                "--seed",
-                "0",
-            ]
-        )
-        == 0
-    )
+    generate = ["generate", "gpt", "ROMEO:", "--tokens", "40", "--checkpoint", checkpoint]
+    assert cli.main([*generate, "--seed", "0"]) == 0
     first = capsys.readouterr().out
     assert first.startswith("ROMEO:") and len(first.rstrip("\n")) == len("ROMEO:") + 40
-    assert (
-        cli.main(
-            [
-                "generate",
-                "gpt",
-                "ROMEO:",
-                "--tokens",
-                "40",
-                "--checkpoint",
-                checkpoint,
-                "--seed",
-                "0",
-            ]
-        )
-        == 0
-    )
+    assert cli.main([*generate, "--seed", "0"]) == 0
     assert capsys.readouterr().out == first, "a seed makes the text repeatable"
     assert cli.main(["generate", "gpt", "€uro", "--checkpoint", checkpoint]) == 1
     assert "not in this tokenizer's vocabulary" in capsys.readouterr().err
