@@ -10,19 +10,16 @@ and wall time. Record the figures in benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-import torch
+import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
 from aigc_course import runtime
 from aigc_course.trainers import gan as trainer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
-    parser.add_argument("--steps", type=int)
+    parser = _common.argument_parser(__doc__)
     parser.add_argument("--conditional", action="store_true")
     args = parser.parse_args()
 
@@ -33,10 +30,7 @@ def main() -> None:
     run = trainer.train_gan(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
-        "device": runtime.device_summary(device),
-        "torch": torch.__version__,
-        "profile": profile.name,
-        "precision": runtime.choose_precision(device).name,
+        **_common.environment(profile, device),
         "model": f"DCGAN, {recipe.model.channels} channels, latent {recipe.model.latent_dim}"
         + (", class-conditional" if args.conditional else ""),
         "steps": f"{recipe.steps} x {recipe.batch_size} images",
@@ -48,8 +42,7 @@ def main() -> None:
     }
     if "conditional_accuracy" in m:
         figures["classifier accuracy on labelled samples"] = f"{m['conditional_accuracy']:.4f}"
-    for name, value in figures.items():
-        print(f"{name}: {value}")
+    _common.print_figures(figures)
 
 
 if __name__ == "__main__":

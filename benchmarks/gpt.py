@@ -9,11 +9,11 @@ bigram baseline, wall time, and peak memory. Record the figures in benchmarks/RE
 
 from __future__ import annotations
 
-import argparse
 import math
 import resource
 import time
 
+import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
 from aigc_course import runtime
@@ -32,9 +32,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
-    parser.add_argument("--steps", type=int)
+    parser = _common.argument_parser(__doc__)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -57,10 +55,7 @@ def main() -> None:
     else:
         memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process max RSS)"
     figures = {
-        "device": runtime.device_summary(device),
-        "torch": torch.__version__,
-        "profile": profile.name,
-        "precision": runtime.choose_precision(device).name,
+        **_common.environment(profile, device),
         "model": f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, dropout {c.dropout}",
         "parameters": f"{m['parameters']:,}",
         "steps": f"{recipe.train.steps} x {recipe.batch_size} sequences",
@@ -73,8 +68,7 @@ def main() -> None:
         "wall time [s]": f"{time.perf_counter() - started:.1f}",
         "peak memory": memory,
     }
-    for name, value in figures.items():
-        print(f"{name}: {value}")
+    _common.print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ wall time. Record the figures in benchmarks/RESULTS.md with the command and the 
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 
+import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
 from aigc_course import runtime
@@ -20,9 +20,7 @@ from aigc_course.trainers import vae as trainer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
-    parser.add_argument("--steps", type=int)
+    parser = _common.argument_parser(__doc__)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -32,11 +30,8 @@ def main() -> None:
     run = trainer.train_vae(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
-        "device": runtime.device_summary(device),
+        **_common.environment(profile, device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "profile": profile.name,
-        "precision": runtime.choose_precision(device).name,
         "steps": recipe.train.steps,
         "batch size": recipe.batch_size,
         "images/s (training)": f"{m['images_per_second']:.0f}",
@@ -46,8 +41,7 @@ def main() -> None:
         "training time [s]": f"{m['train_seconds']:.1f}",
         "wall time [s]": f"{time.perf_counter() - started:.1f}",
     }
-    for name, value in figures.items():
-        print(f"{name}: {value}")
+    _common.print_figures(figures)
 
 
 if __name__ == "__main__":
