@@ -192,23 +192,28 @@ def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
 # --------------------------------------------------------------------------------------------
 
 
+def notebook_client(notebook, folder: Path, timeout: int, kernel_name: str = "python3"):
+    """An nbclient client that runs ``notebook`` in a fresh kernel started in ``folder`` with this
+    process's environment (so ``AIGC_PROFILE`` and friends apply)."""
+    from nbclient import NotebookClient
+
+    return NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(folder)}},
+        record_timing=False,
+    )
+
+
 def execute_notebook(path: Path, timeout: int = 1800, kernel_name: str = "python3") -> None:
     """Run the notebook at ``path`` top to bottom in a fresh kernel and save it with its outputs.
 
     The kernel starts in the notebook's folder with this process's environment (so
     ``AIGC_PROFILE`` and friends apply). The file is replaced only after a run without errors.
     """
-    from nbclient import NotebookClient
-
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,
-    )
-    client.execute()
+    notebook_client(notebook, path.parent, timeout, kernel_name).execute()
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = coalesce_streams(cell.outputs)

@@ -70,20 +70,16 @@ def time_notebook(
     The file is not changed. The kernel starts in the notebook's folder; the time includes the
     kernel's start, as a learner's "Run All" does. Raises :class:`TimingError` if a cell fails.
     """
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+
+    from aigc_course.notebook_tools import notebook_client
 
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(_PROBE_SOURCE))
     previous = os.environ.get("AIGC_PROFILE")
     os.environ["AIGC_PROFILE"] = profile  # the kernel inherits this process's environment
     try:
-        client = NotebookClient(
-            notebook,
-            timeout=timeout,
-            kernel_name=kernel_name,
-            resources={"metadata": {"path": str(path.parent)}},
-        )
+        client = notebook_client(notebook, path.parent, timeout, kernel_name)
         started = time.perf_counter()
         try:
             client.execute()
