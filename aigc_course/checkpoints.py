@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from aigc_course import files
+from aigc_course.files import atomic_path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 MANIFEST = PRETRAINED_DIR / "manifest.json"
@@ -63,7 +64,6 @@ def save(
     place: an interrupted save never leaves a half-written checkpoint. Returns the file's sha256.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state, aliases = _unique_tensors(model.state_dict())
     metadata = {
         "format": FORMAT,
@@ -72,12 +72,7 @@ def save(
         "metrics": json.dumps(metrics or {}, sort_keys=True),
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".part", dir=path.parent
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
+    with atomic_path(path) as temporary:
         save_file(state, str(temporary), metadata=metadata)
         written = load_file(str(temporary))
         if written.keys() != state.keys() or any(
@@ -85,10 +80,6 @@ def save(
         ):
             raise CheckpointError(f"{path}: the written file does not read back identically")
         digest = sha256_file(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a checkpoint is shared
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return digest
 
 
@@ -174,9 +165,5 @@ def register_pretrained(name: str, file_name: str, command: str, metrics: dict) 
     }
     entries[name] = entry
     text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=".manifest.", dir=PRETRAINED_DIR)
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, MANIFEST)
+    files.write_text(MANIFEST, text)
     return entry

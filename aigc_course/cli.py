@@ -128,8 +128,7 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_time_notebooks(args: argparse.Namespace) -> int:
-    from aigc_course import timing
-    from aigc_course.notebook_tools import write_atomically
+    from aigc_course import files, timing
 
     root = _repository_root()
     paths = [Path(path).resolve() for path in args.paths] or sorted(
@@ -161,7 +160,7 @@ def cmd_time_notebooks(args: argparse.Namespace) -> int:
     table = timing.time_table(rows, command)
     output = Path(args.output or root / "docs" / f"time-table-{args.profile}.md")
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(output, f"# Time table: the {args.profile} profile\n\n{table}")
+    files.write_text(output, f"# Time table: the {args.profile} profile\n\n{table}")
     print(f"\n{table}\nwrote   {output}")
     if args.paths and args.readme is None:
         print("README not updated: it shows every lesson (time them all, or pass --readme)")
@@ -174,7 +173,7 @@ def cmd_time_notebooks(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"README not updated ({readme}): {error}", file=sys.stderr)
             return 1
-        write_atomically(readme, text)
+        files.write_text(readme, text)
         print(f"updated {readme}")
     return 0
 

@@ -10,15 +10,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY, REPOSITORY_URL
+from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY, REPOSITORY_URL, files
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -129,17 +127,6 @@ def notebook_text(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 @dataclass
 class ExerciseReport:
     """What :func:`build_exercises` wrote, or (with ``check``) found out of date."""
@@ -177,7 +164,7 @@ def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
             report.out_of_date.append(f"{exercise_file.relative_to(root)}: {state}")
         else:
             exercises_dir.mkdir(exist_ok=True)
-            write_atomically(exercise_file, text)
+            files.write_text(exercise_file, text)
             report.written.append(exercise_file)
     for stale in sorted(exercises_dir.glob("*.ipynb")):
         if stale.name not in expected_names:
@@ -217,7 +204,7 @@ def execute_notebook(path: Path, timeout: int = 1800, kernel_name: str = "python
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = coalesce_streams(cell.outputs)
-    write_atomically(path, notebook_text(notebook))
+    files.write_text(path, notebook_text(notebook))
 
 
 def coalesce_streams(outputs: list) -> list:

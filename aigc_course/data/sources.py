@@ -23,7 +23,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from aigc_course.files import atomic_path
 
 CHUNK_BYTES = 1 << 20
 
@@ -329,20 +330,12 @@ def _write_verified(destination: Path, checksum: Checksum, write, problem_error)
     """Write ``destination`` via ``write(binary_file)`` into a temporary file beside it, verify
     the checksum, then rename; on any failure nothing is left. A wrong checksum raises
     ``problem_error(problem)``."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
-    )
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(handle, "wb") as out:
+    with atomic_path(destination) as temporary:
+        with open(temporary, "wb") as out:
             write(out)
         problem = checksum.problem(temporary)
         if problem is not None:
             raise problem_error(problem)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
     return destination
 
 

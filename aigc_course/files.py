@@ -1,0 +1,48 @@
+"""Writing files so that nothing is ever half-written: a temporary file beside the target, then a rename.
+
+Every file the course writes for a user (checkpoints, the pretrained manifest, data files, the
+tokenizer, notebooks, time tables) goes through :func:`atomic_path`: the content is written to a
+temporary file in the target's folder, checked if the caller wants to, and only then renamed over
+the target in one step (``os.replace``). An interrupted write, a failed check or a full disk leaves
+the old file, if any, untouched, and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path``; on leaving the block without an error it replaces ``path``.
+
+    Write (and verify) the temporary file inside the block; raise to abandon it::
+
+        with atomic_path("model.safetensors") as temporary:
+            save_file(tensors, temporary)
+            check(temporary)  # an exception here leaves model.safetensors as it was
+
+    The file gets the usual permissions of a shared file (``0o644``), not ``mkstemp``'s private ones.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically. Returns the path."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
