@@ -2,12 +2,18 @@
 
 Importing the package does nothing else: no downloads, no prints, no global state.
 Submodules are imported where they are used, e.g. ``from aigc_course import runtime``.
+
+The package is built in layers, lowest first: ``runtime`` and ``files``; ``data``; ``checkpoints``;
+the mathematics (``divergences``, ``elbo``, ``gan_theory``, ``nn``); ``models``; ``training``;
+``metrics``; ``trainers``; ``checks``; the tools (``doctor``, ``notebook_tools``, ``timing``,
+``workshop``, ``cli``). A module imports only from its layer and those below; docs/ARCHITECTURE.md
+says why, and where a new model, trainer, check or command goes; tests/test_architecture.py holds it.
 """
 
 __version__ = "0.1.0"
 
 #: Where the course lives. The Colab set-up cell of every notebook, the "Open in Colab" badges and
-#: the README are checked against these three values by the tests (``tests/test_notebook_conventions.py``).
+#: the README are checked against these three values by the tests (``tests/test_notebooks.py``).
 GITHUB_REPOSITORY = "aigc-course/aigc-course"
 GITHUB_BRANCH = "main"
 REPOSITORY_URL = f"https://github.com/{GITHUB_REPOSITORY}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +168,28 @@ def register_pretrained(name: str, file_name: str, command: str, metrics: dict) 
     text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
     files.write_text(MANIFEST, text)
     return entry
+
+
+def load_model(
+    build: Callable[[dict], torch.nn.Module],
+    pretrained_name: str,
+    path: str | Path | None = None,
+    expected_sha256: str | None = None,
+) -> tuple[torch.nn.Module, Checkpoint]:
+    """A model in eval mode and its checkpoint: from ``path``, or by default the course's pretrained
+    checkpoint ``pretrained_name`` (sha256-verified). ``build(config)`` makes the empty model."""
+    checkpoint = (
+        load_pretrained(pretrained_name)
+        if path is None
+        else load(path, expected_sha256=expected_sha256)
+    )
+    try:
+        model = build(checkpoint.config)
+        model.load_state_dict(checkpoint.state_dict)
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        where = path if path is not None else pretrained_name
+        raise CheckpointError(
+            f"{where} does not hold this kind of model ({type(error).__name__}: {error}); "
+            "give a checkpoint written by the matching `aigc-course train` command"
+        ) from error
+    return model.eval(), checkpoint

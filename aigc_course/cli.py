@@ -8,17 +8,25 @@ aigc-course execute-notebooks PATH...  run notebooks top to bottom and save thei
 aigc-course time-notebooks [--profile P] [PATH ...]
                                        time each notebook; write the table (and README's copy)
 aigc-course workshop prepare           fill the data cache, verify checkpoints: ready or not
+aigc-course train MODEL [options]      train vae, gpt, gan or classifier under a profile; save it
+aigc-course generate gpt PROMPT        continue a text with the pretrained (or a given) GPT
+
+The command is a thin layer: each ``train MODEL`` goes through one table (:data:`TRAINERS`) to its
+trainer module, whose interface is the same for every model (see :mod:`aigc_course.training`).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import contextlib
+import importlib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_course import __version__
+from aigc_course.runtime import PROFILE_NAMES
 
 
 def _find_repository_root() -> Path | None:
@@ -42,20 +50,18 @@ def _repository_root() -> Path:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from aigc_course import data, runtime
+    from aigc_course import doctor, runtime
 
     try:
-        print(runtime.describe())
+        print(doctor.describe())
     except runtime.RuntimeConfigError as error:
         print(f"NOT READY: {error}")
         return 2
-    missing = [
-        status for status in data.dataset_status() if status.spec.required and not status.ready
-    ]
+    missing = doctor.missing_data()
     if missing:
         print("\nNOT READY: required data is missing.")
-        for status in missing:
-            print(f"  - {status.spec.title}: {data.sources.fix_hint(status.spec)}")
+        for line in missing:
+            print(f"  - {line}")
         return 1
     print("\nREADY: everything the lessons need is here.")
     return 0
@@ -112,19 +118,37 @@ def cmd_build_exercises(args: argparse.Namespace) -> int:
 def cmd_execute_notebooks(args: argparse.Namespace) -> int:
     from aigc_course.notebook_tools import execute_notebook
 
-    if args.profile:
-        os.environ["AIGC_PROFILE"] = args.profile
     failures = 0
-    for path in args.paths:
-        print(f"running {path} ...", flush=True)
-        try:
-            execute_notebook(Path(path).resolve(), timeout=args.timeout)
-        except Exception as error:  # report every notebook, then fail
-            print(f"FAILED  {path}: {type(error).__name__}: {str(error)[-2000:]}", file=sys.stderr)
-            failures += 1
-        else:
-            print(f"saved   {path}")
+    with _environment(AIGC_PROFILE=args.profile):  # the kernels inherit it; restored after
+        for path in args.paths:
+            print(f"running {path} ...", flush=True)
+            try:
+                execute_notebook(Path(path).resolve(), timeout=args.timeout)
+            except Exception as error:  # report every notebook, then fail
+                print(
+                    f"FAILED  {path}: {type(error).__name__}: {str(error)[-2000:]}", file=sys.stderr
+                )
+                failures += 1
+            else:
+                print(f"saved   {path}")
     return 1 if failures else 0
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None):
+    """Set environment variables (None: leave as is) for the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def cmd_time_notebooks(args: argparse.Namespace) -> int:
@@ -223,107 +247,98 @@ def _invocation(default: str) -> str:
     return "aigc-course " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else default
 
 
-def _save_trained(
-    args: argparse.Namespace, trainer, run, name: str, file_stem: str, command: str
-) -> tuple[Path, str]:
-    """Save ``run`` with ``trainer.save_run``: with ``--pretrained`` as the course's checkpoint
-    ``name`` (recorded in the manifest), otherwise as ``--out/<file_stem>.safetensors``.
-    Returns the path and the sha256."""
-    from aigc_course import checkpoints
+@dataclass(frozen=True)
+class Option:
+    """A ``train MODEL`` option of one model only: ``--flag`` sets the recipe setting ``dest``."""
 
+    flag: str
+    dest: str
+    help: str
+    type: type | None = None  # None: a switch (store_true)
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """A model ``aigc-course train`` knows: its trainer module (the one trainer interface of
+    :mod:`aigc_course.training`), what it is, what a batch holds, and the options only it has."""
+
+    module: str
+    label: str  # "VAE trained:"
+    title: str
+    items: str
+    options: tuple[Option, ...] = ()
+
+
+#: Every trainable model, by the name ``aigc-course train NAME`` takes.
+TRAINERS: dict[str, Trainable] = {
+    "vae": Trainable(
+        "aigc_course.trainers.vae",
+        "VAE",
+        "the lesson-06 VAE on Fashion-MNIST",
+        "images",
+        (
+            Option("--beta", "beta", "weight of the KL term (default 1: the ELBO)", float),
+            Option("--latent-dim", "latent_dim", "size of z (default 16)", int),
+        ),
+    ),
+    "gpt": Trainable(
+        "aigc_course.trainers.gpt", "GPT", "the lesson-08 GPT on Tiny Shakespeare", "sequences"
+    ),
+    "gan": Trainable(
+        "aigc_course.trainers.gan",
+        "GAN",
+        "the lesson-07 DCGAN on Fashion-MNIST",
+        "images",
+        (Option("--conditional", "conditional", "condition on the class (a cGAN)"),),
+    ),
+    "classifier": Trainable(
+        "aigc_course.trainers.classifier",
+        "classifier",
+        "the classifier behind the course's FID",
+        "images",
+    ),
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised."""
+    from aigc_course import checkpoints, runtime
+    from aigc_course.data import DataError
+    from aigc_course.training import NonFiniteLossError
+
+    trainable = TRAINERS[args.model]
+    trainer = importlib.import_module(trainable.module)
+    options = {option.dest: getattr(args, option.dest) for option in trainable.options}
+    try:
+        profile = runtime.get_profile(args.profile)
+        device = runtime.get_device()
+        recipe = trainer.recipe(profile, steps=args.steps, batch_size=args.batch_size, **options)
+    except (runtime.RuntimeConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    command = _invocation(f"aigc-course train {args.model}")
+    print(
+        f"training {trainable.title}: profile {profile}, device {device}, {trainer.describe(recipe)}"
+    )
+    try:
+        run = trainer.train(recipe, device=device, progress=not args.quiet)
+    except (NonFiniteLossError, DataError, checkpoints.CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.pretrained:
+        name = trainer.checkpoint_name(recipe)
         path = checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
     else:
-        path = Path(args.out) / f"{file_stem}.safetensors"
+        path = Path(args.out) / f"{args.model}.safetensors"
     digest = trainer.save_run(run, path, command)
     if args.pretrained:
         checkpoints.register_pretrained(name, path.name, command, run.metrics)
-    return path, digest
-
-
-def cmd_train_vae(args: argparse.Namespace) -> int:
-    from aigc_course import runtime
-    from aigc_course.data import DataError
-    from aigc_course.trainers import vae as trainer
-    from aigc_course.training import NonFiniteLossError
-
-    profile = runtime.get_profile(args.profile)
-    recipe = trainer.recipe(
-        profile,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        beta=args.beta,
-        latent_dim=args.latent_dim,
-    )
-    command = _invocation("aigc-course train vae")
-    device = runtime.get_device()
-    print(
-        f"training the VAE: profile {profile}, device {device}, {recipe.train.steps} steps of {recipe.batch_size}"
-    )
-    try:
-        run = trainer.train_vae(recipe, device=device, progress=not args.quiet)
-    except (NonFiniteLossError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    path, digest = _save_trained(args, trainer, run, trainer.PRETRAINED_NAME, "vae", command)
-    m = run.metrics
     _summary(
-        "VAE trained:",
-        {
-            "steps": recipe.train.steps,
-            "images/s": m["images_per_second"],
-            "train time [s]": m["train_seconds"],
-            "test -ELBO [nats]": m["test_neg_elbo"],
-            "  reconstruction": m["test_reconstruction"],
-            "  KL": m["test_kl"],
-            f"test IWAE NLL, k={m['iwae_k']} [nats]": m["test_iwae_nll"],
-            "  [bits/dim]": m["test_iwae_bits_per_dim"],
-            "checkpoint": path,
-            "sha256": digest,
-        },
+        f"{trainable.label} trained:",
+        {**trainer.summary(run), "checkpoint": path, "sha256": digest},
     )
-    return 0
-
-
-def cmd_train_gpt(args: argparse.Namespace) -> int:
-    from aigc_course import runtime
-    from aigc_course.data import DataError
-    from aigc_course.models import bigram
-    from aigc_course.trainers import gpt as trainer
-    from aigc_course.training import NonFiniteLossError
-
-    profile = runtime.get_profile(args.profile)
-    recipe = trainer.recipe(profile, steps=args.steps, batch_size=args.batch_size)
-    command = _invocation("aigc-course train gpt")
-    device = runtime.get_device()
-    c = recipe.model
-    print(
-        f"training the GPT: profile {profile}, device {device}, {c.n_layer} layers x {c.n_head} heads x "
-        f"{c.n_embd}, context {c.block_size}, {recipe.train.steps} steps of {recipe.batch_size}"
-    )
-    try:
-        run = trainer.train_gpt(recipe, device=device, progress=not args.quiet)
-        baseline = bigram.baseline()
-    except (NonFiniteLossError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    run.metrics["bigram_val_loss"] = baseline.val_nll
-    path, digest = _save_trained(args, trainer, run, trainer.PRETRAINED_NAME, "gpt", command)
-    m = run.metrics
-    _summary(
-        "GPT trained:",
-        {
-            "parameters": m["parameters"],
-            "steps": recipe.train.steps,
-            "tokens/s": m["tokens_per_second"],
-            "train time [s]": m["train_seconds"],
-            "val loss [nats/char]": m["val_loss"],
-            "  [bits/char]": m["val_loss"] / math.log(2),
-            "bigram baseline [nats/char]": baseline.val_nll,
-            "checkpoint": path,
-            "sha256": digest,
-        },
-    )
+    for warning in getattr(run, "warnings", []):
+        print(f"warning: {warning}")
     return 0
 
 
@@ -334,7 +349,7 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     from aigc_course.trainers import gpt as trainer
 
     try:
-        model, tokenizer, _ = trainer.load_gpt(Path(args.checkpoint) if args.checkpoint else None)
+        model, tokenizer, _ = trainer.load(Path(args.checkpoint) if args.checkpoint else None)
         prompt = tokenizer.encode(args.prompt)
     except (checkpoints.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -361,79 +376,36 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_classifier(args: argparse.Namespace) -> int:
-    from aigc_course import checkpoints, metrics, runtime
-    from aigc_course.trainers import gan as trainer
-
-    steps = args.steps or runtime.get_profile(args.profile).select(smoke=20, cpu=3000, gpu=6000)
-    print(f"training the Fashion-MNIST classifier for FID: {steps} steps")
-    model, test_accuracy = metrics.train_classifier(steps=steps, progress=not args.quiet)
-    print(f"test accuracy: {test_accuracy:.4f}")
-    if args.pretrained:
-        command = _invocation("aigc-course train classifier")
-        print(f"sha256: {trainer.save_classifier(model, test_accuracy, command)}")
-    else:
-        path = Path(args.out) / "classifier.safetensors"
-        digest = checkpoints.save(path, model, {}, {"test_accuracy": test_accuracy})
-        print(f"checkpoint: {path} sha256 {digest}")
-    return 0
-
-
-def cmd_train_gan(args: argparse.Namespace) -> int:
-    from aigc_course import checkpoints, runtime
-    from aigc_course.data import DataError
-    from aigc_course.trainers import gan as trainer
-    from aigc_course.training import NonFiniteLossError
-
-    profile = runtime.get_profile(args.profile)
-    recipe = trainer.recipe(
-        profile, conditional=args.conditional, steps=args.steps, batch_size=args.batch_size
-    )
-    command = _invocation("aigc-course train gan")
-    device = runtime.get_device()
-    kind = "class-conditional " if args.conditional else ""
-    print(
-        f"training the {kind}DCGAN: profile {profile}, device {device}, {recipe.steps} steps of {recipe.batch_size}"
-    )
-    try:
-        run = trainer.train_gan(recipe, device=device, progress=not args.quiet)
-    except (NonFiniteLossError, DataError, checkpoints.CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    name = trainer.PRETRAINED_NAME + ("_conditional" if args.conditional else "")
-    path, digest = _save_trained(args, trainer, run, name, "gan", command)
-    rows = {
-        "steps": recipe.steps,
-        "images/s": run.metrics["images_per_second"],
-        "train time [s]": run.metrics["train_seconds"],
-        f"FID vs {recipe.fid_images} test images": run.metrics["test_fid"],
-        "class-histogram entropy [nats]": run.metrics["test_class_entropy"],
-    }
-    if "conditional_accuracy" in run.metrics:
-        rows["classifier accuracy on labelled samples"] = run.metrics["conditional_accuracy"]
-    _summary("GAN trained:", {**rows, "checkpoint": path, "sha256": digest})
-    for warning in run.warnings:
-        print(f"warning: {warning}")
-    return 0
-
-
-def _train_parser(models, name: str, description: str, items: str, run) -> argparse.ArgumentParser:
-    """The options every ``aigc-course train MODEL`` command shares."""
-    parser = models.add_parser(name, help=description)
-    parser.add_argument(
-        "--profile", choices=["smoke", "cpu", "gpu"], help="run profile (default: automatic)"
-    )
-    parser.add_argument("--steps", type=int, help="training steps (default: the profile's)")
-    parser.add_argument("--batch-size", type=int, help=f"{items} per step (default: the profile's)")
-    parser.add_argument(
-        "--out", default=str(Path("data") / "checkpoints" / name), help="output folder"
-    )
-    parser.add_argument(
-        "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
-    return parser
+def _add_train_commands(commands) -> None:
+    """``aigc-course train MODEL``, one sub-command per entry of :data:`TRAINERS`."""
+    train_parser = commands.add_parser("train", help="train a model of the course")
+    models = train_parser.add_subparsers(dest="model", required=True)
+    for name, trainable in TRAINERS.items():
+        parser = models.add_parser(name, help=trainable.title)
+        parser.add_argument(
+            "--profile", choices=PROFILE_NAMES, help="run profile (default: automatic)"
+        )
+        parser.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+        parser.add_argument(
+            "--batch-size", type=int, help=f"{trainable.items} per step (default: the profile's)"
+        )
+        parser.add_argument(
+            "--out", default=str(Path("data") / "checkpoints" / name), help="output folder"
+        )
+        parser.add_argument(
+            "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
+        )
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        for option in trainable.options:
+            if option.type is None:
+                parser.add_argument(
+                    option.flag, dest=option.dest, action="store_true", help=option.help
+                )
+            else:
+                parser.add_argument(
+                    option.flag, dest=option.dest, type=option.type, help=option.help
+                )
+        parser.set_defaults(run=cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,12 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_parser = commands.add_parser("data", help="data sets: status, fetch")
     data_commands = data_parser.add_subparsers(dest="data_command", required=True)
     status = data_commands.add_parser("status", help="where each data set is (no download)")
-    status.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare, mnist")
+    status.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare")
     status.set_defaults(run=cmd_data_status)
     fetch = data_commands.add_parser("fetch", help="download and verify data into the cache")
-    fetch.add_argument(
-        "names", nargs="*", help="fashion-mnist, tinyshakespeare, mnist (default: the required)"
-    )
+    fetch.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare (default: both)")
     fetch.set_defaults(run=cmd_data_fetch)
 
     exercises = commands.add_parser("build-exercises", help="make exercises/ from solutions/")
@@ -467,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         "execute-notebooks", help="run notebooks in fresh kernels and save their outputs"
     )
     execute.add_argument("paths", nargs="+", help="notebook files")
-    execute.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="run profile to use")
+    execute.add_argument("--profile", choices=PROFILE_NAMES, help="run profile to use")
     execute.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     execute.set_defaults(run=cmd_execute_notebooks)
 
@@ -475,9 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time-notebooks", help="time each notebook in a fresh kernel; write a markdown table"
     )
     timer.add_argument("paths", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
-    timer.add_argument(
-        "--profile", choices=["smoke", "cpu", "gpu"], default="cpu", help="run profile (cpu)"
-    )
+    timer.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="run profile (cpu)")
     timer.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
     timer.add_argument(
@@ -497,21 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.set_defaults(run=cmd_workshop_prepare)
 
-    train_parser = commands.add_parser("train", help="train a model of the course")
-    models = train_parser.add_subparsers(dest="model", required=True)
-    vae = _train_parser(
-        models, "vae", "the lesson-06 VAE on Fashion-MNIST", "images", cmd_train_vae
-    )
-    vae.add_argument("--beta", type=float, help="weight of the KL term (default 1: the ELBO)")
-    vae.add_argument("--latent-dim", type=int, help="size of z (default 16)")
-    _train_parser(
-        models, "gpt", "the lesson-08 GPT on Tiny Shakespeare", "sequences", cmd_train_gpt
-    )
-    gan = _train_parser(
-        models, "gan", "the lesson-07 DCGAN on Fashion-MNIST", "images", cmd_train_gan
-    )
-    gan.add_argument("--conditional", action="store_true", help="condition on the class (a cGAN)")
-    _train_parser(models, "classifier", "the classifier behind FID", "images", cmd_train_classifier)
+    _add_train_commands(commands)
 
     generate = commands.add_parser("generate", help="generate with a trained model")
     generators = generate.add_subparsers(dest="model", required=True)

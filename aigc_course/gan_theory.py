@@ -23,6 +23,7 @@ log(1 - D) = -softplus(a) are computed from the logits, which is stable where D 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_course import runtime
 from aigc_course.divergences import GaussianMixture1D, kl_categorical
 
 LOG_4 = math.log(4.0)
@@ -122,6 +124,107 @@ def value_at_optimum(p_data: torch.Tensor, p_model: torch.Tensor) -> torch.Tenso
         + torch.xlogy(p_model, p_model)
         - torch.xlogy(p_model, total)
     ).sum()
+
+
+# --------------------------------------------------------------------------------------------
+# One step of the game: D ascends V, then G descends its non-saturating loss
+# --------------------------------------------------------------------------------------------
+
+
+def _discriminate(
+    discriminator: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    return discriminator(x) if labels is None else discriminator(x, labels)
+
+
+def discriminator_step(
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    precision: runtime.Precision | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One update of D: ascend V on ``real`` (label 1) and ``fake`` (label 0) by minimising the BCE.
+
+    Pass ``fake`` detached (``generator(z).detach()``), so that D's loss cannot reach G's
+    parameters. Returns D's loss and its logits on the real and the fake batch.
+    """
+    with _autocast(precision):
+        real_logits = _discriminate(discriminator, real, labels)
+        fake_logits = _discriminate(discriminator, fake, labels)
+        loss = discriminator_loss(real_logits, fake_logits)
+    runtime.optimizer_step(loss, optimizer, scaler, grad_clip)
+    return loss, real_logits, fake_logits
+
+
+def generator_step(
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    precision: runtime.Precision | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update of G: descend the non-saturating loss -log D(G(z)) through D.
+
+    ``fake`` is ``generator(z)``, *not* detached. The backward pass also fills D's gradients, but
+    only G's ``optimizer`` steps, so D does not change here (and D's next step clears them).
+    Returns G's loss and D's logits on the fakes.
+    """
+    with _autocast(precision):
+        fake_logits = _discriminate(discriminator, fake, labels)
+        loss = generator_loss_non_saturating(fake_logits)
+    runtime.optimizer_step(loss, optimizer, scaler, grad_clip)
+    return loss, fake_logits
+
+
+@dataclass
+class GANStep:
+    """What one step of the game returns: both losses and D's logits before its update."""
+
+    loss_d: torch.Tensor
+    loss_g: torch.Tensor
+    real_logits: torch.Tensor
+    fake_logits: torch.Tensor
+
+
+def gan_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    optimizer_g: torch.optim.Optimizer,
+    optimizer_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    precision: runtime.Precision | None = None,
+    scalers: tuple[torch.amp.GradScaler | None, torch.amp.GradScaler | None] = (None, None),
+    grad_clip: float | None = None,
+) -> GANStep:
+    """One step of the game on one batch: a D update on ``real`` and ``G(z)`` (detached), then a G
+    update through the updated D, on the same fakes. ``scalers`` is (G's, D's)."""
+    with _autocast(precision):
+        fake = generator(z) if labels is None else generator(z, labels)
+    scaler_g, scaler_d = scalers
+    loss_d, real_logits, fake_logits = discriminator_step(
+        discriminator, optimizer_d, real, fake.detach(), labels,
+        precision=precision, scaler=scaler_d, grad_clip=grad_clip,
+    )  # fmt: skip
+    loss_g, _ = generator_step(
+        discriminator, optimizer_g, fake, labels,
+        precision=precision, scaler=scaler_g, grad_clip=grad_clip,
+    )  # fmt: skip
+    return GANStep(loss_d, loss_g, real_logits, fake_logits)
+
+
+def _autocast(precision: runtime.Precision | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if precision is None else precision.autocast()
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,17 +325,12 @@ def train_gan_1d(target: GaussianMixture1D, config: GAN1DConfig, seed: int = 0) 
         for _ in range(config.discriminator_steps):  # D ascends V: G's output is detached
             real = target.sample(config.batch_size, data_generator).float().unsqueeze(1)
             fake = generator(torch.randn(config.batch_size, config.noise_dim)).detach()
-            real_logits, fake_logits = discriminator(real), discriminator(fake)
-            loss_d = discriminator_loss(real_logits, fake_logits)
-            optimizer_d.zero_grad()
-            loss_d.backward()
-            optimizer_d.step()
+            loss_d, real_logits, fake_logits = discriminator_step(
+                discriminator, optimizer_d, real, fake
+            )
         # G descends the non-saturating loss; only G's optimizer steps.
-        fake_logits = discriminator(generator(torch.randn(config.batch_size, config.noise_dim)))
-        loss_g = generator_loss_non_saturating(fake_logits)
-        optimizer_g.zero_grad()
-        loss_g.backward()
-        optimizer_g.step()
+        fake = generator(torch.randn(config.batch_size, config.noise_dim))
+        loss_g, fake_logits = generator_step(discriminator, optimizer_g, fake)
         run.discriminator_losses.append(loss_d.item())
         run.generator_losses.append(loss_g.item())
         run.d_real.append(torch.sigmoid(real_logits).mean().item())

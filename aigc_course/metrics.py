@@ -6,7 +6,8 @@ for them: fit a Gaussian to each set's features and take the Fréchet distance b
     d^2 = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1^1/2 S_2 S_1^1/2)^1/2).
 
 Papers use Inception-v3 features of ImageNet; this course uses the 128 penultimate features of a
-small classifier trained on Fashion-MNIST (weights shipped with the package, no download). The
+small classifier trained on Fashion-MNIST (:mod:`aigc_course.models.classifier`, trained by
+:mod:`aigc_course.trainers.classifier`; its weights ship with the package, no download). The
 numbers are therefore *not* comparable with published FIDs, but they measure the same thing for
 this data: whether generated images have the statistics of real ones, in a space where garments
 that look alike are close. The class histogram of the classifier's predictions on generated images
@@ -19,41 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-PRETRAINED_NAME = "fashion_classifier"
-
-
-class FashionClassifier(nn.Module):
-    """Two conv layers and a 128-unit hidden layer: about 92% test accuracy on Fashion-MNIST."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 14, 14)
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 64, 7, 7)
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),  # (B, 128): the FID features
-        )  # fmt: skip
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(128, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, 28, 28)`` in [0, 1] -> features ``(B, 128)``."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
-
-
-def load_classifier() -> FashionClassifier:
-    """The course's pretrained classifier (sha256-verified), in eval mode."""
-    from aigc_course import checkpoints
-
-    checkpoint = checkpoints.load_pretrained(PRETRAINED_NAME)
-    model = FashionClassifier()
-    model.load_state_dict(checkpoint.state_dict)
-    return model.eval()
+from aigc_course.models.classifier import FashionClassifier
 
 
 @torch.no_grad()
@@ -131,37 +99,3 @@ def class_histogram(classifier: FashionClassifier, images: torch.Tensor) -> Clas
     counts = torch.bincount(predictions, minlength=10).double()
     fractions = counts / counts.sum()
     return ClassHistogram(counts, float(0.0 - torch.xlogy(fractions, fractions).sum()))
-
-
-def train_classifier(
-    steps: int = 3000,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    device: torch.device | None = None,
-    progress: bool = True,
-) -> tuple[FashionClassifier, float]:
-    """Train the classifier on Fashion-MNIST's training images; returns it and its test accuracy."""
-    from aigc_course import data, runtime
-    from aigc_course.training import TrainConfig, random_batches, train
-
-    runtime.seed_everything(seed)
-    device = device or runtime.get_device()
-    train_set, test_set = (
-        data.load_fashion_mnist("train", val_size=0),
-        data.load_fashion_mnist("test"),
-    )
-    model = FashionClassifier()
-    train(
-        model,
-        lambda m, batch: (F.cross_entropy(m(batch[0]), batch[1]), {}),
-        random_batches(
-            (train_set.images, train_set.labels), batch_size, torch.Generator().manual_seed(seed)
-        ),
-        TrainConfig(steps=steps, lr=lr, log_every=max(steps // 20, 1)),
-        device=device,
-        progress=progress,
-        description="classifier",
-    )
-    model.eval()
-    return model, accuracy(model, test_set.images, test_set.labels)

@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -238,11 +239,49 @@ def compile_support(
     return True, "CUDA with Triton"
 
 
-def maybe_compile(model: torch.nn.Module, device: torch.device | None = None) -> torch.nn.Module:
-    """``torch.compile(model)`` where :func:`compile_support` allows it, else ``model`` unchanged."""
-    device = device if device is not None else get_device()
-    use, _ = compile_support(device.type)
-    return torch.compile(model) if use else model
+def maybe_compile(
+    model: torch.nn.Module, device: torch.device | None = None, enabled: bool | None = None
+) -> torch.nn.Module:
+    """``torch.compile(model)`` where :func:`compile_support` allows it (or where ``enabled`` says
+    so, when given), else ``model`` unchanged. The compiled module shares ``model``'s parameters."""
+    if enabled is None:
+        device = device if device is not None else get_device()
+        enabled = compile_support(device.type)[0]
+    return torch.compile(model) if enabled else model
+
+
+# --------------------------------------------------------------------------------------------
+# One optimiser step
+# --------------------------------------------------------------------------------------------
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+) -> float | None:
+    """Clear the gradients, backpropagate ``loss``, clip, and step: the one update every loop uses.
+
+    With an fp16 ``scaler`` the loss is scaled before backward and the gradients unscaled before
+    clipping (a disabled scaler, or None, changes nothing). ``grad_clip`` clips the global L2 norm
+    of the gradients of ``parameters`` (default: the optimiser's). Returns that norm before
+    clipping, or None without clipping.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+    scaler.scale(loss).backward()
+    norm = None
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)
+        if parameters is None:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = float(torch.nn.utils.clip_grad_norm_(parameters, grad_clip))
+    scaler.step(optimizer)
+    scaler.update()
+    return norm
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,40 +300,3 @@ def device_summary(device: torch.device) -> str:
     if device.type == "mps":
         return "mps (Apple GPU; asked for with AIGC_DEVICE)"
     return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads for torch)"
-
-
-def _package_versions() -> str:
-    from importlib import metadata
-
-    versions = []
-    for name in ("numpy", "matplotlib", "ipywidgets", "tqdm", "safetensors"):
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} MISSING (pip install {name})")
-    return ", ".join(versions)
-
-
-def describe() -> str:
-    """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
-    from aigc_course import data  # local import: data does not need runtime, and vice versa
-
-    device = get_device()
-    profile = get_profile(device=device)
-    precision = choose_precision(device)
-    compile_ok, compile_why = compile_support(device.type)
-    lines = [
-        f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
-        + (" (Google Colab)" if in_colab() else ""),
-        f"PyTorch    {torch.__version__}",
-        f"packages   {_package_versions()}",
-        f"device     {device_summary(device)}",
-        f"profile    {profile.name} ({profile.source}): {profile.description}",
-        f"precision  {precision.name}"
-        + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
-        f"compile    {'yes' if compile_ok else 'no'}: {compile_why}",
-        f"data cache {data.cache_dir()}",
-    ]
-    for status in data.dataset_status():
-        lines.append(f"data       {status.summary()}")
-    return "\n".join(lines)

@@ -1,27 +1,36 @@
-"""One training loop for the model lessons (VAE now; GAN and GPT reuse it where it fits).
+"""The training loop every model shares, and the parts every trainer module shares.
 
-What it does for every model, so the lessons can show the model and not the plumbing:
-device placement, mixed precision per :mod:`aigc_course.runtime` (bf16 autocast, or fp16 with a
-gradient scaler), ``torch.compile`` where it works, gradient clipping, a ``tqdm`` progress bar,
-periodic evaluation, and a loss that becomes NaN or infinite stops the run at once with a message
-that names the step and what to try.
+:func:`train` does for every model what the lessons should not have to show: device placement,
+mixed precision per :mod:`aigc_course.runtime` (bf16 autocast, or fp16 with a gradient scaler),
+``torch.compile`` where it works, gradient clipping, a ``tqdm`` progress bar, periodic evaluation,
+and a loss that becomes NaN or infinite stops the run at once with a message that names the step
+and what to try. A model provides ``loss_fn(model, batch) -> (loss, metrics)``: a scalar to
+minimise and a dict of floats to log.
 
-A model lesson provides ``loss_fn(model, batch) -> (loss, metrics)``: a scalar to minimise and a
-dict of floats to log.
+Every trainer module in :mod:`aigc_course.trainers` has the same interface, built on the pieces
+here: a recipe dataclass holding ``model`` (the model's config), ``train`` (a :class:`TrainConfig`)
+and ``batch_size``; ``recipe(profile, **overrides)`` (overrides go through :func:`override`);
+``train(recipe, device, progress)`` returning a :class:`Run`; ``save_run(run, path, command)``
+(:func:`save_run`) and ``load(path)`` (:func:`aigc_course.checkpoints.load_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aigc_course import runtime
+from aigc_course import checkpoints, runtime
+
+R = TypeVar("R")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -131,10 +140,7 @@ def train(
     optimizer = optimizer or torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    use_compile = (
-        runtime.compile_support(device.type)[0] if compile_model is None else compile_model
-    )
-    forward_model = torch.compile(model) if use_compile else model
+    forward_model = runtime.maybe_compile(model, device, enabled=compile_model)
     scaler = precision.grad_scaler()
     history = History()
     bar = tqdm(range(1, config.steps + 1), desc=description, disable=not progress)
@@ -148,15 +154,11 @@ def train(
         with precision.autocast():
             loss, metrics = loss_fn(forward_model, batch)
         check_finite(loss, step, config.lr)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if config.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            metrics["grad_norm"] = float(
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            )
-        scaler.step(optimizer)
-        scaler.update()
+        grad_norm = runtime.optimizer_step(
+            loss, optimizer, scaler, config.grad_clip, parameters=model.parameters()
+        )
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
         history.examples += batch_size_of(batch)
         if step % config.log_every == 0 or step == 1 or step == config.steps:
             history.log(
@@ -183,12 +185,6 @@ def run_evaluation(
         model.train(was_training)
 
 
-def endless(loader) -> Iterator:
-    """Cycle over a DataLoader (or any iterable) forever, one epoch after another."""
-    while True:
-        yield from loader
-
-
 def random_batches(
     tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -199,3 +195,86 @@ def random_batches(
         for start in range(0, n - batch_size + 1, batch_size):
             index = order[start : start + batch_size]
             yield tuple(t[index] for t in tensors)
+
+
+def warmup_cosine(
+    step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float
+) -> float:
+    """The learning rate at ``step`` (0-based): a linear warm-up from 0 to ``max_lr`` over
+    ``warmup_steps``, then a cosine decay to ``min_lr`` at ``total_steps`` (and ``min_lr`` after)."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+# --------------------------------------------------------------------------------------------
+# What every trainer module shares: recipes, runs, checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def override(recipe: R, **overrides: Any) -> R:
+    """``recipe`` with some fields replaced, each where it lives: a field of the recipe itself,
+    of its ``train`` config (:class:`TrainConfig`: ``steps``, ``lr``, ...) or of its ``model``
+    config (e.g. ``latent_dim``). ``None`` means "keep the recipe's value". A name found nowhere
+    raises ``ValueError`` listing the names that exist, so no option is ever silently ignored.
+    """
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    parts = {"recipe": recipe, "train": recipe.train, "model": recipe.model}
+    fields = {part: {f.name for f in dataclasses.fields(obj)} for part, obj in parts.items()}
+    fields["recipe"] -= {"train", "model"}
+    changes: dict[str, dict[str, Any]] = {part: {} for part in parts}
+    for name, value in overrides.items():
+        owner = next((part for part in parts if name in fields[part]), None)
+        if owner is None:
+            known = sorted(set().union(*fields.values()))
+            raise ValueError(
+                f"{type(recipe).__name__} has no setting {name!r}; the settings are: {', '.join(known)}"
+            )
+        changes[owner][name] = value
+    return dataclasses.replace(
+        recipe,
+        train=dataclasses.replace(recipe.train, **changes["train"]),
+        model=dataclasses.replace(recipe.model, **changes["model"]),
+        **changes["recipe"],
+    )
+
+
+@dataclass
+class Run:
+    """What a trainer's ``train`` returns: the trained model (the part a checkpoint saves), the
+    recipe it was trained with, the curves, and the final figures."""
+
+    model: nn.Module
+    recipe: Any
+    history: History
+    metrics: dict[str, float]
+
+
+def summary_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_per_second") -> dict:
+    """The first rows of every trainer's summary: steps, training speed and training time."""
+    return {
+        "steps": run.recipe.train.steps,
+        rate: run.metrics[rate_metric],
+        "train time [s]": run.metrics["train_seconds"],
+    }
+
+
+def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str:
+    """Save ``run.model`` with its config, the metrics, the recipe's steps and batch size, the
+    curves, the command that made it, and ``extra`` (JSON-able); returns the file's sha256."""
+    return checkpoints.save(
+        path,
+        run.model,
+        config=run.model.config.to_dict(),
+        metrics=run.metrics,
+        extra={
+            "command": command,
+            "steps": run.recipe.train.steps,
+            "batch_size": run.recipe.batch_size,
+            "history": run.history.to_dict(),
+            **extra,
+        },
+    )

@@ -12,7 +12,7 @@ from aigc_course import runtime
 def argument_parser(doc: str) -> argparse.ArgumentParser:
     """``--profile`` and ``--steps``, described by the first line of the script's docstring."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--profile", choices=runtime.PROFILE_NAMES)
     parser.add_argument("--steps", type=int)
     return parser
 

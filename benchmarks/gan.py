@@ -27,13 +27,13 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     recipe = trainer.recipe(profile, conditional=args.conditional, steps=args.steps)
-    run = trainer.train_gan(recipe, device=device, progress=False)
+    run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
         **_common.environment(profile, device),
         "model": f"DCGAN, {recipe.model.channels} channels, latent {recipe.model.latent_dim}"
         + (", class-conditional" if args.conditional else ""),
-        "steps": f"{recipe.steps} x {recipe.batch_size} images",
+        "steps": f"{recipe.train.steps} x {recipe.batch_size} images",
         "images/s (training)": f"{m['images_per_second']:.0f}",
         f"FID vs {recipe.fid_images} test images (course classifier)": f"{m['test_fid']:.2f}",
         "class-histogram entropy [nats]": f"{m['test_class_entropy']:.4f} (max 2.3026)",

@@ -17,7 +17,6 @@ import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
 from aigc_course import runtime
-from aigc_course.models import bigram
 from aigc_course.trainers import gpt as trainer
 
 # Dense bf16 peak FLOP/s of GPUs the course has been run on (from the vendors' data sheets).
@@ -41,8 +40,7 @@ def main() -> None:
     recipe = trainer.recipe(profile, steps=args.steps)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = trainer.train_gpt(recipe, device=device, progress=False)
-    baseline = bigram.baseline()
+    run = trainer.train(recipe, device=device, progress=False)
     m, c = run.metrics, run.model.config
     peak = peak_flops(device)
     mfu = (
@@ -63,7 +61,7 @@ def main() -> None:
         "MFU": mfu,
         "val loss [nats/char]": f"{m['val_loss']:.4f}",
         "val loss [bits/char]": f"{m['val_loss'] / math.log(2):.4f}",
-        "bigram baseline [bits/char]": f"{baseline.val_bits_per_character:.4f}",
+        "bigram baseline [bits/char]": f"{m['bigram_val_loss'] / math.log(2):.4f}",
         "training time [s]": f"{m['train_seconds']:.1f}",
         "wall time [s]": f"{time.perf_counter() - started:.1f}",
         "peak memory": memory,

@@ -27,7 +27,7 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     recipe = trainer.recipe(profile, steps=args.steps)
-    run = trainer.train_vae(recipe, device=device, progress=False)
+    run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
         **_common.environment(profile, device),

@@ -89,26 +89,30 @@ def test_split_and_merge_heads_are_inverses():
 
 def test_multi_head_backends_agree_and_causality_holds():
     torch.manual_seed(0)
-    layer = A.MultiHeadSelfAttention(A.AttentionConfig(d_model=32, n_heads=4, causal=True)).eval()
+    layer = A.MultiHeadSelfAttention(A.AttentionConfig(n_embd=32, n_head=4, causal=True)).eval()
     x = torch.randn(2, 9, 32)
-    fast = layer(x, backend="sdpa")
-    manual, weights = layer(x, backend="manual", return_weights=True)
+    fast = layer(x)
+    manual, weights = layer(x, return_weights=True)  # lesson 04's attention: it has the weights
     torch.testing.assert_close(fast, manual, rtol=1e-5, atol=1e-5)
     assert weights.shape == (2, 4, 9, 9)
     changed = x.clone()
     changed[:, 6:] = torch.randn(2, 3, 32)  # change the future
     torch.testing.assert_close(layer(changed)[:, :6], fast[:, :6])  # the past does not see it
     padding = A.padding_mask(torch.tensor([9, 5]), 9)
+    manual_layer = A.MultiHeadSelfAttention(
+        A.AttentionConfig(n_embd=32, n_head=4, causal=True, attention="manual")
+    ).eval()
+    manual_layer.load_state_dict(layer.state_dict())
     torch.testing.assert_close(
-        layer(x, mask=padding), layer(x, mask=padding, backend="manual"), rtol=1e-5, atol=1e-5
+        layer(x, mask=padding), manual_layer(x, mask=padding), rtol=1e-5, atol=1e-5
     )
-    with pytest.raises(ValueError, match="backend"):
-        layer(x, backend="flash")
+    with pytest.raises(ValueError, match="attention"):
+        A.AttentionConfig(attention="flash")
 
 
 def test_self_attention_without_positions_is_permutation_equivariant():
     torch.manual_seed(1)
-    layer = A.MultiHeadSelfAttention(A.AttentionConfig(d_model=16, n_heads=2)).eval()
+    layer = A.MultiHeadSelfAttention(A.AttentionConfig(n_embd=16, n_head=2)).eval()
     x = torch.randn(1, 6, 16)
     permutation = torch.tensor([3, 0, 5, 1, 4, 2])
     torch.testing.assert_close(
@@ -131,4 +135,4 @@ def test_sinusoidal_positions():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
-        A.AttentionConfig(d_model=10, n_heads=3)
+        A.AttentionConfig(n_embd=10, n_head=3)

@@ -10,6 +10,7 @@ import torch
 from aigc_course import data
 from aigc_course.data.text import train_val_ids
 from aigc_course.models import bigram
+from aigc_course.trainers.gpt import bigram_baseline
 from tests.helpers import require
 
 
@@ -70,7 +71,7 @@ def test_baseline_on_tiny_shakespeare():
         all(s.ready for s in data.dataset_status(["tinyshakespeare"])),
         "Tiny Shakespeare is missing",
     )
-    result = bigram.baseline()
+    result = bigram_baseline()
     assert (result.train_characters, result.val_characters, result.vocab_size) == (
         1_003_854,
         111_540,

@@ -225,6 +225,6 @@ def test_dataset_status_never_downloads(tmp_path, cache, served, monkeypatch):
 
 
 def test_unknown_data_set_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match="fashion-mnist, tinyshakespeare, mnist"):
+    with pytest.raises(KeyError, match="fashion-mnist, tinyshakespeare"):
         sources.get_spec("cifar")
     assert sources.get_spec("Fashion_MNIST") is sources.FASHION_MNIST

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from aigc_course import checkpoints, cli, data, metrics, runtime
+from aigc_course import checkpoints, cli, data, gan_theory, metrics, runtime
 from aigc_course.models.dcgan import (
     Discriminator,
     GANConfig,
@@ -15,6 +15,7 @@ from aigc_course.models.dcgan import (
     to_signed_range,
     to_unit_range,
 )
+from aigc_course.trainers import classifier as classifier_trainer
 from aigc_course.trainers import gan as trainer
 
 SMALL = GANConfig(latent_dim=8, channels=8)
@@ -51,7 +52,6 @@ def test_one_step_updates_only_what_it_should():
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=1e-2)
     real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 8)
     # The discriminator's loss never reaches the generator: the fakes are detached.
-    from aigc_course import gan_theory
 
     fake = generator(z)
     gan_theory.discriminator_loss(discriminator(real), discriminator(fake.detach())).backward()
@@ -60,15 +60,15 @@ def test_one_step_updates_only_what_it_should():
     before_g = [p.detach().clone() for p in generator.parameters()]
     before_d = [p.detach().clone() for p in discriminator.parameters()]
     frozen_d = torch.optim.Adam(discriminator.parameters(), lr=0.0)
-    trainer.gan_step(
+    gan_theory.gan_step(
         generator,
         discriminator,
-        (optimizer_g, frozen_d),
-        (precision.grad_scaler(),) * 2,
+        optimizer_g,
+        frozen_d,
         real,
         z,
-        None,
-        precision,
+        precision=precision,
+        scalers=(precision.grad_scaler(), precision.grad_scaler()),
     )
     assert all(
         torch.equal(a, b) for a, b in zip(before_d, discriminator.parameters(), strict=True)
@@ -98,7 +98,7 @@ def test_frechet_distance_identities():
 
 
 def test_fid_of_real_images_and_its_growth_with_noise():
-    classifier = metrics.load_classifier()
+    classifier = classifier_trainer.load_pretrained()
     test = data.load_fashion_mnist("test", limit=1000).images
     train = data.load_fashion_mnist("train", val_size=0, limit=1000).images
     assert metrics.fid(classifier, test, test) == pytest.approx(0.0, abs=1e-6)
@@ -118,18 +118,22 @@ def test_fid_of_real_images_and_its_growth_with_noise():
 
 
 def test_classifier_reaches_its_recorded_accuracy():
-    recorded = checkpoints.manifest()[metrics.PRETRAINED_NAME]["metrics"]["test_accuracy"]
+    recorded = checkpoints.manifest()[classifier_trainer.PRETRAINED_NAME]["metrics"][
+        "test_accuracy"
+    ]
     assert recorded > 0.88
     test = data.load_fashion_mnist("test")
     subset = torch.randperm(len(test), generator=torch.Generator().manual_seed(5))[:2000]
-    measured = metrics.accuracy(metrics.load_classifier(), test.images[subset], test.labels[subset])
+    measured = metrics.accuracy(
+        classifier_trainer.load_pretrained(), test.images[subset], test.labels[subset]
+    )
     assert abs(measured - recorded) < 0.02
 
 
 def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
     recipe = trainer.recipe(runtime.Profile("smoke"), steps=300, eval_every=300, fid_images=500)
-    run = trainer.train_gan(recipe, progress=False)
-    classifier = metrics.load_classifier()
+    run = trainer.train(recipe, progress=False)
+    classifier = classifier_trainer.load_pretrained()
     real = data.load_fashion_mnist("test").images[:500]
     torch.manual_seed(0)
     untrained = Generator(recipe.model)
@@ -138,7 +142,7 @@ def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
     assert [step for step, _ in run.snapshots] == [0, 300]
     path = tmp_path / "gan.safetensors"
     digest = trainer.save_run(run, path, "test")
-    loaded, checkpoint = trainer.load_generator(path, expected_sha256=digest)
+    loaded, checkpoint = trainer.load(path, expected_sha256=digest)
     torch.testing.assert_close(
         trainer.generate(loaded, 4), trainer.generate(run.generator, 4), rtol=0, atol=0
     )

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from aigc_course.models import bigram
-from aigc_course.models.gpt import GPT, GPTConfig, filter_logits, learning_rate, sample_next
+from aigc_course.models.gpt import GPT, GPTConfig, filter_logits, sample_next
 from aigc_course.runtime import Profile
 from aigc_course.training import History
+from aigc_course.training import warmup_cosine as learning_rate
 
 SMALL = GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
@@ -218,7 +219,7 @@ def test_checkpoint_round_trip_includes_the_tokenizer(tmp_path):
     )
     path = tmp_path / "gpt.safetensors"
     digest = trainer.save_run(run, path, "test")
-    loaded, loaded_tokenizer, checkpoint = trainer.load_gpt(path, expected_sha256=digest)
+    loaded, loaded_tokenizer, checkpoint = trainer.load(path, expected_sha256=digest)
     assert loaded_tokenizer == tokenizer and checkpoint.metrics == {"val_loss": 2.0}
     assert loaded.lm_head.weight is loaded.wte.weight, "tying survives the round trip"
     idx = torch.randint(0, 20, (2, 16))
@@ -254,7 +255,7 @@ def test_pretrained_gpt_beats_the_bigram_baseline():
     entry = checkpoints.manifest()[trainer.PRETRAINED_NAME]
     assert (checkpoints.PRETRAINED_DIR / entry["file"]).stat().st_size <= 8 * 2**20
     assert entry["command"].startswith("aigc-course train gpt")
-    model, tokenizer, checkpoint = trainer.load_gpt()
+    model, tokenizer, checkpoint = trainer.load()
     assert checkpoint.metrics["val_loss"] < checkpoint.metrics["bigram_val_loss"] - 0.5
     assert tokenizer.vocab_size == model.config.vocab_size == 65
     text = tokenizer.decode(

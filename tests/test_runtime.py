@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_course import runtime
+from aigc_course import doctor, runtime
 from aigc_course.runtime import RuntimeConfigError
 
 
@@ -137,7 +137,7 @@ def test_maybe_compile_leaves_cpu_models_alone():
 
 def test_describe_reports_every_line(monkeypatch):
     monkeypatch.setenv("AIGC_PROFILE", "smoke")
-    report = runtime.describe()
+    report = doctor.describe()
     for label in ("Python", "PyTorch", "device", "profile", "precision", "compile", "data cache"):
         assert any(line.startswith(label) for line in report.splitlines()), label
     assert "smoke (AIGC_PROFILE)" in report

@@ -155,7 +155,7 @@ def test_pretrained_vae_is_verified_and_works():
     entry = checkpoints.manifest()[trainer.PRETRAINED_NAME]
     assert (checkpoints.PRETRAINED_DIR / entry["file"]).stat().st_size <= 8 * 2**20
     assert entry["command"].startswith("aigc-course train vae")
-    model, checkpoint = trainer.load_vae()
+    model, checkpoint = trainer.load()
     assert checkpoint.metrics["test_iwae_nll"] <= checkpoint.metrics["test_neg_elbo"]
     torch.manual_seed(0)
     x = images(8)
@@ -175,7 +175,7 @@ def test_tampered_pretrained_checkpoint_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", tmp_path)
     monkeypatch.setattr(checkpoints, "MANIFEST", tmp_path / "manifest.json")
     with pytest.raises(checkpoints.CheckpointError, match="not the expected checkpoint"):
-        trainer.load_vae()
+        trainer.load()
 
 
 def test_cli_train_vae_smoke(tmp_path, capsys):

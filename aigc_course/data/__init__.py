@@ -1,4 +1,4 @@
-"""The course's data: Fashion-MNIST, MNIST and Tiny Shakespeare, found locally or downloaded.
+"""The course's data: Fashion-MNIST and Tiny Shakespeare, found locally or downloaded.
 
 See :mod:`aigc_course.data.sources` for where files are looked for and how they are verified.
 """
@@ -6,11 +6,9 @@ See :mod:`aigc_course.data.sources` for where files are looked for and how they 
 from aigc_course.data.idx import IDXFormatError, read_idx, write_idx
 from aigc_course.data.images import (
     FASHION_MNIST_CLASSES,
-    MNIST_CLASSES,
     ImageDataset,
     load_fashion_mnist,
     load_idx_pair,
-    load_mnist,
     train_val_split,
 )
 from aigc_course.data.sources import (
@@ -35,7 +33,6 @@ from aigc_course.data.text import CharTokenizer, load_tiny_shakespeare
 __all__ = [
     "DATASETS",
     "FASHION_MNIST_CLASSES",
-    "MNIST_CLASSES",
     "CharTokenizer",
     "Checksum",
     "DataError",
@@ -54,7 +51,6 @@ __all__ = [
     "get_spec",
     "load_fashion_mnist",
     "load_idx_pair",
-    "load_mnist",
     "load_tiny_shakespeare",
     "locate",
     "read_idx",

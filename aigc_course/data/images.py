@@ -27,8 +27,7 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "Bag",
     "Ankle boot",
 )
-MNIST_CLASSES: tuple[str, ...] = tuple(str(digit) for digit in range(10))
-CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}
+CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES}
 
 Split = Literal["train", "val", "test"]
 
@@ -107,8 +106,3 @@ class ImageDataset(Dataset):
 def load_fashion_mnist(split: Split = "train", **kwargs) -> ImageDataset:
     """Fashion-MNIST as an :class:`ImageDataset` (see there for the arguments)."""
     return ImageDataset("fashion-mnist", split, **kwargs)
-
-
-def load_mnist(split: Split = "train", **kwargs) -> ImageDataset:
-    """MNIST as an :class:`ImageDataset` (see there for the arguments)."""
-    return ImageDataset("mnist", split, **kwargs)

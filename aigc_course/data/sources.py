@@ -7,7 +7,7 @@ A data file is looked for, in this order:
 2. extra read-only folders named in ``$AIGC_DATA_PATH`` (separated by ``os.pathsep``), laid out
    like the cache (e.g. ``DIR/tinyshakespeare/input.txt``);
 3. a system copy (Debian's ``dataset-fashion-mnist`` installs to ``/usr/share/datasets/fashion-mnist``);
-4. a download from the data set's home (or a mirror), unless ``AIGC_OFFLINE=1``.
+4. a download from the data set's home, unless ``AIGC_OFFLINE=1``.
 
 Every candidate is checked against a checksum before it is used. Where a file may be
 recompressed (Debian recompresses Fashion-MNIST's ``.gz`` files) the checksum is of the
@@ -163,28 +163,7 @@ FASHION_MNIST = DatasetSpec(
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     system_install="on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
-    used_by="lessons 06, 07, 10, 11",
-)
-
-# MNIST's original host (yann.lecun.com) refuses downloads, so two mirrors serve the original
-# .gz files. Their digests are the MD5s of those .gz files, as published with torchvision.
-MNIST = DatasetSpec(
-    name="mnist",
-    title="MNIST",
-    files=_idx_files(
-        (
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        ),
-        {
-            "train-images-idx3-ubyte": Checksum("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-            "train-labels-idx1-ubyte": Checksum("md5", "d53e105ee54ea40749a09fcbcd1e9432"),
-            "t10k-images-idx3-ubyte": Checksum("md5", "9fb629c4189551a2d022fa330f9573f3"),
-            "t10k-labels-idx1-ubyte": Checksum("md5", "ec29112dd5afa0611ce80d1b7f02629c"),
-        },
-    ),
-    required=False,
-    used_by="optional, for comparisons",
+    used_by="lessons 06 and 07",
 )
 
 TINY_SHAKESPEARE = DatasetSpec(
@@ -200,16 +179,14 @@ TINY_SHAKESPEARE = DatasetSpec(
             ),
         ),
     ),
-    used_by="lessons 02, 08, 09",
+    used_by="lessons 02 and 08",
 )
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE, MNIST)
-}
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE)}
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The data set called ``name`` (``fashion-mnist``, ``mnist``, ``tinyshakespeare``)."""
+    """The data set called ``name`` (``fashion-mnist``, ``tinyshakespeare``)."""
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
         raise KeyError(f"unknown data set {name!r}: the course knows {', '.join(DATASETS)}")

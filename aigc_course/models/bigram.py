@@ -12,8 +12,9 @@ seen in training, and a single such pair in the validation text makes the valida
 So the baseline adds ``alpha`` pseudo-counts to every cell ("add-one" smoothing for alpha = 1),
 which is the MAP estimate under a Dirichlet prior and the maximum of the likelihood of C + alpha.
 
-:func:`baseline` is *the* number lesson 08's GPT must beat: validation NLL on Tiny Shakespeare's
-last 10%, in nats and bits per character.
+:class:`Baseline` holds *the* number lesson 08's GPT must beat: the validation NLL on Tiny
+Shakespeare's last 10%, in nats and bits per character (computed by
+:func:`aigc_course.trainers.gpt.bigram_baseline`, which brings the data).
 """
 
 from __future__ import annotations
@@ -117,22 +118,3 @@ class Baseline:
             f"= {self.val_bits_per_character:.4f} bits per character "
             f"({self.val_characters:,} characters; train NLL {self.train_nll:.4f} nats)"
         )
-
-
-def baseline(alpha: float = DEFAULT_ALPHA) -> Baseline:
-    """The bigram model fitted on Tiny Shakespeare's first 90%, scored on the last 10%."""
-    from aigc_course.data import CharTokenizer, load_tiny_shakespeare
-    from aigc_course.data.text import train_val_ids
-
-    text = load_tiny_shakespeare()
-    tokenizer = CharTokenizer.from_text(text)
-    train, val = (torch.tensor(ids) for ids in train_val_ids(text, tokenizer))
-    probabilities = probabilities_from_counts(pair_counts(train, tokenizer.vocab_size), alpha)
-    return Baseline(
-        alpha=alpha,
-        vocab_size=tokenizer.vocab_size,
-        train_characters=len(train),
-        val_characters=len(val),
-        train_nll=average_nll(probabilities, train),
-        val_nll=average_nll(probabilities, val),
-    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +84,12 @@ class CausalSelfAttention(nn.Module):
         )  # writes to the residual
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """``(B, T, C) -> (B, T, C)``; with a cache, x holds only the new tokens."""
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, C) -> (B, T, C)``; with a cache, x holds only the new tokens. With
+        ``return_weights``, also the attention weights ``(B, H, T, T_past + T)`` (computed by
+        lesson 04's :func:`attention`, the path that has them)."""
         past = cache.length_of(self.layer) if cache is not None else 0
         q, k, v = self.qkv(x).split(self.config.n_embd, dim=2)
         q, k, v = (split_heads(t, self.config.n_head) for t in (q, k, v))  # (B, H, T, D)
@@ -100,13 +104,15 @@ class CausalSelfAttention(nn.Module):
                     past
                 )
         dropout = self.config.dropout if self.training else 0.0
-        if self.config.attention == "sdpa":
+        weights = None
+        if self.config.attention == "sdpa" and not return_weights:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
             )
         else:
-            y, _ = attention(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout)
-        return self.resid_dropout(self.proj(merge_heads(y)))
+            y, weights = attention(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout)
+        y = self.resid_dropout(self.proj(merge_heads(y)))
+        return (y, weights) if return_weights else y
 
 
 class MLP(nn.Module):
@@ -185,6 +191,19 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """The causal attention weights of every layer for token ids ``(1, T)``: a list of
+        ``(H, T, T)`` on the CPU, one per layer, from the model's own forward pass."""
+        positions = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        maps = []
+        for block in self.blocks:
+            _, weights = block.attn(block.ln_1(x), return_weights=True)
+            maps.append(weights[0].cpu())
+            x = block(x)
+        return maps
 
     def configure_optimizer(
         self,
@@ -295,14 +314,39 @@ def sample_next(
     return torch.multinomial(probabilities, 1, generator=generator)
 
 
-def learning_rate(
-    step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float
-) -> float:
-    """Linear warm-up from 0 to ``max_lr`` over ``warmup_steps``, then cosine decay to ``min_lr``
-    at ``total_steps`` (and ``min_lr`` after)."""
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= total_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@torch.no_grad()
+def sample_text(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompt: str,
+    tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> str:
+    """The prompt continued by ``tokens`` characters: what lesson 08's sampler widget shows.
+
+    ``tokenizer`` is anything with ``encode(str) -> list[int]`` and ``decode(list[int]) -> str``
+    (the course's :class:`aigc_course.data.CharTokenizer`).
+    """
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("the prompt is empty: give the model some text to continue")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    out = model.generate(
+        torch.tensor([ids], device=device),
+        tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+    )
+    return tokenizer.decode(out[0].tolist())

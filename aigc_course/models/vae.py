@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_course.divergences import kl_standard_normal
+
 PIXELS = 28 * 28
 
 
@@ -91,8 +93,7 @@ class VAE(nn.Module):
         reconstruction = (
             F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         )
-        kl = -0.5 * (1 + logvar - mean**2 - logvar.exp()).sum(1)
-        return reconstruction, kl
+        return reconstruction, kl_standard_normal(mean, logvar)
 
     def forward(
         self, x: torch.Tensor, beta: float = 1.0
@@ -100,12 +101,6 @@ class VAE(nn.Module):
         """(negative ELBO with weight beta on the KL, reconstruction term, KL term), batch means in nats."""
         reconstruction, kl = self.loss_terms(x)
         return (reconstruction + beta * kl).mean(), reconstruction.mean(), kl.mean()
-
-    def loss(
-        self, x: torch.Tensor, beta: float = 1.0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The same as calling the model: (negative ELBO, reconstruction, KL), in nats per image."""
-        return self(x, beta)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -151,3 +146,50 @@ def nats_to_bits_per_dim(nats: torch.Tensor | float) -> torch.Tensor | float:
 def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Binary images: each pixel is 1 with probability equal to its intensity in [0, 1]."""
     return torch.bernoulli(images, generator=generator)
+
+
+# --------------------------------------------------------------------------------------------
+# Looking inside a trained VAE (lesson 06)
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def decode_latent(model: VAE, z: list[float] | torch.Tensor) -> torch.Tensor:
+    """The image ``(28, 28)`` (pixel probabilities) that a VAE decodes from one code ``z``."""
+    device = next(model.parameters()).device
+    z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, -1)
+    return torch.sigmoid(model.decode(z))[0, 0].cpu()
+
+
+@torch.no_grad()
+def latent_grid(model: VAE, n: int = 15, span: float = 2.5) -> torch.Tensor:
+    """A 2-D latent model's decoded manifold: an ``(n * 28, n * 28)`` image of the grid
+    z in [-span, span]^2 (first coordinate left to right, second bottom to top)."""
+    values = torch.linspace(-span, span, n)
+    rows = [
+        torch.cat([decode_latent(model, [x, y]) for x in values], dim=1) for y in values.flip(0)
+    ]
+    return torch.cat(rows, dim=0)
+
+
+@torch.no_grad()
+def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Images decoded along the straight line between the posterior means of two images:
+    ``(steps, 28, 28)``, starting at ``x_a`` and ending at ``x_b``."""
+    device = next(model.parameters()).device
+    mean, _ = model.encode(torch.stack([x_a, x_b]).to(device))
+    weights = torch.linspace(0, 1, steps, device=device)[:, None]
+    z = (1 - weights) * mean[0] + weights * mean[1]
+    return torch.sigmoid(model.decode(z))[:, 0].cpu()
+
+
+@torch.no_grad()
+def active_units(model: VAE, x: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many latent dimensions the encoder uses: Var over x of E[z_j | x] above ``threshold``.
+
+    A dimension whose posterior mean is the same for every image carries no information about x;
+    when most are like that, the posterior has *collapsed* onto the prior.
+    """
+    device = next(model.parameters()).device
+    mean, _ = model.encode(x.to(device))
+    return int((mean.var(dim=0) > threshold).sum().item())

@@ -11,8 +11,8 @@ softmax does not saturate and its gradients do not vanish.
 
 Masks follow ``torch.nn.functional.scaled_dot_product_attention``: a boolean mask is True where a
 query *may* attend to a key; a float mask is added to the logits. :func:`attention` computes what
-that function computes, and :class:`MultiHeadSelfAttention` can use either (``backend``), so
-lesson 04 can check one against the other and lesson 08 can train with the fast one.
+that function computes, and :class:`MultiHeadSelfAttention` can use either (``attention`` in its
+config), so lesson 04 can check one against the other and lesson 08 can train with the fast one.
 """
 
 from __future__ import annotations
@@ -115,15 +115,18 @@ def _merge_causal(mask: torch.Tensor, length: int) -> torch.Tensor:
 class AttentionConfig:
     """Sizes of a multi-head self-attention layer."""
 
-    d_model: int = 64
-    n_heads: int = 4
+    n_embd: int = 64  # C, the width of the tokens' vectors
+    n_head: int = 4  # H heads of C / H channels each
     dropout: float = 0.0
     bias: bool = True
     causal: bool = False
+    attention: Literal["sdpa", "manual"] = "sdpa"  # PyTorch's fused kernel, or :func:`attention`
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.attention not in ("sdpa", "manual"):
+            raise ValueError(f"attention must be 'sdpa' or 'manual', got {self.attention!r}")
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -131,29 +134,31 @@ class MultiHeadSelfAttention(nn.Module):
 
     x ``(B, T, C)`` -> one linear layer to ``(B, T, 3C)`` -> Q, K, V, each split into H heads of
     C / H channels -> attention per head -> heads merged back to ``(B, T, C)`` -> output projection.
-    ``backend="manual"`` runs :func:`attention` (and can return the weights); ``"sdpa"`` runs
+    ``config.attention == "manual"`` runs :func:`attention`; ``"sdpa"`` runs
     ``torch.nn.functional.scaled_dot_product_attention`` (flash attention on suitable GPUs).
+    ``return_weights=True`` always takes the manual path, the one that has the weights.
+    The names (``n_embd``, ``n_head``, ``qkv``, ``proj``) are those of the GPT's attention
+    (:class:`aigc_course.models.gpt.CausalSelfAttention`).
     """
 
     def __init__(self, config: AttentionConfig) -> None:
         super().__init__()
         self.config = config
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)
-        self.out = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused Q, K, V
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
-        backend: Literal["sdpa", "manual"] = "sdpa",
         return_weights: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, C) -> (B, T, C)``; with ``return_weights`` also the ``(B, H, T, T)`` weights."""
-        query, key, value = self.qkv(x).split(self.config.d_model, dim=-1)
-        query, key, value = (split_heads(t, self.config.n_heads) for t in (query, key, value))
+        query, key, value = self.qkv(x).split(self.config.n_embd, dim=-1)
+        query, key, value = (split_heads(t, self.config.n_head) for t in (query, key, value))
         dropout_p = self.config.dropout if self.training else 0.0
-        if backend == "sdpa" and not return_weights:
+        if self.config.attention == "sdpa" and not return_weights:
             is_causal = self.config.causal
             if is_causal and mask is not None:  # PyTorch takes one or the other: merge them
                 mask, is_causal = _merge_causal(mask, x.size(1)), False
@@ -161,11 +166,44 @@ class MultiHeadSelfAttention(nn.Module):
                 query, key, value, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
             )
             weights = None
-        elif backend in ("sdpa", "manual"):
+        else:
             out, weights = attention(
                 query, key, value, mask=mask, is_causal=self.config.causal, dropout_p=dropout_p
             )
-        else:
-            raise ValueError(f"backend must be 'sdpa' or 'manual', got {backend!r}")
-        out = self.dropout(self.out(merge_heads(out)))
+        out = self.dropout(self.proj(merge_heads(out)))
         return (out, weights) if return_weights else out
+
+
+# --------------------------------------------------------------------------------------------
+# Lesson 04's explorer
+# --------------------------------------------------------------------------------------------
+
+
+def sentence_attention(
+    sentence: str,
+    *,
+    causal: bool = False,
+    scaled: bool = True,
+    position_strength: float = 0.0,
+    dim: int = 32,
+    seed: int = 0,
+) -> tuple[list[str], torch.Tensor]:
+    """Self-attention weights ``(T, T)`` over the words of ``sentence``, for lesson 04's explorer.
+
+    Each distinct word gets a fixed random embedding with unit-variance entries (so identical
+    words match strongly), plus ``position_strength`` times the sinusoidal position encoding.
+    Queries and keys are the embeddings themselves (no learned projections), which makes the map
+    readable: a word attends to its repeats, positions add locality, the causal mask hides the
+    future, and without the 1/sqrt(d) scaling the softmax saturates to one-hot rows.
+    """
+    words = sentence.split()
+    if not words:
+        raise ValueError("the sentence has no words")
+    generator = torch.Generator().manual_seed(seed)
+    vocabulary = sorted(set(words))
+    table = torch.randn(len(vocabulary), dim, generator=generator)
+    x = table[torch.tensor([vocabulary.index(word) for word in words])]
+    x = x + position_strength * sinusoidal_positions(len(words), dim) * dim**0.5 / 2
+    scale = None if scaled else 1.0
+    _, weights = attention(x[None], x[None], x[None], is_causal=causal, scale=scale)
+    return words, weights[0]

@@ -1,9 +1,12 @@
-"""Training the lesson-07 DCGAN (and the course's classifier) on Fashion-MNIST, under a profile.
+"""Training the lesson-07 DCGAN on Fashion-MNIST, under a run profile.
 
-The GAN needs two optimisers and two losses per step, so it has its own short loop; it reuses the
-shared pieces of :mod:`aigc_course.training` (the NaN check, the history) and the runtime's
-precision choice. Progress: a bar with both losses and D's outputs; fixed noise for sample grids
-over training; FID against test images at every evaluation.
+A GAN needs two optimisers and two losses per step, so it has its own short loop around
+:func:`aigc_course.gan_theory.gan_step` (the step lesson 03 teaches), with the runtime features
+of the shared loop through the same helpers: the precision of :mod:`aigc_course.runtime` (bf16, or
+fp16 with a gradient scaler per network), ``torch.compile`` where it works, optional gradient
+clipping (``TrainConfig.grad_clip``; off by default, as in the DCGAN paper), the NaN check and the
+history. Progress: a bar with both losses and D's output on fakes; fixed noise for sample grids
+over training; FID (course classifier) against test images at every evaluation.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from aigc_course import checkpoints, data, gan_theory, metrics, runtime
+from aigc_course import checkpoints, data, gan_theory, metrics, runtime, training
+from aigc_course.models.classifier import FashionClassifier
 from aigc_course.models.dcgan import (
     Discriminator,
     GANConfig,
@@ -24,7 +28,8 @@ from aigc_course.models.dcgan import (
     to_signed_range,
     to_unit_range,
 )
-from aigc_course.training import History, check_finite
+from aigc_course.trainers import classifier as classifier_trainer
+from aigc_course.training import History, Run, TrainConfig, check_finite
 
 PRETRAINED_NAME = "dcgan_fashion_mnist"
 D_WINS_THRESHOLD = 0.01  # mean D(G(z)) below this ...
@@ -34,49 +39,65 @@ D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has wo
 @dataclass(frozen=True)
 class GANRecipe:
     model: GANConfig
-    steps: int
+    train: TrainConfig
     batch_size: int
-    lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    eval_every: int = 500
     fid_images: int = 2000
-    seed: int = 0
+
+
+def _train_config(steps: int, eval_every: int) -> TrainConfig:
+    return TrainConfig(steps=steps, lr=2e-4, grad_clip=None, eval_every=eval_every, log_every=10)
 
 
 def recipe(
     profile: runtime.Profile | None = None, conditional: bool = False, **overrides
 ) -> GANRecipe:
+    """The DCGAN recipe of a profile (``conditional``: a class-conditional GAN); any field may be
+    overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     model = GANConfig(n_classes=10 if conditional else 0)
     base = profile.select(
         smoke=GANRecipe(
             dataclasses.replace(model, channels=16),
-            steps=20,
+            _train_config(steps=20, eval_every=10),
             batch_size=32,
-            eval_every=10,
             fid_images=200,
         ),
-        cpu=GANRecipe(model, steps=3000, batch_size=64, eval_every=500),
+        cpu=GANRecipe(model, _train_config(steps=3000, eval_every=500), batch_size=64),
         gpu=GANRecipe(
             dataclasses.replace(model, channels=128),
-            steps=20_000,
+            _train_config(steps=20_000, eval_every=2000),
             batch_size=128,
-            eval_every=2000,
             fid_images=10_000,
         ),
     )
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: GANRecipe) -> str:
+    kind = "class-conditional, " if recipe_.model.n_classes else ""
+    return (
+        f"{kind}{recipe_.model.channels} channels, latent {recipe_.model.latent_dim}, "
+        f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
+    )
+
+
+def checkpoint_name(recipe_: GANRecipe) -> str:
+    return PRETRAINED_NAME + ("_conditional" if recipe_.model.n_classes else "")
 
 
 @dataclass
-class GANRun:
-    generator: Generator
-    discriminator: Discriminator
-    recipe: GANRecipe
-    history: History
-    metrics: dict[str, float]
+class GANRun(Run):
+    """A GAN run: ``model`` is the generator (what a checkpoint saves); also the discriminator,
+    sample grids of fixed noise over training, and any warning about the run."""
+
+    discriminator: Discriminator | None = None
     snapshots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def generator(self) -> Generator:
+        return self.model
 
 
 @torch.no_grad()
@@ -97,66 +118,46 @@ def generate(
     return images
 
 
-def gan_step(generator, discriminator, optimizers, scalers, real, z, labels, precision):
-    """One DCGAN step: a discriminator update, then a generator update.
-
-    D ascends V on real images (label 1) and *detached* fakes (label 0), so its loss cannot reach
-    G's parameters. G then descends the non-saturating loss through D; only G's optimiser steps,
-    so D's parameters do not change in that half. Returns both losses and D's logits.
-    """
-    optimizer_g, optimizer_d = optimizers
-    scaler_g, scaler_d = scalers
-    with precision.autocast():
-        fake = generator(z, labels)
-        real_logits, fake_logits = discriminator(real, labels), discriminator(fake.detach(), labels)
-        loss_d = gan_theory.discriminator_loss(real_logits, fake_logits)
-    optimizer_d.zero_grad(set_to_none=True)
-    scaler_d.scale(loss_d).backward()
-    scaler_d.step(optimizer_d)
-    scaler_d.update()
-    with precision.autocast():
-        loss_g = gan_theory.generator_loss_non_saturating(discriminator(fake, labels))
-    optimizer_g.zero_grad(set_to_none=True)
-    scaler_g.scale(loss_g).backward()
-    scaler_g.step(optimizer_g)
-    scaler_g.update()
-    return loss_d, loss_g, real_logits, fake_logits
-
-
 def evaluate(
-    generator: Generator, classifier: metrics.FashionClassifier, real: torch.Tensor
+    generator: Generator, classifier: FashionClassifier, real: torch.Tensor
 ) -> dict[str, float]:
+    """FID against ``real`` and the class-histogram entropy of as many generated images."""
     fake = generate(generator, len(real), seed=1)
     histogram = metrics.class_histogram(classifier, fake)
     return {"fid": metrics.fid(classifier, fake, real), "class_entropy": histogram.entropy}
 
 
-def train_gan(
+def train(
     recipe_: GANRecipe,
     device: torch.device | None = None,
     progress: bool = True,
+    *,
     evaluate_fid: bool = True,
 ) -> GANRun:
-    runtime.seed_everything(recipe_.seed)
+    """Train a DCGAN with ``recipe_`` on Fashion-MNIST's training images."""
+    config = recipe_.train
+    runtime.seed_everything(config.seed)
     device = device or runtime.get_device()
     precision = runtime.choose_precision(device)
     train_set = data.load_fashion_mnist("train", val_size=0)
     real_test = data.load_fashion_mnist("test").images[: recipe_.fid_images]
-    classifier = metrics.load_classifier().to(device) if evaluate_fid else None
+    classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     generator, discriminator = (
         Generator(recipe_.model).to(device),
         Discriminator(recipe_.model).to(device),
     )
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=recipe_.lr, betas=recipe_.betas)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=recipe_.lr, betas=recipe_.betas)
-    scaler_g, scaler_d = precision.grad_scaler(), precision.grad_scaler()
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=recipe_.betas)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=recipe_.betas)
+    scalers = (precision.grad_scaler(), precision.grad_scaler())
+    forward_g = runtime.maybe_compile(generator, device)
+    forward_d = runtime.maybe_compile(discriminator, device)
     conditional = recipe_.model.n_classes > 0
-    data_generator = torch.Generator().manual_seed(recipe_.seed)
+    data_generator = torch.Generator().manual_seed(config.seed)
     fixed_noise = torch.randn(
         40, recipe_.model.latent_dim, generator=torch.Generator().manual_seed(123)
     ).to(device)
     fixed_labels = (torch.arange(40) % 10).to(device) if conditional else None
-    run = GANRun(generator, discriminator, recipe_, History(), {})
+    run = GANRun(generator, recipe_, History(), {}, discriminator=discriminator)
     d_wins, started = 0, time.perf_counter()
 
     def snapshot(step: int) -> None:
@@ -166,24 +167,20 @@ def train_gan(
         generator.train()
 
     snapshot(0)
-    bar = tqdm(range(1, recipe_.steps + 1), desc="GAN", disable=not progress)
+    bar = tqdm(range(1, config.steps + 1), desc="GAN", disable=not progress)
     for step in bar:
         index = torch.randint(0, len(train_set), (recipe_.batch_size,), generator=data_generator)
         real = to_signed_range(train_set.images[index]).to(device)
         labels = train_set.labels[index].to(device) if conditional else None
         z = torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
-        loss_d, loss_g, real_logits, fake_logits = gan_step(
-            generator,
-            discriminator,
-            (optimizer_g, optimizer_d),
-            (scaler_g, scaler_d),
-            real,
-            z,
-            labels,
-            precision,
-        )
-        check_finite(loss_d, step, recipe_.lr)
-        check_finite(loss_g, step, recipe_.lr)
+        step_result = gan_theory.gan_step(
+            forward_g, forward_d, optimizer_g, optimizer_d, real, z, labels,
+            precision=precision, scalers=scalers, grad_clip=config.grad_clip,
+        )  # fmt: skip
+        loss_d, loss_g = step_result.loss_d, step_result.loss_g
+        check_finite(loss_d, step, config.lr)
+        check_finite(loss_g, step, config.lr)
+        real_logits, fake_logits = step_result.real_logits, step_result.fake_logits
         d_fake = torch.sigmoid(fake_logits.float()).mean().item()
         d_wins = d_wins + 1 if d_fake < D_WINS_THRESHOLD else 0
         if d_wins == D_WINS_STEPS:
@@ -195,7 +192,7 @@ def train_gan(
             run.warnings.append(message)
             tqdm.write(f"warning: {message}")
         run.history.examples += recipe_.batch_size
-        if step % 10 == 0 or step == 1:
+        if step % config.log_every == 0 or step == 1:
             values = {
                 "loss_d": loss_d.item(),
                 "loss_g": loss_g.item(),
@@ -208,7 +205,7 @@ def train_gan(
                 loss_g=f"{values['loss_g']:.3f}",
                 d_fake=f"{d_fake:.2f}",
             )
-        if step % recipe_.eval_every == 0 or step == recipe_.steps:
+        if step % config.eval_every == 0 or step == config.steps:
             snapshot(step)
             if classifier is not None:
                 run.history.log_eval(step, evaluate(generator, classifier, real_test))
@@ -227,40 +224,26 @@ def train_gan(
     return run
 
 
-def save_run(run: GANRun, path: Path, command: str) -> str:
+def summary(run: GANRun) -> dict[str, object]:
+    m = run.metrics
+    rows = training.summary_rows(run)
+    if "test_fid" in m:
+        rows[f"FID vs {run.recipe.fid_images} test images"] = m["test_fid"]
+        rows["class-histogram entropy [nats]"] = m["test_class_entropy"]
+    if "conditional_accuracy" in m:
+        rows["classifier accuracy on labelled samples"] = m["conditional_accuracy"]
+    return rows
+
+
+def save_run(run: GANRun, path: str | Path, command: str) -> str:
     """Save the generator (the part a lesson samples from) with its config, metrics and curves."""
-    return checkpoints.save(
-        path,
-        run.generator,
-        config=run.recipe.model.to_dict(),
-        metrics=run.metrics,
-        extra={
-            "command": command,
-            "steps": run.recipe.steps,
-            "history": run.history.to_dict(),
-        },
-    )
+    return training.save_run(run, path, command)
 
 
-def load_generator(
-    path: Path | None = None, expected_sha256: str | None = None
+def load(
+    path: str | Path | None = None, expected_sha256: str | None = None
 ) -> tuple[Generator, checkpoints.Checkpoint]:
-    checkpoint = (
-        checkpoints.load_pretrained(PRETRAINED_NAME)
-        if path is None
-        else checkpoints.load(path, expected_sha256)
+    """A generator from a checkpoint file, or the course's pretrained one (verified) by default."""
+    return checkpoints.load_model(
+        lambda config: Generator(GANConfig(**config)), PRETRAINED_NAME, path, expected_sha256
     )
-    generator = Generator(GANConfig(**checkpoint.config))
-    generator.load_state_dict(checkpoint.state_dict)
-    return generator.eval(), checkpoint
-
-
-def save_classifier(model: metrics.FashionClassifier, test_accuracy: float, command: str) -> str:
-    path = checkpoints.PRETRAINED_DIR / f"{metrics.PRETRAINED_NAME}.safetensors"
-    digest = checkpoints.save(
-        path, model, config={}, metrics={"test_accuracy": test_accuracy}, extra={"command": command}
-    )
-    checkpoints.register_pretrained(
-        metrics.PRETRAINED_NAME, path.name, command, {"test_accuracy": test_accuracy}
-    )
-    return digest

@@ -2,21 +2,23 @@
 
 Used by ``aigc-course train gpt``, ``benchmarks/gpt.py`` and the lesson. The data are lesson 02's:
 the character tokenizer and the 90/10 split, so the validation loss compares directly with the
-bigram baseline (``aigc_course.models.bigram.baseline()``).
+bigram baseline (:func:`bigram_baseline`), which every run also reports.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aigc_course import checkpoints, data, runtime
+from aigc_course import checkpoints, data, runtime, training
 from aigc_course.data.text import train_val_ids
-from aigc_course.models.gpt import GPT, GPTConfig, learning_rate
-from aigc_course.training import History, TrainConfig, train
+from aigc_course.models import bigram
+from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.training import Run, TrainConfig
 
 PRETRAINED_NAME = "gpt_tiny_shakespeare"
 
@@ -28,17 +30,16 @@ class GPTRecipe:
     batch_size: int
     warmup_steps: int
     min_lr: float
-    weight_decay: float = 0.1
     eval_batches: int = 50  # fixed validation batches for the loss estimate
 
 
 def recipe(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
-    """The GPT recipe of a profile; ``steps`` and ``batch_size`` may be overridden."""
+    """The GPT recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     base = profile.select(
         smoke=GPTRecipe(
             GPTConfig(block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
-            TrainConfig(steps=20, lr=3e-3, eval_every=10, log_every=5),
+            TrainConfig(steps=20, lr=3e-3, weight_decay=0.1, eval_every=10, log_every=5),
             batch_size=8,
             warmup_steps=5,
             min_lr=3e-4,
@@ -46,25 +47,33 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
         ),
         cpu=GPTRecipe(
             GPTConfig(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-            TrainConfig(steps=2_000, lr=2e-3, eval_every=500, log_every=25),
+            TrainConfig(steps=2_000, lr=2e-3, weight_decay=0.1, eval_every=500, log_every=25),
             batch_size=32,
             warmup_steps=100,
             min_lr=2e-4,
         ),
         gpu=GPTRecipe(  # nanoGPT's "baby GPT" on Shakespeare characters
             GPTConfig(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-            TrainConfig(steps=5_000, lr=1e-3, eval_every=500, log_every=50),
+            TrainConfig(steps=5_000, lr=1e-3, weight_decay=0.1, eval_every=500, log_every=50),
             batch_size=64,
             warmup_steps=100,
             min_lr=1e-4,
             eval_batches=200,
         ),
     )
-    train_overrides = {k: overrides.pop(k) for k in ("steps",) if overrides.get(k) is not None}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(
-        base, train=dataclasses.replace(base.train, **train_overrides), **overrides
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: GPTRecipe) -> str:
+    c = recipe_.model
+    return (
+        f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, "
+        f"{recipe_.train.steps} steps of {recipe_.batch_size} sequences"
     )
+
+
+def checkpoint_name(recipe_: GPTRecipe) -> str:
+    return PRETRAINED_NAME
 
 
 @dataclass
@@ -75,10 +84,32 @@ class ShakespeareData:
 
 
 def load_data() -> ShakespeareData:
+    """Tiny Shakespeare, its character tokenizer, and lesson 02's split: first 90% / last 10%."""
     text = data.load_tiny_shakespeare()
     tokenizer = data.CharTokenizer.from_text(text)
     train_ids, val_ids = train_val_ids(text, tokenizer)
     return ShakespeareData(tokenizer, torch.tensor(train_ids), torch.tensor(val_ids))
+
+
+def bigram_baseline(
+    shakespeare: ShakespeareData | None = None, alpha: float = bigram.DEFAULT_ALPHA
+) -> bigram.Baseline:
+    """The bigram model fitted on Tiny Shakespeare's first 90%, scored on the last 10%: lesson
+    02's first language model and the number every later model must beat."""
+    shakespeare = shakespeare or load_data()
+    train_ids, val_ids = shakespeare.train_ids, shakespeare.val_ids
+    vocab_size = shakespeare.tokenizer.vocab_size
+    probabilities = bigram.probabilities_from_counts(
+        bigram.pair_counts(train_ids, vocab_size), alpha
+    )
+    return bigram.Baseline(
+        alpha=alpha,
+        vocab_size=vocab_size,
+        train_characters=len(train_ids),
+        val_characters=len(val_ids),
+        train_nll=bigram.average_nll(probabilities, train_ids),
+        val_nll=bigram.average_nll(probabilities, val_ids),
+    )
 
 
 def random_blocks(ids: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator):
@@ -109,19 +140,18 @@ def estimate_loss(
 
 
 @dataclass
-class GPTRun:
-    model: GPT
-    recipe: GPTRecipe
-    history: History
-    metrics: dict[str, float]
-    tokenizer: data.CharTokenizer
+class GPTRun(Run):
+    """A GPT run also carries its tokenizer (saved with the weights)."""
+
+    tokenizer: data.CharTokenizer | None = None
 
 
-def train_gpt(
+def train(
     recipe_: GPTRecipe,
-    shakespeare: ShakespeareData | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    *,
+    shakespeare: ShakespeareData | None = None,
     model_config: GPTConfig | None = None,
 ) -> GPTRun:
     """Train a GPT with ``recipe_`` (or ``model_config`` in its place) on Tiny Shakespeare."""
@@ -143,17 +173,17 @@ def train_gpt(
             )
         }
 
-    history = train(
+    history = training.train(
         model,
         lambda m, batch: (m(*batch)[1], {}),
         batches,
         recipe_.train,
         evaluate=evaluate,
-        optimizer=model.configure_optimizer(recipe_.train.lr, recipe_.weight_decay),
+        optimizer=model.configure_optimizer(recipe_.train.lr, recipe_.train.weight_decay),
         device=device,
         progress=progress,
         description="GPT",
-        lr_schedule=lambda step: learning_rate(
+        lr_schedule=lambda step: training.warmup_cosine(
             step, recipe_.train.lr, recipe_.warmup_steps, steps, recipe_.min_lr
         ),
         units_per_example=config.block_size,
@@ -168,34 +198,36 @@ def train_gpt(
         "tokens_per_second": history.examples_per_second * config.block_size,
         "train_seconds": history.seconds,
         "parameters": model.num_parameters(),
+        "bigram_val_loss": bigram_baseline(shakespeare).val_nll,
     }
     return GPTRun(model, recipe_, history, metrics, shakespeare.tokenizer)
 
 
-def save_run(run: GPTRun, path: Path, command: str) -> str:
+def summary(run: GPTRun) -> dict[str, object]:
+    m = run.metrics
+    return {
+        "parameters": m["parameters"],
+        **training.summary_rows(run, "tokens/s", "tokens_per_second"),
+        "val loss [nats/char]": m["val_loss"],
+        "  [bits/char]": m["val_loss"] / math.log(2),
+        "bigram baseline [nats/char]": m["bigram_val_loss"],
+    }
+
+
+def save_run(run: GPTRun, path: str | Path, command: str) -> str:
     """Save a trained GPT with its tokenizer, config, metrics and curves; returns the sha256."""
-    return checkpoints.save(
-        path,
-        run.model,
-        config=run.model.config.to_dict(),
-        metrics=run.metrics,
-        extra={
-            "command": command,
-            "tokenizer": run.tokenizer.to_dict(),
-            "steps": run.recipe.train.steps,
-            "batch_size": run.recipe.batch_size,
-            "history": run.history.to_dict(),
-        },
-    )
+    return training.save_run(run, path, command, tokenizer=run.tokenizer.to_dict())
 
 
-def load_gpt(path: Path | None = None, expected_sha256: str | None = None):
+def load(
+    path: str | Path | None = None, expected_sha256: str | None = None
+) -> tuple[GPT, data.CharTokenizer, checkpoints.Checkpoint]:
     """(model, tokenizer, checkpoint) from a file, or the course's pretrained GPT (verified) by default."""
-    checkpoint = (
-        checkpoints.load_pretrained(PRETRAINED_NAME)
-        if path is None
-        else checkpoints.load(path, expected_sha256=expected_sha256)
+    model, checkpoint = checkpoints.load_model(
+        lambda config: GPT(GPTConfig(**config)), PRETRAINED_NAME, path, expected_sha256
     )
-    model = GPT(GPTConfig(**checkpoint.config))
-    model.load_state_dict(checkpoint.state_dict)
-    return model.eval(), data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"]), checkpoint
+    if "tokenizer" not in checkpoint.extra:
+        raise checkpoints.CheckpointError(
+            f"{path or PRETRAINED_NAME} has no tokenizer: it is not a GPT checkpoint of the course"
+        )
+    return model, data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"]), checkpoint

@@ -6,16 +6,15 @@ the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from aigc_course import checkpoints, data, runtime
+from aigc_course import checkpoints, data, runtime, training
 from aigc_course.models.vae import VAE, VAEConfig, binarize, nats_to_bits_per_dim
-from aigc_course.training import History, TrainConfig, random_batches, train
+from aigc_course.training import Run, TrainConfig
 
 PRETRAINED_NAME = "vae_fashion_mnist"
 
@@ -35,7 +34,7 @@ class VAERecipe:
 
 
 def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
-    """The VAE recipe of a profile; ``steps``/``batch_size``/``beta``/``latent_dim`` may be overridden."""
+    """The VAE recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     base = profile.select(
         smoke=VAERecipe(
@@ -58,15 +57,18 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
             iwae_k=1_000,
         ),
     )
-    model_overrides = {k: overrides.pop(k) for k in ("latent_dim",) if overrides.get(k) is not None}
-    train_overrides = {k: overrides.pop(k) for k in ("steps", "lr") if overrides.get(k) is not None}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(
-        base,
-        model=dataclasses.replace(base.model, **model_overrides),
-        train=dataclasses.replace(base.train, **train_overrides),
-        **overrides,
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: VAERecipe) -> str:
+    return (
+        f"latent {recipe_.model.latent_dim}, beta {recipe_.beta:g}, "
+        f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
     )
+
+
+def checkpoint_name(recipe_: VAERecipe) -> str:
+    return PRETRAINED_NAME
 
 
 def fixed_test_set(images: int, seed: int = 0) -> torch.Tensor:
@@ -100,20 +102,13 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, batch_size: int = 250) -> floa
     return total / len(x)
 
 
-@dataclass
-class VAERun:
-    model: VAE
-    recipe: VAERecipe
-    history: History
-    metrics: dict[str, float]
-
-
-def train_vae(
+def train(
     recipe_: VAERecipe,
     device: torch.device | None = None,
     progress: bool = True,
+    *,
     final_evaluation: bool = True,
-) -> VAERun:
+) -> Run:
     """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it."""
     runtime.seed_everything(recipe_.train.seed)
     device = device or runtime.get_device()
@@ -124,7 +119,7 @@ def train_vae(
     # A fresh binarisation every time an image is used (dynamic binarisation).
     batches = (
         binarize(x, generator)
-        for (x,) in random_batches((train_images,), recipe_.batch_size, generator)
+        for (x,) in training.random_batches((train_images,), recipe_.batch_size, generator)
     )
 
     def loss_fn(model, x):
@@ -132,7 +127,7 @@ def train_vae(
         return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
 
     model = VAE(recipe_.model)
-    history = train(
+    history = training.train(
         model,
         loss_fn,
         batches,
@@ -156,35 +151,34 @@ def train_vae(
             iwae_images=recipe_.iwae_images,
             iwae_seconds=time.perf_counter() - started,
         )
-    return VAERun(model, recipe_, history, metrics)
+    return Run(model, recipe_, history, metrics)
 
 
-def save_run(run: VAERun, path: Path, command: str) -> str:
+def summary(run: Run) -> dict[str, object]:
+    m = run.metrics
+    rows = training.summary_rows(run)
+    if "test_neg_elbo" in m:
+        rows.update(
+            {
+                "test -ELBO [nats]": m["test_neg_elbo"],
+                "  reconstruction": m["test_reconstruction"],
+                "  KL": m["test_kl"],
+                f"test IWAE NLL, k={m['iwae_k']} [nats]": m["test_iwae_nll"],
+                "  [bits/dim]": m["test_iwae_bits_per_dim"],
+            }
+        )
+    return rows
+
+
+def save_run(run: Run, path: str | Path, command: str) -> str:
     """Save a trained VAE with its config, recipe and metrics; returns the sha256."""
-    return checkpoints.save(
-        path,
-        run.model,
-        config=run.recipe.model.to_dict(),
-        metrics=run.metrics,
-        extra={
-            "command": command,
-            "steps": run.recipe.train.steps,
-            "batch_size": run.recipe.batch_size,
-            "beta": run.recipe.beta,
-            "history": run.history.to_dict(),
-        },
-    )
+    return training.save_run(run, path, command, beta=run.recipe.beta)
 
 
-def load_vae(
-    path: Path | None = None, expected_sha256: str | None = None
+def load(
+    path: str | Path | None = None, expected_sha256: str | None = None
 ) -> tuple[VAE, checkpoints.Checkpoint]:
     """A VAE from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
-    checkpoint = (
-        checkpoints.load_pretrained(PRETRAINED_NAME)
-        if path is None
-        else checkpoints.load(path, expected_sha256=expected_sha256)
+    return checkpoints.load_model(
+        lambda config: VAE(VAEConfig.from_dict(config)), PRETRAINED_NAME, path, expected_sha256
     )
-    model = VAE(VAEConfig.from_dict(checkpoint.config))
-    model.load_state_dict(checkpoint.state_dict)
-    return model.eval(), checkpoint

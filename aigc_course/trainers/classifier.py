@@ -1,0 +1,108 @@
+"""Training the course's Fashion-MNIST classifier, whose features the course's FID uses.
+
+``aigc-course train classifier`` runs it; the GAN and diffusion trainers and lesson 07 load the
+pretrained one with :func:`load`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from aigc_course import checkpoints, data, metrics, runtime, training
+from aigc_course.models.classifier import ClassifierConfig, FashionClassifier
+from aigc_course.training import Run, TrainConfig
+
+PRETRAINED_NAME = "fashion_classifier"
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    model: ClassifierConfig
+    train: TrainConfig
+    batch_size: int = 128
+
+
+def recipe(profile: runtime.Profile | None = None, **overrides) -> ClassifierRecipe:
+    """The classifier recipe of a profile; any field may be overridden (see :func:`training.override`)."""
+    profile = profile or runtime.get_profile()
+    steps = profile.select(smoke=20, cpu=3_000, gpu=6_000)
+    base = ClassifierRecipe(
+        ClassifierConfig(), TrainConfig(steps=steps, lr=1e-3, log_every=max(steps // 20, 1))
+    )
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: ClassifierRecipe) -> str:
+    return f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
+
+
+def checkpoint_name(recipe_: ClassifierRecipe) -> str:
+    return PRETRAINED_NAME
+
+
+def train(
+    recipe_: ClassifierRecipe, device: torch.device | None = None, progress: bool = True
+) -> Run:
+    """Train the classifier on Fashion-MNIST's 60,000 training images; measure it on the test set."""
+    runtime.seed_everything(recipe_.train.seed)
+    device = device or runtime.get_device()
+    train_set = data.load_fashion_mnist("train", val_size=0)
+    test_set = data.load_fashion_mnist("test")
+    model = FashionClassifier(recipe_.model)
+    batches = training.random_batches(
+        (train_set.images, train_set.labels),
+        recipe_.batch_size,
+        torch.Generator().manual_seed(recipe_.train.seed),
+    )
+    history = training.train(
+        model,
+        lambda m, batch: (F.cross_entropy(m(batch[0]), batch[1]), {}),
+        batches,
+        recipe_.train,
+        device=device,
+        progress=progress,
+        description="classifier",
+    )
+    model.eval()
+    accuracy = metrics.accuracy(model, test_set.images, test_set.labels)
+    return Run(
+        model,
+        recipe_,
+        history,
+        {
+            "test_accuracy": accuracy,
+            "images_per_second": history.examples_per_second,
+            "train_seconds": history.seconds,
+        },
+    )
+
+
+def summary(run: Run) -> dict[str, object]:
+    return {**training.summary_rows(run), "test accuracy": run.metrics["test_accuracy"]}
+
+
+def save_run(run: Run, path: str | Path, command: str) -> str:
+    """Save the classifier with its config, accuracy and curves; returns the sha256."""
+    return training.save_run(run, path, command)
+
+
+def load(
+    path: str | Path | None = None, expected_sha256: str | None = None
+) -> tuple[FashionClassifier, checkpoints.Checkpoint]:
+    """The classifier from a checkpoint file, or the course's pretrained one (verified) by default."""
+    return checkpoints.load_model(
+        lambda config: FashionClassifier(ClassifierConfig(**config)),
+        PRETRAINED_NAME,
+        path,
+        expected_sha256,
+    )
+
+
+def load_pretrained(device: torch.device | None = None) -> FashionClassifier:
+    """The pretrained classifier alone, in eval mode, on ``device``: what FID needs."""
+    model, _ = load()
+    return model.to(device) if device is not None else model
