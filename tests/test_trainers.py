@@ -1,0 +1,95 @@
+"""The one trainer interface: every trainer module has it, recipes take overrides where they live
+(and refuse unknown ones), and runs save and load through the same helpers."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import pytest
+import torch
+
+from aigc_course import checkpoints, cli, runtime, training
+from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.training import TrainConfig
+from tests.helpers import require
+
+TRAINER_MODULES = {name: importlib.import_module(t.module) for name, t in cli.TRAINERS.items()}
+INTERFACE = ("recipe", "train", "save_run", "load", "describe", "summary", "checkpoint_name")
+
+
+@pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
+@pytest.mark.parametrize("profile", runtime.PROFILE_NAMES)
+def test_every_trainer_has_the_one_interface(name, profile):
+    trainer = TRAINER_MODULES[name]
+    missing = [function for function in INTERFACE if not callable(getattr(trainer, function, None))]
+    assert missing == []
+    recipe = trainer.recipe(runtime.Profile(profile))
+    assert isinstance(recipe.train, TrainConfig)
+    assert recipe.batch_size > 0 and recipe.train.steps > 0
+    assert callable(getattr(recipe.model, "to_dict", None)), "the model config is saved as a dict"
+    assert str(recipe.train.steps) in trainer.describe(recipe)
+    assert isinstance(trainer.checkpoint_name(recipe), str)
+
+
+def test_override_puts_each_setting_where_it_lives():
+    trainer = TRAINER_MODULES["vae"]
+    base = trainer.recipe(runtime.Profile("smoke"))
+    recipe = trainer.recipe(
+        runtime.Profile("smoke"), steps=7, lr=5e-4, latent_dim=2, beta=4.0, batch_size=None
+    )
+    assert (recipe.train.steps, recipe.train.lr) == (7, 5e-4)
+    assert recipe.model.latent_dim == 2 and recipe.beta == 4.0
+    assert recipe.batch_size == base.batch_size, "None keeps the profile's value"
+    assert recipe.train.eval_every == base.train.eval_every
+
+
+@pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
+def test_override_refuses_a_setting_that_does_not_exist(name):
+    with pytest.raises(ValueError, match="no setting 'bogus'.*steps"):
+        TRAINER_MODULES[name].recipe(runtime.Profile("smoke"), bogus=1)
+
+
+def test_gpt_weight_decay_is_the_train_config_s_and_reaches_the_optimizer():
+    trainer = TRAINER_MODULES["gpt"]
+    recipe = trainer.recipe(runtime.Profile("smoke"), weight_decay=0.05)
+    assert recipe.train.weight_decay == 0.05
+    assert not hasattr(recipe, "weight_decay"), "one place for one setting"
+
+
+def test_learning_rate_schedule_anneals_to_its_floor():
+    rates = [training.warmup_cosine(step, 1.0, 10, 100, 0.1) for step in range(120)]
+    assert rates[9] == pytest.approx(1.0) and rates[0] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(rates[10:100], rates[11:101], strict=True)), "decays"
+    assert rates[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert rates[100:] == [0.1] * 20
+
+
+def test_classifier_trains_honours_its_batch_size_and_round_trips(tmp_path):
+    from aigc_course import data
+
+    require(
+        all(s.ready for s in data.dataset_status(["fashion-mnist"])), "Fashion-MNIST is missing"
+    )
+    trainer = TRAINER_MODULES["classifier"]
+    recipe = trainer.recipe(runtime.Profile("smoke"), steps=15, batch_size=16)
+    run = trainer.train(recipe, device=torch.device("cpu"), progress=False)
+    assert run.history.examples == 15 * 16, "--batch-size is honoured"
+    assert 0.0 <= run.metrics["test_accuracy"] <= 1.0
+    path = tmp_path / "classifier.safetensors"
+    digest = trainer.save_run(run, path, "test")
+    loaded, checkpoint = trainer.load(path, expected_sha256=digest)
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), run.model.eval()(x), rtol=0, atol=0)
+    assert checkpoint.extra["steps"] == 15 and checkpoint.extra["batch_size"] == 16
+
+
+def test_loading_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
+    path = tmp_path / "gpt.safetensors"
+    checkpoints.save(path, model, model.config.to_dict())
+    with pytest.raises(checkpoints.CheckpointError, match="does not hold this kind of model"):
+        TRAINER_MODULES["vae"].load(path)
+    with pytest.raises(checkpoints.CheckpointError, match="no tokenizer"):
+        TRAINER_MODULES["gpt"].load(path)
