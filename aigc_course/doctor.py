@@ -17,7 +17,7 @@ def _package_versions() -> str:
     from importlib import metadata
 
     versions = []
-    for name in ("numpy", "matplotlib", "ipywidgets", "tqdm", "safetensors"):
+    for name in ("numpy", "matplotlib", "ipywidgets", "tqdm", "safetensors", "pooch"):
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:

@@ -103,7 +103,9 @@ def test_connection_dropped_mid_file_leaves_nothing(cache, served):
     destination = cache / "fixture" / name
     with pytest.raises(DownloadError) as error:
         download(server.url + "drop/" + name, destination, checksum, progress=False)
-    assert "drop/" + name in str(error.value) and "the connection ended after" in str(error.value)
+    assert "drop/" + name in str(
+        error.value
+    ) and "the connection ended before the file was complete" in str(error.value)
     assert leftovers(cache) == [], "a partial download must not stay in the cache"
 
 

@@ -47,7 +47,15 @@ def test_pyproject_declares_the_course_package():
     assert project["requires-python"] == ">=3.10"
     assert project["scripts"] == {"aigc-course": "aigc_course.cli:main"}
     runtime = {requirement_name(r): r for r in project["dependencies"]}
-    assert set(runtime) == {"torch", "numpy", "matplotlib", "ipywidgets", "tqdm", "safetensors"}
+    assert set(runtime) == {
+        "torch",
+        "numpy",
+        "matplotlib",
+        "ipywidgets",
+        "tqdm",
+        "safetensors",
+        "pooch",
+    }
     assert runtime["torch"] == "torch>=2.3", "a range, so users get the right build"
     assert runtime["ipywidgets"] == "ipywidgets>=7.7", "Colab ships ipywidgets 7.7.1"
     dev = {requirement_name(r) for r in project["optional-dependencies"]["dev"]}

@@ -11,25 +11,21 @@ A data file is looked for, in this order:
 
 Every candidate is checked against a checksum before it is used. Where a file may be
 recompressed (Debian recompresses Fashion-MNIST's ``.gz`` files) the checksum is of the
-decompressed bytes. A download streams into a temporary file beside its destination, with a
-progress bar, and is renamed into place only once its size and checksum are right: an
-interrupted or corrupt download never leaves a file that looks finished.
+decompressed bytes. Downloads are pooch's (streamed with a progress bar into a temporary folder
+beside the destination, checked to be complete); the file is renamed into place only once its
+checksum is right: an interrupted or corrupt download never leaves a file that looks finished.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import os
 import shutil
-import urllib.error
-import urllib.request
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from aigc_course.files import atomic_path
 
@@ -282,65 +278,65 @@ def download(
 ) -> Path:
     """Download ``url`` to ``destination``, verified; nothing is left behind on failure.
 
-    The bytes stream into a temporary file in the destination's folder, with a progress bar. The
-    file is renamed into place only when its length matches the server's ``Content-Length`` (if
-    given) and its checksum matches; otherwise it is deleted and :class:`DownloadError` raised.
+    `pooch <https://www.fatiando.org/pooch/>`_ does the fetching: it streams the bytes into a
+    temporary folder beside the destination with a progress bar, checks the response is complete,
+    and verifies a checksum of the file's bytes. A checksum of the *decompressed* content (which
+    pooch cannot express; Fashion-MNIST's, because Debian recompresses its copy) is verified here.
+    The file is renamed into place only once it is right; otherwise :class:`DownloadError`.
     """
-    try:
-        return _write_verified(
-            Path(destination),
+    import pooch
+    import requests
+
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    known_hash = None if checksum.decompressed else f"{checksum.algorithm}:{checksum.digest}"
+    downloader = pooch.HTTPDownloader(
+        progressbar=progress, timeout=timeout, headers={"User-Agent": "aigc-course"}
+    )
+    pooch.get_logger().setLevel("WARNING")  # no "Downloading data from ..." log lines
+    with tempfile.TemporaryDirectory(
+        prefix=f".{destination.name}.", dir=destination.parent
+    ) as folder:
+        try:
+            fetched = pooch.retrieve(
+                url, known_hash, fname=destination.name, path=folder, downloader=downloader
+            )
+        except ValueError as error:  # pooch's checksum mismatch
+            raise DownloadError(
+                f"{url}: the downloaded file is not the expected one: {error}"
+            ) from error
+        except (requests.RequestException, OSError) as error:
+            raise DownloadError(f"{url}: {_describe_error(error)}") from error
+        return _move_verified(
+            Path(fetched),
+            destination,
             checksum,
-            lambda out: _stream_to(
-                url, out, timeout=timeout, progress=progress, label=Path(destination).name
-            ),
             problem_error=lambda problem: DownloadError(
                 f"{url}: the downloaded file is not the expected one: {problem}"
             ),
         )
-    except DownloadError:
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as error:  # URLError is an OSError
-        raise DownloadError(f"{url}: {_describe_error(error)}") from error
 
 
-def _write_verified(destination: Path, checksum: Checksum, write, problem_error) -> Path:
-    """Write ``destination`` via ``write(binary_file)`` into a temporary file beside it, verify
-    the checksum, then rename; on any failure nothing is left. A wrong checksum raises
-    ``problem_error(problem)``."""
+def _move_verified(source: Path, destination: Path, checksum: Checksum, problem_error) -> Path:
+    """Move (or copy, when ``source`` must stay) ``source`` to ``destination`` through a temporary
+    file beside it, verify the checksum, then rename; on any failure nothing is left."""
     with atomic_path(destination) as temporary:
-        with open(temporary, "wb") as out:
-            write(out)
+        shutil.copyfile(source, temporary)
         problem = checksum.problem(temporary)
         if problem is not None:
             raise problem_error(problem)
     return destination
 
 
-def _stream_to(url: str, out, *, timeout: float, progress: bool, label: str) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "aigc-course"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length_header = response.headers.get("Content-Length")
-        expected = int(length_header) if length_header and length_header.isdigit() else None
-        received = 0
-        with tqdm(
-            total=expected, unit="B", unit_scale=True, desc=label, disable=not progress
-        ) as bar:
-            while True:
-                chunk = response.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                out.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    if expected is not None and received != expected:
-        raise DownloadError(f"{url}: the connection ended after {received:,} of {expected:,} bytes")
-
-
 def _describe_error(error: BaseException) -> str:
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        return f"cannot connect ({error.reason})"
+    import requests
+
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code} {error.response.reason}"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return f"the connection ended before the file was complete ({error})"
+    if isinstance(error, requests.ConnectionError):
+        return f"cannot connect ({error})"
     return f"{type(error).__name__}: {error}"
 
 
@@ -390,15 +386,10 @@ def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
 
 def copy_verified(source: Path, destination: Path, checksum: Checksum) -> Path:
     """Copy ``source`` to ``destination`` through a temporary file, checked before the rename."""
-
-    def copy(out) -> None:
-        with open(source, "rb") as stream:
-            shutil.copyfileobj(stream, out, 1 << 20)
-
-    return _write_verified(
+    return _move_verified(
+        source,
         destination,
         checksum,
-        copy,
         problem_error=lambda problem: DataError(
             f"copying {source} gave a file that is not the expected one: {problem}"
         ),
