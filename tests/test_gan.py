@@ -174,3 +174,21 @@ def test_cli_train_gan_smoke(tmp_path, capsys):
         == 0
     )
     assert "classifier accuracy on labelled samples" in capsys.readouterr().out
+
+
+def test_gan_step_clips_both_networks_when_asked():
+    moved = {}
+    for clip in (None, 1e-8):
+        torch.manual_seed(3)
+        generator, discriminator = Generator(SMALL), Discriminator(SMALL)
+        optimizers = [
+            torch.optim.SGD(network.parameters(), lr=0.1) for network in (generator, discriminator)
+        ]
+        before = [
+            p.detach().clone() for p in (*generator.parameters(), *discriminator.parameters())
+        ]
+        real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, SMALL.latent_dim)
+        gan_theory.gan_step(generator, discriminator, *optimizers, real, z, grad_clip=clip)
+        after = [*generator.parameters(), *discriminator.parameters()]
+        moved[clip] = max((a - b).abs().max().item() for a, b in zip(after, before, strict=True))
+    assert moved[None] > 1e-4 and moved[1e-8] < 1e-8, moved

@@ -135,6 +135,27 @@ def test_maybe_compile_leaves_cpu_models_alone():
     assert runtime.maybe_compile(model, torch.device("cpu")) is model
 
 
+def test_maybe_compile_obeys_an_explicit_choice():
+    model = torch.nn.Linear(2, 2)
+    assert runtime.maybe_compile(model, torch.device("cpu"), enabled=False) is model
+    compiled = runtime.maybe_compile(model, torch.device("cpu"), enabled=True)
+    assert compiled is not model and compiled._orig_mod is model, "shares the parameters"
+
+
+def test_optimizer_step_clears_backpropagates_clips_and_steps():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    weight.grad = torch.full((3,), 100.0)  # a stale gradient: the step must clear it first
+    loss = (weight * torch.tensor([3.0, 4.0, 0.0])).sum()  # gradient (3, 4, 0), norm 5
+    norm = runtime.optimizer_step(loss, optimizer, grad_clip=1.0)
+    assert norm == pytest.approx(5.0), "the norm before clipping"
+    torch.testing.assert_close(weight.detach(), torch.tensor([1 - 0.6, 1 - 0.8, 1.0]))
+    loss = (weight * torch.tensor([3.0, 4.0, 0.0])).sum()
+    assert runtime.optimizer_step(loss, optimizer) is None, "no clipping, no norm"
+    torch.testing.assert_close(weight.detach(), torch.tensor([0.4 - 3, 0.2 - 4, 1.0]))
+
+
 def test_describe_reports_every_line(monkeypatch):
     monkeypatch.setenv("AIGC_PROFILE", "smoke")
     report = doctor.describe()
