@@ -23,7 +23,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @cache
 def _uses_widgets(path: Path) -> bool:
-    return "ipywidgets" in path.read_text(encoding="utf-8")
+    """Builds widgets: itself (ipywidgets) or through the course's (aigc_course.widgets)."""
+    text = path.read_text(encoding="utf-8")
+    return "ipywidgets" in text or "aigc_course.widgets" in text
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,7 @@ Submodules are imported where they are used, e.g. ``from aigc_course import runt
 The package is built in layers, lowest first: ``runtime`` and ``files``; ``data``; ``checkpoints``;
 the mathematics (``divergences``, ``elbo``, ``gan_theory``, ``nn``); ``models``; ``training``;
 ``metrics``; ``trainers``; ``checks``; the tools (``doctor``, ``notebook_tools``, ``timing``,
-``workshop``, ``cli``). A module imports only from its layer and those below; docs/ARCHITECTURE.md
+``workshop``, ``widgets``, ``cli``). A module imports only from its layer and those below; docs/ARCHITECTURE.md
 says why, and where a new model, trainer, check or command goes; tests/test_architecture.py holds it.
 """
 

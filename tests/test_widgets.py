@@ -44,15 +44,22 @@ NOTEBOOKS = sorted(
     for path in (ROOT / folder).glob("*.ipynb")
     if "ipywidgets" in path.read_text(encoding="utf-8")
 )
+# Where widgets are built: those notebooks, and the package's module of lesson widgets.
+SOURCES = [*NOTEBOOKS, ROOT / "aigc_course" / "widgets.py"]
+
+
+def code_of(path) -> list[str]:
+    """The code of a notebook (one string per code cell) or of a Python file."""
+    if path.suffix == ".py":
+        return [path.read_text(encoding="utf-8")]
+    notebook = nbformat.read(path, as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
 def widget_calls(path):
-    """Every ``widgets.Name(...)`` / ``ipywidgets.Name(...)`` use in the notebook's code cells."""
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        tree = ast.parse(cell.source)
+    """Every ``widgets.Name(...)`` / ``ipywidgets.Name(...)`` use in the code of ``path``."""
+    for source in code_of(path):
+        tree = ast.parse(source)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "ipywidgets":
                 for alias in node.names:
@@ -74,17 +81,20 @@ def widget_calls(path):
 
 def test_the_lessons_use_widgets():
     names = {path.name for path in NOTEBOOKS}
-    assert {"00_setup.ipynb", "01_entropy_kl.ipynb", "08_gpt.ipynb"} <= names
+    assert {"00_setup.ipynb", "01_entropy_kl.ipynb"} <= names
+    assert "aigc_course.widgets" in (ROOT / "notebooks" / "08_gpt.ipynb").read_text(
+        encoding="utf-8"
+    )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.name}")
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_notebooks_use_only_widgets_that_7_7_and_8_share(path):
     used = {name for name, _ in widget_calls(path)}
     assert used, f"{path.name} imports ipywidgets but uses none of it"
     assert used <= SHARED_WIDGETS, f"not in both ipywidgets 7.7 and 8: {used - SHARED_WIDGETS}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: f"{path.parent.name}/{path.name}")
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_every_widget_builds_with_its_arguments_under_this_ipywidgets(path):
     """Each ``widgets.X(keyword=literal, ...)`` of the notebook, built here: an argument this
     version does not know (traitlets warns of unrecognized arguments) fails the test."""
@@ -111,7 +121,7 @@ def test_every_widget_builds_with_its_arguments_under_this_ipywidgets(path):
             assert got == value, (name, key, got, value)
         widget.close()
         built += 1
-    if path.name in {"01_entropy_kl.ipynb", "08_gpt.ipynb"}:
+    if path.name in {"01_entropy_kl.ipynb", "widgets.py"}:
         assert built >= 2
 
 
@@ -137,3 +147,27 @@ def test_the_ipywidgets_version_is_the_one_this_run_expects():
         assert installed.split(".")[0] in {"7", "8"}, installed
     else:
         assert installed == expected
+
+
+def test_the_gpt_sampler_writes_the_continuation(capsys):
+    import torch
+
+    from aigc_course.data import CharTokenizer
+    from aigc_course.models.gpt import GPT, GPTConfig
+    from aigc_course.widgets import gpt_sampler
+
+    tokenizer = CharTokenizer.from_text("abcdefgh :\n")
+    torch.manual_seed(0)
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8
+    )
+    panel = gpt_sampler(GPT(config).eval(), tokenizer, prompt="abc")
+    *_, length, button, _ = panel.children
+    length.value = 20
+    button.click()  # outside a kernel the Output widget does not capture: print reaches stdout
+    written = capsys.readouterr().out.split("\r")[-1].strip()  # after clear_output's escapes
+    assert written.startswith("abc") and len(written) == 3 + 20
+    panel.children[0].value = "€"
+    button.click()
+    assert "cannot generate" in capsys.readouterr().out
+    panel.close()

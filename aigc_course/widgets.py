@@ -1,0 +1,70 @@
+"""Interactive widgets that the lessons display in one call, so that a lesson shows the idea and
+not the plumbing. Only widgets that ipywidgets 7.7 (Google Colab) and 8 (JupyterLab 4) share.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ipywidgets as widgets
+
+from aigc_course.models.gpt import GPT, Tokenizer, sample_text
+
+
+def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -> widgets.VBox:
+    """Lesson 08's sampler: a prompt, temperature, top-k, top-p and length, and a *generate* button
+    that prints a new continuation (seeded by the clock, so each press differs)."""
+    prompt_box = widgets.Text(
+        value=prompt, description="prompt", style={"description_width": "initial"}
+    )
+    temperature = widgets.FloatSlider(
+        value=0.8,
+        min=0.1,
+        max=2.0,
+        step=0.1,
+        description="temperature",
+        style={"description_width": "initial"},
+    )
+    top_k = widgets.IntSlider(
+        value=0, min=0, max=40, description="top-k (0: off)", style={"description_width": "initial"}
+    )
+    top_p = widgets.FloatSlider(
+        value=1.0,
+        min=0.1,
+        max=1.0,
+        step=0.05,
+        description="top-p (1: off)",
+        style={"description_width": "initial"},
+    )
+    length = widgets.IntSlider(
+        value=200,
+        min=20,
+        max=600,
+        step=20,
+        description="characters",
+        style={"description_width": "initial"},
+    )
+    button = widgets.Button(description="generate")
+    output = widgets.Output()
+
+    def on_generate(_) -> None:
+        output.clear_output()
+        with output:
+            try:
+                print(
+                    sample_text(
+                        model,
+                        tokenizer,
+                        prompt_box.value,
+                        tokens=length.value,
+                        temperature=temperature.value,
+                        top_k=top_k.value or None,
+                        top_p=top_p.value if top_p.value < 1.0 else None,
+                        seed=int(time.time()),
+                    )
+                )
+            except ValueError as error:
+                print(f"cannot generate: {error}")
+
+    button.on_click(on_generate)
+    return widgets.VBox([prompt_box, temperature, top_k, top_p, length, button, output])
