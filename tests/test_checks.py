@@ -42,14 +42,19 @@ def reduces(logits, dim=-1):
     return reference(logits, dim).sum(dim)
 
 
+def off_by_a_bit(logits, dim=-1):
+    return reference(logits, dim) * 0.9
+
+
 @pytest.mark.parametrize(
     "function, verdict, words",
     [
-        (reference, "✅", ["passed (5 cases)"]),
+        (reference, "✅", ["passed (7 cases)"]),
         (not_implemented, "⏳", ["not implemented yet", "raise NotImplementedError"]),
         (literal, "❌", ["NaN or inf", "large logits", "hint:", "subtract"]),
         (crashes, "❌", ["raised IndexError: dimension out of range"]),
-        (wrong_dim, "❌", ["wrong value", "expected:", "got:", "largest difference"]),
+        (wrong_dim, "❌", ["the softmax runs along the wrong dimension", "expected:", "got:"]),
+        (off_by_a_bit, "❌", ["wrong value", "expected:", "got:", "largest difference"]),
         (in_place, "❌", ["changed its input in place"]),
         (as_list, "❌", ["expected a torch.Tensor, got list"]),
         (reduces, "❌", ["wrong shape: expected (3,), got ()"]),
@@ -102,3 +107,35 @@ def test_boolean_results_are_compared_exactly():
     wrong = mask.clone()
     wrong[0, 1] = True
     assert "1 of 9 entries differ" in checks.compare_tensor(wrong, mask, 0, 0)
+
+
+def test_a_known_mistake_is_named_instead_of_a_bare_wrong_value(capsys):
+    x = torch.tensor([1.0, -2.0])
+    case = checks.Case("x", (x,), x.abs(), mistakes={"the sign: take the absolute value": x})
+    assert checks.run_check("demo", lambda t: t.clone(), [case], "hint", strict=False) is False
+    out = capsys.readouterr().out
+    assert out.startswith("❌ demo: the sign: take the absolute value (on x)")
+    assert "expected:" in out and "got:" in out and "wrong value" not in out
+    assert checks.run_check("demo", lambda t: -t, [case], "hint", strict=False) is False
+    assert "wrong value" in capsys.readouterr().out  # not a known mistake: the plain verdict
+
+
+def test_recognise_mistake_matches_tensors_numbers_tuples_lists_and_nan():
+    from aigc_course.checks._core import recognise_mistake
+
+    nan = torch.tensor([float("nan"), 1.0])
+    mistakes = {
+        "a tensor with a NaN": nan,
+        "a number": 2.5,
+        "a tuple": (torch.tensor(1.0), torch.tensor(2.0)),
+        "one of a list": [torch.zeros(2), torch.ones(3)],
+    }
+    assert recognise_mistake(nan.clone(), mistakes) == "a tensor with a NaN"
+    assert recognise_mistake(torch.tensor(2.5), mistakes) == "a number"
+    assert recognise_mistake(2.5, mistakes) == "a number"
+    assert recognise_mistake((torch.tensor(1.0), torch.tensor(2.0)), mistakes) == "a tuple"
+    assert recognise_mistake(torch.ones(3), mistakes) == "one of a list"
+    assert recognise_mistake(torch.ones(2), mistakes) is None  # shape (2,) is not the list's (3,)
+    assert recognise_mistake(torch.tensor([1, 1]), {"floats only": torch.ones(2)}) is None
+    both = {"first": torch.ones(2), "second": torch.ones(2)}
+    assert recognise_mistake(torch.ones(2), both) == "either first; or second"

@@ -6,8 +6,9 @@ See the package docstring for what a learner sees.
 from __future__ import annotations
 
 import copy
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,12 @@ class Case:
 
     ``expected`` is a tensor (compared with a tolerance) or a function of the learner's result
     that returns ``None`` when it is right and a description of the problem otherwise.
+
+    ``mistakes`` names the classic wrong answers of the exercise: a description of the mistake
+    (what is wrong and how to fix it) -> the result that mistake gives on this case (a tensor, a
+    number, or a tuple of them; a list holds the results of variants of one mistake). A wrong
+    result that matches one is reported with that description instead of a bare "wrong value",
+    so that the learner reads *what* is wrong.
     """
 
     description: str
@@ -33,6 +40,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     rtol: float = 1e-5
     atol: float = 1e-6
+    mistakes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _short(value: Any) -> str:
@@ -73,6 +81,51 @@ def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -
             f"   got:      {_short(got_cpu)}"
         )
     return None
+
+
+def _matches(got: Any, value: Any, rtol: float, atol: float) -> bool:
+    """True when ``got`` is, within tolerance, the (wrong) result ``value``; NaN matches NaN.
+
+    A tuple must match element by element; a list lists alternatives (any one may match)."""
+    if isinstance(value, list):
+        return any(_matches(got, alternative, rtol, atol) for alternative in value)
+    if isinstance(value, tuple):
+        return (
+            isinstance(got, tuple)
+            and len(got) == len(value)
+            and all(_matches(g, v, rtol, atol) for g, v in zip(got, value, strict=True))
+        )
+    if isinstance(value, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+            return False
+        got = got.detach().cpu()
+        if not value.is_floating_point():
+            return got.dtype == value.dtype and torch.equal(got, value)
+        if not got.is_floating_point():
+            return False
+        return torch.allclose(got.to(value.dtype), value, rtol=rtol, atol=atol, equal_nan=True)
+    if isinstance(value, int | float):
+        number = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return False
+        if math.isnan(value) or math.isnan(number):
+            return math.isnan(value) and math.isnan(number)
+        return math.isclose(number, value, rel_tol=rtol, abs_tol=atol)
+    return False
+
+
+def recognise_mistake(
+    got: Any, mistakes: Mapping[str, Any], rtol: float = 1e-5, atol: float = 1e-6
+) -> str | None:
+    """The description of the known mistake whose result ``got`` matches, else ``None``.
+
+    Where a case cannot tell two mistakes apart (both give this result), both are named."""
+    matching = [
+        description for description, value in mistakes.items() if _matches(got, value, rtol, atol)
+    ]
+    if not matching:
+        return None
+    return matching[0] if len(matching) == 1 else "either " + "; or ".join(matching)
 
 
 def _changed_inputs(before: Sequence, after: Sequence) -> bool:
@@ -135,6 +188,13 @@ def run_check(
                 problem = case.expected(got)
             else:
                 problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+            mistake = (
+                recognise_mistake(got, case.mistakes, case.rtol, case.atol)
+                if problem is not None
+                else None
+            )
+            if mistake is not None:  # name the mistake; keep the expected / got lines
+                problem = mistake + "".join(f"\n{line}" for line in problem.split("\n")[1:])
         except NotImplementedError:  # e.g. a learner's class whose methods are still exercises
             return _not_implemented(name)
         except Exception as error:  # a result so unexpected that comparing it fails

@@ -15,6 +15,35 @@ def _reference_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
 
 
+def _shifted_softmax(logits: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
+    exponentials = (logits - shift).exp()
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def _mistakes(logits: torch.Tensor, dim: int = -1) -> dict[str, torch.Tensor]:
+    """What the classic wrong softmaxes return on ``logits``."""
+    mistakes = {
+        "you subtracted the maximum of the whole tensor (`x.max()`): a row far below it underflows "
+        "to 0 / 0 = nan; subtract the maximum per row, along `dim` "
+        "(`x.amax(dim=dim, keepdim=True)`)": _shifted_softmax(logits, logits.max(), dim),
+        "you subtracted the minimum: then the largest logit minus the smallest can overflow exp; "
+        "subtract the maximum, so that every exponent is <= 0": _shifted_softmax(
+            logits, logits.amin(dim=dim, keepdim=True), dim
+        ),
+    }
+    if logits.ndim > 1:
+        other = 0 if dim % logits.ndim else 1
+        mistakes[
+            "the maximum you subtracted runs along the wrong dimension: subtract the maximum "
+            "per row, along `dim` (`x.amax(dim=dim, keepdim=True)`)"
+        ] = _shifted_softmax(logits, logits.amax(dim=other, keepdim=True), dim)
+        mistakes[
+            f"the softmax runs along the wrong dimension: the entries along dim={dim} must sum "
+            "to 1; use the `dim` argument (not a fixed dimension) for the max and the sum"
+        ] = _reference_softmax(logits, dim=other)
+    return mistakes
+
+
 def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(logits, dim=-1)``: a softmax that does not overflow on large logits."""
     overflow_hint = (
@@ -25,12 +54,40 @@ def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None
     batch = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.5, 2.0]])
     large = torch.tensor([1000.0, 1001.0, 1002.0])
     very_negative = torch.tensor([-1000.0, -1001.0, -1002.0])
+    # Rows of very different scale: one maximum for the whole tensor underflows the second row.
+    scales = torch.tensor([[1000.0, 1001.0], [-1000.0, -1001.0]])
+    spread = torch.tensor([-1000.0, 0.0, 1000.0])  # subtracting the minimum overflows here
     cases = [
         Case("logits [1, 2, 3]", (small,), _reference_softmax(small)),
-        Case("a batch of two rows, dim=-1", (batch,), _reference_softmax(batch)),
-        Case("a batch, dim=0", (batch,), _reference_softmax(batch, dim=0), kwargs={"dim": 0}),
+        Case(
+            "a batch of two rows, dim=-1",
+            (batch,),
+            _reference_softmax(batch),
+            mistakes=_mistakes(batch),
+        ),
+        Case(
+            "a batch, dim=0",
+            (batch,),
+            _reference_softmax(batch, dim=0),
+            kwargs={"dim": 0},
+            mistakes=_mistakes(batch, dim=0),
+        ),
         Case("large logits [1000, 1001, 1002]", (large,), _reference_softmax(large), overflow_hint),
         Case("very negative logits", (very_negative,), _reference_softmax(very_negative)),
+        Case(
+            "rows of very different scale [[1000, 1001], [-1000, -1001]]",
+            (scales,),
+            _reference_softmax(scales),
+            hint="each row needs its own maximum: x.amax(dim=dim, keepdim=True)",
+            mistakes=_mistakes(scales),
+        ),
+        Case(
+            "a wide spread [-1000, 0, 1000]",
+            (spread,),
+            _reference_softmax(spread),
+            overflow_hint,
+            mistakes=_mistakes(spread),
+        ),
     ]
     hint = "divide exp(x - max) by its sum along `dim`, keeping the dimension (keepdim=True)"
     return run_check("stable_softmax", function, cases, hint, strict)

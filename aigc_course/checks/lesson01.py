@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -15,24 +16,82 @@ def _distributions(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.softmax(2 * torch.randn(*shape, generator=generator), dim=-1)
 
 
+def _entropy_mistakes(p: torch.Tensor) -> dict[str, torch.Tensor]:
+    plogp = torch.xlogy(p, p)
+    mistakes = {
+        "the sign: entropy is -sum p log p, which is >= 0 (you returned +sum p log p)": plogp.sum(
+            -1
+        ),
+        "0 * log 0 gave nan: its limit is 0, so use torch.xlogy(p, p) (or "
+        "torch.where(p > 0, p * p.log(), 0))": -(p * p.log()).sum(-1),
+        "the units: the course measures entropy in nats, with the natural log (you returned "
+        "bits, log base 2)": -plogp.sum(-1) / math.log(2),
+        "sum over the outcomes, not the mean: -(p * log p).sum(dim=-1)": -plogp.mean(-1),
+    }
+    if p.ndim > 1:
+        mistakes[
+            "sum over the last dimension (dim=-1), one entropy per distribution: you "
+            "summed over dim 0, across the batch"
+        ] = -plogp.sum(0)
+        mistakes[
+            "sum over the last dimension only (dim=-1), one entropy per distribution: you "
+            "summed over the whole batch"
+        ] = -plogp.sum()
+    return mistakes
+
+
 def entropy(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(p)``: the entropy -sum p log p in nats along the last dimension."""
     uniform = torch.full((4,), 0.25)
     one_hot = torch.tensor([0.0, 1.0, 0.0])
     batch = _distributions(0, (3, 5))
     cases = [
-        Case("uniform over 4 outcomes (answer: log 4)", (uniform,), divergences.entropy(uniform)),
+        Case(
+            "uniform over 4 outcomes (answer: log 4)",
+            (uniform,),
+            divergences.entropy(uniform),
+            mistakes=_entropy_mistakes(uniform),
+        ),
         Case(
             "a certain outcome [0, 1, 0] (answer: 0)",
             (one_hot,),
             torch.tensor(0.0),
             hint="0 * log 0 is nan in floating point, but its limit is 0: use torch.xlogy(p, p), "
             "or torch.where(p > 0, p * p.log(), 0)",
+            mistakes=_entropy_mistakes(one_hot),
         ),
-        Case("a batch of 3 distributions", (batch,), divergences.entropy(batch)),
+        Case(
+            "a batch of 3 distributions",
+            (batch,),
+            divergences.entropy(batch),
+            mistakes=_entropy_mistakes(batch),
+        ),
     ]
     hint = "sum over the last dimension (dim=-1), and mind the minus sign: entropy is >= 0"
     return run_check("entropy", function, cases, hint, strict)
+
+
+def _kl_categorical_mistakes(p: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    kl = (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
+    mistakes = {
+        "you computed KL(q || p): KL is not symmetric; the weights are p, the first argument": (
+            torch.xlogy(q, q) - torch.xlogy(q, p)
+        ).sum(-1),
+        "the sign: KL(p || q) = sum p log(p / q), which is >= 0 (you returned sum p log(q / p))": -kl,
+        "that is the cross-entropy H(p, q) = -sum p log q; the KL subtracts the entropy: "
+        "sum p (log p - log q)": -torch.xlogy(p, q).sum(-1),
+        "weight each term by p: KL(p || q) = sum p * (log p - log q), not sum (log p - log q)": (
+            p.log() - q.log()
+        ).sum(-1),
+        "0 * log 0 gave nan: terms where p = 0 contribute 0; use torch.xlogy(p, p) - "
+        "torch.xlogy(p, q)": (p * (p / q).log()).sum(-1),
+    }
+    if p.ndim > 1:
+        mistakes[
+            "sum over the last dimension (dim=-1), one KL per pair: you summed over "
+            "dim 0, across the batch"
+        ] = (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(0)
+    return mistakes
 
 
 def kl_categorical(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -41,23 +100,62 @@ def kl_categorical(function: Callable[..., torch.Tensor], *, strict: bool | None
     with_zero = torch.tensor([0.5, 0.5, 0.0])
     target = torch.tensor([0.2, 0.3, 0.5])
     cases = [
-        Case("p = q (answer: 0)", (p, p.clone()), torch.zeros(4)),
-        Case("a batch of 4 pairs", (p, q), divergences.kl_categorical(p, q)),
+        Case(
+            "p = q (answer: 0)",
+            (p, p.clone()),
+            torch.zeros(4),
+            mistakes=_kl_categorical_mistakes(p, p.clone()),
+        ),
+        Case(
+            "a batch of 4 pairs",
+            (p, q),
+            divergences.kl_categorical(p, q),
+            mistakes=_kl_categorical_mistakes(p, q),
+        ),
         Case(
             "the other direction, KL(q || p)",
             (q, p),
             divergences.kl_categorical(q, p),
             hint="KL is not symmetric: the weights are p, the first argument",
+            mistakes=_kl_categorical_mistakes(q, p),
         ),
         Case(
             "p with a zero entry",
             (with_zero, target),
             divergences.kl_categorical(with_zero, target),
             hint="terms where p = 0 contribute 0: use torch.xlogy(p, p) - torch.xlogy(p, q)",
+            mistakes=_kl_categorical_mistakes(with_zero, target),
         ),
     ]
     hint = "KL(p || q) = sum over the last dimension of p * (log p - log q)"
     return run_check("kl_categorical", function, cases, hint, strict)
+
+
+def _kl_gaussians_mistakes(
+    mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor, std_q: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    def kl(log_ratio, var_p, var_q, half=0.5, two=2.0):
+        return log_ratio + (var_p + (mean_p - mean_q) ** 2) / (two * var_q) - half
+
+    log_ratio = torch.log(std_q / std_p)
+    return {
+        "std_p and std_q are standard deviations, not variances: square them in the formula "
+        "(the log term is log(std_q / std_p))": kl(0.5 * log_ratio, std_p, std_q),
+        "you computed KL(q || p): KL is not symmetric; p is the first Gaussian "
+        "(mean_p, std_p)": divergences.kl_gaussians(mean_q, std_q, mean_p, std_p),
+        "the constant: the closed form ends in - 1/2 (the KL of a Gaussian with itself is 0)": kl(
+            log_ratio, std_p**2, std_q**2, half=0.0
+        ),
+        "the sign of the log term: it is log(std_q / std_p), not log(std_p / std_q)": kl(
+            -log_ratio, std_p**2, std_q**2
+        ),
+        "square std_p in the numerator: (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)": kl(
+            log_ratio, std_p, std_q**2
+        ),
+        "the factor 2: the fraction is (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)": kl(
+            log_ratio, std_p**2, std_q**2, two=1.0
+        ),
+    }
 
 
 def kl_gaussians(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -66,26 +164,34 @@ def kl_gaussians(function: Callable[..., torch.Tensor], *, strict: bool | None =
     mean_p, mean_q = torch.randn(5, generator=generator), torch.randn(5, generator=generator)
     std_p = torch.rand(5, generator=generator) + 0.5
     std_q = torch.rand(5, generator=generator) + 0.5
-    one, zero = torch.tensor(1.0), torch.tensor(0.0)
+    one, zero, two = torch.tensor(1.0), torch.tensor(0.0), torch.tensor(2.0)
     cases = [
-        Case("N(0, 1) against itself (answer: 0)", (zero, one, zero, one), torch.tensor(0.0)),
+        Case(
+            "N(0, 1) against itself (answer: 0)",
+            (zero, one, zero, one),
+            torch.tensor(0.0),
+            mistakes=_kl_gaussians_mistakes(zero, one, zero, one),
+        ),
         Case(
             "N(1, 1) || N(0, 1) (answer: 1/2)",
             (one, one, zero, one),
             torch.tensor(0.5),
             hint="with equal variances the KL is (mean_p - mean_q)^2 / (2 std^2)",
+            mistakes=_kl_gaussians_mistakes(one, one, zero, one),
         ),
         Case(
             "N(0, 1) || N(0, 2^2)",
-            (zero, one, zero, torch.tensor(2.0)),
-            divergences.kl_gaussians(zero, one, zero, torch.tensor(2.0)),
+            (zero, one, zero, two),
+            divergences.kl_gaussians(zero, one, zero, two),
             hint="the formula uses standard deviations: log(std_q / std_p) + "
             "(std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2",
+            mistakes=_kl_gaussians_mistakes(zero, one, zero, two),
         ),
         Case(
             "5 random pairs",
             (mean_p, std_p, mean_q, std_q),
             divergences.kl_gaussians(mean_p, std_p, mean_q, std_q),
+            mistakes=_kl_gaussians_mistakes(mean_p, std_p, mean_q, std_q),
         ),
     ]
     hint = "log(std_q / std_p) + (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2"
@@ -103,14 +209,25 @@ def monte_carlo_kl(function: Callable[..., torch.Tensor], *, strict: bool | None
     def log_q(x: torch.Tensor) -> torch.Tensor:
         return divergences.normal_log_prob(x, torch.tensor(1.0), torch.tensor(2.0))
 
-    expected = (log_p(samples) - log_q(samples)).mean()
+    log_ratio = log_p(samples) - log_q(samples)
+    mistakes = {
+        "the order: KL(p || q) averages log p(x) - log q(x) (you returned log q - log p, "
+        "minus the KL)": (-log_ratio).mean(),
+        "average over the samples (.mean()), not the sum: the estimate must not grow with the "
+        "number of samples": log_ratio.sum(),
+        "return one number, the average over the samples (a 0-dim tensor), not one value per "
+        "sample": log_ratio,
+        "do not weight by p(x): the samples already come from p, so the plain average of "
+        "log p(x) - log q(x) estimates the expectation": (log_p(samples).exp() * log_ratio).mean(),
+    }
     cases = [
         Case(
             "1000 samples of N(0, 1) against N(1, 2^2)",
             (samples, log_p, log_q),
-            expected,
+            log_ratio.mean(),
             hint="the estimate is the average of log p(x) - log q(x) over the samples; return a "
             "0-dim tensor (use .mean())",
+            mistakes=mistakes,
         ),
         Case(
             "the same samples, p = q (answer: exactly 0)",

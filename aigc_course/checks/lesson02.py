@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -26,17 +27,31 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
             problem = compare_tensor(got[0], mean, 1e-5, 1e-6)
             if problem:
                 return f"the mean: {problem}"
-            unbiased = samples.std(unbiased=True)
-            if isinstance(got[1], torch.Tensor) and torch.allclose(got[1].float(), unbiased):
-                return "the std divides by n - 1 (torch.std's default): the MLE divides by n"
             problem = compare_tensor(got[1], std, 1e-5, 1e-6)
             return f"the std: {problem}" if problem else None
 
         return verdict
 
+    def mistakes(samples: torch.Tensor) -> dict[str, tuple]:
+        mean = samples.mean()
+        variance = ((samples - mean) ** 2).mean()
+        return {
+            "the std divides by n - 1 (torch.std's default, the unbiased estimate): the MLE "
+            "divides by n, x.std(unbiased=False)": (mean, samples.std(unbiased=True)),
+            "you returned the variance: the std is its square root": (mean, variance),
+            "subtract the mean before squaring: std = sqrt(mean of (x - mean)^2), not "
+            "sqrt(mean of x^2)": (mean, (samples**2).mean().sqrt()),
+            "the order: return (mean, std), the mean first": (variance.sqrt(), mean),
+        }
+
     cases = [
-        Case("x = [1, 2, 3, 6] (answer: mean 3, std sqrt(3.5))", (small,), expect(small)),
-        Case("50 samples", (x,), expect(x)),
+        Case(
+            "x = [1, 2, 3, 6] (answer: mean 3, std sqrt(3.5))",
+            (small,),
+            expect(small),
+            mistakes=mistakes(small),
+        ),
+        Case("50 samples", (x,), expect(x), mistakes=mistakes(x)),
     ]
     hint = "mean = x.mean(); std = sqrt(mean of (x - mean)^2), i.e. x.std(unbiased=False)"
     return run_check("gaussian_mle", function, cases, hint, strict)
@@ -47,14 +62,35 @@ def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None 
     short = torch.tensor([0, 1, 1, 2, 0, 1])
     generator = torch.Generator().manual_seed(1)
     longer = torch.randint(0, 7, (500,), generator=generator)
+
+    def mistakes(ids: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor]:
+        counts = bigram.pair_counts(ids, vocab_size)
+        return {
+            "rows and columns are swapped: C[a, b] counts b *following* a, so the row is the "
+            "current token ids[t] and the column the next one ids[t+1]": counts.T,
+            "one pair too many: the last token has no successor (torch.roll wraps around to "
+            "the first); the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2": counts
+            + bigram.pair_counts(torch.stack([ids[-1], ids[0]]), vocab_size),
+            "the last pair is missing: the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2, "
+            "i.e. range(len(ids) - 1)": bigram.pair_counts(ids[:-1], vocab_size),
+            "return the counts, not probabilities: normalising is the next exercise": counts
+            / counts.sum(dim=1, keepdim=True).clamp_min(1),
+        }
+
     cases = [
         Case(
             "ids [0, 1, 1, 2, 0, 1] with 3 tokens",
             (short, 3),
             bigram.pair_counts(short, 3),
             hint="the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2: (0,1), (1,1), (1,2), (2,0), (0,1)",
+            mistakes=mistakes(short, 3),
         ),
-        Case("500 random ids with 7 tokens", (longer, 7), bigram.pair_counts(longer, 7)),
+        Case(
+            "500 random ids with 7 tokens",
+            (longer, 7),
+            bigram.pair_counts(longer, 7),
+            mistakes=mistakes(longer, 7),
+        ),
     ]
     hint = "rows are the current token, columns the next one; a (V, V) float tensor"
     return run_check("bigram_counts", function, cases, hint, strict)
@@ -65,17 +101,40 @@ def bigram_probabilities(
 ) -> bool:
     """Check ``function(counts, alpha)``: each row of counts + alpha, normalised to sum to one."""
     counts = torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 2.0], [5.0, 5.0, 0.0]])
+
+    def mistakes(alpha: float) -> dict[str, torch.Tensor]:
+        smoothed = counts + alpha
+        only_zeros = torch.where(counts == 0, alpha, counts)
+        return {
+            "each *row* must sum to 1 (the next token given the current one): divide by the "
+            "row sums, sum(dim=1), not the column sums": smoothed
+            / smoothed.sum(dim=0, keepdim=True),
+            "divide each row by its own sum (dim=1, keepdim=True), not by the total of the "
+            "whole table": smoothed / smoothed.sum(),
+            "keepdim=True is missing: without it the row sums (V,) broadcast along the wrong "
+            "axis and divide the columns": smoothed / smoothed.sum(dim=1),
+            "add alpha to every cell *before* normalising (the result is a distribution per "
+            "row)": counts / counts.sum(dim=1, keepdim=True) + alpha,
+            "add alpha to every cell, not only to the zero counts": only_zeros
+            / only_zeros.sum(dim=1, keepdim=True),
+            "the denominator needs alpha once per cell (row sum + V * alpha): normalise "
+            "counts + alpha by its own row sums": smoothed
+            / (counts.sum(dim=1, keepdim=True) + alpha),
+        }
+
     cases = [
         Case(
             "alpha = 0 (plain maximum likelihood)",
             (counts, 0.0),
             bigram.probabilities_from_counts(counts, 0.0).float(),
+            mistakes=mistakes(0.0),
         ),
         Case(
             "alpha = 1 (add-one smoothing)",
             (counts, 1.0),
             bigram.probabilities_from_counts(counts, 1.0).float(),
             hint="add alpha to every cell first, then divide each row by its own sum",
+            mistakes=mistakes(1.0),
         ),
     ]
     hint = "(counts + alpha) / (counts + alpha).sum(dim=1, keepdim=True)"
@@ -86,6 +145,9 @@ def average_nll(function: Callable[..., float], *, strict: bool | None = None) -
     """Check ``function(probabilities, ids)``: mean of -log P[ids[t], ids[t+1]] in nats."""
     probabilities = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     ids = torch.tensor([0, 1, 1, 0, 0])
+    # An asymmetric table, so that P[next, current] differs from P[current, next].
+    table = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+    sentence = torch.tensor([0, 1, 2, 2, 0, 0, 1])
 
     def expect(value: float):
         def verdict(got) -> str | None:
@@ -98,14 +160,40 @@ def average_nll(function: Callable[..., float], *, strict: bool | None = None) -
 
         return verdict
 
-    expected = bigram.average_nll(probabilities.double(), ids)
+    def mistakes(probabilities: torch.Tensor, ids: torch.Tensor) -> dict[str, float]:
+        pairs = probabilities.double()[ids[:-1], ids[1:]]
+        nll = -pairs.log().mean().item()
+        return {
+            "the index order: P[a, b] is the probability of b *after* a, so look up "
+            "P[ids[:-1], ids[1:]] (current token first)": bigram.average_nll(
+                probabilities.double().T, ids
+            ),
+            "average over the N - 1 pairs, not the N tokens": -pairs.log().sum().item() / len(ids),
+            "the sign: a negative log-likelihood is -log P, which is >= 0": -nll,
+            "the units: use the natural log (nats), not log base 2 (bits)": nll / math.log(2),
+            "average the log-probabilities, not the probabilities: -mean(log P), not "
+            "-log(mean P)": -math.log(pairs.mean().item()),
+        }
+
     cases = [
         Case(
             "ids [0, 1, 1, 0, 0] (4 pairs)",
             (probabilities, ids),
-            expect(expected),
+            expect(bigram.average_nll(probabilities.double(), ids)),
             hint="average over the 4 pairs (not the 5 tokens), and use the natural log",
-        )
+            mistakes=mistakes(probabilities, ids),
+            rtol=0,
+            atol=1e-5,
+        ),
+        Case(
+            "an asymmetric 3-token table, ids [0, 1, 2, 2, 0, 0, 1]",
+            (table, sentence),
+            expect(bigram.average_nll(table.double(), sentence)),
+            hint="rows are the current token, columns the next: probabilities[ids[:-1], ids[1:]]",
+            mistakes=mistakes(table, sentence),
+            rtol=0,
+            atol=1e-5,
+        ),
     ]
     hint = "-probabilities[ids[:-1], ids[1:]].log().mean()"
     return run_check("average_nll", function, cases, hint, strict)

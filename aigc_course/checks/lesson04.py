@@ -11,37 +11,86 @@ from aigc_course.checks._core import Case, compare_tensor, run_check
 from aigc_course.nn import attention as reference
 
 
-def _qkv(seed: int, shape: tuple[int, ...], t_k: int | None = None):
+def _qkv(seed: int, shape: tuple[int, ...], t_k: int | None = None, d_v: int | None = None):
+    """q ``(..., T_q, d_k)``, k ``(..., T_k, d_k)`` and v ``(..., T_k, d_v)``."""
     generator = torch.Generator().manual_seed(seed)
     *batch, t_q, d = shape
     t_k = t_q if t_k is None else t_k
+    d_v = d if d_v is None else d_v
     return (
         torch.randn(*batch, t_q, d, generator=generator),
         torch.randn(*batch, t_k, d, generator=generator),
-        torch.randn(*batch, t_k, d, generator=generator),
+        torch.randn(*batch, t_k, d_v, generator=generator),
     )
+
+
+def _attention_mistakes(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """What the classic wrong attentions return (their d_v differs from d_k on purpose)."""
+    d_k, d_v = q.size(-1), v.size(-1)
+    scores = q @ k.transpose(-2, -1)
+    scaled = scores * d_k**-0.5
+
+    def attend(
+        scale: float, dim: int = -1, masked_with: float = float("-inf"), flip: bool = False
+    ) -> torch.Tensor:
+        logits = scores * scale
+        if mask is not None:
+            logits = logits.masked_fill(mask if flip else ~mask, masked_with)
+        return torch.softmax(logits, dim=dim) @ v
+
+    mistakes = {
+        "scaled by sqrt(d_v): the scale is 1 / sqrt(d_k), with d_k = q.size(-1) (the size of "
+        "the vectors in the dot product), not v.size(-1)": attend(d_v**-0.5),
+        "the scores are not scaled: divide q k^T by sqrt(d_k) before the softmax": attend(1.0),
+        "divide by sqrt(d_k), not by d_k": attend(1 / d_k),
+        "divide the scores by sqrt(d_k), do not multiply": attend(d_k**0.5),
+        "the softmax runs over the queries (dim=-2): each query's weights over the keys must "
+        "sum to 1, so use dim=-1": attend(d_k**-0.5, dim=-2),
+        "the softmax is missing: weights = softmax(q k^T / sqrt(d_k)), then weights @ v": scaled
+        @ v,
+    }
+    if mask is not None:
+        mistakes[
+            "the mask is inverted: True means *may attend*, so fill the scores where ~mask "
+            "(mask == False) with -inf"
+        ] = attend(d_k**-0.5, flip=True)
+        mistakes[
+            "masked scores must be -inf (not 0) before the softmax, so that they get weight 0"
+        ] = attend(d_k**-0.5, masked_with=0.0)
+        weights = torch.softmax(scaled, dim=-1) * mask
+        mistakes[
+            "the mask goes on the scores *before* the softmax (masked_fill with -inf); "
+            "zeroing weights after it leaves rows that do not sum to 1"
+        ] = weights @ v
+    return mistakes
 
 
 def scaled_dot_product_attention(
     function: Callable[..., torch.Tensor], *, strict: bool | None = None
 ) -> bool:
-    """Check ``function(q, k, v, mask=None)``: softmax(q k^T / sqrt(d_k) + mask) v."""
-    q, k, v = _qkv(0, (2, 4, 8))
-    q2, k2, v2 = _qkv(1, (2, 3, 5, 16), t_k=7)
+    """Check ``function(q, k, v, mask=None)``: softmax(q k^T / sqrt(d_k) + mask) v.
+
+    Every case has d_v != d_k, so that scaling by the wrong size shows."""
+    q, k, v = _qkv(0, (2, 4, 8), d_v=3)
+    q2, k2, v2 = _qkv(1, (2, 3, 5, 16), t_k=7, d_v=4)
     causal = torch.ones(4, 4, dtype=torch.bool).tril()
     cases = [
         Case(
-            "a batch of 2, 4 tokens, d_k = 8",
+            "a batch of 2, 4 tokens, d_k = 8, d_v = 3",
             (q, k, v),
             F.scaled_dot_product_attention(q, k, v),
             hint="scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax over the last "
             "dimension (the keys); output = weights @ v",
+            mistakes=_attention_mistakes(q, k, v),
         ),
         Case(
-            "heads and 5 queries against 7 keys, d_k = 16",
+            "heads and 5 queries against 7 keys, d_k = 16, d_v = 4",
             (q2, k2, v2),
             F.scaled_dot_product_attention(q2, k2, v2),
             hint="use q.size(-1) for d_k, and transpose only the last two dimensions of k",
+            mistakes=_attention_mistakes(q2, k2, v2),
         ),
         Case(
             "a causal boolean mask (True = may attend)",
@@ -49,6 +98,7 @@ def scaled_dot_product_attention(
             F.scaled_dot_product_attention(q, k, v, attn_mask=causal),
             kwargs={"mask": causal},
             hint="scores.masked_fill(~mask, float('-inf')) before the softmax",
+            mistakes=_attention_mistakes(q, k, v, causal),
         ),
     ]
     hint = "softmax(q k^T / sqrt(d_k)) v; the softmax is over the keys (dim=-1)"
@@ -66,14 +116,25 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 
         return verdict
 
+    def mistakes(length: int) -> dict[str, torch.Tensor]:
+        ones = torch.ones(length, length, dtype=torch.bool)
+        return {
+            "the mask is transposed: row i is the query, column j the key, and a query may see "
+            "keys j <= i, on and *below* the diagonal (tril, not triu)": ones.triu(),
+            "the diagonal is missing: a position may attend to itself (j <= i, so tril(), not "
+            "tril(-1))": ones.tril(-1),
+            "the mask is inverted: True means *may attend* (j <= i), not *hidden*": ~ones.tril(),
+        }
+
     cases = [
         Case(
             "T = 4",
             (4,),
             expect(4),
             hint="True on and below the diagonal: torch.ones(T, T, dtype=torch.bool).tril()",
+            mistakes=mistakes(4),
         ),
-        Case("T = 1", (1,), expect(1)),
+        Case("T = 1", (1,), expect(1), mistakes=mistakes(1)),
     ]
     hint = "row i (a query) may see columns 0..i (keys up to its own position)"
     return run_check("causal_mask", function, cases, hint, strict)
@@ -82,12 +143,25 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(x, n_heads)``: ``(B, T, C) -> (B, H, T, C / H)``."""
     x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)
+    batch, length, channels = x.shape
+    heads, size = 4, 2
+    mistakes = {
+        "a reshape straight to (B, H, T, C/H) mixes up tokens and channels: view as "
+        "(B, T, H, C/H) first, then transpose(1, 2)": x.reshape(batch, heads, length, size),
+        "the transpose is missing: after the view to (B, T, H, C/H), swap the token and head "
+        "axes with transpose(1, 2)": x.view(batch, length, heads, size),
+        "the heads are interleaved: head h must get the *contiguous* channels "
+        "h*C/H .. (h+1)*C/H, so view as (B, T, H, C/H), not (B, T, C/H, H)": x.view(
+            batch, length, size, heads
+        ).permute(0, 3, 1, 2),
+    }
     cases = [
         Case(
             "x of shape (2, 3, 8) into 4 heads",
             (x, 4),
             reference.split_heads(x, 4),
             hint="view as (B, T, H, C/H), then transpose(1, 2): head h gets channels h*C/H .. (h+1)*C/H",
+            mistakes=mistakes,
         ),
         Case("into 1 head", (x, 1), reference.split_heads(x, 1)),
     ]
@@ -98,6 +172,17 @@ def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(x)``: ``(B, H, T, D) -> (B, T, H * D)``, the inverse of split_heads."""
     x = torch.arange(2 * 4 * 3 * 2, dtype=torch.float32).reshape(2, 4, 3, 2)
+    batch, heads, length, size = x.shape
+    mistakes = {
+        "the transpose is missing: a reshape of (B, H, T, D) straight to (B, T, H * D) mixes "
+        "tokens of different heads; transpose(1, 2) first": x.reshape(batch, length, heads * size),
+        "the channels are interleaved: each head's D channels must stay together, so "
+        "transpose(1, 2) to (B, T, H, D) before the reshape (not permute(0, 2, 3, 1))": x.permute(
+            0, 2, 3, 1
+        ).reshape(batch, length, heads * size),
+        "concatenate the heads (H * D channels), do not add them up": x.sum(1),
+        "concatenate the heads (H * D channels), do not average them": x.mean(1),
+    }
     cases = [
         Case(
             "x of shape (2, 4, 3, 2)",
@@ -105,6 +190,7 @@ def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
             reference.merge_heads(x),
             hint="transpose(1, 2) first, so that the heads of one token sit next to each other, "
             "then reshape (a plain view would fail: the transpose is not contiguous)",
+            mistakes=mistakes,
         ),
     ]
     hint = "x.transpose(1, 2).reshape(B, T, H * D)"

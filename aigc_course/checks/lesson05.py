@@ -22,17 +22,62 @@ def reparameterised_sample(
     mu, logvar = _mean_logvar(0, (3, 4))
     eps = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
     log4 = torch.log(torch.tensor([4.0]))
+
+    def mistakes(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
+        return {
+            "sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance, "
+            "not the standard deviation": mu + torch.exp(logvar) * eps,
+            "sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself": mu + logvar * eps,
+            "sigma = exp(logvar / 2): you halved logvar but forgot the exp": mu
+            + 0.5 * logvar * eps,
+            "add the mean: z = mu + sigma * eps": torch.exp(0.5 * logvar) * eps,
+        }
+
+    zero_noise = torch.zeros(3, 4)
     cases = [
+        Case(
+            "eps = 0 (answer: exactly mu)",
+            (mu, logvar, zero_noise),
+            mu.clone(),
+            hint="use the eps you are given (do not draw new noise with torch.randn): with eps = 0 "
+            "the sample is the mean",
+            mistakes=mistakes(mu, logvar, zero_noise),
+        ),
         Case(
             "mu = 0, logvar = log 4 (sigma = 2), eps = 1 (answer: 2)",
             (torch.zeros(1), log4, torch.ones(1)),
             torch.tensor([2.0]),
             hint="logvar is log(sigma^2), so sigma = exp(logvar / 2), not exp(logvar) or logvar",
+            mistakes=mistakes(torch.zeros(1), log4, torch.ones(1)),
         ),
-        Case("a batch (3, 4)", (mu, logvar, eps), elbo.reparameterised_sample(mu, logvar, eps)),
+        Case(
+            "a batch (3, 4)",
+            (mu, logvar, eps),
+            elbo.reparameterised_sample(mu, logvar, eps),
+            mistakes=mistakes(mu, logvar, eps),
+        ),
     ]
     hint = "z = mu + sigma * eps with sigma = torch.exp(0.5 * logvar)"
     return run_check("reparameterised_sample", function, cases, hint, strict)
+
+
+def _kl_prior_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    terms = 1 + logvar - mu**2 - logvar.exp()
+    return {
+        "the sign: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar)), and a KL is never negative": 0.5
+        * terms.sum(-1),
+        "sum over the latent dimensions (dim=-1), one KL per example: you summed over dim 0, "
+        "across the batch": -0.5 * terms.sum(0),
+        "sum over the latent dimensions only (dim=-1), one KL per example, not over the whole "
+        "batch": -0.5 * terms.sum(),
+        "sum over the latent dimensions, do not average them: the KL of independent dimensions "
+        "adds up": -0.5 * terms.mean(-1),
+        "the mu^2 term is missing: -1/2 sum(1 + logvar - mu^2 - exp(logvar))": -0.5
+        * (1 + logvar - logvar.exp()).sum(-1),
+        "logvar is log(sigma^2), so sigma^2 = exp(logvar) and log sigma^2 = logvar (you "
+        "treated it as log sigma)": -0.5 * (1 + 2 * logvar - mu**2 - (2 * logvar).exp()).sum(-1),
+        "the factor 1/2: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar))": -terms.sum(-1),
+    }
 
 
 def kl_to_standard_normal(
@@ -40,11 +85,13 @@ def kl_to_standard_normal(
 ) -> bool:
     """Check ``function(mu, logvar)``: KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over dim -1."""
     mu, logvar = _mean_logvar(2, (5, 3))
+    zeros = torch.zeros(2, 3)
     cases = [
         Case(
             "mu = 0, logvar = 0 (q is the prior; answer: 0)",
-            (torch.zeros(2, 3), torch.zeros(2, 3)),
+            (zeros, zeros.clone()),
             torch.zeros(2),
+            mistakes=_kl_prior_mistakes(zeros, zeros),
         ),
         Case(
             "a batch of 5 posteriors over 3 latent dimensions",
@@ -52,6 +99,7 @@ def kl_to_standard_normal(
             divergences.kl_standard_normal(mu, logvar),
             hint="-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1): note the leading minus sign; "
             "a KL is never negative",
+            mistakes=_kl_prior_mistakes(mu, logvar),
         ),
     ]
     hint = "sum over the latent dimensions (dim=-1), one KL per example"
@@ -62,13 +110,24 @@ def gaussian_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
     """Check ``function(log_likelihood, mu, logvar)``: ELBO = log p(x | z) - KL(q || N(0, I))."""
     mu, logvar = _mean_logvar(3, (4, 2))
     log_likelihood = -torch.rand(4, generator=torch.Generator().manual_seed(4)) * 100
-    expected = log_likelihood - divergences.kl_standard_normal(mu, logvar)
+    kl = divergences.kl_standard_normal(mu, logvar)
+    mistakes = {
+        "the ELBO *subtracts* the KL: log p(x | z) - KL(q(z | x) || p(z)) (check the sign of "
+        "your KL: it is -1/2 sum(1 + logvar - mu^2 - exp(logvar)) >= 0)": log_likelihood + kl,
+        "that is the negative ELBO (the VAE's loss): the ELBO itself is log p(x | z) - KL": kl
+        - log_likelihood,
+        "one KL per example: sum the KL over the latent dimensions (dim=-1), not over the "
+        "batch": log_likelihood - kl.sum(),
+        "sum the KL over the latent dimensions, do not average them": log_likelihood
+        - kl / mu.shape[-1],
+    }
     cases = [
         Case(
             "a batch of 4",
             (log_likelihood, mu, logvar),
-            expected,
+            log_likelihood - kl,
             hint="the ELBO subtracts the KL: reconstruction term minus KL(q(z|x) || p(z))",
+            mistakes=mistakes,
         ),
     ]
     hint = "log_likelihood - (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1))"
@@ -82,12 +141,24 @@ def score_function_estimate(
     generator = torch.Generator().manual_seed(5)
     z = 1.0 + 2.0 * torch.randn(1000, generator=generator)
     f_values = (z - 3.0) ** 2
-    expected = (f_values * (z - 1.0) / 4.0).mean()
+    score = (z - 1.0) / 4.0  # d/d mean log N(z; mean = 1, std = 2)
+    mistakes = {
+        "divide by the variance std^2, not the standard deviation: d/d mean log N(z; mean, "
+        "std^2) = (z - mean) / std^2": (f_values * (z - 1.0) / 2.0).mean(),
+        "multiply the score by f(z): the estimate is the mean of f(z) * (z - mean) / std^2 "
+        "(the score alone averages to 0)": score.mean(),
+        "the sign: the score is (z - mean) / std^2, not (mean - z) / std^2": -(
+            f_values * score
+        ).mean(),
+        "average over the samples (.mean()), not the sum": (f_values * score).sum(),
+        "the score is (z - mean) / std^2: divide by std^2": (f_values * (z - 1.0)).mean(),
+    }
     cases = [
         Case(
             "1000 samples of N(1, 2^2), f(z) = (z - 3)^2",
             (f_values, z, 1.0, 2.0),
-            expected,
+            (f_values * score).mean(),
+            mistakes=mistakes,
             hint="d/d mean log N(z; mean, std^2) = (z - mean) / std^2 (divide by the variance, "
             "not the standard deviation)",
             rtol=1e-4,

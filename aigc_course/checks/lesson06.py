@@ -12,16 +12,22 @@ from aigc_course.checks._core import Case, run_check
 from aigc_course.divergences import kl_standard_normal
 
 
+def _shape_of(value: object) -> object:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 def encoder_decoder_shapes(
     make_model: Callable[[int], torch.nn.Module], *, strict: bool | None = None
 ) -> bool:
     """Check ``make_model(latent_dim)``: ``encode(x)`` gives (mean, logvar) ``(B, k)`` each and
-    ``decode(z)`` gives logits ``(B, 1, 28, 28)``."""
+    ``decode(z)`` gives logits ``(B, 1, 28, 28)``: any real numbers, not probabilities."""
 
     def verdict_for(latent_dim: int, batch: int):
         def verdict(model) -> str | None:
-            x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-            encoded = model.encode(x)
+            generator = torch.Generator().manual_seed(0)
+            x = torch.rand(batch, 1, 28, 28, generator=generator)
+            with torch.no_grad():
+                encoded = model.encode(x)
             if not isinstance(encoded, tuple) or len(encoded) != 2:
                 return "encode(x) must return a tuple (mean, logvar)"
             mean, logvar = encoded
@@ -30,58 +36,125 @@ def encoder_decoder_shapes(
                     batch,
                     latent_dim,
                 ):
-                    shape = (
-                        tuple(tensor.shape)
-                        if isinstance(tensor, torch.Tensor)
-                        else type(tensor).__name__
+                    return (
+                        f"encode: {name} should have shape {(batch, latent_dim)}, "
+                        f"got {_shape_of(tensor)}"
                     )
-                    return f"encode: {name} should have shape {(batch, latent_dim)}, got {shape}"
             if torch.equal(mean, logvar):
                 return "encode: mean and logvar are the same tensor; they need two separate output layers"
-            logits = model.decode(mean)
-            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (batch, 1, 28, 28):
-                shape = (
-                    tuple(logits.shape)
-                    if isinstance(logits, torch.Tensor)
-                    else type(logits).__name__
+            if latent_dim >= 16:  # enough independent outputs for a sign to mean something
+                for name, tensor in (("mean", mean), ("logvar", logvar)):
+                    if (tensor >= 0).all():
+                        return (
+                            f"encode: {name} is never negative; a mean and a log-variance can be "
+                            f"any real number, so put no activation (ReLU, softplus, exp) on "
+                            f"the output layer of {name}"
+                        )
+            with torch.no_grad():
+                logits = model.decode(mean)
+                # Far from the origin a ReLU decoder's logits grow large, of both signs; a
+                # squashing last layer keeps them in its range.
+                far = model.decode(100 * torch.randn(batch, latent_dim, generator=generator))
+            expected_shape = (batch, 1, 28, 28)
+            for tensor in (logits, far):
+                if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != expected_shape:
+                    return (
+                        f"decode: logits should have shape {expected_shape}, "
+                        f"got {_shape_of(tensor)}"
+                    )
+            if far.min() >= 0 and far.max() <= 1:
+                return (
+                    "decode must return logits, not probabilities: its outputs stay in [0, 1] "
+                    "even for a z far from 0, so it ends in a sigmoid. Remove it: "
+                    "F.binary_cross_entropy_with_logits applies the sigmoid itself (a sigmoid "
+                    "here would be applied twice)"
                 )
-                return f"decode: logits should have shape {(batch, 1, 28, 28)}, got {shape}"
+            if far.min() >= 0:
+                return (
+                    "decode must return logits, which can be negative: its outputs are never "
+                    "below 0, so the last layer has an activation (ReLU?). End with the "
+                    "ConvTranspose2d itself"
+                )
             return None
 
         return verdict
 
+    def build(latent_dim: int) -> torch.nn.Module:
+        with torch.random.fork_rng(devices=[]):  # the same weights every time, RNG untouched
+            torch.manual_seed(0)
+            return make_model(latent_dim)
+
     cases = [
-        Case("latent_dim = 8, a batch of 5", (8,), verdict_for(8, 5)),
+        Case("latent_dim = 16, a batch of 5", (16,), verdict_for(16, 5)),
         Case("latent_dim = 2, a batch of 1", (2,), verdict_for(2, 1)),
     ]
     hint = (
         "28 -> 14 -> 7 with Conv2d(kernel 4, stride 2, padding 1); flatten c2 * 7 * 7 features; "
-        "decode back with Linear, Unflatten(1, (c2, 7, 7)) and two ConvTranspose2d(4, 2, 1)"
+        "decode back with Linear, Unflatten(1, (c2, 7, 7)) and two ConvTranspose2d(4, 2, 1), "
+        "with no activation after the last one (logits)"
     )
-    return run_check("encoder_decoder_shapes", make_model, cases, hint, strict)
+    function = build if callable(make_model) else make_model
+    return run_check("encoder_decoder_shapes", function, cases, hint, strict)
 
 
 def reparameterise(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(mean, logvar)``: mean + exp(logvar / 2) * eps, with eps = torch.randn_like(mean)."""
+    """Check ``function(mean, logvar)``: mean + exp(logvar / 2) * eps, with eps = torch.randn_like(mean),
+    a sample that gradients flow through to mean and logvar."""
     generator = torch.Generator().manual_seed(1)
     mean, logvar = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
-    torch.manual_seed(123)
-    expected = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        eps = torch.randn_like(mean)
+        torch.manual_seed(123)
+        uniform = torch.rand_like(mean)
+    sigma = torch.exp(0.5 * logvar)
+    calls: list[tuple] = []
 
     def seeded(mean_, logvar_):
-        torch.manual_seed(123)
-        return function(mean_, logvar_)
+        calls.append((mean_, logvar_))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(123)
+            return function(mean_, logvar_)
 
-    def verdict(got) -> str | None:
-        return (
-            None
-            if isinstance(got, torch.Tensor) and torch.allclose(got, expected)
-            else (
-                "wrong value: with the same random seed, expected mean + exp(logvar / 2) * torch.randn_like(mean)"
-            )
+    def gradients_flow(got) -> str | None:
+        mean_, logvar_ = calls[-1]
+        message = (
+            "no gradient flows back to {}: build z = mean + exp(logvar / 2) * eps from the "
+            "arguments with ordinary tensor operations (no .detach(), torch.no_grad(), "
+            ".item() or torch.normal, which passes no gradient)"
         )
+        if not isinstance(got, torch.Tensor) or not got.requires_grad:
+            return message.format("mean and logvar")
+        gradients = torch.autograd.grad(got.sum(), (mean_, logvar_), allow_unused=True)
+        for name, gradient in zip(("mean", "logvar"), gradients, strict=True):
+            if gradient is None or not gradient.abs().sum() > 0:
+                return message.format(name)
+        return None
 
-    cases = [Case("a batch (4, 3), with a fixed seed", (mean, logvar), verdict)]
+    mistakes = {
+        "sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance": mean
+        + torch.exp(logvar) * eps,
+        "sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself": mean + logvar * eps,
+        "the noise is missing: a sample is mean + sigma * eps with eps = torch.randn_like(mean), "
+        "not the mean itself": mean.clone(),
+        "eps must be standard normal, torch.randn_like(mean), not uniform (torch.rand_like)": mean
+        + sigma * uniform,
+        "add the mean: z = mean + sigma * eps": sigma * eps,
+    }
+    cases = [
+        Case(
+            "a batch (4, 3), with a fixed seed",
+            (mean, logvar),
+            mean + sigma * eps,
+            hint="draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)",
+            mistakes=mistakes,
+        ),
+        Case(
+            "gradients to mean and logvar",
+            (mean.clone().requires_grad_(), logvar.clone().requires_grad_()),
+            gradients_flow,
+        ),
+    ]
     hint = "draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)"
     return run_check("reparameterise", seeded, cases, hint, strict)
 
@@ -89,22 +162,42 @@ def reparameterise(function: Callable[..., torch.Tensor], *, strict: bool | None
 def negative_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(logits, x, mean, logvar)``: per image, BCE summed over pixels + KL to N(0, I)."""
     generator = torch.Generator().manual_seed(2)
-    logits = torch.randn(3, 1, 28, 28, generator=generator)
+    logits = 3 * torch.randn(3, 1, 28, 28, generator=generator)
     x = torch.bernoulli(torch.rand(3, 1, 28, 28, generator=generator), generator=generator)
     mean, logvar = torch.randn(3, 4, generator=generator), torch.randn(3, 4, generator=generator)
-    reconstruction = (
-        F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-    )
+
+    def per_image(logits: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+    reconstruction = per_image(logits)
     kl = kl_standard_normal(mean, logvar)
+    pixels = reconstruction / (28 * 28)
+    mistakes = {
+        "a sigmoid too many: the decoder gives logits and F.binary_cross_entropy_with_logits "
+        "applies the sigmoid itself, so do not apply torch.sigmoid first": per_image(
+            torch.sigmoid(logits)
+        )
+        + kl,
+        "sum the BCE over the 784 pixels of each image, do not average them (the ELBO is a sum "
+        "over pixels)": pixels + kl,
+        "one value per image: reduction='mean' averages over the whole batch; use "
+        "reduction='none', then .flatten(1).sum(1)": pixels.mean() + kl,
+        "add the KL: -ELBO = reconstruction + KL(q(z | x) || N(0, I))": reconstruction - kl,
+        "one value per image (shape (B,)): do not sum over the batch": (reconstruction + kl).sum(),
+        "sum the KL over the latent dimensions, do not average them": reconstruction
+        + kl / mean.shape[1],
+    }
     cases = [
         Case(
             "3 images, 4 latent dimensions",
             (logits, x, mean, logvar),
             reconstruction + kl,
-            hint="one value per image: sum the BCE over the 784 pixels (reduction='none', then "
-            ".flatten(1).sum(1)), and add the KL summed over the latent dimensions",
+            hint="one value per image: F.binary_cross_entropy_with_logits(logits, x, "
+            "reduction='none') (the decoder gives logits), summed over the 784 pixels with "
+            ".flatten(1).sum(1), plus the KL summed over the latent dimensions",
             rtol=1e-4,
             atol=1e-3,
+            mistakes=mistakes,
         )
     ]
     hint = "F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed per image, plus the KL"
@@ -116,8 +209,32 @@ def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = N
     generator = torch.Generator().manual_seed(3)
     small = torch.randn(5, 4, generator=generator)
     realistic = -300.0 + 5 * torch.randn(50, 3, generator=generator)  # log-weights of real images
+
+    def mistakes(log_weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        samples, images = log_weights.shape
+        logsumexp = torch.logsumexp(log_weights, dim=0)
+        over_images = torch.logsumexp(log_weights, dim=1)
+        return {
+            "that is the average ELBO, the mean of the log-weights: the IWAE bound averages the "
+            "*weights* exp(log_weights), in log space": log_weights.mean(0),
+            "exp(-300) underflows to 0 in float32 and log 0 = -inf: compute log mean exp with "
+            "torch.logsumexp(log_weights, dim=0) - log K": log_weights.exp().mean(0).log(),
+            "subtract log K: log (1/K) sum_k w_k = logsumexp - log K": logsumexp,
+            "subtract log K (you added it): log (1/K) sum_k w_k = logsumexp - log K": logsumexp
+            + math.log(samples),
+            "reduce over dim 0, the K samples, to get one bound per image (B,)": [
+                over_images - math.log(samples),
+                over_images - math.log(images),
+            ],
+        }
+
     cases = [
-        Case("K = 5 samples for 4 images", (small,), torch.logsumexp(small, 0) - math.log(5)),
+        Case(
+            "K = 5 samples for 4 images",
+            (small,),
+            torch.logsumexp(small, 0) - math.log(5),
+            mistakes=mistakes(small),
+        ),
         Case(
             "log-weights around -300 (as for real images)",
             (realistic,),
@@ -125,6 +242,7 @@ def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = N
             hint="exp(-300) underflows to 0 in float32: use torch.logsumexp(log_weights, dim=0) - log K",
             rtol=1e-5,
             atol=1e-3,
+            mistakes=mistakes(realistic),
         ),
     ]
     hint = "average the weights (not the log-weights) over the K samples, in log space"

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -25,52 +27,167 @@ def _fresh(seed: int = 0):
     return generator, discriminator, optimizer_g, optimizer_d
 
 
+Snapshot = dict[str, list[tuple[str, torch.Tensor]]]
+
+
+def _snapshot(generator: torch.nn.Module, discriminator: torch.nn.Module) -> Snapshot:
+    return {
+        name: [(n, p.detach().clone()) for n, p in network.named_parameters()]
+        for name, network in (("generator", generator), ("discriminator", discriminator))
+    }
+
+
+def _two_steps(step: Callable[..., Any]) -> tuple[list, list[Snapshot]]:
+    """Run ``step`` on fresh networks, once per batch: its results, and the parameters before
+    the first step and after each step."""
+    with torch.random.fork_rng(devices=[]):  # the same networks every time, RNG untouched
+        networks = _fresh()
+    snapshots = [_snapshot(*networks[:2])]
+    results = []
+    for real, z in _batches():
+        results.append(step(*networks, real.clone(), z.clone()))
+        snapshots.append(_snapshot(*networks[:2]))
+    return results, snapshots
+
+
+@functools.cache
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    data = torch.Generator().manual_seed(1)
+    return [
+        (torch.rand(4, 1, 28, 28, generator=data) * 2 - 1, torch.randn(4, 8, generator=data))
+        for _ in range(2)
+    ]
+
+
+@functools.cache
+def _reference() -> tuple[list, list[Snapshot]]:
+    """Two correct steps (computed once: they are the same for every learner)."""
+
+    def step(*arguments) -> tuple[float, float]:
+        result = gan_theory.gan_step(*arguments)
+        return result.loss_d.item(), result.loss_g.item()
+
+    return _two_steps(step)
+
+
+def _differs(got: Snapshot, want: Snapshot, network: str) -> str | None:
+    """The name of the first parameter of ``network`` that differs, or None."""
+    for (name, a), (_, b) in zip(got[network], want[network], strict=True):
+        if not torch.allclose(a, b, atol=1e-5):
+            return name
+    return None
+
+
+_ADVICE = {
+    "discriminator": "D's step is loss_d on D(real) and D(fake.detach()), then "
+    "optimizer_d.zero_grad(), loss_d.backward(), optimizer_d.step(); G's step must not step D",
+    "generator": "G's gradients must come from loss_g alone: use fake.detach() in D's loss (so "
+    "that loss_d does not reach G), call optimizer_g.zero_grad() right before loss_g.backward(), "
+    "and step G with optimizer_g",
+}
+_LOSSES = {
+    "discriminator": "-(mean log D(x) + mean log(1 - D(G(z)))), real samples with label 1 and "
+    "fakes with label 0",
+    "generator": "compute it with the *updated* D, on the same fakes, with the non-saturating "
+    "loss -mean log D(G(z))",
+}
+
+
+def _step_problem(step: int, losses: Any, snapshots: list[Snapshot]) -> tuple[str, str] | None:
+    """After the learner's step number ``step`` (0 or 1): what differs from a correct step and
+    the message that explains it, or None."""
+    expected_losses, expected = _reference()
+    if not isinstance(losses, tuple) or len(losses) != 2:
+        return "the result", "return the two losses as a tuple (loss_d, loss_g)"
+    values = [v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for v in losses]
+    # D's loss and update come first; G's loss is computed with the updated D.
+    for index, network in enumerate(("discriminator", "generator")):
+        value, want = values[index], expected_losses[step][index]
+        if not isinstance(value, float) or abs(value - want) > 1e-4:
+            name = ("loss_d", "loss_g")[index]
+            return name, f"{name} is {value!r}, expected {want:.5f}: {_LOSSES[network]}"
+        name = _differs(snapshots[step + 1], expected[step + 1], network)
+        if name is None:
+            continue
+        if _differs(snapshots[step + 1], snapshots[step], network) is None:
+            optimizer = {"generator": "optimizer_g", "discriminator": "optimizer_d"}[network]
+            return f"the {network}", (
+                f"the {network} did not change: call {optimizer}.step() after its loss's "
+                "backward() (and zero its gradients before the backward, not between backward "
+                "and step)"
+            )
+        subject = f"the {network}'s {name}"
+        return subject, f"after one step {subject} differs from a correct step: {_ADVICE[network]}"
+    return None
+
+
 def gan_training_step(function: Callable[..., tuple], *, strict: bool | None = None) -> bool:
     """Check ``function(generator, discriminator, optimizer_g, optimizer_d, real, z)``: one D step
-    on real and detached fakes, then one G step with the non-saturating loss; returns (loss_d, loss_g)."""
-    generator_data = torch.Generator().manual_seed(1)
-    real = torch.rand(8, 1, 28, 28, generator=generator_data) * 2 - 1
-    z = torch.randn(8, 8, generator=generator_data)
-    reference = _fresh()
-    expected = gan_theory.gan_step(*reference, real, z)
-    expected_d, expected_g = expected.loss_d, expected.loss_g
+    on real and detached fakes, then one G step with the non-saturating loss; returns (loss_d, loss_g).
+
+    The check runs *two* steps on the same networks: in real training G's backward fills D's
+    gradients too, so a step that forgets ``zero_grad()`` goes wrong from the second step on."""
 
     def run(_):
-        networks = _fresh()
-        return networks, function(*networks, real, z)
+        return _two_steps(function)
 
     def verdict(result) -> str | None:
-        (generator, discriminator, _, _), losses = result
-        if not isinstance(losses, tuple) or len(losses) != 2:
-            return "return the two losses as a tuple (loss_d, loss_g)"
-        values = [v.item() if isinstance(v, torch.Tensor) else v for v in losses]
-        if abs(values[0] - expected_d.item()) > 1e-4:
-            return f"loss_d is {values[0]!r}, expected {expected_d.item():.5f}: -(mean log D(x) + mean log(1 - D(G(z))))"
-        if abs(values[1] - expected_g.item()) > 1e-4:
+        all_losses, snapshots = result
+        problem = _step_problem(0, all_losses[0], snapshots)
+        if problem is not None:
+            return problem[1]
+        problem = _step_problem(1, all_losses[1], snapshots)
+        if problem is not None:
             return (
-                f"loss_g is {values[1]!r}, expected {expected_g.item():.5f}: compute it with the *updated* D, "
-                "on the same fakes, with the non-saturating loss -mean log D(G(z))"
+                "the first step is right, but the second is not: gradients left over from the "
+                "previous step were added in (backward *adds* to .grad). Call "
+                "optimizer_d.zero_grad() before loss_d.backward() and optimizer_g.zero_grad() "
+                "before loss_g.backward(): G's backward also fills D's gradients\n"
+                f"   after the second step, {problem[0]} differs"
             )
-        for name, (got, want) in (
-            ("discriminator", (discriminator, reference[1])),
-            ("generator", (generator, reference[0])),
-        ):
-            for (parameter_name, a), b in zip(
-                got.named_parameters(), want.parameters(), strict=True
-            ):
-                if not torch.allclose(a, b, atol=1e-5):
-                    return (
-                        f"after the step the {name}'s {parameter_name} differs from a correct step: D's loss "
-                        "must use fake.detach() and only D's optimiser steps after it; G's loss steps only G"
-                    )
         return None
 
-    cases = [Case("one step on a small DCGAN (batch 8)", (None,), verdict)]
+    cases = [Case("two steps on a small DCGAN (batch 4)", (None,), verdict)]
     hint = (
         "fake = G(z); loss_d on D(real) and D(fake.detach()); zero D's grads, backward, step D; "
-        "then loss_g on D(fake); zero G's grads, backward, step G"
+        "then, with the updated D, loss_g on D(fake); zero G's grads, backward, step G"
     )
-    return run_check("gan_training_step", run, cases, hint, strict)
+    return run_check(
+        "gan_training_step", run if callable(function) else function, cases, hint, strict
+    )
+
+
+def _sqrtm(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def _frechet_mistakes(mean_1, cov_1, mean_2, cov_2) -> dict[str, float]:
+    squared = (mean_1 - mean_2).pow(2).sum().item()
+    traces = (torch.trace(cov_1) + torch.trace(cov_2)).item()
+    root_1 = _sqrtm(cov_1)
+    middle = root_1 @ cov_2 @ root_1
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum().item()
+    product = cov_1 @ cov_2
+    return {
+        "the square root is the *matrix* square root (cov_1 cov_2)^1/2, not the square root of "
+        "each entry": squared + traces - 2 * torch.sqrt(product).trace().item(),
+        "(cov_1 cov_2)^1/2 is not cov_1^1/2 cov_2^1/2 (the two are equal only when the "
+        "covariances commute): take the eigenvalues of cov_1^1/2 cov_2 cov_1^1/2": squared
+        + traces
+        - 2 * torch.trace(_sqrtm(cov_1) @ _sqrtm(cov_2)).item(),
+        "the factor 2: ... + tr(cov_1) + tr(cov_2) - 2 tr((cov_1 cov_2)^1/2)": squared
+        + traces
+        - trace_sqrt,
+        "the sign of the last term: - 2 tr((cov_1 cov_2)^1/2)": squared + traces + 2 * trace_sqrt,
+        "square the distance between the means: |mean_1 - mean_2|^2, not |mean_1 - mean_2|": (
+            squared**0.5 + traces - 2 * trace_sqrt
+        ),
+        "return the *squared* Fréchet distance (FID), without a square root": max(
+            squared + traces - 2 * trace_sqrt, 0.0
+        )
+        ** 0.5,
+    }
 
 
 def frechet_distance(function: Callable[..., float], *, strict: bool | None = None) -> bool:
@@ -96,27 +213,41 @@ def frechet_distance(function: Callable[..., float], *, strict: bool | None = No
 
         return verdict
 
+    identical = (mean_1, cov_1, mean_1, cov_1)
+    diagonal = (
+        mean_1,
+        torch.diag(torch.diagonal(cov_1)),
+        mean_2,
+        torch.diag(torch.diagonal(cov_2)),
+    )
+    full = (mean_1, cov_1, mean_2, cov_2)
     cases = [
-        Case("identical Gaussians (answer: 0)", (mean_1, cov_1, mean_1, cov_1), expect(0.0)),
+        Case(
+            "identical Gaussians (answer: 0)",
+            identical,
+            expect(0.0),
+            mistakes=_frechet_mistakes(*identical),
+            rtol=1e-6,
+            atol=1e-6,
+        ),
         Case(
             "diagonal covariances",
-            (mean_1, torch.diag(torch.diagonal(cov_1)), mean_2, torch.diag(torch.diagonal(cov_2))),
-            expect(
-                metrics.frechet_distance(
-                    mean_1,
-                    torch.diag(torch.diagonal(cov_1)),
-                    mean_2,
-                    torch.diag(torch.diagonal(cov_2)),
-                )
-            ),
+            diagonal,
+            expect(metrics.frechet_distance(*diagonal)),
             hint="for diagonal covariances the trace term is sum (sqrt(var_1) - sqrt(var_2))^2",
+            mistakes=_frechet_mistakes(*diagonal),
+            rtol=1e-6,
+            atol=1e-6,
         ),
         Case(
             "full covariances",
-            (mean_1, cov_1, mean_2, cov_2),
-            expect(metrics.frechet_distance(mean_1, cov_1, mean_2, cov_2)),
+            full,
+            expect(metrics.frechet_distance(*full)),
             hint="tr((S1 S2)^1/2) = sum of the square roots of the eigenvalues of S1^1/2 S2 S1^1/2 "
             "(a symmetric matrix: use torch.linalg.eigh / eigvalsh)",
+            mistakes=_frechet_mistakes(*full),
+            rtol=1e-6,
+            atol=1e-6,
         ),
     ]
     hint = "|mean_1 - mean_2|^2 + tr(cov_1) + tr(cov_2) - 2 tr((cov_1 cov_2)^1/2)"

@@ -3,15 +3,65 @@ top-k / top-p filtering, and the KV-cache update."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from aigc_course.checks._core import Case, compare_tensor, run_check
+from aigc_course.checks._core import Case, compare_tensor, recognise_mistake, run_check
 from aigc_course.models.gpt import GPT, Block, CausalSelfAttention, GPTConfig, filter_logits
 
 _CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+
+
+@torch.no_grad()
+def _attention_mistakes(reference: CausalSelfAttention, x: torch.Tensor) -> dict[str, Any]:
+    """What the classic wrong causal self-attentions return, with the reference's weights."""
+    batch, length, channels = x.shape
+    heads = _CONFIG.n_head
+    size = channels // heads
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    q, k, v = reference.qkv(x).split(channels, dim=2)
+
+    def attend(q, k, v, scale: float) -> torch.Tensor:
+        scores = (q @ k.transpose(-2, -1) * scale).masked_fill(~causal, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(batch, length, heads, size).transpose(1, 2)
+
+    def merge(y: torch.Tensor) -> torch.Tensor:
+        return y.transpose(1, 2).reshape(batch, length, channels)
+
+    def scrambled(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, heads, length, size)
+
+    y = attend(split(q), split(k), split(v), size**-0.5)
+    return {
+        "scale the scores by 1 / sqrt(C / n_head), the size of one head's vectors, not by "
+        "1 / sqrt(n_embd)": reference.proj(
+            merge(attend(split(q), split(k), split(v), channels**-0.5))
+        ),
+        "the scores are not scaled: divide q k^T by sqrt(C / n_head) (or use "
+        "F.scaled_dot_product_attention)": reference.proj(
+            merge(attend(split(q), split(k), split(v), 1.0))
+        ),
+        "the heads are not split: one attention over all C channels is single-head; split "
+        "q, k and v into n_head heads of C / n_head channels, (B, T, C) -> (B, H, T, C/H)": [
+            reference.proj(attend(q, k, v, scale)) for scale in (channels**-0.5, size**-0.5)
+        ],
+        "split the heads with view(B, T, H, C/H).transpose(1, 2): a reshape straight to "
+        "(B, H, T, C/H) mixes up tokens and channels": reference.proj(
+            merge(attend(scrambled(q), scrambled(k), scrambled(v), size**-0.5))
+        ),
+        "merge the heads with transpose(1, 2) before the reshape to (B, T, C): (B, H, T, D) "
+        "reshaped directly mixes tokens of different heads": reference.proj(
+            y.reshape(batch, length, channels)
+        ),
+        "the output projection is missing: return proj(merged heads)": merge(y),
+    }
 
 
 def causal_self_attention(
@@ -19,10 +69,13 @@ def causal_self_attention(
 ) -> bool:
     """Check ``make_layer(n_embd, n_head)``: a module with ``qkv`` (C -> 3C) and ``proj`` (C -> C)
     linear layers whose forward ``(B, T, C) -> (B, T, C)`` is causal multi-head self-attention."""
-    torch.manual_seed(0)
-    reference = CausalSelfAttention(_CONFIG, layer=0).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        reference = CausalSelfAttention(_CONFIG, layer=0).eval()
     x = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(1))
-    expected = reference(x)
+    with torch.no_grad():
+        expected = reference(x)
+    mistakes = _attention_mistakes(reference, x)
 
     def verdict(layer) -> str | None:
         missing = [
@@ -38,13 +91,19 @@ def causal_self_attention(
         layer.eval()
         with torch.no_grad():
             got = layer(x)
-        problem = compare_tensor(got, expected.detach(), 1e-4, 1e-5)
+        problem = compare_tensor(got, expected, 1e-4, 1e-5)
         if problem and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+            mistake = recognise_mistake(got, mistakes, 1e-4, 1e-5)
+            if mistake is not None:
+                return mistake
             changed = x.clone()
             changed[:, 5:] += 1.0
             with torch.no_grad():
                 if not torch.allclose(layer(changed)[:, :5], got[:, :5], atol=1e-5):
-                    return "position t sees later positions: the attention is not causal"
+                    return (
+                        "position t sees later positions: the attention is not causal (pass "
+                        "is_causal=True, or mask the scores above the diagonal with -inf)"
+                    )
         return problem
 
     cases = [Case("n_embd = 16, n_head = 2, a batch (2, 8, 16)", (16, 2), verdict)]
@@ -55,64 +114,226 @@ def causal_self_attention(
     return run_check("causal_self_attention", make_layer, cases, hint, strict)
 
 
+@torch.no_grad()
+def _residual_mistakes(x: torch.Tensor, block: Block) -> dict[str, torch.Tensor]:
+    """What the classic wrong residual blocks return on ``x``."""
+    attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+
+    def post_ln(x: torch.Tensor) -> torch.Tensor:
+        x = ln_1(x + attn(x))
+        return ln_2(x + mlp(x))
+
+    def normalised_stream(x: torch.Tensor) -> torch.Tensor:
+        x = ln_1(x)
+        x = x + attn(x)
+        x = ln_2(x)
+        return x + mlp(x)
+
+    def swapped_norms(x: torch.Tensor) -> torch.Tensor:
+        x = x + attn(ln_2(x))
+        return x + mlp(ln_1(x))
+
+    return {
+        "that is post-LN (normalising after the residual sum): this block is pre-LN, "
+        "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))": post_ln(x),
+        "the residual connections are missing: *add* each sub-layer's output to x, "
+        "x = x + attn(ln_1(x))": mlp(ln_2(attn(ln_1(x)))),
+        "only the sub-layer's input is normalised, not the residual stream: "
+        "x = x + attn(ln_1(x)), keeping x itself unnormalised": normalised_stream(x),
+        "the two sub-layers run one after the other: the MLP reads x after the attention "
+        "was added, x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))": x + attn(ln_1(x)) + mlp(ln_2(x)),
+        "the layer norms are swapped: ln_1 goes before attn, ln_2 before mlp": swapped_norms(x),
+        "the MLP sub-layer is missing: x = x + mlp(ln_2(x)) after the attention": x + attn(ln_1(x)),
+    }
+
+
 def residual_block(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(x, block)``: pre-LN residual block using ``block.ln_1, attn, ln_2, mlp``."""
-    torch.manual_seed(2)
-    block = Block(_CONFIG, layer=0).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        block = Block(_CONFIG, layer=0).eval()
+    # Distinct layer norms (a fresh one is the identity map's scale 1, shift 0 in both), so that
+    # swapping ln_1 and ln_2 shows.
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for norm in (block.ln_1, block.ln_2):
+            norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape, generator=generator))
+            norm.bias.copy_(0.5 * torch.randn(norm.bias.shape, generator=generator))
     x = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = block(x)
     cases = [
         Case(
             "a block of n_embd 16",
             (x, block),
-            block(x).detach(),
+            expected,
             hint="pre-LN: normalise *before* each sub-layer, and add the sub-layer's output to x "
             "(x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)))",
             rtol=1e-4,
             atol=1e-5,
+            mistakes=_residual_mistakes(x, block),
         )
     ]
     hint = "x = x + block.attn(block.ln_1(x)); then x = x + block.mlp(block.ln_2(x))"
     return run_check("residual_block", function, cases, hint, strict)
 
 
-def training_step(function: Callable[..., float], *, strict: bool | None = None) -> bool:
-    """Check ``function(model, optimizer, x, y, max_norm)``: one step of next-token training."""
+_MAX_NORM = 0.25  # the fresh model's gradient norm is about 1.7, its largest entry about 0.48
 
-    def fresh():
+
+def _reference_training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    max_norm: float,
+    clip: str = "norm",
+) -> float:
+    """The step the exercise asks for; ``clip`` = "none" or "value" give two classic mistakes."""
+    optimizer.zero_grad()
+    _, loss = model(x, y)
+    loss.backward()
+    if clip == "norm":
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    elif clip == "value":
+        nn.utils.clip_grad_value_(model.parameters(), max_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def _two_training_steps(step: Callable[..., Any]) -> tuple[list, list[list[torch.Tensor]]]:
+    """Two steps of ``step`` with plain SGD on a fresh tiny GPT: the results, and the parameters
+    before and after each step. (SGD's update shows every change in the gradient, clipping
+    included; Adam's first step would hide a missing clip.)"""
+    with torch.random.fork_rng(devices=[]):  # the same model every time, RNG untouched
         torch.manual_seed(4)
         model = GPT(_CONFIG)
-        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
-
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     generator = torch.Generator().manual_seed(5)
-    x = torch.randint(0, 11, (4, 8), generator=generator)
-    y = torch.randint(0, 11, (4, 8), generator=generator)
-    reference, reference_optimizer = fresh()
-    reference_optimizer.zero_grad()
-    _, expected_loss = reference(x, y)
-    expected_loss.backward()
-    nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
-    reference_optimizer.step()
+    snapshots = [[p.detach().clone() for p in model.parameters()]]
+    results = []
+    for _ in range(2):
+        x = torch.randint(0, _CONFIG.vocab_size, (4, 8), generator=generator)
+        y = torch.randint(0, _CONFIG.vocab_size, (4, 8), generator=generator)
+        results.append(step(model, optimizer, x, y, _MAX_NORM))
+        snapshots.append([p.detach().clone() for p in model.parameters()])
+    return results, snapshots
+
+
+_CLIP_MISTAKES = {
+    "the gradients were not clipped before the step: call "
+    "nn.utils.clip_grad_norm_(model.parameters(), max_norm) after loss.backward() and before "
+    "optimizer.step()": "none",
+    "clip the gradients' global norm with nn.utils.clip_grad_norm_, not each value "
+    "(clip_grad_value_)": "value",
+}
+
+
+@functools.cache
+def _training_reference() -> tuple[list, list, dict[str, list[torch.Tensor]]]:
+    """Two correct steps, and the parameters after one step of each clipping mistake (computed
+    once: they are the same for every learner)."""
+    losses, snapshots = _two_training_steps(_reference_training_step)
+    after_mistake = {
+        message: _two_training_steps(functools.partial(_reference_training_step, clip=clip))[1][1]
+        for message, clip in _CLIP_MISTAKES.items()
+    }
+    return losses, snapshots, after_mistake
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a, b, strict=True))
+
+
+def training_step(function: Callable[..., float], *, strict: bool | None = None) -> bool:
+    """Check ``function(model, optimizer, x, y, max_norm)``: one step of next-token training.
+
+    The check runs *two* steps: a step that forgets ``zero_grad()`` adds the first step's
+    gradients into the second's."""
 
     def run(_):
-        model, optimizer = fresh()
-        loss = function(model, optimizer, x, y, 0.5)
-        return model, loss
+        return _two_training_steps(function)
 
     def verdict(result) -> str | None:
-        model, loss = result
-        value = loss.item() if isinstance(loss, torch.Tensor) else loss
-        if not isinstance(value, float) or abs(value - expected_loss.item()) > 1e-5:
-            return f"return the loss before the update as a float: expected {expected_loss.item():.5f}, got {value!r}"
-        for (name, got), expected in zip(
-            model.named_parameters(), reference.parameters(), strict=True
-        ):
-            if not torch.allclose(got, expected, atol=1e-6):
-                return f"after the step, {name} differs from a correct step (zero_grad, backward, clip, step)"
+        expected_losses, expected, after_mistake = _training_reference()
+        losses, snapshots = result
+        for step, (loss, expected_loss) in enumerate(zip(losses, expected_losses, strict=True)):
+            value = loss.item() if isinstance(loss, torch.Tensor) and loss.numel() == 1 else loss
+            if not isinstance(value, float) or abs(value - expected_loss) > 1e-5:
+                return (
+                    f"return the loss before the update as a float (step {step + 1}): expected "
+                    f"{expected_loss:.5f}, got {value!r}"
+                )
+            if _same(snapshots[step + 1], expected[step + 1]):
+                continue
+            if step == 1:
+                return (
+                    "the first step is right, but the second is not: the first step's gradients "
+                    "were added into the second's (backward *adds* to .grad). Call "
+                    "optimizer.zero_grad() before loss.backward()"
+                )
+            if _same(snapshots[1], snapshots[0]):
+                return (
+                    "the parameters did not change: call optimizer.step() after loss.backward() "
+                    "(and optimizer.zero_grad() before the backward, not between backward and "
+                    "step)"
+                )
+            for message, parameters in after_mistake.items():
+                if _same(snapshots[1], parameters):
+                    return message
+            return (
+                "after one step the parameters differ from a correct step: in this order, "
+                "optimizer.zero_grad(), loss.backward(), clip_grad_norm_(model.parameters(), "
+                "max_norm), optimizer.step()"
+            )
         return None
 
-    cases = [Case("one AdamW step on a tiny GPT, clipping at 0.5", (None,), verdict)]
+    cases = [Case(f"two SGD steps on a tiny GPT, clipping at {_MAX_NORM}", (None,), verdict)]
     hint = "optimizer.zero_grad(); _, loss = model(x, y); loss.backward(); clip_grad_norm_(..., max_norm); optimizer.step()"
-    return run_check("training_step", run, cases, hint, strict)
+    return run_check("training_step", run if callable(function) else function, cases, hint, strict)
+
+
+def _keep_top_k(logits: torch.Tensor, k: int, *, per_row: bool = True, strict_k: bool = False):
+    values = torch.topk(logits, k, dim=-1).values
+    kth = values[:, -1:] if per_row else values.min()
+    return logits.masked_fill(logits <= kth if strict_k else logits < kth, float("-inf"))
+
+
+def _keep_top_p(logits: torch.Tensor, p: float, *, shifted: bool = True, unsort: bool = True):
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probabilities = torch.softmax(sorted_logits, dim=-1)
+    mass = probabilities.cumsum(dim=-1) - (probabilities if shifted else 0)
+    remove = mass >= p if shifted else mass > p
+    if unsort:
+        remove = remove.scatter(-1, order, remove)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def _filter_mistakes(logits: torch.Tensor, top_k: int | None, top_p: float | None):
+    def apply(k_options: dict, p_options: dict) -> torch.Tensor:
+        result = logits if top_k is None else _keep_top_k(logits, top_k, **k_options)
+        return result if top_p is None else _keep_top_p(result, top_p, **p_options)
+
+    mistakes = {}
+    if top_k is not None:
+        mistakes[
+            "top-k must be per row: take the k-th largest logit of each row "
+            "(torch.topk(logits, k, dim=-1).values[:, -1:]), not one threshold for the batch"
+        ] = apply({"per_row": False}, {})
+        mistakes[
+            "keep exactly k tokens per row: remove the logits *below* the k-th largest "
+            "(logits < kth), not those equal to it"
+        ] = apply({"strict_k": True}, {})
+    if top_p is not None:
+        mistakes[
+            "the nucleus must include the token that crosses p: keep tokens while the "
+            "probability mass *before* them is < p (so the most likely token is always kept)"
+        ] = apply({}, {"shifted": False})
+        mistakes[
+            "map the nucleus back to the original order: the removal mask is computed on the "
+            "sorted logits, so scatter it back with the sort's indices"
+        ] = apply({}, {"unsort": False})
+    return mistakes
 
 
 def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -124,13 +345,18 @@ def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = 
             if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
                 return compare_tensor(got, expected, 0, 0)
             kept, expected_kept = torch.isfinite(got), torch.isfinite(expected)
+            if (
+                torch.equal(got[expected_kept], expected[expected_kept])
+                and (got[~expected_kept] != float("-inf")).any()
+            ):
+                return "removed tokens must be -inf (0, NaN or +inf break the softmax)"
             if not torch.equal(kept, expected_kept):
                 return (
                     f"wrong tokens kept\n   expected kept: {expected_kept.int().tolist()}\n"
                     f"   got kept:      {kept.int().tolist()}"
                 )
             if (got[~kept] != float("-inf")).any():
-                return "removed tokens must be -inf (NaN or +inf break the softmax)"
+                return "removed tokens must be -inf (0, NaN or +inf break the softmax)"
             return compare_tensor(got[kept], expected[expected_kept], 1e-6, 1e-6)
 
         return verdict
@@ -140,14 +366,24 @@ def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = 
         "(so the most likely token is always kept); map back to the original order"
     )
     cases = [
-        Case("top_k = 2", (logits, 2, None), same(filter_logits(logits, top_k=2))),
         Case(
-            "top_p = 0.8", (logits, None, 0.8), same(filter_logits(logits, top_p=0.8)), nucleus_hint
+            "top_k = 2",
+            (logits, 2, None),
+            same(filter_logits(logits, top_k=2)),
+            mistakes=_filter_mistakes(logits, 2, None),
+        ),
+        Case(
+            "top_p = 0.8",
+            (logits, None, 0.8),
+            same(filter_logits(logits, top_p=0.8)),
+            nucleus_hint,
+            mistakes=_filter_mistakes(logits, None, 0.8),
         ),
         Case(
             "top_k = 3 and top_p = 0.5",
             (logits, 3, 0.5),
             same(filter_logits(logits, top_k=3, top_p=0.5)),
+            mistakes=_filter_mistakes(logits, 3, 0.5),
         ),
         Case("neither (no change)", (logits, None, None), same(logits.clone())),
     ]
@@ -175,6 +411,17 @@ def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = Non
 
         return verdict
 
+    mistakes = {
+        "append the new positions *after* the cached ones: torch.cat([cached, new], dim=2) "
+        "keeps the positions in time order": (torch.cat([k2, k1], 2), torch.cat([v2, v1], 2)),
+        "keep the cache: return the cached keys and values followed by the new ones, not only "
+        "the new ones": (k2, v2),
+        "the order of the result: return (keys, values), the keys first": (
+            torch.cat([v1, v2], 2),
+            torch.cat([k1, k2], 2),
+        ),
+    }
+
     cases = [
         Case(
             "an empty cache (None) and a prompt of 3 positions",
@@ -186,6 +433,9 @@ def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = Non
             (k1, v1, k2, v2),
             expect(torch.cat([k1, k2], 2), torch.cat([v1, v2], 2)),
             hint="the time axis of (B, H, T, D) is dim=2: torch.cat([cached, new], dim=2)",
+            mistakes=mistakes,
+            rtol=0,
+            atol=0,
         ),
     ]
     hint = "with no cache yet return the new keys and values; otherwise concatenate along time"
