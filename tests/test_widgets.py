@@ -165,8 +165,9 @@ def test_the_gpt_sampler_writes_the_continuation(capsys):
     *_, length, button, _ = panel.children
     length.value = 20
     button.click()  # outside a kernel the Output widget does not capture: print reaches stdout
-    written = capsys.readouterr().out.split("\r")[-1].strip()  # after clear_output's escapes
-    assert written.startswith("abc") and len(written) == 3 + 20
+    written = capsys.readouterr().out.split("\r")[-1]  # after clear_output's escape codes
+    assert written.startswith("abc") and written.endswith("\n")
+    assert len(written) == 3 + 20 + 1, repr(written)  # the prompt, 20 characters, print's newline
     panel.children[0].value = "€"
     button.click()
     assert "cannot generate" in capsys.readouterr().out

@@ -7,7 +7,7 @@
                    -> conv 4x4/2 -> BN, LeakyReLU(0.2) -> linear -> one logit per image
 
 The DCGAN recipe: strided (transposed) convolutions instead of pooling, batch norm in the generator
-(and in D after its first layer), ReLU in G and LeakyReLU in D, weights N(0, 0.02), and Adam with
+(and in D after its first layer), ReLU in G and LeakyReLU in D, weights N(0, 0.02²), and Adam with
 lr 2e-4 and betas (0.5, 0.999). The losses are lesson 03's, term for term:
 
     D maximises  E[log D(x)] + E[log(1 - D(G(z)))]   -> aigc_course.gan_theory.discriminator_loss
@@ -36,7 +36,7 @@ class GANConfig:
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """The DCGAN paper's initialisation: conv weights N(0, 0.02), batch-norm gains N(1, 0.02)."""
+    """The DCGAN paper's initialisation: conv weights N(0, 0.02²), batch-norm gains N(1, 0.02²) (std 0.02)."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:

@@ -8,7 +8,7 @@ Attention is *causal* self-attention (lesson 04): position t sees positions <= t
 encoder and no cross-attention. The loss is the mean cross-entropy of the next token, in nats, the
 same quantity as lesson 02's bigram NLL, so the two compare directly.
 
-Initialisation follows GPT-2: weights N(0, 0.02), biases 0, and the two projections that write
+Initialisation follows GPT-2: weights N(0, 0.02²) (std 0.02), biases 0, and the two projections that write
 into the residual stream scaled by 1 / sqrt(2 * n_layer), so the stream's variance does not grow
 with depth. Generation keeps a **KV cache**: the keys and values of past tokens are stored, so
 each new token costs one position's work instead of the whole context's.
