@@ -54,6 +54,59 @@ def test_attention_equals_sdpa(dtype, shape, masking):
     torch.testing.assert_close(sums, torch.ones_like(sums), rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_fully_and_partially_masked_rows_equal_sdpa(dtype, kind):
+    """A query with no visible key: PyTorch (2.5+) returns a zero output row and zero gradients,
+    not NaN; ``attention`` must do the same. The other rows are partially masked."""
+    q, k, v = random_qkv(2, 3, 5, 7, 8, dtype, seed=3)
+    visible = torch.rand(5, 7, generator=torch.Generator().manual_seed(4)) > 0.5
+    visible[:, 6] = True  # rows 0, 2, 4: partially masked, at least one visible key
+    visible[1] = False  # row 1 sees nothing
+    visible[3] = False  # row 3 sees nothing either
+    visible = visible.expand(2, 3, 5, 7).clone()
+    visible[1, 2, 0] = False  # and one more row, in a single batch element and head only
+    fully_masked = ~visible.any(-1)
+    assert fully_masked.sum() == 2 * 3 * 2 + 1 and (visible.sum(-1)[~fully_masked] < 7).all()
+    if kind == "bool":
+        mask = visible
+    else:  # -inf where hidden, finite values where visible: the float-mask form of the same
+        mask = torch.randn(2, 3, 5, 7).to(dtype).masked_fill(~visible, float("-inf"))
+
+    inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+    reference = F.scaled_dot_product_attention(*inputs, attn_mask=mask)
+    reference_grads = torch.autograd.grad(reference.float().pow(2).sum(), inputs)
+    inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+    out, weights = A.attention(*inputs, mask=mask)
+    grads = torch.autograd.grad(out.float().pow(2).sum(), inputs)
+
+    assert (reference[fully_masked] == 0).all(), "PyTorch's own answer for a row that sees nothing"
+    assert (out[fully_masked] == 0).all() and (weights[fully_masked] == 0).all()
+    rtol, atol = TOLERANCE[dtype]
+    torch.testing.assert_close(out, reference, rtol=rtol, atol=atol)
+    sums = weights[~fully_masked].double().sum(-1)
+    torch.testing.assert_close(sums, torch.ones_like(sums), rtol=rtol, atol=atol)
+    assert (weights[~visible] == 0).all(), "hidden keys get no weight"
+    for grad, reference_grad in zip(grads, reference_grads, strict=True):
+        assert torch.isfinite(grad).all(), "no NaN in the backward pass either"
+        torch.testing.assert_close(grad, reference_grad, rtol=10 * rtol, atol=10 * atol)
+
+
+def test_a_sequence_of_padding_only_is_zero_in_both_backends():
+    torch.manual_seed(2)
+    config = A.AttentionConfig(n_embd=16, n_head=2, causal=True)
+    fast = A.MultiHeadSelfAttention(config).eval()
+    manual = A.MultiHeadSelfAttention(A.AttentionConfig(**{**vars(config), "attention": "manual"}))
+    manual.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, 16)
+    padding = A.padding_mask(torch.tensor([6, 0]), 6)  # the second sequence has no real token
+    out = fast(x, mask=padding)
+    torch.testing.assert_close(manual.eval()(x, mask=padding), out, rtol=1e-5, atol=1e-6)
+    # No token to attend to: the attention output is 0, so the layer returns its output bias.
+    torch.testing.assert_close(out[1], fast.proj.bias.expand(6, 16), rtol=0, atol=0)
+    assert torch.isfinite(out).all()
+
+
 def test_weights_are_the_softmax_of_scaled_dot_products():
     q, k, v = random_qkv(1, 1, 3, 4, 8, torch.float64)
     _, weights = A.attention(q, k, v)

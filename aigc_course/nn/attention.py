@@ -53,8 +53,13 @@ def attention(
 
     Shapes: query ``(..., T_q, d_k)``, key ``(..., T_k, d_k)``, value ``(..., T_k, d_v)``; ``mask``
     broadcastable to ``(..., T_q, T_k)``, bool (True = attend) or float (added). Returns the output
-    ``(..., T_q, d_v)`` and the attention weights ``(..., T_q, T_k)`` (each row sums to one).
-    A query row whose keys are all masked gets NaN weights, as in PyTorch's own function.
+    ``(..., T_q, d_v)`` and the attention weights ``(..., T_q, T_k)``: each row sums to one,
+    except the row of a query whose keys are *all* masked.
+
+    Such a query has nothing to attend to, and its softmax would be 0 / 0 = NaN. Its weights are
+    all 0 instead, so its output is a zero vector (and its gradients are 0, not NaN): what
+    ``torch.nn.functional.scaled_dot_product_attention`` returns for such a row since PyTorch 2.5
+    (earlier versions gave NaN), so the two agree on every mask.
     """
     scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
     logits = (query @ key.transpose(-2, -1)) * scale  # (..., T_q, T_k)
@@ -66,11 +71,16 @@ def attention(
             logits = logits.masked_fill(~mask, float("-inf"))
         else:
             logits = logits + mask
+    # A row of -inf logits (every key masked) would give softmax 0 / 0 = NaN: give it weights 0.
+    # (Its logits are set to 0 first, so that no NaN appears in the backward pass either.)
+    sees_nothing = (logits == float("-inf")).all(dim=-1, keepdim=True)
+    logits = logits.masked_fill(sees_nothing, 0.0)
     # The softmax runs in at least fp32: in bf16/fp16 its sum of exponentials loses precision.
     softmax_dtype = (
         torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
     )
     weights = torch.softmax(logits, dim=-1, dtype=softmax_dtype).to(query.dtype)
+    weights = weights.masked_fill(sees_nothing, 0.0)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ value, weights
