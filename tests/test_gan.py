@@ -192,3 +192,19 @@ def test_gan_step_clips_both_networks_when_asked():
         after = [*generator.parameters(), *discriminator.parameters()]
         moved[clip] = max((a - b).abs().max().item() for a, b in zip(after, before, strict=True))
     assert moved[None] > 1e-4 and moved[1e-8] < 1e-8, moved
+
+
+def test_frechet_distance_of_correlated_covariances_matches_the_2x2_closed_form():
+    """For 2 x 2 PSD matrices, tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)) with M = S_1 S_2 (its
+    eigenvalues are those of S_1^1/2 S_2 S_1^1/2): an independent route to the trace term, on
+    covariances that neither commute nor are diagonal."""
+    mean_1, mean_2 = torch.tensor([0.0, 1.0]), torch.tensor([1.5, -0.5])
+    cov_1 = torch.tensor([[2.0, 1.2], [1.2, 1.0]], dtype=torch.float64)
+    cov_2 = torch.tensor([[1.0, -0.4], [-0.4, 3.0]], dtype=torch.float64)
+    product = cov_1 @ cov_2
+    trace_sqrt = math.sqrt(product.trace().item() + 2 * math.sqrt(torch.det(product).item()))
+    expected = (
+        (mean_1 - mean_2).pow(2).sum().item() + (cov_1 + cov_2).trace().item() - 2 * trace_sqrt
+    )
+    got = metrics.frechet_distance(mean_1, cov_1, mean_2, cov_2)
+    assert got == pytest.approx(expected, rel=1e-9)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 
 import pytest
 import torch
@@ -61,7 +60,7 @@ def test_learning_rate_schedule_anneals_to_its_floor():
     rates = [training.warmup_cosine(step, 1.0, 10, 100, 0.1) for step in range(120)]
     assert rates[9] == pytest.approx(1.0) and rates[0] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(rates[10:100], rates[11:101], strict=True)), "decays"
-    assert rates[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert rates[55] == pytest.approx(0.55), "half-way down: (0.1 + 1.0) / 2"
     assert rates[100:] == [0.1] * 20
 
 
@@ -75,7 +74,7 @@ def test_classifier_trains_honours_its_batch_size_and_round_trips(tmp_path):
     recipe = trainer.recipe(runtime.Profile("smoke"), steps=15, batch_size=16)
     run = trainer.train(recipe, device=torch.device("cpu"), progress=False)
     assert run.history.examples == 15 * 16, "--batch-size is honoured"
-    assert 0.0 <= run.metrics["test_accuracy"] <= 1.0
+    assert run.metrics["test_accuracy"] > 0.2, "15 steps already beat chance (0.1): 0.33 seeded"
     path = tmp_path / "classifier.safetensors"
     digest = trainer.save_run(run, path, "test")
     loaded, checkpoint = trainer.load(path, expected_sha256=digest)
