@@ -118,6 +118,16 @@ def test_download_with_wrong_content_is_refused(cache, served):
     assert leftovers(cache) == []
 
 
+def test_download_with_wrong_decompressed_content_is_refused(cache, served):
+    """A checksum of the decompressed bytes is checked by the course, after pooch's download."""
+    server, folder, _ = served
+    wrong = Checksum("sha256", "f" * 64, decompressed=True)
+    destination = cache / "fixture" / "t10k-labels-idx1-ubyte.gz"
+    with pytest.raises(DownloadError, match="not the expected one.*decompressed"):
+        download(server.url + destination.name, destination, wrong, progress=False)
+    assert leftovers(cache) == []
+
+
 def test_locate_downloads_into_cache_trying_mirrors_in_order(cache, served, monkeypatch):
     server, folder, arrays = served
     spec = fixture_spec("fixture", folder, (server.url + "missing/", server.url))

@@ -307,24 +307,11 @@ def download(
             ) from error
         except (requests.RequestException, OSError) as error:
             raise DownloadError(f"{url}: {_describe_error(error)}") from error
-        return _move_verified(
-            Path(fetched),
-            destination,
-            checksum,
-            problem_error=lambda problem: DownloadError(
-                f"{url}: the downloaded file is not the expected one: {problem}"
-            ),
-        )
-
-
-def _move_verified(source: Path, destination: Path, checksum: Checksum, problem_error) -> Path:
-    """Move (or copy, when ``source`` must stay) ``source`` to ``destination`` through a temporary
-    file beside it, verify the checksum, then rename; on any failure nothing is left."""
-    with atomic_path(destination) as temporary:
-        shutil.copyfile(source, temporary)
-        problem = checksum.problem(temporary)
+        # pooch verified a checksum of the bytes; one of the decompressed content is ours to check.
+        problem = checksum.problem(Path(fetched)) if checksum.decompressed else None
         if problem is not None:
-            raise problem_error(problem)
+            raise DownloadError(f"{url}: the downloaded file is not the expected one: {problem}")
+        os.replace(fetched, destination)  # same folder: one atomic rename
     return destination
 
 
@@ -386,14 +373,12 @@ def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
 
 def copy_verified(source: Path, destination: Path, checksum: Checksum) -> Path:
     """Copy ``source`` to ``destination`` through a temporary file, checked before the rename."""
-    return _move_verified(
-        source,
-        destination,
-        checksum,
-        problem_error=lambda problem: DataError(
-            f"copying {source} gave a file that is not the expected one: {problem}"
-        ),
-    )
+    with atomic_path(destination) as temporary:
+        shutil.copyfile(source, temporary)
+        problem = checksum.problem(temporary)
+        if problem is not None:
+            raise DataError(f"copying {source} gave a file that is not the expected one: {problem}")
+    return destination
 
 
 def fill_cache(name: str, *, progress: bool = True) -> list[tuple[Path, str]]:
