@@ -1,9 +1,11 @@
 """Generative AI from the math up: the course's helper package.
 
-Importing the package does nothing else: no downloads, no prints, no global state.
+Importing the package does nothing else (no downloads, no prints, no global state) except, inside
+IPython/Jupyter, one display hook: the course's own errors (:class:`aigc_course.errors.CourseError`)
+show as their message and fix rather than a page of traceback (``AIGC_DEBUG=1`` turns it off).
 Submodules are imported where they are used, e.g. ``from aigc_course import runtime``.
 
-The package is built in layers, lowest first: ``runtime`` and ``files``; ``data``; ``checkpoints``;
+The package is built in layers, lowest first: ``runtime``, ``files`` and ``errors``; ``data``; ``checkpoints``;
 the mathematics (``divergences``, ``elbo``, ``gan_theory``, ``nn``); ``models``; ``training``;
 ``metrics``; ``trainers``; ``checks``; the tools (``doctor``, ``notebook_tools``, ``timing``,
 ``workshop``, ``widgets``, ``cli``). A module imports only from its layer and those below; docs/ARCHITECTURE.md
@@ -17,3 +19,7 @@ __version__ = "0.1.0"
 GITHUB_REPOSITORY = "aigc-course/aigc-course"
 GITHUB_BRANCH = "main"
 REPOSITORY_URL = f"https://github.com/{GITHUB_REPOSITORY}"
+
+from aigc_course.errors import install_notebook_handler  # noqa: E402
+
+install_notebook_handler()

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from aigc_course import files
+from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -30,7 +31,7 @@ MANIFEST = PRETRAINED_DIR / "manifest.json"
 FORMAT = "aigc-course-checkpoint-1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CourseError, RuntimeError):
     """A checkpoint is missing, corrupt, or not the one expected."""
 
 
@@ -42,6 +43,7 @@ class Checkpoint:
     config: dict
     metrics: dict
     extra: dict
+    model: str | None = None  # the class name of the saved model (None in older checkpoints)
 
 
 def sha256_file(path: Path) -> str:
@@ -61,13 +63,15 @@ def save(
 ) -> str:
     """Save ``model``'s weights with ``config``, ``metrics`` and ``extra`` (JSON-able) to ``path``.
 
-    Written to a temporary file in the same folder, read back and compared, then renamed into
+    The model's class name is recorded too, so that loading it as another kind of model is a clear
+    :class:`CheckpointError` rather than a shape mismatch. Written to a temporary file in the same folder, read back and compared, then renamed into
     place: an interrupted save never leaves a half-written checkpoint. Returns the file's sha256.
     """
     path = Path(path)
     state, aliases = _unique_tensors(model.state_dict())
     metadata = {
         "format": FORMAT,
+        "model": type(model).__name__,
         "aliases": json.dumps(aliases, sort_keys=True),
         "config": json.dumps(config, sort_keys=True),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
@@ -131,12 +135,25 @@ def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
         )
     for alias, name in json.loads(metadata.get("aliases", "{}")).items():
         state[alias] = state[name]
-    return Checkpoint(
-        state_dict=state,
-        config=json.loads(metadata["config"]),
-        metrics=json.loads(metadata["metrics"]),
-        extra=json.loads(metadata["extra"]),
-    )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: weight {name!r} holds NaN or infinite values, so the model cannot give "
+                "sensible outputs. The file is damaged, or the run that wrote it diverged: "
+                "retrain it (aigc-course train ...) or use another checkpoint."
+            )
+    try:
+        return Checkpoint(
+            state_dict=state,
+            config=json.loads(metadata["config"]),
+            metrics=json.loads(metadata["metrics"]),
+            extra=json.loads(metadata["extra"]),
+            model=metadata.get("model"),
+        )
+    except (KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: its metadata is incomplete or damaged ({type(error).__name__}: {error})"
+        ) from error
 
 
 def manifest() -> dict:
@@ -155,13 +172,23 @@ def load_pretrained(name: str) -> Checkpoint:
     return load(PRETRAINED_DIR / entry["file"], expected_sha256=entry["sha256"])
 
 
-def register_pretrained(name: str, file_name: str, command: str, metrics: dict) -> dict:
-    """Record ``PRETRAINED_DIR / file_name`` in the manifest with its sha256 (used by the trainers)."""
+def register_pretrained(
+    name: str,
+    file_name: str,
+    command: str,
+    metrics: dict,
+    profile: str,
+    options: dict | None = None,
+) -> dict:
+    """Record ``PRETRAINED_DIR / file_name`` in the manifest with its sha256, the command, the run
+    profile and the options that changed the profile's recipe (used by ``aigc-course train``)."""
     entries = manifest()
     entry = {
         "file": file_name,
         "sha256": sha256_file(PRETRAINED_DIR / file_name),
         "command": command,
+        "profile": profile,
+        "options": options or {},
         "metrics": metrics,
     }
     entries[name] = entry
@@ -175,14 +202,21 @@ def load_model(
     pretrained_name: str,
     path: str | Path | None = None,
     expected_sha256: str | None = None,
+    kind: str | None = None,
 ) -> tuple[torch.nn.Module, Checkpoint]:
     """A model in eval mode and its checkpoint: from ``path``, or by default the course's pretrained
-    checkpoint ``pretrained_name`` (sha256-verified). ``build(config)`` makes the empty model."""
+    checkpoint ``pretrained_name`` (sha256-verified). ``build(config)`` makes the empty model;
+    ``kind`` is its class name, checked against the one the checkpoint records."""
     checkpoint = (
         load_pretrained(pretrained_name)
         if path is None
         else load(path, expected_sha256=expected_sha256)
     )
+    if kind is not None and checkpoint.model is not None and checkpoint.model != kind:
+        raise CheckpointError(
+            f"{path} holds a {checkpoint.model} model, not a {kind}; give a checkpoint written "
+            f"by the matching `aigc-course train` command"
+        )
     try:
         model = build(checkpoint.config)
         model.load_state_dict(checkpoint.state_dict)

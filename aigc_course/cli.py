@@ -25,8 +25,49 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc_course import __version__
+from aigc_course import __version__, errors
+from aigc_course.errors import CourseError, SettingError
 from aigc_course.runtime import PROFILE_NAMES
+
+
+class CourseArgumentParser(argparse.ArgumentParser):
+    """argparse whose complaint about a bad option is one line, ``error: ...`` with where to get
+    help, and exit status 2 (argparse's own status for a usage error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(text: str, kind: type, lowest: float, inclusive: bool, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    too_low = value < lowest if inclusive else value <= lowest
+    if too_low or value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """An option that counts something (steps, tokens, images): a whole number of at least 1."""
+    return _number(text, int, 1, True, "a whole number of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, 0, True, "a whole number of 0 or more")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, 0.0, True, "a number of 0 or more")
+
+
+def probability_mass(text: str) -> float:
+    """A top-p nucleus: a number in (0, 1]."""
+    value = _number(text, float, 0.0, False, "a number in (0, 1]")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def _find_repository_root() -> Path | None:
@@ -83,9 +124,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     for name in names:
         try:
             paths = data.fetch(name)
-        except (KeyError, data.DataError) as error:
-            message = error.args[0] if isinstance(error, KeyError) else str(error)
-            print(f"FAILED {name}: {message}", file=sys.stderr)
+        except data.DataError as error:
+            print(f"FAILED {name}: {error}", file=sys.stderr)
             failures += 1
             continue
         folders = sorted({str(path.parent) for path in paths})
@@ -277,8 +317,10 @@ TRAINERS: dict[str, Trainable] = {
         "the lesson-06 VAE on Fashion-MNIST",
         "images",
         (
-            Option("--beta", "beta", "weight of the KL term (default 1: the ELBO)", float),
-            Option("--latent-dim", "latent_dim", "size of z (default 16)", int),
+            Option(
+                "--beta", "beta", "weight of the KL term (default 1: the ELBO)", non_negative_float
+            ),
+            Option("--latent-dim", "latent_dim", "size of z (default 16)", count),
         ),
     ),
     "gpt": Trainable(
@@ -300,39 +342,95 @@ TRAINERS: dict[str, Trainable] = {
 }
 
 
+def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
+    """The recipe settings the command line changes (the options given, nothing else)."""
+    given = {"steps": args.steps, "batch_size": args.batch_size}
+    given |= {option.dest: getattr(args, option.dest) for option in trainable.options}
+    return {name: value for name, value in given.items() if value not in (None, False)}
+
+
+def _pretrained_path(args: argparse.Namespace, name: str, overrides: dict) -> Path:
+    """Where ``--pretrained`` writes, after checking the user means to replace a shipped file.
+
+    The shipped checkpoints are what every lesson loads, so replacing one is a maintainer's
+    action: it needs the profile recorded for it, named explicitly, and no option that changes
+    its recipe (``--force`` allows both).
+    """
+    from aigc_course import checkpoints
+
+    recorded = checkpoints.manifest().get(name, {}).get("profile")
+    if args.force:
+        return checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
+    shipped = f"the course's shipped checkpoint {name!r}"
+    if args.profile is None:
+        needed = f"--profile {recorded}" if recorded else "--profile PROFILE"
+        raise SettingError(
+            f"--pretrained replaces {shipped}, which every lesson loads; name the profile it is "
+            f"made with ({needed}), or add --force"
+        )
+    if recorded and args.profile != recorded:
+        raise SettingError(
+            f"--pretrained: {shipped} is made with --profile {recorded}, not {args.profile}; "
+            f"use --profile {recorded}, or add --force to replace it with a {args.profile} model"
+        )
+    if overrides:
+        flags = ", ".join("--" + option.replace("_", "-") for option in overrides)
+        raise SettingError(
+            f"--pretrained with {flags} changes the recipe of {shipped}; leave those out, or "
+            "add --force to replace it with a different recipe"
+        )
+    return checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
+
+
+def _output_path(args: argparse.Namespace) -> Path:
+    """``--out``, or by default ``checkpoints/MODEL`` in the data cache; the file in it."""
+    from aigc_course.data import sources
+
+    folder = Path(args.out) if args.out else sources.cache_dir() / "checkpoints" / args.model
+    if folder.exists() and not folder.is_dir():
+        raise SettingError(
+            f"--out {folder} is a file, not a folder; give a folder for the checkpoint"
+        )
+    return folder / f"{args.model}.safetensors"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised."""
     from aigc_course import checkpoints, runtime
-    from aigc_course.data import DataError
-    from aigc_course.training import NonFiniteLossError
 
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
-    options = {option.dest: getattr(args, option.dest) for option in trainable.options}
-    try:
-        profile = runtime.get_profile(args.profile)
-        device = runtime.get_device()
-        recipe = trainer.recipe(profile, steps=args.steps, batch_size=args.batch_size, **options)
-    except (runtime.RuntimeConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    overrides = _recipe_overrides(args, trainable)
+    profile = runtime.get_profile(args.profile)
+    device = runtime.get_device()
+    recipe = trainer.recipe(profile, **overrides)
+    if args.pretrained and args.out:
+        raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
+    if args.pretrained:
+        name = trainer.checkpoint_name(recipe)
+        path = _pretrained_path(args, name, overrides)
+    else:
+        path = _output_path(args)
     command = _invocation(f"aigc-course train {args.model}")
     print(
         f"training {trainable.title}: profile {profile}, device {device}, {trainer.describe(recipe)}"
     )
     try:
         run = trainer.train(recipe, device=device, progress=not args.quiet)
-    except (NonFiniteLossError, DataError, checkpoints.CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.pretrained:
-        name = trainer.checkpoint_name(recipe)
-        path = checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
-    else:
-        path = Path(args.out) / f"{args.model}.safetensors"
+    except KeyboardInterrupt:
+        state = "is unchanged" if path.exists() else "was not written"
+        print(
+            f"\ninterrupted: the run stopped before its last step and nothing was saved ({path} "
+            f"{state}): a checkpoint is written only when a run completes. For a shorter run, "
+            "pass --steps.",
+            file=sys.stderr,
+        )
+        return 130
     digest = trainer.save_run(run, path, command)
     if args.pretrained:
-        checkpoints.register_pretrained(name, path.name, command, run.metrics)
+        checkpoints.register_pretrained(
+            name, path.name, command, run.metrics, profile=str(profile), options=overrides
+        )
     _summary(
         f"{trainable.label} trained:",
         {**trainer.summary(run), "checkpoint": path, "sha256": digest},
@@ -345,21 +443,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate_gpt(args: argparse.Namespace) -> int:
     import torch
 
-    from aigc_course import checkpoints, runtime
+    from aigc_course import runtime
     from aigc_course.trainers import gpt as trainer
 
-    try:
-        model, tokenizer, _ = trainer.load(Path(args.checkpoint) if args.checkpoint else None)
-        prompt = tokenizer.encode(args.prompt)
-    except (checkpoints.CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if not prompt:
-        print(
-            'error: the prompt is empty; give some text to continue, e.g. "ROMEO:"', file=sys.stderr
-        )
-        return 1
     device = runtime.get_device()
+    model, tokenizer, _ = trainer.load(Path(args.checkpoint) if args.checkpoint else None)
+    try:
+        prompt = tokenizer.encode(args.prompt)
+    except ValueError as error:  # a character the model never saw
+        raise SettingError(f"the prompt cannot be encoded: {error}") from None
+    if not prompt:
+        raise SettingError('the prompt is empty; give some text to continue, e.g. "ROMEO:"')
     model.to(device)
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     print(args.prompt, end="", flush=True)
@@ -385,15 +479,23 @@ def _add_train_commands(commands) -> None:
         parser.add_argument(
             "--profile", choices=PROFILE_NAMES, help="run profile (default: automatic)"
         )
-        parser.add_argument("--steps", type=int, help="training steps (default: the profile's)")
+        parser.add_argument("--steps", type=count, help="training steps (default: the profile's)")
         parser.add_argument(
-            "--batch-size", type=int, help=f"{trainable.items} per step (default: the profile's)"
+            "--batch-size", type=count, help=f"{trainable.items} per step (default: the profile's)"
         )
         parser.add_argument(
-            "--out", default=str(Path("data") / "checkpoints" / name), help="output folder"
+            "--out",
+            help=f"output folder (default: checkpoints/{name} in the data cache, as `data status` shows it)",
         )
         parser.add_argument(
-            "--pretrained", action="store_true", help="write the package's pretrained checkpoint"
+            "--pretrained",
+            action="store_true",
+            help="replace the package's shipped checkpoint (maintainers; needs its --profile)",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="with --pretrained: allow another profile or changed settings",
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         for option in trainable.options:
@@ -409,10 +511,15 @@ def _add_train_commands(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CourseArgumentParser(
         prog="aigc-course", description="Generative AI from the math up: the course's tools."
     )
     parser.add_argument("--version", action="version", version=f"aigc-course {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (also: AIGC_DEBUG=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     doctor = commands.add_parser("doctor", help="check the environment and the data")
@@ -438,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     execute.add_argument("paths", nargs="+", help="notebook files")
     execute.add_argument("--profile", choices=PROFILE_NAMES, help="run profile to use")
-    execute.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    execute.add_argument("--timeout", type=count, default=1800, help="seconds per cell")
     execute.set_defaults(run=cmd_execute_notebooks)
 
     timer = commands.add_parser(
@@ -446,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     timer.add_argument("paths", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
     timer.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="run profile (cpu)")
-    timer.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    timer.add_argument("--timeout", type=count, default=1800, help="seconds per cell")
     timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
     timer.add_argument(
         "--readme",
@@ -471,11 +578,17 @@ def build_parser() -> argparse.ArgumentParser:
     generators = generate.add_subparsers(dest="model", required=True)
     gpt_generate = generators.add_parser("gpt", help="continue a text with the GPT")
     gpt_generate.add_argument("prompt", help='text to continue, e.g. "ROMEO:"')
-    gpt_generate.add_argument("--tokens", type=int, default=300, help="characters to generate")
-    gpt_generate.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    gpt_generate.add_argument("--top-k", type=int, help="sample among the k most likely")
-    gpt_generate.add_argument("--top-p", type=float, help="sample within the top-p nucleus")
-    gpt_generate.add_argument("--seed", type=int, help="random seed, for repeatable text")
+    gpt_generate.add_argument("--tokens", type=count, default=300, help="characters to generate")
+    gpt_generate.add_argument(
+        "--temperature", type=non_negative_float, default=0.8, help="0 = greedy (default 0.8)"
+    )
+    gpt_generate.add_argument("--top-k", type=count, help="sample among the k most likely (k >= 1)")
+    gpt_generate.add_argument(
+        "--top-p", type=probability_mass, help="sample within the top-p nucleus (0 < p <= 1)"
+    )
+    gpt_generate.add_argument(
+        "--seed", type=non_negative_int, help="random seed, for repeatable text"
+    )
     gpt_generate.add_argument(
         "--checkpoint", help="a checkpoint file (default: the pretrained GPT)"
     )
@@ -484,8 +597,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad options stop at parsing (``error: ...``, status 2); the course's own
+    errors (settings, data, checkpoints, a diverged run) print ``error: <what and the fix>`` with
+    status 2, a file that cannot be written or read status 1, Ctrl-C "interrupted" with status
+    130. ``--debug`` or ``AIGC_DEBUG=1`` shows their tracebacks instead. Any other exception is a
+    bug of the course and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    if args.debug or errors.debug_enabled():
+        return args.run(args)
+    try:
+        return args.run(args)
+    except CourseError as error:
+        print(errors.one_line(error), file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

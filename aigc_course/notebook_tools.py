@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY, REPOSITORY_URL, files
+from aigc_course.errors import CourseError
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -65,7 +66,7 @@ if "google.colab" in sys.modules:
 # --------------------------------------------------------------------------------------------
 
 
-class SolutionMarkerError(ValueError):
+class SolutionMarkerError(CourseError, ValueError):
     """``### BEGIN SOLUTION`` / ``### END SOLUTION`` markers that do not pair up."""
 
 

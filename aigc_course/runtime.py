@@ -23,12 +23,14 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
+from aigc_course.errors import SettingError
+
 ProfileName = Literal["smoke", "cpu", "gpu"]
 PROFILE_NAMES: tuple[ProfileName, ...] = ("smoke", "cpu", "gpu")
 T = TypeVar("T")
 
 
-class RuntimeConfigError(ValueError):
+class RuntimeConfigError(SettingError):
     """A setting (usually an environment variable) asks for something this machine cannot do."""
 
 

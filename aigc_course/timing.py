@@ -20,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 
+from aigc_course.errors import CourseError
+
 PROBE_TAG = "AIGC_TIMING "
 
 # Appended to a copy of the notebook: what the kernel itself saw. ``ru_maxrss`` is in KiB on
@@ -45,7 +47,7 @@ print({PROBE_TAG!r} + _json.dumps(_report))
 """
 
 
-class TimingError(RuntimeError):
+class TimingError(CourseError, RuntimeError):
     """A notebook could not be timed (it failed, or the probe printed nothing)."""
 
 

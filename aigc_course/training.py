@@ -29,11 +29,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from aigc_course import checkpoints, runtime
+from aigc_course.errors import CourseError, SettingError
 
 R = TypeVar("R")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(CourseError, RuntimeError):
     """The loss became NaN or infinite; training stopped."""
 
 
@@ -48,6 +49,20 @@ class TrainConfig:
     eval_every: int = 250
     log_every: int = 10
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = {"steps": self.steps, "eval_every": self.eval_every, "log_every": self.log_every}
+        for name, value in counts.items():
+            if not isinstance(value, int) or value < 1:
+                raise SettingError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SettingError(f"the learning rate must be positive, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise SettingError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise SettingError(
+                f"grad_clip must be positive (or None: no clipping), got {self.grad_clip!r}"
+            )
 
 
 @dataclass
@@ -219,7 +234,8 @@ def override(recipe: R, **overrides: Any) -> R:
     """``recipe`` with some fields replaced, each where it lives: a field of the recipe itself,
     of its ``train`` config (:class:`TrainConfig`: ``steps``, ``lr``, ...) or of its ``model``
     config (e.g. ``latent_dim``). ``None`` means "keep the recipe's value". A name found nowhere
-    raises ``ValueError`` listing the names that exist, so no option is ever silently ignored.
+    raises :class:`~aigc_course.errors.SettingError` (a ``ValueError``) listing the names that
+    exist, so no option is ever silently ignored; so does a batch size below 1.
     """
     overrides = {name: value for name, value in overrides.items() if value is not None}
     parts = {"recipe": recipe, "train": recipe.train, "model": recipe.model}
@@ -230,16 +246,20 @@ def override(recipe: R, **overrides: Any) -> R:
         owner = next((part for part in parts if name in fields[part]), None)
         if owner is None:
             known = sorted(set().union(*fields.values()))
-            raise ValueError(
+            raise SettingError(
                 f"{type(recipe).__name__} has no setting {name!r}; the settings are: {', '.join(known)}"
             )
         changes[owner][name] = value
-    return dataclasses.replace(
+    changed = dataclasses.replace(
         recipe,
         train=dataclasses.replace(recipe.train, **changes["train"]),
         model=dataclasses.replace(recipe.model, **changes["model"]),
         **changes["recipe"],
     )
+    batch_size = getattr(changed, "batch_size", 1)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SettingError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    return changed
 
 
 @dataclass

@@ -27,12 +27,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path
 
 CHUNK_BYTES = 1 << 20
 
 
-class DataError(RuntimeError):
+class DataError(CourseError, RuntimeError):
     """Base class of the data errors; their messages say what went wrong and how to fix it."""
 
 
@@ -42,6 +43,13 @@ class DataNotFoundError(DataError):
 
 class DownloadError(DataError):
     """A download failed; nothing was left in the cache."""
+
+
+class UnknownDatasetError(DataError, KeyError):
+    """A data set name the course does not know (a ``KeyError`` too)."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +193,9 @@ def get_spec(name: str) -> DatasetSpec:
     """The data set called ``name`` (``fashion-mnist``, ``tinyshakespeare``)."""
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
-        raise KeyError(f"unknown data set {name!r}: the course knows {', '.join(DATASETS)}")
+        raise UnknownDatasetError(
+            f"unknown data set {name!r}: the course knows {', '.join(DATASETS)}"
+        )
     return DATASETS[key]
 
 

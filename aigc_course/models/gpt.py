@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_course.errors import SettingError
 from aigc_course.nn.attention import attention, merge_heads, split_heads
 
 
@@ -253,6 +254,9 @@ class GPT(nn.Module):
         the last ``block_size`` tokens: exactly what the no-cache path computes. The cache saves
         work while the sequence fits in the context.
         """
+        check_sampling(temperature, top_k, top_p)
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise SettingError(f"max_new_tokens must be 0 or more, got {max_new_tokens!r}")
         block = self.config.block_size
         cache = KVCache(self.config.n_layer) if use_cache else None
         new_input = idx[:, -block:]
@@ -272,6 +276,17 @@ class GPT(nn.Module):
             if on_token is not None:
                 on_token(int(next_token[0, 0]))
         return idx
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise :class:`~aigc_course.errors.SettingError` unless ``temperature >= 0``, ``top_k >= 1``
+    and ``0 < top_p <= 1`` (``None``: no top-k or top-p filter)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise SettingError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise SettingError(f"top_k must be a whole number of at least 1 (or None), got {top_k!r}")
+    if top_p is not None and not (0 < top_p <= 1):
+        raise SettingError(f"top_p must be in (0, 1] (or None), got {top_p!r}")
 
 
 def filter_logits(
@@ -305,6 +320,7 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One token per row ``(B, 1)`` from last-position logits ``(B, V)``."""
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)

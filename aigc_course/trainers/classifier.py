@@ -99,6 +99,7 @@ def load(
         PRETRAINED_NAME,
         path,
         expected_sha256,
+        kind=FashionClassifier.__name__,
     )
 
 

@@ -245,5 +245,9 @@ def load(
 ) -> tuple[Generator, checkpoints.Checkpoint]:
     """A generator from a checkpoint file, or the course's pretrained one (verified) by default."""
     return checkpoints.load_model(
-        lambda config: Generator(GANConfig(**config)), PRETRAINED_NAME, path, expected_sha256
+        lambda config: Generator(GANConfig(**config)),
+        PRETRAINED_NAME,
+        path,
+        expected_sha256,
+        kind=Generator.__name__,
     )

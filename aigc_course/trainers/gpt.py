@@ -332,7 +332,11 @@ def load(
 ) -> tuple[GPT, data.CharTokenizer, checkpoints.Checkpoint]:
     """(model, tokenizer, checkpoint) from a file, or the course's pretrained GPT (verified) by default."""
     model, checkpoint = checkpoints.load_model(
-        lambda config: GPT(GPTConfig(**config)), PRETRAINED_NAME, path, expected_sha256
+        lambda config: GPT(GPTConfig(**config)),
+        PRETRAINED_NAME,
+        path,
+        expected_sha256,
+        kind=GPT.__name__,
     )
     if "tokenizer" not in checkpoint.extra:
         raise checkpoints.CheckpointError(

@@ -180,5 +180,9 @@ def load(
 ) -> tuple[VAE, checkpoints.Checkpoint]:
     """A VAE from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
     return checkpoints.load_model(
-        lambda config: VAE(VAEConfig.from_dict(config)), PRETRAINED_NAME, path, expected_sha256
+        lambda config: VAE(VAEConfig.from_dict(config)),
+        PRETRAINED_NAME,
+        path,
+        expected_sha256,
+        kind=VAE.__name__,
     )

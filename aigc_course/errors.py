@@ -1,0 +1,57 @@
+"""The course's own errors: each says what is wrong and how to fix it, so a user never needs a traceback.
+
+Every error the course raises on purpose (a setting out of range, data not found, a checkpoint of the
+wrong model, a loss that became NaN) is a :class:`CourseError`. The ``aigc-course`` command prints one
+as ``error: <message>`` and exits with status 2; in a notebook, :func:`install_notebook_handler` shows it
+as that one message instead of a page of traceback. An error that is *not* a ``CourseError`` is a bug
+of the course and keeps its traceback. ``AIGC_DEBUG=1`` shows the traceback of every error.
+
+The subclasses also derive from the built-in exception they used to be (``ValueError``,
+``RuntimeError``), so code that catches those keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+class CourseError(Exception):
+    """An error the course raises on purpose; its message says what is wrong and how to fix it."""
+
+
+class SettingError(CourseError, ValueError):
+    """A setting (a command-line option, a recipe or config field, an argument) is out of range,
+    or is not one the course knows."""
+
+
+def debug_enabled() -> bool:
+    """True when ``AIGC_DEBUG`` asks for full tracebacks (``1``, ``true``, ``yes``, ``on``)."""
+    return os.environ.get("AIGC_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def one_line(error: BaseException) -> str:
+    """How the course shows its own error: ``error: <message>``."""
+    return f"error: {error}"
+
+
+def install_notebook_handler() -> bool:
+    """In IPython/Jupyter, show a :class:`CourseError` as its message alone (no traceback).
+
+    The cell still fails (execution stops, as with any error; nbval and "Run All" see the failure);
+    only the display changes. Does nothing outside IPython or when ``AIGC_DEBUG`` is set. Returns
+    whether the handler is installed.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or debug_enabled():
+        return False
+
+    def show(shell, error_type, error, traceback, tb_offset=None):
+        return [
+            f"{error_type.__name__}: {error}",
+            "(the course's own error: its message says the fix; AIGC_DEBUG=1 shows the traceback)",
+        ]
+
+    shell.set_custom_exc((CourseError,), show)
+    return True
