@@ -123,13 +123,16 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     failures = 0
     for name in names:
         try:
-            paths = data.fetch(name)
+            done = data.fill_cache(name)
         except data.DataError as error:
             print(f"FAILED {name}: {error}", file=sys.stderr)
             failures += 1
             continue
-        folders = sorted({str(path.parent) for path in paths})
-        print(f"ok     {name}: {len(paths)} file(s) verified in {', '.join(folders)}")
+        folders = sorted({str(path.parent) for path, _ in done})
+        print(f"ok     {name}: {len(done)} file(s) verified in {', '.join(folders)}")
+        for path, what in done:
+            if what.startswith("replaced"):
+                print(f"       {path.name}: {what}")
     return 1 if failures else 0
 
 
@@ -247,6 +250,8 @@ def cmd_workshop_prepare(args: argparse.Namespace) -> int:
 
     print("Preparing this machine for a workshop.\n\n== data: filling the cache ==", flush=True)
     items = workshop.data_items(args.data or None)
+    for item in items:
+        print(item.line())
     items += workshop.software_items() + workshop.checkpoint_items()
     root = _find_repository_root()
     if root is not None:
@@ -429,7 +434,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     digest = trainer.save_run(run, path, command)
     if args.pretrained:
         checkpoints.register_pretrained(
-            name, path.name, command, run.metrics, profile=str(profile), options=overrides
+            name, path.name, command, run.metrics, profile=profile.name, options=overrides
         )
     _summary(
         f"{trainable.label} trained:",

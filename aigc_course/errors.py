@@ -48,10 +48,12 @@ def install_notebook_handler() -> bool:
         return False
 
     def show(shell, error_type, error, traceback, tb_offset=None):
-        return [
+        lines = [
             f"{error_type.__name__}: {error}",
             "(the course's own error: its message says the fix; AIGC_DEBUG=1 shows the traceback)",
         ]
+        shell._showtraceback(error_type, error, lines)  # IPython's display of an error (a kernel's
+        return lines  # "error" message); the cell still counts as failed
 
     shell.set_custom_exc((CourseError,), show)
     return True

@@ -16,6 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process's umask."""
+    umask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``; on leaving the block without an error it replaces ``path``.
@@ -26,7 +33,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             save_file(tensors, temporary)
             check(temporary)  # an exception here leaves model.safetensors as it was
 
-    The file gets the usual permissions of a shared file (``0o644``), not ``mkstemp``'s private ones.
+    The file gets the permissions of any new file (``0o666`` less the umask, e.g. ``0o644``, or
+    ``0o664`` in a workshop's group-shared folder), not ``mkstemp``'s private ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, new_file_mode())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

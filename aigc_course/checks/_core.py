@@ -53,6 +53,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def _non_finite(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Where a result holds NaN or inf: how many entries, the first one, and what belongs there."""
+    bad = ~torch.isfinite(got)
+    first = tuple(bad.nonzero()[0].tolist())
+    kinds = " and ".join(
+        kind for kind, present in (("NaN", got.isnan().any()), ("inf", got.isinf().any())) if present
+    )
+    return (
+        f"the result contains {kinds}: {int(bad.sum())} of {got.numel()} entries, the first at "
+        f"index {first} ({got[first].item()}, expected {expected[first].item():.4g})\n"
+        f"   expected: {_short(expected)}\n"
+        f"   got:      {_short(got)}"
+    )
+
+
 def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -> str | None:
     """``None`` when ``got`` equals ``expected`` within tolerance, else what differs."""
     if not isinstance(got, torch.Tensor):
@@ -61,9 +76,16 @@ def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -
         return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
     if got.is_floating_point() != expected.is_floating_point():
         return f"wrong dtype: expected {expected.dtype}, got {got.dtype}"
-    got_cpu = got.detach().cpu().to(expected.dtype)
+    if expected.is_floating_point() and got.dtype != expected.dtype:
+        # A float64 constant or NumPy value in the computation promotes the result; the models run
+        # in float32 (or lower), where float64 would double the memory and, on a GPU, be far slower.
+        return (
+            f"wrong dtype: expected {expected.dtype} (the inputs' dtype), got {got.dtype}; a "
+            "float64 tensor or NumPy value in the computation promotes the result: keep it out"
+        )
+    got_cpu = got.detach().cpu()
     if expected.is_floating_point() and not torch.isfinite(got_cpu).all():
-        return f"the result contains NaN or inf: {_short(got_cpu)}"
+        return _non_finite(got_cpu, expected)
     if not expected.is_floating_point():
         if not torch.equal(got_cpu, expected):
             wrong = (got_cpu != expected).sum().item()

@@ -6,7 +6,8 @@ A data file is looked for, in this order:
    ``~/.cache/aigc-course``;
 2. extra read-only folders named in ``$AIGC_DATA_PATH`` (separated by ``os.pathsep``), laid out
    like the cache (e.g. ``DIR/tinyshakespeare/input.txt``);
-3. a system copy (Debian's ``dataset-fashion-mnist`` installs to ``/usr/share/datasets/fashion-mnist``);
+3. a system copy (Debian's ``dataset-fashion-mnist`` installs to ``/usr/share/datasets/fashion-mnist``),
+   unless ``AIGC_IGNORE_SYSTEM_DATA=1`` (to see what a machine without it gets);
 4. a download from the data set's home, unless ``AIGC_OFFLINE=1``.
 
 Every candidate is checked against a checksum before it is used. Where a file may be
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aigc_course.errors import CourseError
-from aigc_course.files import atomic_path
+from aigc_course.files import atomic_path, new_file_mode
 
 CHUNK_BYTES = 1 << 20
 
@@ -226,16 +227,26 @@ def search_dirs() -> list[Path]:
     return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def offline() -> bool:
     """True when downloads are switched off with ``AIGC_OFFLINE=1``."""
-    return os.environ.get("AIGC_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return _flag("AIGC_OFFLINE")
+
+
+def system_copies_ignored() -> bool:
+    """True when ``AIGC_IGNORE_SYSTEM_DATA=1``: system copies (e.g. Debian's) are not used."""
+    return _flag("AIGC_IGNORE_SYSTEM_DATA")
 
 
 def local_candidates(spec: DatasetSpec, data_file: DataFile) -> list[tuple[str, Path]]:
     """Every local place a file may be, in search order, labelled by kind."""
     places = [("cache", cache_dir() / spec.name / data_file.name)]
     places += [("AIGC_DATA_PATH", folder / spec.name / data_file.name) for folder in search_dirs()]
-    places += [("system copy", Path(folder) / data_file.name) for folder in spec.system_dirs]
+    if not system_copies_ignored():
+        places += [("system copy", Path(folder) / data_file.name) for folder in spec.system_dirs]
     return places
 
 
@@ -258,19 +269,36 @@ class Lookup:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-def find_local(spec: DatasetSpec, data_file: DataFile) -> Lookup:
-    """The first local copy of ``data_file`` whose checksum is right; corrupt copies are skipped."""
-    attempts = []
+def find_local(spec: DatasetSpec, data_file: DataFile, *, every_place: bool = False) -> Lookup:
+    """The first local copy of ``data_file`` whose checksum is right; corrupt copies are skipped.
+
+    With ``every_place`` the places after the one used are checked too (what ``data status``
+    reports), so a corrupt copy anywhere is seen."""
+    attempts: list[Attempt] = []
+    found = None
     for kind, path in local_candidates(spec, data_file):
         if not path.is_file():
             attempts.append(Attempt(f"{kind} {path}", "missing"))
             continue
         problem = verify(path, data_file.checksum)
-        if problem is None:
+        if problem is not None:
+            attempts.append(Attempt(f"{kind} {path}", f"corrupt, not used ({problem})"))
+        elif found is None:
             attempts.append(Attempt(f"{kind} {path}", "found"))
-            return Lookup(path, attempts)
-        attempts.append(Attempt(f"{kind} {path}", f"corrupt, not used ({problem})"))
-    return Lookup(None, attempts)
+            found = path
+            if not every_place:
+                break
+        else:
+            attempts.append(Attempt(f"{kind} {path}", "also found"))
+    return Lookup(found, attempts)
+
+
+def corrupt_copy_advice(spec: DatasetSpec, attempt: Attempt) -> str:
+    """What to do about a corrupt copy: the cache's is replaced by ``data fetch``; a copy
+    elsewhere (a search folder, a system copy) is the user's to delete or replace."""
+    if attempt.place.startswith("cache "):
+        return f"{attempt}. `aigc-course data fetch {spec.name}` replaces it"
+    return f"{attempt}. Delete or replace that file (the course only reads it)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,6 +349,7 @@ def download(
         problem = checksum.problem(Path(fetched)) if checksum.decompressed else None
         if problem is not None:
             raise DownloadError(f"{url}: the downloaded file is not the expected one: {problem}")
+        os.chmod(fetched, new_file_mode())  # pooch's temporary file is private (0o600)
         os.replace(fetched, destination)  # same folder: one atomic rename
     return destination
 
@@ -358,10 +387,7 @@ def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
     attempts = lookup.attempts
     for attempt in attempts:
         if attempt.outcome.startswith("corrupt"):
-            warnings.warn(
-                f"{attempt}. Delete that file; `aigc-course data fetch {spec.name}` replaces it.",
-                stacklevel=2,
-            )
+            warnings.warn(corrupt_copy_advice(spec, attempt) + ".", stacklevel=2)
     if lookup.path is not None:
         return lookup.path
     if offline():
@@ -394,29 +420,35 @@ def copy_verified(source: Path, destination: Path, checksum: Checksum) -> Path:
 def fill_cache(name: str, *, progress: bool = True) -> list[tuple[Path, str]]:
     """Put a verified copy of every file of data set ``name`` into the cache.
 
-    A file already there is kept; one found elsewhere (``AIGC_DATA_PATH``, a system copy) is
-    copied; one found nowhere is downloaded. Returns (cache path, what was done) per file; raises
-    :class:`DataNotFoundError` (with the fix) when a file can be neither copied nor downloaded.
+    A verified file already there is kept; one found elsewhere (``AIGC_DATA_PATH``, a system copy)
+    is copied; one found nowhere is downloaded. A corrupt file in the cache is replaced the same
+    way, the good copy written over it atomically. Returns (cache path, what was done) per file;
+    raises :class:`DataNotFoundError` (with the fix) when a file can be neither copied nor
+    downloaded.
     """
     spec = get_spec(name)
     done = []
     for data_file in spec.files:
         destination = cache_dir() / spec.name / data_file.name
         lookup = find_local(spec, data_file)
+        replaced = "replaced a corrupt cache copy; " if destination.is_file() else ""
         if lookup.path == destination:
             done.append((destination, "already in the cache"))
         elif lookup.path is not None:
             copy_verified(lookup.path, destination, data_file.checksum)
-            done.append((destination, f"copied from {lookup.path.parent}"))
+            done.append((destination, f"{replaced}copied from {lookup.path.parent}"))
         else:
-            done.append((locate(spec, data_file.name, progress=progress), "downloaded"))
+            with warnings.catch_warnings():  # the corrupt cache copy is being replaced: no advice
+                warnings.simplefilter("ignore")
+                done.append(
+                    (locate(spec, data_file.name, progress=progress), f"{replaced}downloaded")
+                )
     return done
 
 
 def fetch(name: str, *, progress: bool = True) -> list[Path]:
-    """Make every file of data set ``name`` available locally (downloading what is missing)."""
-    spec = get_spec(name)
-    return [locate(spec, data_file.name, progress=progress) for data_file in spec.files]
+    """Put every file of data set ``name`` in the cache, verified (see :func:`fill_cache`)."""
+    return [path for path, _ in fill_cache(name, progress=progress)]
 
 
 @dataclass
@@ -435,7 +467,8 @@ class DatasetStatus:
         title = f"{self.spec.title} ({self.spec.used_by})"
         if self.ready:
             folders = sorted({str(path.parent) for path in self.found.values()})
-            return f"{title}: found in {', '.join(folders)}"
+            notes = "".join(f"\n  warning: {problem}" for problem in self.problems)
+            return f"{title}: found in {', '.join(folders)}{notes}"
         need = "missing" if self.spec.required else "not present (optional)"
         detail = f"; {'; '.join(self.problems)}" if self.problems else ""
         return f"{title}: {need}{detail}. Fix: {fix_hint(self.spec)}"
@@ -447,11 +480,11 @@ def dataset_status(names: list[str] | None = None) -> list[DatasetStatus]:
     for spec in [get_spec(name) for name in names] if names else DATASETS.values():
         found, problems = {}, []
         for data_file in spec.files:
-            lookup = find_local(spec, data_file)
+            lookup = find_local(spec, data_file, every_place=True)
             if lookup.path is not None:
                 found[data_file.name] = lookup.path
             problems += [
-                f"{attempt.place} is {attempt.outcome}"
+                corrupt_copy_advice(spec, attempt)
                 for attempt in lookup.attempts
                 if attempt.outcome.startswith("corrupt")
             ]
