@@ -188,13 +188,15 @@ def test_corrupt_cache_file_is_reported_and_never_used(tmp_path, cache, monkeypa
     lookup = find_local(spec, data_file)
     assert lookup.path == system / data_file.name
     assert "corrupt, not used" in str(lookup.attempts[0])
-    with pytest.warns(UserWarning, match="corrupt, not used.*Delete that file"):
+    with pytest.warns(
+        UserWarning, match="corrupt, not used.*`aigc-course data fetch fixture` replaces it"
+    ):
         assert locate(spec, data_file.name) == system / data_file.name
     # Without the system copy the data set is not ready, and the status names the corrupt file.
     monkeypatch.setitem(sources.DATASETS, "fixture", dataclasses.replace(spec, system_dirs=()))
     (status,) = sources.dataset_status(["fixture"])
     assert not status.ready
-    assert f"cache {corrupt} is corrupt, not used" in status.summary()
+    assert f"cache {corrupt}: corrupt, not used" in status.summary()
 
 
 def test_offline_error_names_what_was_tried_and_the_fix(tmp_path, cache):

@@ -287,7 +287,7 @@ def test_cli_train_and_generate_gpt(tmp_path, capsys):
     assert first.startswith("ROMEO:") and len(first.rstrip("\n")) == len("ROMEO:") + 40
     assert cli.main([*generate, "--seed", "0"]) == 0
     assert capsys.readouterr().out == first, "a seed makes the text repeatable"
-    assert cli.main(["generate", "gpt", "€uro", "--checkpoint", checkpoint]) == 1
+    assert cli.main(["generate", "gpt", "€uro", "--checkpoint", checkpoint]) == 2
     assert "not in this tokenizer's vocabulary" in capsys.readouterr().err
 
 

@@ -88,7 +88,7 @@ def test_loading_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
     path = tmp_path / "gpt.safetensors"
     checkpoints.save(path, model, model.config.to_dict())
-    with pytest.raises(checkpoints.CheckpointError, match="does not hold this kind of model"):
+    with pytest.raises(checkpoints.CheckpointError, match="holds a GPT model, not a VAE"):
         TRAINER_MODULES["vae"].load(path)
     with pytest.raises(checkpoints.CheckpointError, match="no tokenizer"):
         TRAINER_MODULES["gpt"].load(path)

@@ -80,7 +80,9 @@ def test_fill_cache_replaces_a_corrupt_cache_copy(fixture_data, monkeypatch, tmp
     victim.write_bytes(b"not a gzip file")
     pass_through = sources.fill_cache("fixture")  # the corrupt copy is skipped, then replaced
     assert victim.read_bytes() == (fixture_data / victim.name).read_bytes()
-    assert any(action.startswith("copied") for _, action in pass_through)
+    actions = {path.name: action for path, action in pass_through}
+    assert actions[victim.name] == f"replaced a corrupt cache copy; copied from {fixture_data}"
+    assert {actions[name] for name in actions if name != victim.name} == {"already in the cache"}
 
 
 def test_fill_cache_downloads_what_is_nowhere_on_the_machine(fixture_data, monkeypatch, tmp_path):

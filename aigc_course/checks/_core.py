@@ -58,10 +58,13 @@ def _non_finite(got: torch.Tensor, expected: torch.Tensor) -> str:
     bad = ~torch.isfinite(got)
     first = tuple(bad.nonzero()[0].tolist())
     kinds = " and ".join(
-        kind for kind, present in (("NaN", got.isnan().any()), ("inf", got.isinf().any())) if present
+        kind
+        for kind, present in (("NaN", got.isnan().any()), ("inf", got.isinf().any()))
+        if present
     )
     return (
-        f"the result contains {kinds}: {int(bad.sum())} of {got.numel()} entries, the first at "
+        f"the result contains NaN or inf: {int(bad.sum())} of {got.numel()} entries are {kinds}, "
+        f"the first at "
         f"index {first} ({got[first].item()}, expected {expected[first].item():.4g})\n"
         f"   expected: {_short(expected)}\n"
         f"   got:      {_short(got)}"
@@ -76,14 +79,18 @@ def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -
         return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
     if got.is_floating_point() != expected.is_floating_point():
         return f"wrong dtype: expected {expected.dtype}, got {got.dtype}"
-    if expected.is_floating_point() and got.dtype != expected.dtype:
+    if got.dtype == torch.float64 and expected.dtype in (
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+    ):
         # A float64 constant or NumPy value in the computation promotes the result; the models run
         # in float32 (or lower), where float64 would double the memory and, on a GPU, be far slower.
         return (
-            f"wrong dtype: expected {expected.dtype} (the inputs' dtype), got {got.dtype}; a "
-            "float64 tensor or NumPy value in the computation promotes the result: keep it out"
+            f"wrong dtype: expected {expected.dtype}, got float64; a float64 tensor or NumPy "
+            "value in the computation promotes the result: keep it out"
         )
-    got_cpu = got.detach().cpu()
+    got_cpu = got.detach().cpu().to(expected.dtype)
     if expected.is_floating_point() and not torch.isfinite(got_cpu).all():
         return _non_finite(got_cpu, expected)
     if not expected.is_floating_point():
