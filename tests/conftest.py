@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 
+from aigc_course import checkpoints
 from aigc_course.data import sources
 from tests.helpers import closed_port_url
 
@@ -22,3 +24,14 @@ def no_data(tmp_path, monkeypatch):
         )
         offline_spec = dataclasses.replace(spec, files=unreachable, system_dirs=())
         monkeypatch.setitem(sources.DATASETS, name, offline_spec)
+
+
+@pytest.fixture
+def pretrained_copy(tmp_path, monkeypatch):
+    """The shipped checkpoints copied to a folder the test may change or damage, standing in for
+    the package's ``pretrained/``."""
+    folder = tmp_path / "pretrained"
+    shutil.copytree(checkpoints.PRETRAINED_DIR, folder)
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", folder)
+    monkeypatch.setattr(checkpoints, "MANIFEST", folder / "manifest.json")
+    return folder

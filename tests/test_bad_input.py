@@ -299,16 +299,6 @@ def test_the_shipped_checkpoints_are_not_replaced_by_accident(user, argv, fragme
     assert checkpoints.MANIFEST.read_bytes() == manifest
 
 
-@pytest.fixture
-def pretrained_copy(tmp_path, monkeypatch):
-    """A copy of the pretrained folder, standing in for the package's."""
-    folder = tmp_path / "pretrained"
-    shutil.copytree(checkpoints.PRETRAINED_DIR, folder)
-    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", folder)
-    monkeypatch.setattr(checkpoints, "MANIFEST", folder / "manifest.json")
-    return folder
-
-
 @needs_shakespeare
 def test_force_replaces_a_shipped_checkpoint_and_records_profile_and_options(
     pretrained_copy, capsys

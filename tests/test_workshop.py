@@ -110,16 +110,6 @@ def test_copy_verified_leaves_nothing_when_the_checksum_is_wrong(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.fixture
-def pretrained_copy(tmp_path, monkeypatch):
-    """The shipped checkpoints copied to a folder the test may damage."""
-    folder = tmp_path / "pretrained"
-    shutil.copytree(checkpoints.PRETRAINED_DIR, folder)
-    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", folder)
-    monkeypatch.setattr(checkpoints, "MANIFEST", folder / "manifest.json")
-    return folder
-
-
 def test_checkpoints_are_verified_by_sha256(pretrained_copy):
     names = sorted(checkpoints.manifest())
     assert len(names) >= 4
