@@ -62,6 +62,10 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, 0.0, True, "a number of 0 or more")
 
 
+def positive_float(text: str) -> float:
+    return _number(text, float, 0.0, False, "a number above 0")
+
+
 def probability_mass(text: str) -> float:
     """A top-p nucleus: a number in (0, 1]."""
     value = _number(text, float, 0.0, False, "a number in (0, 1]")
@@ -349,7 +353,7 @@ TRAINERS: dict[str, Trainable] = {
 
 def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
     """The recipe settings the command line changes (the options given, nothing else)."""
-    given = {"steps": args.steps, "batch_size": args.batch_size}
+    given = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size}
     given |= {option.dest: getattr(args, option.dest) for option in trainable.options}
     return {name: value for name, value in given.items() if value not in (None, False)}
 
@@ -484,7 +488,14 @@ def _add_train_commands(commands) -> None:
         parser.add_argument(
             "--profile", choices=PROFILE_NAMES, help="run profile (default: automatic)"
         )
-        parser.add_argument("--steps", type=count, help="training steps (default: the profile's)")
+        length = parser.add_mutually_exclusive_group()
+        length.add_argument("--steps", type=count, help="training steps (default: the profile's)")
+        length.add_argument(
+            "--minutes",
+            type=positive_float,
+            help="train for this much wall-clock time instead, as many steps as fit "
+            "(the schedule follows the clock)",
+        )
         parser.add_argument(
             "--batch-size", type=count, help=f"{trainable.items} per step (default: the profile's)"
         )

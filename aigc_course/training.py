@@ -40,7 +40,14 @@ class NonFiniteLossError(CourseError, RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How long and how fast to train."""
+    """How long and how fast to train.
+
+    A run takes ``steps`` steps, or, when ``minutes`` is set, as many steps as fit in that much
+    wall-clock time (evaluations included): the same minutes on every machine, a faster machine
+    taking more steps. The learning-rate schedule then runs on the share of the time spent, so the
+    run ends annealed when the time is up (see :class:`RunClock`). ``steps`` stays the way to
+    reproduce a run exactly.
+    """
 
     steps: int = 1000
     lr: float = 1e-3
@@ -49,8 +56,13 @@ class TrainConfig:
     eval_every: int = 250
     log_every: int = 10
     seed: int = 0
+    minutes: float | None = None
 
     def __post_init__(self) -> None:
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise SettingError(
+                f"minutes must be a positive number of minutes, got {self.minutes!r}"
+            )
         counts = {"steps": self.steps, "eval_every": self.eval_every, "log_every": self.log_every}
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
@@ -75,6 +87,8 @@ class History:
     eval_metrics: dict[str, list[float]] = field(default_factory=dict)
     examples: int = 0
     seconds: float = 0.0
+    steps_done: int = 0
+    budget_minutes: float | None = None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.steps.append(step)
@@ -112,6 +126,67 @@ def check_finite(loss: torch.Tensor, step: int, lr: float) -> None:
         )
 
 
+#: Under a time budget, a learning-rate schedule sees the share of the budget spent as a position on
+#: a grid of this many points (see :meth:`RunClock.position`).
+SCHEDULE_RESOLUTION = 10_000
+
+
+class RunClock:
+    """The steps a run takes: ``config.steps`` of them, or, with ``config.minutes``, as many as fit
+    in that wall-clock budget.
+
+    Iterate over it for the step numbers (1, 2, ...). Under a budget a step starts only while the
+    time spent plus the duration of the last evaluation (measured with :meth:`evaluate`, kept for
+    the evaluation after the last step) is inside the budget, so the run, final evaluation
+    included, ends on time; at least one step is always taken. ``done`` is the steps taken.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.steps = config.steps
+        self.budget = None if config.minutes is None else 60.0 * config.minutes
+        self.start = time.perf_counter()
+        self.reserve = 0.0  # seconds kept for the final evaluation
+        self.done = 0
+
+    @property
+    def timed(self) -> bool:
+        """True when the run is bounded by a time budget rather than a step count."""
+        return self.budget is not None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            if self.budget is None:
+                if self.done >= self.steps:
+                    return
+            elif self.done >= 1 and self.elapsed() + self.reserve >= self.budget:
+                return
+            self.done += 1
+            yield self.done
+
+    def is_last(self, step: int) -> bool:
+        """True for the last step of a run by steps (a timed run learns its last step only after)."""
+        return self.budget is None and step == self.steps
+
+    def position(self, step: int) -> tuple[int, int]:
+        """Where ``step`` (1-based) is in the run, as ``(index, total)`` for a learning-rate schedule:
+        the 0-based step index and the step count; under a budget, the share of the budget spent,
+        as a point of a grid of :data:`SCHEDULE_RESOLUTION`."""
+        if self.budget is None:
+            return step - 1, self.steps
+        spent = min(self.elapsed() / self.budget, 1.0)
+        return min(int(spent * SCHEDULE_RESOLUTION), SCHEDULE_RESOLUTION - 1), SCHEDULE_RESOLUTION
+
+    def evaluate(self, evaluate: Callable[[], R]) -> R:
+        """``evaluate()``, timed: its duration is kept free at the end of a timed run."""
+        began = time.perf_counter()
+        result = evaluate()
+        self.reserve = time.perf_counter() - began
+        return result
+
+
 def batch_size_of(batch) -> int:
     first = batch[0] if isinstance(batch, list | tuple) else batch
     return int(first.shape[0])
@@ -136,18 +211,21 @@ def train(
     compile_model: bool | None = None,
     progress: bool = True,
     description: str = "training",
-    lr_schedule: Callable[[int], float] | None = None,
+    lr_schedule: Callable[[int, int], float] | None = None,
     units_per_example: int = 1,
     unit: str = "examples",
 ) -> History:
-    """Train ``model`` for ``config.steps`` steps on ``batches`` (an endless iterator).
+    """Train ``model`` on ``batches`` (an endless iterator) for ``config.steps`` steps, or for
+    ``config.minutes`` of wall-clock time (see :class:`RunClock`).
 
-    ``evaluate(model)`` runs every ``config.eval_every`` steps and at the end, in eval mode
-    without gradients. ``compile_model=None`` compiles where :func:`runtime.compile_support`
-    allows it. ``lr_schedule(step)`` (0-based) sets the learning rate of every parameter group
-    before each step. The progress bar shows the loss and the rate in ``unit``s per second
-    (``units_per_example`` of them per example, e.g. tokens per sequence).
-    Returns the :class:`History`; the model is trained in place.
+    ``evaluate(model)`` runs every ``config.eval_every`` steps and after the last, in eval mode
+    without gradients (under a time budget also before the first, to measure its cost).
+    ``compile_model=None`` compiles where :func:`runtime.compile_support` allows it.
+    ``lr_schedule(index, total)`` sets the learning rate of every parameter group before each
+    step, from the step's position in the run (:meth:`RunClock.position`). The progress bar
+    shows the loss and the rate in ``unit``s per second (``units_per_example`` of them per
+    example, e.g. tokens per sequence). Returns the :class:`History`; the model is trained in
+    place.
     """
     device = device or runtime.get_device()
     precision = precision or runtime.choose_precision(device)
@@ -157,15 +235,19 @@ def train(
     )
     forward_model = runtime.maybe_compile(model, device, enabled=compile_model)
     scaler = precision.grad_scaler()
-    history = History()
-    bar = tqdm(range(1, config.steps + 1), desc=description, disable=not progress)
-    start = time.perf_counter()
+    history = History(budget_minutes=config.minutes)
+    clock = RunClock(config)
+    bar = tqdm(
+        clock, total=None if clock.timed else config.steps, desc=description, disable=not progress
+    )
+    if clock.timed and evaluate is not None:
+        history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)))
     for step in bar:
         model.train()
         batch = to_device(next(batches), device)
         if lr_schedule is not None:
             for group in optimizer.param_groups:
-                group["lr"] = lr_schedule(step - 1)
+                group["lr"] = lr_schedule(*clock.position(step))
         with precision.autocast():
             loss, metrics = loss_fn(forward_model, batch)
         check_finite(loss, step, config.lr)
@@ -175,15 +257,19 @@ def train(
         if grad_norm is not None:
             metrics["grad_norm"] = grad_norm
         history.examples += batch_size_of(batch)
-        if step % config.log_every == 0 or step == 1 or step == config.steps:
-            history.log(
-                step, {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"], **metrics}
-            )
-            rate = history.examples * units_per_example / (time.perf_counter() - start)
+        last = {"loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
+        if step % config.log_every == 0 or step == 1 or clock.is_last(step):
+            history.log(step, {**last, "loss": loss.item()})
+            rate = history.examples * units_per_example / clock.elapsed()
             bar.set_postfix({"loss": f"{loss.item():.4g}", f"{unit}/s": f"{rate:,.0f}"})
-        if evaluate is not None and (step % config.eval_every == 0 or step == config.steps):
-            history.log_eval(step, run_evaluation(model, evaluate))
-    history.seconds = time.perf_counter() - start
+        if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
+            history.log_eval(step, clock.evaluate(lambda: run_evaluation(model, evaluate)))
+    if history.steps[-1] != clock.done:  # a timed run: its last step, now known
+        history.log(clock.done, {**last, "loss": last["loss"].item()})
+    if evaluate is not None and (not history.eval_steps or history.eval_steps[-1] != clock.done):
+        history.log_eval(clock.done, run_evaluation(model, evaluate))
+    history.steps_done = clock.done
+    history.seconds = clock.elapsed()
     return history
 
 
@@ -273,18 +359,29 @@ class Run:
     metrics: dict[str, float]
 
 
+def describe_length(config: TrainConfig) -> str:
+    """How long a run is, for a trainer's one-line description: "2000 steps" or "3 minutes of steps"."""
+    if config.minutes is None:
+        return f"{config.steps} steps"
+    return f"{config.minutes:g} minute{'' if config.minutes == 1 else 's'} of steps"
+
+
 def summary_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_per_second") -> dict:
     """The first rows of every trainer's summary: steps, training speed and training time."""
+    budget = run.history.budget_minutes
     return {
-        "steps": run.recipe.train.steps,
+        "steps": run.history.steps_done
+        if budget is None
+        else f"{run.history.steps_done:,} in a budget of {budget:g} min",
         rate: run.metrics[rate_metric],
         "train time [s]": run.metrics["train_seconds"],
     }
 
 
 def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str:
-    """Save ``run.model`` with its config, the metrics, the recipe's steps and batch size, the
-    curves, the command that made it, and ``extra`` (JSON-able); returns the file's sha256."""
+    """Save ``run.model`` with its config, the metrics, the steps done (and the time budget, if
+    any), the examples seen, the batch size, the curves, the command that made it, and ``extra``
+    (JSON-able); returns the file's sha256."""
     return checkpoints.save(
         path,
         run.model,
@@ -292,7 +389,9 @@ def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str:
         metrics=run.metrics,
         extra={
             "command": command,
-            "steps": run.recipe.train.steps,
+            "steps": run.history.steps_done,
+            "minutes": run.history.budget_minutes,
+            "examples": run.history.examples,
             "batch_size": run.recipe.batch_size,
             "history": run.history.to_dict(),
             **extra,

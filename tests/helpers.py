@@ -123,3 +123,10 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() in {"1", "true"}:
         pytest.fail(f"{reason}; .ci/run must provide it")
     pytest.skip(reason)
+
+
+def require_data(name: str) -> None:
+    """Skip (fail in CI) unless data set ``name`` is on this machine."""
+    from aigc_course import data
+
+    require(all(s.ready for s in data.dataset_status([name])), f"the data set {name} is missing")

@@ -25,14 +25,13 @@ from safetensors.torch import load_file, save_file
 
 from aigc_course import checkpoints, cli, errors, files
 from aigc_course.data import sources
-from tests.helpers import ROOT, fixture_spec, make_idx_dataset
+from tests.helpers import ROOT, fixture_spec, make_idx_dataset, require_data
 
 SHAKESPEARE = [
     folder / "tinyshakespeare" / "input.txt"
     for folder in sources.search_dirs() + [sources.cache_dir()]
     if (folder / "tinyshakespeare" / "input.txt").is_file()
 ]
-needs_shakespeare = pytest.mark.skipif(not SHAKESPEARE, reason="Tiny Shakespeare is not here")
 
 
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
@@ -198,6 +197,7 @@ VALIDATING_TYPES = {
     cli.count: ["0", "-1", "-3", "1.5", "nan", "x", ""],
     cli.non_negative_int: ["-1", "1.5", "nan", "x", ""],
     cli.non_negative_float: ["-1", "-0.001", "nan", "inf", "-inf", "1e400", "x", ""],
+    cli.positive_float: ["0", "-1", "nan", "inf", "1e400", "x", ""],
     cli.probability_mass: ["0", "-0.5", "1.0001", "2", "nan", "inf", "x", ""],
 }
 
@@ -299,10 +299,10 @@ def test_the_shipped_checkpoints_are_not_replaced_by_accident(user, argv, fragme
     assert checkpoints.MANIFEST.read_bytes() == manifest
 
 
-@needs_shakespeare
 def test_force_replaces_a_shipped_checkpoint_and_records_profile_and_options(
     pretrained_copy, capsys
 ):
+    require_data("tinyshakespeare")
     before = (pretrained_copy / "gpt_tiny_shakespeare.safetensors").read_bytes()
     argv = ["train", "gpt", "--pretrained", "--profile", "smoke", "--steps", "2", "--quiet"]
     assert cli.main([*argv, "--force"]) == 0
@@ -319,8 +319,8 @@ def test_force_replaces_a_shipped_checkpoint_and_records_profile_and_options(
         assert recorded["options"] == {}, name
 
 
-@needs_shakespeare
 def test_train_writes_into_the_cache_by_default_and_says_where(tmp_path, monkeypatch, capsys):
+    require_data("tinyshakespeare")
     monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "gpt", "--steps", "2", "--quiet"]) == 0
@@ -334,9 +334,9 @@ def test_train_writes_into_the_cache_by_default_and_says_where(tmp_path, monkeyp
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
-@needs_shakespeare
 def test_ctrl_c_during_training_says_what_was_lost(user):
     """SIGINT mid-run: "interrupted", what was (not) saved, status 130, no traceback."""
+    require_data("tinyshakespeare")
     out = user.work / "runs"
     process = subprocess.Popen(
         [sys.executable, "-m", "aigc_course.cli", "train", "gpt", "--profile", "smoke"]

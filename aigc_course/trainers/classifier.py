@@ -37,7 +37,7 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> ClassifierRec
 
 
 def describe(recipe_: ClassifierRecipe) -> str:
-    return f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
+    return f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
 
 
 def checkpoint_name(recipe_: ClassifierRecipe) -> str:

@@ -12,7 +12,6 @@ over training; FID (course classifier) against test images at every evaluation.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def describe(recipe_: GANRecipe) -> str:
     kind = "class-conditional, " if recipe_.model.n_classes else ""
     return (
         f"{kind}{recipe_.model.channels} channels, latent {recipe_.model.latent_dim}, "
-        f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
+        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
     )
 
 
@@ -157,8 +156,10 @@ def train(
         40, recipe_.model.latent_dim, generator=torch.Generator().manual_seed(123)
     ).to(device)
     fixed_labels = (torch.arange(40) % 10).to(device) if conditional else None
-    run = GANRun(generator, recipe_, History(), {}, discriminator=discriminator)
-    d_wins, started = 0, time.perf_counter()
+    run = GANRun(
+        generator, recipe_, History(budget_minutes=config.minutes), {}, discriminator=discriminator
+    )
+    d_wins, clock = 0, training.RunClock(config)
 
     def snapshot(step: int) -> None:
         generator.eval()
@@ -166,8 +167,18 @@ def train(
             run.snapshots.append((step, to_unit_range(generator(fixed_noise, fixed_labels)).cpu()))
         generator.train()
 
-    snapshot(0)
-    bar = tqdm(range(1, config.steps + 1), desc="GAN", disable=not progress)
+    def evaluation(step: int) -> None:
+        snapshot(step)
+        if classifier is not None:
+            run.history.log_eval(
+                step, clock.evaluate(lambda: evaluate(generator, classifier, real_test))
+            )
+
+    if clock.timed:
+        evaluation(0)  # also measures what the final evaluation will cost
+    else:
+        snapshot(0)
+    bar = tqdm(clock, total=None if clock.timed else config.steps, desc="GAN", disable=not progress)
     for step in bar:
         index = torch.randint(0, len(train_set), (recipe_.batch_size,), generator=data_generator)
         real = to_signed_range(train_set.images[index]).to(device)
@@ -205,11 +216,12 @@ def train(
                 loss_g=f"{values['loss_g']:.3f}",
                 d_fake=f"{d_fake:.2f}",
             )
-        if step % config.eval_every == 0 or step == config.steps:
-            snapshot(step)
-            if classifier is not None:
-                run.history.log_eval(step, evaluate(generator, classifier, real_test))
-    run.history.seconds = time.perf_counter() - started
+        if step % config.eval_every == 0 or clock.is_last(step):
+            evaluation(step)
+    if run.snapshots[-1][0] != clock.done:  # a timed run: evaluate after its last step
+        evaluation(clock.done)
+    run.history.steps_done = clock.done
+    run.history.seconds = clock.elapsed()
     generator.eval()
     run.metrics = {
         "images_per_second": run.history.examples_per_second,

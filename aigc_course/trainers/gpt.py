@@ -71,7 +71,7 @@ def describe(recipe_: GPTRecipe) -> str:
     c = recipe_.model
     return (
         f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, "
-        f"{recipe_.train.steps} steps of {recipe_.batch_size} sequences"
+        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} sequences"
     )
 
 
@@ -186,8 +186,14 @@ def train(
         device=device,
         progress=progress,
         description="GPT",
-        lr_schedule=lambda step: training.warmup_cosine(
-            step, recipe_.train.lr, recipe_.warmup_steps, steps, recipe_.min_lr
+        # By steps: (index, total) = (step - 1, steps). By the clock: the share of the time spent,
+        # on a grid of `total` points, with the warm-up the same share of the run.
+        lr_schedule=lambda index, total: training.warmup_cosine(
+            index,
+            recipe_.train.lr,
+            round(recipe_.warmup_steps * total / steps),
+            total,
+            recipe_.min_lr,
         ),
         units_per_example=config.block_size,
         unit="tokens",

@@ -63,7 +63,7 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
 def describe(recipe_: VAERecipe) -> str:
     return (
         f"latent {recipe_.model.latent_dim}, beta {recipe_.beta:g}, "
-        f"{recipe_.train.steps} steps of {recipe_.batch_size} images"
+        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
     )
 
 

@@ -1,0 +1,150 @@
+"""Training by the clock: a run of ``minutes`` takes as many steps as fit, evaluations included,
+and its learning-rate schedule follows the share of the time spent.
+
+The loop is driven by a fake clock that the loss function advances, so these tests are exact and
+never depend on this machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from aigc_course import cli, training
+from aigc_course.errors import SettingError
+from aigc_course.training import RunClock, TrainConfig
+from tests.helpers import require_data
+
+
+class FakeClock:
+    """``time.perf_counter`` for the training module: moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(training.time, "perf_counter", fake)
+    return fake
+
+
+def run_linear_model(clock, config, step_seconds=1.0, eval_seconds=0.0, lr_schedule=None):
+    """A tiny regression trained under ``config``; each step costs ``step_seconds`` of fake time,
+    each evaluation ``eval_seconds``."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+
+    def batches():
+        while True:
+            yield x, y
+
+    def loss_fn(m, batch):
+        clock.now += step_seconds
+        inputs, targets = batch
+        return nn.functional.mse_loss(m(inputs), targets), {}
+
+    def evaluate(m):
+        clock.now += eval_seconds
+        return {"val_loss": nn.functional.mse_loss(m(x), y).item()}
+
+    history = training.train(
+        model,
+        loss_fn,
+        batches(),
+        config,
+        evaluate=evaluate,
+        device=torch.device("cpu"),
+        compile_model=False,
+        progress=False,
+        lr_schedule=lr_schedule,
+    )
+    return history, clock.now
+
+
+def test_a_timed_run_takes_the_steps_that_fit_with_its_final_evaluation(clock):
+    start = clock.now
+    config = TrainConfig(steps=5, minutes=0.5, eval_every=8, log_every=4)  # 30 s
+    history, end = run_linear_model(clock, config, step_seconds=1.0, eval_seconds=2.5)
+    # An evaluation at the start (2.5 s) measures the cost kept free for the last one. A step
+    # starts while time spent + 2.5 s < 30 s: after 20 steps and 3 evaluations 27.5 s are spent,
+    # so the run stops there (more steps than `steps`), and its final evaluation ends at 30 s.
+    assert history.steps_done == 20
+    assert history.eval_steps == [0, 8, 16, 20]
+    assert end - start == 30.0
+    assert history.steps[-1] == 20 and history.examples == 20 * 64
+    assert history.budget_minutes == 0.5
+
+
+def test_a_timed_run_always_takes_one_step(clock):
+    history, _ = run_linear_model(clock, TrainConfig(minutes=0.01), step_seconds=5.0)
+    assert history.steps_done == 1 and history.eval_steps == [0, 1]
+
+
+def test_a_run_by_steps_is_unchanged(clock):
+    history, _ = run_linear_model(clock, TrainConfig(steps=7, eval_every=3, log_every=2))
+    assert history.steps_done == 7
+    assert history.eval_steps == [3, 6, 7], "no evaluation at the start without a budget"
+    assert history.steps == [1, 2, 4, 6, 7]
+
+
+def test_the_schedule_follows_the_clock_and_ends_annealed(clock):
+    positions = []
+
+    def schedule(index: int, total: int) -> float:
+        positions.append((index, total))
+        return training.warmup_cosine(index, 1e-2, total // 10, total, 1e-4)
+
+    config = TrainConfig(minutes=1, log_every=1, eval_every=1000)
+    history, _ = run_linear_model(clock, config, step_seconds=1.0, lr_schedule=schedule)
+    assert history.steps_done == 60
+    grid = training.SCHEDULE_RESOLUTION
+    assert positions[0] == (0, grid) and all(total == grid for _, total in positions)
+    # Step s starts after s - 1 seconds of 60: its position is (s - 1) / 60 of the grid.
+    assert [index for index, _ in positions] == [int((s - 1) / 60 * grid) for s in range(1, 61)]
+    learning_rates = history.metrics["lr"]
+    assert max(learning_rates) == pytest.approx(1e-2, rel=1e-3)
+    assert learning_rates[-1] < 2e-4, "annealed to near its floor when the time is up"
+
+
+def test_by_steps_the_schedule_gets_the_step_index_and_count(clock):
+    positions = []
+    run_linear_model(
+        clock,
+        TrainConfig(steps=4),
+        lr_schedule=lambda index, total: positions.append((index, total)) or 1e-3,
+    )
+    assert positions == [(0, 4), (1, 4), (2, 4), (3, 4)]
+
+
+def test_run_clock_refuses_a_bad_budget():
+    for minutes in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(SettingError, match="minutes"):
+            TrainConfig(minutes=minutes)
+    assert not RunClock(TrainConfig()).timed and RunClock(TrainConfig(minutes=2)).budget == 120
+
+
+def test_cli_trains_by_the_clock_and_records_it(tmp_path, capsys):
+    from safetensors import safe_open
+
+    require_data("tinyshakespeare")
+    argv = ["train", "gpt", "--profile", "smoke", "--minutes", "0.05", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "0.05 minutes of steps of 8 sequences" in out
+    assert "in a budget of 0.05 min" in out
+    with safe_open(str(tmp_path / "gpt.safetensors"), framework="pt") as handle:
+        extra = json.loads(handle.metadata()["extra"])
+    assert extra["minutes"] == 0.05 and extra["steps"] >= 1
+    assert extra["examples"] == extra["steps"] * 8
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--steps", "3"])  # a run is bounded by steps or by minutes, not both
+    assert "not allowed with argument" in capsys.readouterr().err
