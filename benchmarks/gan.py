@@ -1,6 +1,6 @@
 """Benchmark the lesson-07 DCGAN: train under a profile and print one figure a line.
 
-    python benchmarks/gan.py [--profile smoke|cpu|gpu] [--steps N] [--conditional]
+    python benchmarks/gan.py [--profile smoke|cpu|gpu] [--steps N | --minutes M] [--conditional]
 
 Prints: device, torch version, profile, steps, images/s, FID against test images (with the course's
 Fashion-MNIST classifier, not Inception: not comparable with published FIDs), the entropy of the
@@ -26,14 +26,14 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, conditional=args.conditional, steps=args.steps)
+    recipe = trainer.recipe(profile, conditional=args.conditional, steps=args.steps, minutes=args.minutes)
     run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
         **_common.environment(profile, device),
         "model": f"DCGAN, {recipe.model.channels} channels, latent {recipe.model.latent_dim}"
         + (", class-conditional" if args.conditional else ""),
-        "steps": f"{recipe.train.steps} x {recipe.batch_size} images",
+        "steps": f"{_common.length(run)} images",
         "images/s (training)": f"{m['images_per_second']:.0f}",
         f"FID vs {recipe.fid_images} test images (course classifier)": f"{m['test_fid']:.2f}",
         "class-histogram entropy [nats]": f"{m['test_class_entropy']:.4f} (max 2.3026)",

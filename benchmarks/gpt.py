@@ -1,6 +1,6 @@
 """Benchmark the lesson-08 GPT: train under a profile and print one figure a line.
 
-    python benchmarks/gpt.py [--profile smoke|cpu|gpu] [--steps N]
+    python benchmarks/gpt.py [--profile smoke|cpu|gpu] [--steps N | --minutes M]
 
 Prints: device, torch version, model size, parameters, tokens/s, MFU (CUDA only: FLOPs per token
 6N + 12 L H d T, times tokens/s, against the device's bf16 dense peak), validation loss against the
@@ -37,7 +37,7 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, steps=args.steps)
+    recipe = trainer.recipe(profile, steps=args.steps, minutes=args.minutes)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run = trainer.train(recipe, device=device, progress=False)
@@ -56,7 +56,7 @@ def main() -> None:
         **_common.environment(profile, device),
         "model": f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, dropout {c.dropout}",
         "parameters": f"{m['parameters']:,}",
-        "steps": f"{recipe.train.steps} x {recipe.batch_size} sequences",
+        "steps": f"{_common.length(run)} sequences",
         "tokens/s": f"{m['tokens_per_second']:.0f}",
         "MFU": mfu,
         "val loss [nats/char]": f"{m['val_loss']:.4f}",

@@ -1,6 +1,6 @@
 """Benchmark the lesson-06 VAE: train under a profile and print one figure a line.
 
-    python benchmarks/vae.py [--profile smoke|cpu|gpu] [--steps N]
+    python benchmarks/vae.py [--profile smoke|cpu|gpu] [--steps N | --minutes M]
 
 Prints: device, torch version, profile, steps, batch size, images/s (training), final test negative
 ELBO (nats per image), IWAE NLL (nats and bits/dim, with K and the number of test images), and
@@ -26,13 +26,13 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, steps=args.steps)
+    recipe = trainer.recipe(profile, steps=args.steps, minutes=args.minutes)
     run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
         **_common.environment(profile, device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "steps": recipe.train.steps,
+        "steps": f"{_common.length(run)} images",
         "batch size": recipe.batch_size,
         "images/s (training)": f"{m['images_per_second']:.0f}",
         "test negative ELBO [nats]": f"{m['test_neg_elbo']:.2f} ({recipe.eval_images} images)",

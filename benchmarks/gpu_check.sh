@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Everything the course needs checked on a CUDA GPU, in one go: well inside 8 minutes on one H200.
+#
+#   bash benchmarks/gpu_check.sh OUT            # on the GPU machine, from the repository root
+#   bash benchmarks/gpu_check.sh --prepare      # here, with internet: make what the GPU machine needs
+#   GPU_CHECK_PROFILE=smoke bash benchmarks/gpu_check.sh OUT   # rehearse every step on a CPU, in seconds
+#
+# The GPU machine has its own python3 with a CUDA PyTorch, and no network and no Jupyter packages.
+# `--prepare` (run where pip can reach PyPI) downloads the missing packages as wheels into
+# .gpu-wheels/ and puts the data where the course finds it (data/, the cache); both folders are
+# git-ignored and travel with the working tree. On the GPU machine the script then
+#   1. installs the course without network (the carried wheels, then `pip install --no-deps -e .`);
+#   2. reports the environment (`aigc-course doctor`);
+#   3. runs the GPU tests (`pytest -m gpu`: AMP dtype, compile, SDPA flash, KV cache, checkpoints);
+#   4. runs the three benchmarks under the gpu profile, each with a time budget (--minutes);
+#   5. times the model lessons under the gpu profile (`aigc-course time-notebooks`).
+# Every figure and log goes into OUT; OUT/summary.txt lists each step with its status and seconds.
+# A failed step is recorded and the script goes on, so one run gives every answer it can.
+set -uo pipefail
+
+PYTHON=${PYTHON:-python3}
+PROFILE=${GPU_CHECK_PROFILE:-gpu}
+WHEELS=.gpu-wheels
+# What the GPU machine lacks (its image has torch, numpy, matplotlib, tqdm, safetensors, requests,
+# pytest): the course's other dependencies and the notebook runner's.
+MISSING_PACKAGES=(pooch ipywidgets nbformat nbclient ipykernel)
+
+if [[ ! -f pyproject.toml || ! -d aigc_course ]]; then
+    echo "error: run this from the repository root (no pyproject.toml and aigc_course/ here)" >&2
+    exit 2
+fi
+
+if [[ ${1:-} == --prepare ]]; then
+    set -e
+    mkdir -p "$WHEELS"
+    # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
+    "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
+        --python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux_2_28_x86_64 "${MISSING_PACKAGES[@]}"
+    echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
+    # The data: every required data set, verified, into the repository's data/ (the cache).
+    AIGC_DATA_DIR="$PWD/data" aigc-course data fetch
+    echo "data: $(du -sh data | cut -f1) in data/"
+    echo "ready: carry $WHEELS and data with the working tree, then run: bash benchmarks/gpu_check.sh OUT"
+    exit 0
+fi
+
+OUT=${1:?usage: bash benchmarks/gpu_check.sh OUT (or --prepare)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+export AIGC_DATA_DIR="$PWD/data" AIGC_OFFLINE=1 AIGC_PROFILE="$PROFILE" MPLBACKEND=Agg
+
+# step NAME LIMIT_SECONDS COMMAND...: run COMMAND with a time limit, output to OUT/NAME.log.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    echo "== $name (at most ${limit} s)"
+    timeout --signal=INT --kill-after=15 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local status=$?
+    local verdict=ok
+    [[ $status -ne 0 ]] && verdict="FAILED (exit $status)"
+    [[ $status -eq 124 ]] && verdict="TIMED OUT after ${limit} s"
+    printf '%-16s %-26s %4d s\n' "$name" "$verdict" $((SECONDS - start)) | tee -a "$SUMMARY"
+    tail -n 3 "$OUT/$name.log"
+    return 0
+}
+
+install() {
+    if [[ -d $WHEELS ]]; then
+        "$PYTHON" -m pip install --no-index --find-links "$WHEELS" "${MISSING_PACKAGES[@]}" || return 1
+    fi
+    "$PYTHON" -m pip install --no-deps --no-build-isolation -e . || return 1
+    "$PYTHON" -c "import aigc_course, nbclient, ipykernel; print('installed', aigc_course.__file__)"
+}
+
+versions() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+    "$PYTHON" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
+    "$PYTHON" -m aigc_course.cli doctor
+}
+
+benchmark() {  # benchmark SCRIPT MINUTES [options]: the gpu profile, by the clock
+    local script=$1 minutes=$2
+    shift 2
+    "$PYTHON" "benchmarks/$script" --profile "$PROFILE" --minutes "$minutes" "$@"
+}
+
+# The limits add up to under 8 minutes; a step that needs longer is cut and says so.
+step install 75 install
+step environment 30 versions
+step gpu-tests 75 "$PYTHON" -m pytest -m gpu tests -p no:cacheprovider -q -rs
+step bench-gpt 90 benchmark gpt.py 1
+step bench-vae 50 benchmark vae.py 0.5
+step bench-gan 70 benchmark gan.py 0.75
+# The lessons to time (GPU_CHECK_LESSONS="06 07 08" for all the model lessons, given more time).
+lessons=()
+for number in ${GPU_CHECK_LESSONS:-08}; do lessons+=(notebooks/"$number"_*.ipynb); done
+step time-lessons 150 "$PYTHON" -m aigc_course.cli time-notebooks --profile "$PROFILE" \
+    --output "$OUT/time-table-$PROFILE.md" --readme none "${lessons[@]}"
+echo
+echo "summary ($SUMMARY):"
+cat "$SUMMARY"

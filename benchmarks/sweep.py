@@ -1,0 +1,92 @@
+"""Sweep GPT recipes at fixed wall-clock budgets: which recipe gives the best model per CPU-minute.
+
+    python benchmarks/sweep.py [--minutes 1 3 10] [--candidates NAME ...] [--threads N]
+
+Each candidate is the cpu profile's GPT recipe with a few settings changed (batch, context, width,
+depth, learning rate), trained by the clock (``--minutes``: as many steps as fit, the schedule on the
+share of the time spent). Every run is scored on the same yardstick: the mean loss on the same
+~200,000 validation characters (fixed blocks of the last 10% of Tiny Shakespeare, each predicted
+with the model's own context), so candidates with different batch sizes and contexts compare.
+Prints a markdown table, one row per (candidate, budget), with this machine's fp32 matmul speed:
+the figures scale with it. Record the table in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import _common  # benchmarks/_common.py: the script's own folder is on sys.path
+import torch
+
+from aigc_course import runtime
+from aigc_course.trainers import gpt as trainer
+
+#: The candidates: changes to the cpu profile's recipe (4 layers x 4 heads x 128, context 128,
+#: batch 32, lr 2e-3). Each name says what it changes.
+CANDIDATES: dict[str, dict[str, object]] = {
+    "recipe": {},
+    "batch16": {"batch_size": 16},
+    "ctx64": {"block_size": 64},
+    "batch16-ctx64": {"batch_size": 16, "block_size": 64},
+    "batch16-ctx64-lr3e-3": {"batch_size": 16, "block_size": 64, "lr": 3e-3},
+    "narrow96-ctx64": {"n_embd": 96, "n_head": 4, "block_size": 64, "batch_size": 16},
+    "3layers-ctx64": {"n_layer": 3, "block_size": 64, "batch_size": 16},
+    "wide192-3layers-ctx64": {
+        "n_embd": 192,
+        "n_head": 6,
+        "n_layer": 3,
+        "block_size": 64,
+        "batch_size": 16,
+    },
+}
+
+#: Validation characters every candidate is scored on.
+EVAL_CHARACTERS = 200_000
+
+
+def score(model, shakespeare: trainer.ShakespeareData) -> float:
+    """Mean loss (nats/char) over about EVAL_CHARACTERS validation characters in fixed blocks."""
+    block = model.config.block_size
+    batch_size = 32
+    batches = max(1, round(EVAL_CHARACTERS / (block * batch_size)))
+    return trainer.estimate_loss(model, shakespeare.val_ids, batches, batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    profile = runtime.get_profile("cpu")
+    device = runtime.get_device()
+    shakespeare = trainer.load_data()
+    _common.print_figures(_common.environment(profile, device))
+    print()
+    print(
+        "| candidate | changes | minutes | steps × batch | tokens seen | params "
+        "| val loss [nats/char] | bits/char | tokens/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.candidates or list(CANDIDATES):
+        for minutes in args.minutes:
+            recipe = trainer.recipe(profile, minutes=minutes, **CANDIDATES[name])
+            run = trainer.train(recipe, device=device, progress=False, shakespeare=shakespeare)
+            loss = score(run.model, shakespeare)
+            history = run.history
+            tokens = history.examples * recipe.model.block_size
+            changes = ", ".join(f"{k}={v}" for k, v in CANDIDATES[name].items()) or "(none)"
+            print(
+                f"| {name} | {changes} | {minutes:g} | {history.steps_done} × {recipe.batch_size} "
+                f"| {tokens:,} | {run.metrics['parameters']:,} | {loss:.4f} "
+                f"| {loss / math.log(2):.4f} | {run.metrics['tokens_per_second']:,.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
