@@ -26,7 +26,9 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, conditional=args.conditional, steps=args.steps, minutes=args.minutes)
+    recipe = trainer.recipe(
+        profile, conditional=args.conditional, steps=args.steps, minutes=args.minutes
+    )
     run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
     figures = {
