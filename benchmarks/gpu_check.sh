@@ -5,6 +5,9 @@
 #   bash benchmarks/gpu_check.sh --prepare      # here, with internet: make what the GPU machine needs
 #   GPU_CHECK_PROFILE=smoke bash benchmarks/gpu_check.sh OUT   # rehearse every step on a CPU, in seconds
 #
+# Settings (environment): PYTHON (default python3), GPU_CHECK_PROFILE (gpu), GPU_CHECK_LESSONS (08),
+# GPU_CHECK_WHEELS (.gpu-wheels), GPU_CHECK_PYTHON_VERSION (3.12: the GPU machine's, for --prepare).
+#
 # The GPU machine has its own python3 with a CUDA PyTorch, and no network and no Jupyter packages.
 # `--prepare` (run where pip can reach PyPI) downloads the missing packages as wheels into
 # .gpu-wheels/ and puts the data where the course finds it (data/, the cache); both folders are
@@ -20,7 +23,7 @@ set -uo pipefail
 
 PYTHON=${PYTHON:-python3}
 PROFILE=${GPU_CHECK_PROFILE:-gpu}
-WHEELS=.gpu-wheels
+WHEELS=${GPU_CHECK_WHEELS:-.gpu-wheels}
 # What the GPU machine lacks (its image has torch, numpy, matplotlib, tqdm, safetensors, requests,
 # pytest): the course's other dependencies and the notebook runner's.
 MISSING_PACKAGES=(pooch ipywidgets nbformat nbclient ipykernel)
@@ -35,7 +38,7 @@ if [[ ${1:-} == --prepare ]]; then
     mkdir -p "$WHEELS"
     # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
     "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
-        --python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --python-version "${GPU_CHECK_PYTHON_VERSION:-3.12}" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux_2_28_x86_64 "${MISSING_PACKAGES[@]}"
     echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
     # The data: every required data set, verified, into the repository's data/ (the cache).
@@ -91,7 +94,8 @@ benchmark() {  # benchmark SCRIPT MINUTES [options]: the gpu profile, by the clo
 # The limits add up to under 8 minutes; a step that needs longer is cut and says so.
 step install 75 install
 step environment 30 versions
-step gpu-tests 75 "$PYTHON" -m pytest -m gpu tests -p no:cacheprovider -q -rs
+# Only the GPU tests: the project's pytest options name nbval, which the GPU machine lacks.
+step gpu-tests 75 "$PYTHON" -m pytest -o addopts= -p no:cacheprovider -q -rs tests/test_gpu.py
 step bench-gpt 90 benchmark gpt.py 1
 step bench-vae 50 benchmark vae.py 0.5
 step bench-gan 70 benchmark gan.py 0.75
