@@ -26,7 +26,7 @@ PROFILE=${GPU_CHECK_PROFILE:-gpu}
 WHEELS=${GPU_CHECK_WHEELS:-.gpu-wheels}
 # What the GPU machine lacks (its image has torch, numpy, matplotlib, tqdm, safetensors, requests,
 # pytest): the course's other dependencies and the notebook runner's.
-MISSING_PACKAGES=(pooch ipywidgets nbformat nbclient ipykernel)
+MISSING_PACKAGES="pooch ipywidgets nbformat nbclient ipykernel"
 
 if [[ ! -f pyproject.toml || ! -d aigc_course ]]; then
     echo "error: run this from the repository root (no pyproject.toml and aigc_course/ here)" >&2
@@ -39,7 +39,7 @@ if [[ ${1:-} == --prepare ]]; then
     # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
     "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
         --python-version "${GPU_CHECK_PYTHON_VERSION:-3.12}" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux_2_28_x86_64 "${MISSING_PACKAGES[@]}"
+        --platform manylinux_2_28_x86_64 $MISSING_PACKAGES
     echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
     # The data: every required data set, verified, into the repository's data/ (the cache).
     AIGC_DATA_DIR="$PWD/data" aigc-course data fetch
@@ -55,13 +55,14 @@ SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 export AIGC_DATA_DIR="$PWD/data" AIGC_OFFLINE=1 AIGC_PROFILE="$PROFILE" MPLBACKEND=Agg
 
-# step NAME LIMIT_SECONDS COMMAND...: run COMMAND with a time limit, output to OUT/NAME.log.
+# step NAME LIMIT_SECONDS COMMAND...: run COMMAND (a program or one of the functions below) with
+# a time limit, its output to OUT/NAME.log.
 step() {
     local name=$1 limit=$2
     shift 2
     local start=$SECONDS
     echo "== $name (at most ${limit} s)"
-    timeout --signal=INT --kill-after=15 "$limit" "$@" >"$OUT/$name.log" 2>&1
+    timeout --signal=INT --kill-after=15 "$limit" bash -c '"$@"' step "$@" >"$OUT/$name.log" 2>&1
     local status=$?
     local verdict=ok
     [[ $status -ne 0 ]] && verdict="FAILED (exit $status)"
@@ -71,34 +72,36 @@ step() {
     return 0
 }
 
-install() {
+install_course() {
     if [[ -d $WHEELS ]]; then
-        "$PYTHON" -m pip install --no-index --find-links "$WHEELS" "${MISSING_PACKAGES[@]}" || return 1
+        "$PYTHON" -m pip install --no-index --find-links "$WHEELS" $MISSING_PACKAGES || return 1
     fi
     "$PYTHON" -m pip install --no-deps --no-build-isolation -e . || return 1
     "$PYTHON" -c "import aigc_course, nbclient, ipykernel; print('installed', aigc_course.__file__)"
 }
 
-versions() {
+report_versions() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
     "$PYTHON" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
     "$PYTHON" -m aigc_course.cli doctor
 }
 
-benchmark() {  # benchmark SCRIPT MINUTES [options]: the gpu profile, by the clock
+run_benchmark() {  # run_benchmark SCRIPT MINUTES [options]: the profile's recipe, by the clock
     local script=$1 minutes=$2
     shift 2
     "$PYTHON" "benchmarks/$script" --profile "$PROFILE" --minutes "$minutes" "$@"
 }
 
 # The limits add up to under 8 minutes; a step that needs longer is cut and says so.
-step install 75 install
-step environment 30 versions
+export PYTHON PROFILE WHEELS MISSING_PACKAGES
+export -f install_course report_versions run_benchmark
+step install 75 install_course
+step environment 30 report_versions
 # Only the GPU tests: the project's pytest options name nbval, which the GPU machine lacks.
 step gpu-tests 75 "$PYTHON" -m pytest -o addopts= -p no:cacheprovider -q -rs tests/test_gpu.py
-step bench-gpt 90 benchmark gpt.py 1
-step bench-vae 50 benchmark vae.py 0.5
-step bench-gan 70 benchmark gan.py 0.75
+step bench-gpt 90 run_benchmark gpt.py 1
+step bench-vae 50 run_benchmark vae.py 0.5
+step bench-gan 70 run_benchmark gan.py 0.75
 # The lessons to time (GPU_CHECK_LESSONS="06 07 08" for all the model lessons, given more time).
 lessons=()
 for number in ${GPU_CHECK_LESSONS:-08}; do lessons+=(notebooks/"$number"_*.ipynb); done
