@@ -93,3 +93,18 @@ def test_the_instructor_guide_quotes_the_measured_times_for_every_lesson():
         assert problem in guide
     for schedule in ("Half a day", "One day", "Two days"):
         assert f"### {schedule}" in guide
+
+
+def test_the_gpu_check_script_is_ready():
+    """benchmarks/gpu_check.sh parses, refuses to run outside the repository, and names files that exist."""
+    import subprocess
+
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    outside = subprocess.run(["bash", str(script), "out"], cwd="/", capture_output=True, text=True)
+    assert outside.returncode == 2 and "run this from the repository root" in outside.stderr
+    text = script.read_text(encoding="utf-8")
+    for name in re.findall(r"run_benchmark (\w+\.py)", text):
+        assert (ROOT / "benchmarks" / name).is_file(), name
+    assert (ROOT / "tests" / "test_gpu.py").is_file() and "tests/test_gpu.py" in text
+    assert ".gpu-wheels/" in (ROOT / ".gitignore").read_text(encoding="utf-8")
