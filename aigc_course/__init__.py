@@ -20,6 +20,10 @@ GITHUB_REPOSITORY = "aigc-course/aigc-course"
 GITHUB_BRANCH = "main"
 REPOSITORY_URL = f"https://github.com/{GITHUB_REPOSITORY}"
 
+#: The run profiles, smallest first (:mod:`aigc_course.runtime` says what each means). Kept here,
+#: free of imports, so that ``aigc-course`` parses its options without loading PyTorch.
+PROFILE_NAMES = ("smoke", "cpu", "gpu")
+
 from aigc_course.errors import install_notebook_handler  # noqa: E402
 
 install_notebook_handler()

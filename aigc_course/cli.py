@@ -25,9 +25,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigc_course import __version__, errors
+from aigc_course import PROFILE_NAMES, __version__, errors
 from aigc_course.errors import CourseError, SettingError
-from aigc_course.runtime import PROFILE_NAMES
 
 
 class CourseArgumentParser(argparse.ArgumentParser):

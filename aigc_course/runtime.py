@@ -23,10 +23,11 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
+import aigc_course
 from aigc_course.errors import SettingError
 
 ProfileName = Literal["smoke", "cpu", "gpu"]
-PROFILE_NAMES: tuple[ProfileName, ...] = ("smoke", "cpu", "gpu")
+PROFILE_NAMES: tuple[ProfileName, ...] = aigc_course.PROFILE_NAMES
 T = TypeVar("T")
 
 

@@ -499,3 +499,19 @@ def test_a_course_error_in_a_notebook_shows_its_message_not_a_traceback(tmp_path
     assert error.traceback[0] == "DataNotFoundError: no data here.\nFix: fetch it"
     assert len(error.traceback) == 2 and "AIGC_DEBUG=1" in error.traceback[1]
     assert notebook.cells[2].outputs == []
+
+
+def test_a_bad_option_is_refused_before_pytorch_loads():
+    """Parsing needs no PyTorch: `aigc-course --help` and a mistyped option answer at once."""
+    code = (
+        "import sys\nfrom aigc_course import cli\n"
+        "try:\n    cli.main(['generate', 'gpt', 'x', '--top-k', '0'])\n"
+        "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
