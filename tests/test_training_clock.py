@@ -148,3 +148,26 @@ def test_cli_trains_by_the_clock_and_records_it(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([*argv, "--steps", "3"])  # a run is bounded by steps or by minutes, not both
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_sweep_script_prints_a_row_per_candidate_and_budget():
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    require_data("tinyshakespeare")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--minutes", "0.01"]
+        + ["--candidates", "recipe", "3layers-ctx64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| recipe |")]
+    rows += [line for line in result.stdout.splitlines() if line.startswith("| 3layers-ctx64 |")]
+    assert len(rows) == 2 and all("| 0.01 |" in row for row in rows), result.stdout
+    loss = float(rows[0].split("|")[7])
+    assert 0 < loss < 6, "a scored run: a loss in nats per character (ln 65 = 4.17 untrained)"
+    assert "CPU matmul [GFLOP/s, fp32 512x512]" in result.stdout
