@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_course import files
@@ -112,3 +115,60 @@ def train_val_ids(
     ids = tokenizer.encode(text)
     cut = int(train_fraction * len(ids))
     return ids[:cut], ids[cut:]
+
+
+# --------------------------------------------------------------------------------------------
+# Speeches: the play script's structure (lesson 09 fine-tunes on one speaker)
+# --------------------------------------------------------------------------------------------
+
+#: A speaker line: a name of letters, spaces, apostrophes, dots or hyphens, then a colon, alone on
+#: its line ("ROMEO:", "First Citizen:", "KING RICHARD III:").
+_SPEAKER_LINE = re.compile(r"[A-Za-z][A-Za-z .'-]{0,39}:")
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One speech of the script: who speaks, what they say, and where it is in the corpus.
+
+    ``start`` is the index of the speaker line's first character and ``end`` the index just past
+    the speech's last character, so ``corpus[start:end] == f"{speaker}:\\n{text}"``.
+    """
+
+    speaker: str
+    text: str
+    start: int
+    end: int
+
+
+def parse_speeches(corpus: str) -> list[Speech]:
+    """The speeches of a play script, in order.
+
+    Tiny Shakespeare is blocks of lines separated by blank lines; a block whose first line is a
+    speaker line (``NAME:``) and that has at least one more line is a speech. Anything else (a
+    block without a speaker line) is not a speech and is skipped.
+    """
+    speeches = []
+    for block in re.finditer(r"[^\n](?:.|\n(?=[^\n]))*", corpus):
+        first, _, rest = block.group().partition("\n")
+        if rest and _SPEAKER_LINE.fullmatch(first):
+            speeches.append(Speech(first[:-1], rest, block.start(), block.end()))
+    return speeches
+
+
+def speaker_counts(speeches: Iterable[Speech]) -> Counter[str]:
+    """How many speeches each speaker has, most first (``.most_common()``)."""
+    return Counter(speech.speaker for speech in speeches)
+
+
+def split_speeches(speeches: Iterable[Speech], boundary: int) -> tuple[list[Speech], list[Speech]]:
+    """The speeches wholly before character ``boundary`` and those wholly after it.
+
+    With ``boundary`` the cut of :func:`train_val_ids` (``int(0.9 * len(corpus))``: one token per
+    character), the first list is inside the text a model was trained on and the second inside
+    the text it never saw. A speech that straddles the cut belongs to neither, so no held-out
+    speech ever shares characters with training text.
+    """
+    speeches = list(speeches)
+    before = [speech for speech in speeches if speech.end <= boundary]
+    after = [speech for speech in speeches if speech.start >= boundary]
+    return before, after
