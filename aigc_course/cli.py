@@ -430,7 +430,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"\ninterrupted: the run stopped before its last step and nothing was saved ({path} "
             f"{state}): a checkpoint is written only when a run completes. For a shorter run, "
-            "pass --steps.",
+            "pass --minutes M (or --steps N).",
             file=sys.stderr,
         )
         return 130
