@@ -64,8 +64,9 @@ def save(
     """Save ``model``'s weights with ``config``, ``metrics`` and ``extra`` (JSON-able) to ``path``.
 
     The model's class name is recorded too, so that loading it as another kind of model is a clear
-    :class:`CheckpointError` rather than a shape mismatch. Written to a temporary file in the same folder, read back and compared, then renamed into
-    place: an interrupted save never leaves a half-written checkpoint. Returns the file's sha256.
+    :class:`CheckpointError` rather than a shape mismatch. Written to a temporary file in the same
+    folder, read back and compared, then renamed into place: an interrupted save never leaves a
+    half-written checkpoint. Returns the file's sha256.
     """
     path = Path(path)
     state, aliases = _unique_tensors(model.state_dict())

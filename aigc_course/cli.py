@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ def _number(text: str, kind: type, lowest: float, inclusive: bool, what: str):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     too_low = value < lowest if inclusive else value <= lowest
-    if too_low or value != value or value in (float("inf"), float("-inf")):
+    if too_low or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 

@@ -130,3 +130,25 @@ def require_data(name: str) -> None:
     from aigc_course import data
 
     require(all(s.ready for s in data.dataset_status([name])), f"the data set {name} is missing")
+
+
+def execute_notebook(notebook, folder: Path, timeout: int = 600) -> None:
+    """Run ``notebook`` (an nbformat object) in a fresh kernel in ``folder``; raises if a cell fails."""
+    from nbclient import NotebookClient
+
+    NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+
+
+def printed_text(notebook) -> str:
+    """Everything a notebook's code cells printed (their text outputs), in order."""
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )

@@ -25,7 +25,14 @@ from safetensors.torch import load_file, save_file
 
 from aigc_course import checkpoints, cli, errors, files
 from aigc_course.data import sources
-from tests.helpers import ROOT, fixture_spec, make_idx_dataset, require_data
+from tests.helpers import (
+    ROOT,
+    execute_notebook,
+    fixture_spec,
+    make_idx_dataset,
+    printed_text,
+    require_data,
+)
 
 SHAKESPEARE = [
     folder / "tinyshakespeare" / "input.txt"
@@ -445,14 +452,6 @@ def test_system_copies_can_be_ignored(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 
-def _execute(notebook, folder: Path) -> None:
-    from nbclient import NotebookClient
-
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-    ).execute()
-
-
 def test_lesson_00_runs_to_the_end_without_fashion_mnist(tmp_path, monkeypatch):
     import nbformat
 
@@ -465,13 +464,8 @@ def test_lesson_00_runs_to_the_end_without_fashion_mnist(tmp_path, monkeypatch):
     monkeypatch.setenv("AIGC_IGNORE_SYSTEM_DATA", "1")
     monkeypatch.setenv("AIGC_OFFLINE", "1")
     notebook = nbformat.read(ROOT / "notebooks" / "00_setup.ipynb", as_version=4)
-    _execute(notebook, ROOT / "notebooks")  # raises if any cell fails
-    text = "".join(
-        output.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    execute_notebook(notebook, ROOT / "notebooks")  # raises if any cell fails
+    text = printed_text(notebook)
     assert "MISSING: Fashion-MNIST file train-images-idx3-ubyte.gz was not found" in text
     assert "Fix: on a machine with internet: aigc-course data fetch fashion-mnist" in text
     assert "The image lessons (06, 07) need it" in text
@@ -494,7 +488,7 @@ def test_a_course_error_in_a_notebook_shows_its_message_not_a_traceback(tmp_path
         nbformat.v4.new_code_cell("print('not reached')"),
     ]
     with pytest.raises(CellExecutionError):
-        _execute(notebook, tmp_path)  # the cell still fails: Run All stops there
+        execute_notebook(notebook, tmp_path)  # the cell still fails: Run All stops there
     (error,) = [output for output in notebook.cells[1].outputs if output.output_type == "error"]
     assert error.traceback[0] == "DataNotFoundError: no data here.\nFix: fetch it"
     assert len(error.traceback) == 2 and "AIGC_DEBUG=1" in error.traceback[1]

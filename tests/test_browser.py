@@ -23,7 +23,7 @@ import nbformat
 import pytest
 
 from aigc_course.notebook_tools import notebook_text
-from tests.helpers import ROOT, require
+from tests.helpers import ROOT, printed_text, require
 
 pytestmark = pytest.mark.browser
 
@@ -274,12 +274,7 @@ def test_lesson_08_runs_with_the_pretrained_gpt_and_the_sampler_writes_text(page
     )
     saved = open_and_run_all(page, lab, "08_gpt.ipynb")
     assert_ran_cleanly(page, saved)
-    loaded = "".join(
-        output.get("text", "")
-        for cell in saved.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
+    loaded = printed_text(saved)
     assert "loaded the pretrained GPT" in loaded
     sampler = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="generate"))
     sampler.first.scroll_into_view_if_needed()

@@ -17,7 +17,7 @@ import pytest
 
 from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY
 from aigc_course.notebook_tools import badge_targets, colab_setup_source
-from tests.helpers import ROOT
+from tests.helpers import ROOT, execute_notebook
 
 FOLDERS = ("notebooks", "solutions", "exercises")
 NOTEBOOKS = sorted(path for folder in FOLDERS for path in (ROOT / folder).glob("*.ipynb"))
@@ -103,15 +103,8 @@ def test_setup_cell_in_simulated_colab_clones_once_and_installs(monkeypatch):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
 def test_exercise_notebook_runs_and_every_check_says_not_implemented(path):
-    from nbclient import NotebookClient
-
     notebook = read(path)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+    execute_notebook(notebook, path.parent)
     check_cells = [
         cell for cell in code_cells(notebook) if re.search(r"^check\.\w+\(", cell.source, re.M)
     ]
