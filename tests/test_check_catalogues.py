@@ -51,7 +51,7 @@ def _softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-@wrong("stable_softmax", "NaN or inf", "large logits", "overflows")
+@wrong("stable_softmax", "NaN or inf", "the first at index", "large logits", "overflows")
 def softmax_without_shift(logits, dim=-1):
     exponentials = logits.exp()
     return exponentials / exponentials.sum(dim=dim, keepdim=True)
@@ -518,6 +518,15 @@ def attention_masked_after_softmax(q, k, v, mask=None):
     if mask is not None:
         weights = weights * mask
     return weights @ v
+
+
+@wrong("scaled_dot_product_attention", "wrong dtype", "got float64", "keep it out")
+def attention_in_float64_for_safety(q, k, v, mask=None):
+    """A softmax "made safe" in float64 makes the whole result float64: twice the memory."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1, dtype=torch.float64) @ v.double()
 
 
 @wrong("scaled_dot_product_attention", "raised RuntimeError", "last two dimensions")
