@@ -36,10 +36,10 @@ def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def length(run) -> str:
-    """Steps done, and the time budget if the run had one."""
+def length(run, unit: str) -> str:
+    """Steps done times the batch of ``unit``s, and the time budget if the run had one."""
     budget = run.history.budget_minutes
-    done = f"{run.history.steps_done} x {run.recipe.batch_size}"
+    done = f"{run.history.steps_done} x {run.recipe.batch_size} {unit}"
     return done if budget is None else f"{done} (a budget of {budget:g} min)"
 
 

@@ -35,7 +35,7 @@ def main() -> None:
         **_common.environment(profile, device),
         "model": f"DCGAN, {recipe.model.channels} channels, latent {recipe.model.latent_dim}"
         + (", class-conditional" if args.conditional else ""),
-        "steps": f"{_common.length(run)} images",
+        "steps": _common.length(run, "images"),
         "images/s (training)": f"{m['images_per_second']:.0f}",
         f"FID vs {recipe.fid_images} test images (course classifier)": f"{m['test_fid']:.2f}",
         "class-histogram entropy [nats]": f"{m['test_class_entropy']:.4f} (max 2.3026)",

@@ -56,7 +56,7 @@ def main() -> None:
         **_common.environment(profile, device),
         "model": f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, dropout {c.dropout}",
         "parameters": f"{m['parameters']:,}",
-        "steps": f"{_common.length(run)} sequences",
+        "steps": _common.length(run, "sequences"),
         "tokens/s": f"{m['tokens_per_second']:.0f}",
         "MFU": mfu,
         "val loss [nats/char]": f"{m['val_loss']:.4f}",

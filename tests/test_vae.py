@@ -10,10 +10,19 @@ import torch.nn.functional as F
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from aigc_course import checkpoints, cli
-from aigc_course.models.vae import VAE, VAEConfig, binarize, nats_to_bits_per_dim
+from aigc_course.models.vae import (
+    MLPVAE,
+    VAE,
+    MLPVAEConfig,
+    VAEConfig,
+    binarize,
+    build_vae,
+    nats_to_bits_per_dim,
+)
 from aigc_course.training import NonFiniteLossError, TrainConfig, random_batches, train
 
 TINY = VAEConfig(latent_dim=4, channels=(4, 8), hidden=16)
+TINY_MLP = MLPVAEConfig(latent_dim=4, hidden=16)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -50,9 +59,10 @@ def trained_tiny():
     return model.eval(), history, before, after
 
 
-def test_shapes_and_dtypes():
+@pytest.mark.parametrize("config", [TINY, TINY_MLP], ids=["conv", "mlp"])
+def test_shapes_and_dtypes(config):
     torch.manual_seed(0)
-    model = VAE(TINY)
+    model = build_vae(config)
     x = images(3)
     mean, logvar = model.encode(x)
     assert mean.shape == logvar.shape == (3, 4) and mean.dtype == torch.float32
@@ -65,9 +75,10 @@ def test_shapes_and_dtypes():
     assert model.iwae_log_likelihood(x, k=3).shape == (3,)
 
 
-def test_loss_is_the_hand_computed_negative_elbo():
+@pytest.mark.parametrize("config", [TINY, TINY_MLP], ids=["conv", "mlp"])
+def test_loss_is_the_hand_computed_negative_elbo(config):
     torch.manual_seed(1)
-    model = VAE(TINY)
+    model = build_vae(config)
     x = images(4, seed=1)
     torch.manual_seed(7)
     reconstruction, kl = model.loss_terms(x)
@@ -83,6 +94,23 @@ def test_loss_is_the_hand_computed_negative_elbo():
     torch.manual_seed(7)
     loss, _, _ = model(x, beta=0.5)
     torch.testing.assert_close(loss.double(), (by_hand + 0.5 * kl_by_torch).mean().double())
+
+
+def test_the_mlp_baseline_is_kingma_and_wellings_784_400_20():
+    model = build_vae(MLPVAEConfig())
+    assert isinstance(model, MLPVAE) and isinstance(build_vae(VAEConfig()), VAE)
+    shapes = [tuple(p.shape) for p in model.parameters() if p.dim() == 2]
+    assert shapes == [(400, 784), (20, 400), (20, 400), (400, 20), (784, 400)]
+    assert sum(p.numel() for p in model.parameters()) == 652_824
+
+
+def test_a_checkpoint_of_the_mlp_baseline_is_not_loaded_as_the_course_vae(tmp_path):
+    from aigc_course.trainers import vae as trainer
+
+    path = tmp_path / "mlp.safetensors"
+    checkpoints.save(path, MLPVAE(TINY_MLP), config=TINY_MLP.to_dict())
+    with pytest.raises(checkpoints.CheckpointError, match="holds a MLPVAE model, not a VAE"):
+        trainer.load(path)
 
 
 def test_iwae_with_one_sample_is_the_one_sample_elbo(trained_tiny):
@@ -289,7 +317,14 @@ def test_benchmark_script_prints_one_figure_a_line():
     from tests.helpers import ROOT
 
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "vae.py"), "--profile", "smoke"],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "vae.py"),
+            "--profile",
+            "smoke",
+            "--model",
+            "mlp",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -307,6 +342,7 @@ def test_benchmark_script_prints_one_figure_a_line():
     ):
         assert expected in names, (expected, names)
     assert any(name.startswith("test IWAE NLL, K=5") for name in names)
+    assert "model: mlp (652,824 parameters)" in result.stdout, "the baseline, not the conv VAE"
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])

@@ -19,6 +19,9 @@ importance-weighted bound of Burda et al. (2015),
     log p(x) >= log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x),   z_k ~ q(z | x),
 
 estimates it in nats and in bits per dimension (nats / (784 ln 2)). It is >= the ELBO and grows with K.
+
+:class:`MLPVAE` is the same model with fully connected layers (784-400-20, Kingma & Welling's own):
+the baseline ``benchmarks/vae.py`` measures the conv VAE against at equal wall-clock time.
 """
 
 from __future__ import annotations
@@ -49,32 +52,12 @@ class VAEConfig:
         return cls(**{**values, "channels": tuple(values["channels"])})
 
 
-class VAE(nn.Module):
-    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
-        super().__init__()
-        self.config = config
-        c1, c2 = config.channels
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
-            nn.ReLU(),
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1),  # (B, c2, 7, 7)
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, config.hidden),
-            nn.ReLU(),
-        )
-        self.to_mean = nn.Linear(config.hidden, config.latent_dim)
-        self.to_logvar = nn.Linear(config.hidden, config.latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden),
-            nn.ReLU(),
-            nn.Linear(config.hidden, c2 * 7 * 7),
-            nn.ReLU(),
-            nn.Unflatten(1, (c2, 7, 7)),
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
-            nn.ReLU(),
-            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28) logits
-        )
+class BernoulliVAE(nn.Module):
+    """What every VAE of the course shares: a Gaussian q(z | x) from ``encoder`` followed by
+    ``to_mean`` and ``to_logvar``, the prior N(0, I), and a Bernoulli p(x | z) whose logits come
+    from ``decoder``. Subclasses build those four modules and set ``config.latent_dim``."""
+
+    config: VAEConfig | MLPVAEConfig
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x): mean and log-variance, each ``(B, k)``, for images ``(B, 1, 28, 28)``."""
@@ -138,6 +121,78 @@ class VAE(nn.Module):
         return torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(k)
 
 
+class VAE(BernoulliVAE):
+    """The course's convolutional VAE (the diagram at the top of this file)."""
+
+    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c1, c2 = config.channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1),  # (B, c2, 7, 7)
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, config.hidden),
+            nn.ReLU(),
+        )
+        self.to_mean = nn.Linear(config.hidden, config.latent_dim)
+        self.to_logvar = nn.Linear(config.hidden, config.latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(config.latent_dim, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, c2 * 7 * 7),
+            nn.ReLU(),
+            nn.Unflatten(1, (c2, 7, 7)),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),  # (B, c1, 14, 14)
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28) logits
+        )
+
+
+@dataclass(frozen=True)
+class MLPVAEConfig:
+    """The fully connected VAE of Kingma & Welling (2013): 784-400-k, one hidden layer each way."""
+
+    latent_dim: int = 20
+    hidden: int = 400
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MLPVAEConfig:
+        return cls(**values)
+
+
+class MLPVAE(BernoulliVAE):
+    """The classic MLP VAE: the baseline the conv VAE is measured against (``benchmarks/vae.py``).
+
+    encoder  x (B, 1, 28, 28) -> flatten (B, 784) -> linear -> (B, hidden) -> mean, logvar (B, k)
+    decoder  z (B, k) -> linear -> (B, hidden) -> linear -> logits (B, 1, 28, 28)
+    """
+
+    def __init__(self, config: MLPVAEConfig = MLPVAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, config.hidden), nn.ReLU())
+        self.to_mean = nn.Linear(config.hidden, config.latent_dim)
+        self.to_logvar = nn.Linear(config.hidden, config.latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(config.latent_dim, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, PIXELS),
+            nn.Unflatten(1, (1, 28, 28)),
+        )
+
+
+def build_vae(config: VAEConfig | MLPVAEConfig) -> BernoulliVAE:
+    """The VAE a config describes: :class:`VAE` for a :class:`VAEConfig`, :class:`MLPVAE` for an
+    :class:`MLPVAEConfig`."""
+    return MLPVAE(config) if isinstance(config, MLPVAEConfig) else VAE(config)
+
+
 def nats_to_bits_per_dim(nats: torch.Tensor | float) -> torch.Tensor | float:
     """A negative log-likelihood per image in nats -> bits per pixel."""
     return nats / (PIXELS * math.log(2))
@@ -154,7 +209,7 @@ def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> 
 
 
 @torch.no_grad()
-def decode_latent(model: VAE, z: list[float] | torch.Tensor) -> torch.Tensor:
+def decode_latent(model: BernoulliVAE, z: list[float] | torch.Tensor) -> torch.Tensor:
     """The image ``(28, 28)`` (pixel probabilities) that a VAE decodes from one code ``z``."""
     device = next(model.parameters()).device
     z = torch.as_tensor(z, dtype=torch.float32, device=device).reshape(1, -1)
@@ -162,7 +217,7 @@ def decode_latent(model: VAE, z: list[float] | torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def latent_grid(model: VAE, n: int = 15, span: float = 2.5) -> torch.Tensor:
+def latent_grid(model: BernoulliVAE, n: int = 15, span: float = 2.5) -> torch.Tensor:
     """A 2-D latent model's decoded manifold: an ``(n * 28, n * 28)`` image of the grid
     z in [-span, span]^2 (first coordinate left to right, second bottom to top)."""
     values = torch.linspace(-span, span, n)
@@ -173,7 +228,9 @@ def latent_grid(model: VAE, n: int = 15, span: float = 2.5) -> torch.Tensor:
 
 
 @torch.no_grad()
-def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
+def interpolate(
+    model: BernoulliVAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10
+) -> torch.Tensor:
     """Images decoded along the straight line between the posterior means of two images:
     ``(steps, 28, 28)``, starting at ``x_a`` and ending at ``x_b``."""
     device = next(model.parameters()).device
@@ -184,7 +241,7 @@ def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 1
 
 
 @torch.no_grad()
-def active_units(model: VAE, x: torch.Tensor, threshold: float = 0.01) -> int:
+def active_units(model: BernoulliVAE, x: torch.Tensor, threshold: float = 0.01) -> int:
     """How many latent dimensions the encoder uses: Var over x of E[z_j | x] above ``threshold``.
 
     A dimension whose posterior mean is the same for every image carries no information about x;

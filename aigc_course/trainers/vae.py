@@ -13,7 +13,15 @@ from pathlib import Path
 import torch
 
 from aigc_course import checkpoints, data, runtime, training
-from aigc_course.models.vae import VAE, VAEConfig, binarize, nats_to_bits_per_dim
+from aigc_course.models.vae import (
+    VAE,
+    BernoulliVAE,
+    MLPVAEConfig,
+    VAEConfig,
+    binarize,
+    build_vae,
+    nats_to_bits_per_dim,
+)
 from aigc_course.training import Run, TrainConfig
 
 PRETRAINED_NAME = "vae_fashion_mnist"
@@ -21,9 +29,10 @@ PRETRAINED_NAME = "vae_fashion_mnist"
 
 @dataclass(frozen=True)
 class VAERecipe:
-    """Everything a VAE run needs, per profile."""
+    """Everything a VAE run needs, per profile. ``model`` is the conv VAE's config, or an
+    :class:`MLPVAEConfig` for the fully connected baseline."""
 
-    model: VAEConfig
+    model: VAEConfig | MLPVAEConfig
     train: TrainConfig
     batch_size: int
     beta: float = 1.0
@@ -78,7 +87,7 @@ def fixed_test_set(images: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
+def evaluate(model: BernoulliVAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
     """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``."""
     device = next(model.parameters()).device
     totals = torch.zeros(3)
@@ -91,7 +100,7 @@ def evaluate(model: VAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, fl
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, x: torch.Tensor, k: int, batch_size: int = 250) -> float:
+def iwae_nll(model: BernoulliVAE, x: torch.Tensor, k: int, batch_size: int = 250) -> float:
     """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image."""
     device = next(model.parameters()).device
     total = 0.0
@@ -107,9 +116,12 @@ def train(
     device: torch.device | None = None,
     progress: bool = True,
     *,
-    final_evaluation: bool = True,
+    test_evaluation: bool = True,
 ) -> Run:
-    """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it."""
+    """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it.
+
+    ``test_evaluation=False`` skips every test-set evaluation, during training and after: a quick run
+    (all of its time goes to training) whose model the caller looks at itself."""
     runtime.seed_everything(recipe_.train.seed)
     device = device or runtime.get_device()
     train_images = data.load_fashion_mnist("train", limit=recipe_.train_limit).images
@@ -126,20 +138,20 @@ def train(
         loss, reconstruction, kl = model(x, recipe_.beta)
         return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
 
-    model = VAE(recipe_.model)
+    model = build_vae(recipe_.model)
     history = training.train(
         model,
         loss_fn,
         batches,
         recipe_.train,
-        evaluate=lambda m: evaluate(m, test_x),
+        evaluate=(lambda m: evaluate(m, test_x)) if test_evaluation else None,
         device=device,
         progress=progress,
         description="VAE",
     )
     model.eval()
     metrics = {"images_per_second": history.examples_per_second, "train_seconds": history.seconds}
-    if final_evaluation:
+    if test_evaluation:
         metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x).items()})
         started = time.perf_counter()
         iwae_x = fixed_test_set(recipe_.iwae_images)
