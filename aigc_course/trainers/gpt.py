@@ -117,13 +117,11 @@ def bigram_baseline(
 
 def random_blocks(ids: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator):
     """Endless batches of random contiguous blocks: inputs ``(B, T)`` and targets shifted by one."""
+    offsets = torch.arange(block_size + 1)
     while True:
-        starts = torch.randint(
-            0, len(ids) - block_size - 1, (batch_size,), generator=generator
-        ).tolist()
-        x = torch.stack([ids[s : s + block_size] for s in starts])
-        y = torch.stack([ids[s + 1 : s + block_size + 1] for s in starts])
-        yield x, y
+        starts = torch.randint(0, len(ids) - block_size - 1, (batch_size,), generator=generator)
+        blocks = ids[starts[:, None] + offsets]  # (B, T + 1): one gather, no Python loop
+        yield blocks[:, :-1], blocks[:, 1:]
 
 
 @torch.no_grad()
