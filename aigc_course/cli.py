@@ -214,7 +214,9 @@ def cmd_time_notebooks(args: argparse.Namespace) -> int:
         label = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
         print(f"timing  {label} ({args.profile}) ...", flush=True)
         try:
-            row = timing.time_notebook(path, args.profile, timeout=args.timeout, label=label)
+            row = timing.time_notebook(
+                path, args.profile, timeout=args.timeout, label=label, save=args.save
+            )
         except timing.TimingError as error:
             print(f"FAILED  {error}", file=sys.stderr)
             failures.append(label)
@@ -571,6 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
     timer.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="run profile (cpu)")
     timer.add_argument("--timeout", type=count, default=1800, help="seconds per cell")
     timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
+    timer.add_argument(
+        "--save",
+        action="store_true",
+        help="also save each notebook with the outputs of its timed run (as execute-notebooks)",
+    )
     timer.add_argument(
         "--readme",
         help="README whose time-table markers get the table (default: README.md when every "

@@ -202,6 +202,11 @@ def execute_notebook(path: Path, timeout: int = 1800, kernel_name: str = "python
     """
     notebook = nbformat.read(path, as_version=4)
     notebook_client(notebook, path.parent, timeout, kernel_name).execute()
+    save_executed(notebook, path)
+
+
+def save_executed(notebook: nbformat.NotebookNode, path: Path) -> None:
+    """Save a notebook that has just run, its streams merged as Jupyter shows them (atomically)."""
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = coalesce_streams(cell.outputs)

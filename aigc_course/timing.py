@@ -1,7 +1,7 @@
 """How long each notebook takes: the measured time table in README.md and docs/INSTRUCTOR.md.
 
-:func:`time_notebook` runs a notebook top to bottom in a fresh kernel (as "Run All" does), without
-saving it, and reports the wall time, the kernel's peak resident memory and, on a GPU, the peak
+:func:`time_notebook` runs a notebook top to bottom in a fresh kernel (as "Run All" does), saving
+it only when asked, and reports the wall time, the kernel's peak resident memory and, on a GPU, the peak
 memory torch allocated. :func:`time_table` turns the rows into a markdown table and
 :func:`replace_marked_block` puts it between ``<!-- time-table:PROFILE:begin -->`` and
 ``<!-- time-table:PROFILE:end -->`` in README.md.
@@ -65,16 +65,23 @@ class NotebookTiming:
 
 
 def time_notebook(
-    path: Path, profile: str, timeout: int = 1800, kernel_name: str = "python3", label: str = ""
+    path: Path,
+    profile: str,
+    timeout: int = 1800,
+    kernel_name: str = "python3",
+    label: str = "",
+    save: bool = False,
 ) -> NotebookTiming:
     """Run the notebook at ``path`` in a fresh kernel with ``AIGC_PROFILE=profile`` and time it.
 
-    The file is not changed. The kernel starts in the notebook's folder; the time includes the
-    kernel's start, as a learner's "Run All" does. Raises :class:`TimingError` if a cell fails.
+    The file is not changed, unless ``save``: then, after a run without errors, it is saved with
+    the outputs of the timed run (as ``aigc-course execute-notebooks`` saves them). The kernel
+    starts in the notebook's folder; the time includes the kernel's start, as a learner's "Run All"
+    does. Raises :class:`TimingError` if a cell fails.
     """
     from nbclient.exceptions import CellExecutionError
 
-    from aigc_course.notebook_tools import notebook_client
+    from aigc_course.notebook_tools import notebook_client, save_executed
 
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(_PROBE_SOURCE))
@@ -94,9 +101,11 @@ def time_notebook(
             os.environ.pop("AIGC_PROFILE", None)
         else:
             os.environ["AIGC_PROFILE"] = previous
-    report = _probe_report(notebook.cells[-1])
+    report = _probe_report(notebook.cells.pop())
     if report is None:
         raise TimingError(f"{path}: the timing probe printed nothing (was the kernel restarted?)")
+    if save:
+        save_executed(notebook, path)
     return NotebookTiming(
         notebook=label or path.name,
         profile=profile,

@@ -56,6 +56,23 @@ def test_time_notebook_measures_time_and_memory_without_changing_the_file(course
     assert row.device.startswith("CPU (") and row.gpu_peak_bytes is None
 
 
+def test_time_notebook_can_save_the_outputs_of_the_timed_run(course):
+    path = course / "notebooks" / "02_quick.ipynb"
+    timing.time_notebook(path, "cpu", timeout=120, save=True)
+    saved = nbformat.read(path, as_version=4)
+    assert len(saved.cells) == 1, "the timing probe is not saved"
+    assert saved.cells[0].outputs[0]["text"] == "hello\n"
+
+
+def test_a_failing_notebook_is_not_saved(course):
+    path = course / "notebooks" / "03_broken.ipynb"
+    write_notebook(path, "print('before')", "raise ValueError('no')")
+    before = path.read_bytes()
+    with pytest.raises(timing.TimingError):
+        timing.time_notebook(path, "cpu", timeout=120, save=True)
+    assert path.read_bytes() == before
+
+
 def test_a_failing_notebook_raises_a_timing_error_naming_it(course):
     path = course / "notebooks" / "03_broken.ipynb"
     write_notebook(path, "raise ValueError('the data is not here')")
