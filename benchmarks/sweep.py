@@ -1,6 +1,7 @@
 """Sweep GPT recipes at fixed wall-clock budgets: which recipe gives the best model per CPU-minute.
 
     python benchmarks/sweep.py [--minutes 1 3 10] [--candidates NAME ...] [--threads N]
+                               [--eval-characters N]
 
 Each candidate is the cpu profile's GPT recipe with a few settings changed (batch, context, width,
 depth, learning rate), trained by the clock (``--minutes``: as many steps as fit, the schedule on the
@@ -19,7 +20,7 @@ import math
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
-from aigc_course import runtime
+from aigc_course import runtime, training
 from aigc_course.trainers import gpt as trainer
 
 #: The candidates: changes to the cpu profile's recipe (4 layers x 4 heads x 128, context 128,
@@ -43,14 +44,18 @@ CANDIDATES: dict[str, dict[str, object]] = {
 
 #: Validation characters every candidate is scored on.
 EVAL_CHARACTERS = 200_000
+EVAL_BATCH_SIZE = 32
 
 
-def score(model, shakespeare: trainer.ShakespeareData) -> float:
-    """Mean loss (nats/char) over about EVAL_CHARACTERS validation characters in fixed blocks."""
-    block = model.config.block_size
-    batch_size = 32
-    batches = max(1, round(EVAL_CHARACTERS / (block * batch_size)))
-    return trainer.estimate_loss(model, shakespeare.val_ids, batches, batch_size)
+def eval_batches(characters: int, block_size: int) -> int:
+    """Batches of EVAL_BATCH_SIZE blocks that hold about ``characters`` characters."""
+    return max(1, round(characters / (block_size * EVAL_BATCH_SIZE)))
+
+
+def score(model, shakespeare: trainer.ShakespeareData, characters: int = EVAL_CHARACTERS) -> float:
+    """Mean loss (nats/char) over about ``characters`` validation characters in fixed blocks."""
+    batches = eval_batches(characters, model.config.block_size)
+    return trainer.estimate_loss(model, shakespeare.val_ids, batches, EVAL_BATCH_SIZE)
 
 
 def main() -> None:
@@ -58,6 +63,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--eval-characters",
+        type=int,
+        default=EVAL_CHARACTERS,
+        help="score on about this many validation characters (default %(default)s); a small "
+        "number also makes the evaluations during training that small (a quick check)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,8 +87,11 @@ def main() -> None:
     for name in args.candidates or list(CANDIDATES):
         for minutes in args.minutes:
             recipe = trainer.recipe(profile, minutes=minutes, **CANDIDATES[name])
+            if args.eval_characters < EVAL_CHARACTERS:
+                batches = eval_batches(args.eval_characters, recipe.model.block_size)
+                recipe = training.override(recipe, eval_batches=min(batches, 50))
             run = trainer.train(recipe, device=device, progress=False, shakespeare=shakespeare)
-            loss = score(run.model, shakespeare)
+            loss = score(run.model, shakespeare, args.eval_characters)
             history = run.history
             tokens = history.examples * recipe.model.block_size
             changes = ", ".join(f"{k}={v}" for k, v in CANDIDATES[name].items()) or "(none)"

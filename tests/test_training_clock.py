@@ -159,7 +159,7 @@ def test_the_sweep_script_prints_a_row_per_candidate_and_budget():
     require_data("tinyshakespeare")
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--minutes", "0.01"]
-        + ["--candidates", "recipe", "3layers-ctx64"],
+        + ["--candidates", "recipe", "3layers-ctx64", "--eval-characters", "4096"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -171,3 +171,29 @@ def test_the_sweep_script_prints_a_row_per_candidate_and_budget():
     loss = float(rows[0].split("|")[7])
     assert 0 < loss < 6, "a scored run: a loss in nats per character (ln 65 = 4.17 untrained)"
     assert "CPU matmul [GFLOP/s, fp32 512x512]" in result.stdout
+
+
+@pytest.mark.parametrize("lesson", ["06_vae", "07_gan"])
+def test_the_live_runs_of_the_model_lessons_go_by_the_clock_on_the_cpu_profile(lesson):
+    """Every cell that sets a cpu step count for a live run also gives it a cpu time budget, so the
+    lesson takes the same minutes on every laptop (the train-it-yourself cells reproduce the
+    pretrained run by steps, and lesson 08's ablation compares ingredients at equal steps)."""
+    import re
+
+    import nbformat
+
+    from tests.helpers import ROOT
+
+    notebook = nbformat.read(ROOT / "notebooks" / f"{lesson}.ipynb", as_version=4)
+    cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    live = [
+        source for source in cells if re.search(r"steps\w* = profile\.select|steps=profile", source)
+    ]
+    assert len(live) >= 3, "the lesson's live runs"
+    for source in live:
+        budget = re.search(
+            r"(?:minutes\w*|budget)\s*=\s*profile\.select\(smoke=None, cpu=([\d.]+), gpu=None\)",
+            source,
+        )
+        assert budget, f"a live run without a cpu time budget:\n{source[:300]}"
+        assert 0 < float(budget.group(1)) <= 2.5
