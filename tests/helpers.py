@@ -152,3 +152,17 @@ def printed_text(notebook) -> str:
         if cell.cell_type == "code"
         for output in cell.outputs
     )
+
+
+def run_benchmark(name: str, *argv: str, monkeypatch, capsys) -> str:
+    """Run ``benchmarks/NAME.py ARGV`` as its ``__main__`` in this process (no second
+    ``import torch``); returns what it printed. A script that exits non-zero fails the test."""
+    import runpy
+    import sys
+
+    folder = ROOT / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # the scripts import their _common.py
+    monkeypatch.setattr(sys, "argv", [str(folder / f"{name}.py"), *argv])
+    capsys.readouterr()
+    runpy.run_path(str(folder / f"{name}.py"), run_name="__main__")
+    return capsys.readouterr().out

@@ -150,27 +150,20 @@ def test_cli_trains_by_the_clock_and_records_it(tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_the_sweep_script_prints_a_row_per_candidate_and_budget():
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT
+def test_the_sweep_script_prints_a_row_per_candidate_and_budget(monkeypatch, capsys):
+    from tests.helpers import run_benchmark
 
     require_data("tinyshakespeare")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--minutes", "0.01"]
-        + ["--candidates", "recipe", "3layers-ctx64", "--eval-characters", "4096"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| recipe |")]
-    rows += [line for line in result.stdout.splitlines() if line.startswith("| 3layers-ctx64 |")]
-    assert len(rows) == 2 and all("| 0.01 |" in row for row in rows), result.stdout
+    out = run_benchmark(
+        "sweep", "--minutes", "0.01", "--candidates", "recipe", "3layers-ctx64",
+        "--eval-characters", "4096", monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| recipe |")]
+    rows += [line for line in out.splitlines() if line.startswith("| 3layers-ctx64 |")]
+    assert len(rows) == 2 and all("| 0.01 |" in row for row in rows), out
     loss = float(rows[0].split("|")[7])
     assert 0 < loss < 6, "a scored run: a loss in nats per character (ln 65 = 4.17 untrained)"
-    assert "CPU matmul [GFLOP/s, fp32 512x512]" in result.stdout
+    assert "CPU matmul [GFLOP/s, fp32 512x512]" in out
 
 
 @pytest.mark.parametrize("lesson", ["06_vae", "07_gan"])

@@ -310,28 +310,13 @@ def test_cli_train_vae_smoke(tmp_path, capsys):
     assert loaded.extra["steps"] == 20 and loaded.metrics["iwae_k"] == 5
 
 
-def test_benchmark_script_prints_one_figure_a_line():
-    import subprocess
-    import sys
+def test_benchmark_script_prints_one_figure_a_line(monkeypatch, capsys):
+    from tests.helpers import run_benchmark
 
-    from tests.helpers import ROOT
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "vae.py"),
-            "--profile",
-            "smoke",
-            "--model",
-            "mlp",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    out = run_benchmark(
+        "vae", "--profile", "smoke", "--model", "mlp", monkeypatch=monkeypatch, capsys=capsys
     )
-    assert result.returncode == 0, result.stderr
-    names = [line.split(":")[0] for line in result.stdout.strip().splitlines()]
+    names = [line.split(":")[0] for line in out.strip().splitlines()]
     for expected in (
         "device",
         "torch",
@@ -342,7 +327,7 @@ def test_benchmark_script_prints_one_figure_a_line():
     ):
         assert expected in names, (expected, names)
     assert any(name.startswith("test IWAE NLL, K=5") for name in names)
-    assert "model: mlp (652,824 parameters)" in result.stdout, "the baseline, not the conv VAE"
+    assert "model: mlp (652,824 parameters)" in out, "the baseline, not the conv VAE"
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])
