@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers (pytest -n): one thread each, for the worker and the kernels and commands
+    # it starts, so that two workers on two cores do not fight over four threads.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["AIGC_PROFILE"] = "smoke"
 os.environ["AIGC_CHECKS_STRICT"] = "1"
 os.environ["AIGC_OFFLINE"] = "1"
