@@ -48,6 +48,37 @@ def test_sdpa_path_equals_the_from_scratch_path(model):
     torch.testing.assert_close(model(idx)[0], manual(idx)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_continuation_nll_is_the_loss_of_the_continuation_given_the_prompt(model):
+    ids = torch.randint(0, 20, (17,), generator=torch.Generator().manual_seed(3))
+    # The whole window as prompt (one token) + continuation is the model's own next-token loss.
+    whole = model(ids[None, :-1], ids[None, 1:])[1].item()
+    assert model.continuation_nll(ids[:1], ids[1:]) == pytest.approx(whole, rel=1e-5)
+    # Only the continuation's tokens are scored, each read after everything before it.
+    logits, _ = model(ids[None, :-1])
+    by_hand = -torch.log_softmax(logits[0, -4:], -1).gather(1, ids[-4:, None]).mean().item()
+    assert model.continuation_nll(ids[:-4], ids[-4:]) == pytest.approx(by_hand, rel=1e-5)
+    # A prompt longer than the context is cut from the left: the model never saw that part.
+    longer = torch.cat([torch.randint(0, 20, (30,)), ids[:-4]])
+    assert model.continuation_nll(longer, ids[-4:]) == pytest.approx(by_hand, rel=1e-5)
+    # The prompt matters: another prompt gives another loss.
+    assert model.continuation_nll(ids[:-4].flip(0), ids[-4:]) != pytest.approx(by_hand)
+    model.train()
+    model.continuation_nll(ids[:1], ids[1:])
+    assert model.training, "the model's mode is restored"
+
+
+def test_continuation_nll_refuses_what_it_cannot_score(model):
+    from aigc_course.errors import SettingError
+
+    ids = torch.arange(5)
+    with pytest.raises(SettingError, match="at least one token"):
+        model.continuation_nll(ids[:0], ids)
+    with pytest.raises(SettingError, match="must be 1 to 16 tokens"):
+        model.continuation_nll(ids, torch.zeros(17, dtype=torch.long))
+    with pytest.raises(SettingError, match="1-D tensors"):
+        model.continuation_nll(ids[None], ids)
+
+
 def test_weight_tying_and_initialisation(model):
     assert model.lm_head.weight is model.wte.weight
     # Counted by hand from the architecture: per block two LayerNorms (2 x 2C), qkv (3C^2 + 3C),

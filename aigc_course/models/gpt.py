@@ -235,6 +235,42 @@ class GPT(nn.Module):
         )
 
     @torch.no_grad()
+    def continuation_nll(self, prompt: torch.Tensor, continuation: torch.Tensor) -> float:
+        """Mean negative log-likelihood, in nats per token, of ``continuation`` ``(C,)`` read after
+        ``prompt`` ``(P,)``: how well the model predicts a text once it has seen the prompt, the
+        measure of what a prompt does (a speaker tag, a few examples before a question).
+
+        The first continuation token is predicted from the prompt's last token, so ``P >= 1``.
+        A prompt longer than the context left beside the continuation is cut from the left, as
+        the model could not see that part anyway; ``C`` must fit in the context. Evaluated in
+        eval mode (no dropout); the model's mode is restored after.
+        """
+        if prompt.dim() != 1 or continuation.dim() != 1:
+            raise SettingError("prompt and continuation must be 1-D tensors of token ids")
+        if prompt.numel() < 1:
+            raise SettingError(
+                "the prompt needs at least one token (e.g. a newline) to predict the continuation's "
+                "first token from"
+            )
+        if not 1 <= continuation.numel() <= self.config.block_size:
+            raise SettingError(
+                f"the continuation must be 1 to {self.config.block_size} tokens (the context), "
+                f"got {continuation.numel()}"
+            )
+        device = self.wte.weight.device
+        ids = torch.cat([prompt, continuation])[-(self.config.block_size + 1) :].to(device)
+        was_training = self.training
+        self.eval()
+        try:
+            logits, _ = self(ids[None, :-1])
+        finally:
+            self.train(was_training)
+        n = continuation.numel()
+        log_probs = torch.log_softmax(logits[0, -n:].float(), dim=-1)  # (C, V)
+        targets = ids[-n:]
+        return -log_probs.gather(1, targets[:, None]).mean().item()
+
+    @torch.no_grad()
     def generate(
         self,
         idx: torch.Tensor,
