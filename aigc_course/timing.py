@@ -1,8 +1,8 @@
 """How long each notebook takes: the measured time table in README.md and docs/INSTRUCTOR.md.
 
 :func:`time_notebook` runs a notebook top to bottom in a fresh kernel (as "Run All" does), saving
-it only when asked, and reports the wall time, the kernel's peak resident memory and, on a GPU, the peak
-memory torch allocated. :func:`time_table` turns the rows into a markdown table and
+it only when asked, and reports the wall time, the kernel's peak resident memory and, on a GPU,
+the peak memory torch allocated. :func:`time_table` turns the rows into a markdown table and
 :func:`replace_marked_block` puts it between ``<!-- time-table:PROFILE:begin -->`` and
 ``<!-- time-table:PROFILE:end -->`` in README.md.
 """

@@ -89,7 +89,7 @@ def main() -> None:
             recipe = trainer.recipe(profile, minutes=minutes, **CANDIDATES[name])
             if args.eval_characters < EVAL_CHARACTERS:
                 batches = eval_batches(args.eval_characters, recipe.model.block_size)
-                recipe = training.override(recipe, eval_batches=min(batches, 50))
+                recipe = training.override(recipe, eval_batches=min(batches, recipe.eval_batches))
             run = trainer.train(recipe, device=device, progress=False, shakespeare=shakespeare)
             loss = score(run.model, shakespeare, args.eval_characters)
             history = run.history

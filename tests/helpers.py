@@ -134,14 +134,9 @@ def require_data(name: str) -> None:
 
 def execute_notebook(notebook, folder: Path, timeout: int = 600) -> None:
     """Run ``notebook`` (an nbformat object) in a fresh kernel in ``folder``; raises if a cell fails."""
-    from nbclient import NotebookClient
+    from aigc_course.notebook_tools import notebook_client
 
-    NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(folder)}},
-    ).execute()
+    notebook_client(notebook, folder, timeout).execute()
 
 
 def printed_text(notebook) -> str:

@@ -265,10 +265,8 @@ class GPT(nn.Module):
             logits, _ = self(ids[None, :-1])
         finally:
             self.train(was_training)
-        n = continuation.numel()
-        log_probs = torch.log_softmax(logits[0, -n:].float(), dim=-1)  # (C, V)
-        targets = ids[-n:]
-        return -log_probs.gather(1, targets[:, None]).mean().item()
+        n = continuation.numel()  # the last n positions predict the continuation's n tokens
+        return F.cross_entropy(logits[0, -n:].float(), ids[-n:]).item()
 
     @torch.no_grad()
     def generate(

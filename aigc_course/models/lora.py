@@ -151,7 +151,7 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters, each shared tensor counted once."""
-    unique = {id(p): p for p in model.parameters()}.values()
-    trainable = sum(p.numel() for p in unique if p.requires_grad)
-    return trainable, sum(p.numel() for p in unique)
+    """(trainable, total) parameters, each shared tensor (a tied weight) counted once."""
+    parameters = list(model.parameters())  # yields a shared tensor once
+    trainable = sum(p.numel() for p in parameters if p.requires_grad)
+    return trainable, sum(p.numel() for p in parameters)
