@@ -355,7 +355,12 @@ TRAINERS: dict[str, Trainable] = {
 
 def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
     """The recipe settings the command line changes (the options given, nothing else)."""
-    given = {"steps": args.steps, "minutes": args.minutes, "batch_size": args.batch_size}
+    given = {
+        "steps": args.steps,
+        "minutes": args.minutes,
+        "batch_size": args.batch_size,
+        "accumulation_steps": args.accumulation_steps,
+    }
     given |= {option.dest: getattr(args, option.dest) for option in trainable.options}
     return {name: value for name, value in given.items() if value not in (None, False)}
 
@@ -406,8 +411,24 @@ def _output_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised."""
-    from aigc_course import checkpoints, runtime
+    """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised.
+
+    Under ``torchrun`` every process runs this command: they train together (data parallel, see
+    :mod:`aigc_course.distributed`), and only rank 0 prints and writes the checkpoint."""
+    from aigc_course import distributed, runtime
+
+    world = distributed.world(runtime.get_device())
+    try:
+        if world.is_main:
+            return _train_and_save(args)
+        with open(os.devnull, "w") as silent, contextlib.redirect_stdout(silent):
+            return _train_and_save(args)
+    finally:
+        distributed.close()
+
+
+def _train_and_save(args: argparse.Namespace) -> int:
+    from aigc_course import checkpoints, distributed, runtime
 
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
@@ -438,6 +459,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 130
     digest = trainer.save_run(run, path, command)
+    if not distributed.is_main():
+        return 0
     if args.pretrained:
         checkpoints.register_pretrained(
             name, path.name, command, run.metrics, profile=profile.name, options=overrides
@@ -499,7 +522,15 @@ def _add_train_commands(commands) -> None:
             "(the schedule follows the clock)",
         )
         parser.add_argument(
-            "--batch-size", type=count, help=f"{trainable.items} per step (default: the profile's)"
+            "--batch-size",
+            type=count,
+            help=f"{trainable.items} per step, over all processes (default: the profile's)",
+        )
+        parser.add_argument(
+            "--accumulation-steps",
+            type=count,
+            help="split each step's batch into this many micro-batches, one update for all "
+            "(less memory, the same step; see docs/SCALING.md)",
         )
         parser.add_argument(
             "--out",

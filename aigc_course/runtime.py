@@ -48,7 +48,12 @@ def get_device(name: str | None = None) -> torch.device:
     """
     requested = name if name is not None else os.environ.get("AIGC_DEVICE", "").strip()
     if not requested:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # Under torchrun (several processes), each process takes the GPU of its local rank.
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+        return torch.device("cuda")
     try:
         device = torch.device(requested)
     except RuntimeError as error:
@@ -273,9 +278,29 @@ def optimizer_step(
     clipping, or None without clipping.
     """
     optimizer.zero_grad(set_to_none=True)
+    backward(loss, scaler)
+    return clip_and_step(optimizer, scaler, grad_clip, parameters)
+
+
+def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backpropagate ``loss`` (scaled first by an fp16 ``scaler``), adding to the gradients: the
+    first half of :func:`optimizer_step`, called once per micro-batch under gradient accumulation."""
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+
+
+def clip_and_step(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+) -> float | None:
+    """The second half of :func:`optimizer_step`: unscale, clip (returning the norm before
+    clipping, or None without clipping) and step with the gradients gathered so far."""
     if scaler is None:
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-    scaler.scale(loss).backward()
     norm = None
     if grad_clip is not None:
         scaler.unscale_(optimizer)

@@ -16,7 +16,9 @@ and ``batch_size``; ``recipe(profile, **overrides)`` (overrides go through :func
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aigc_course import checkpoints, runtime
+from aigc_course import checkpoints, distributed, runtime
 from aigc_course.errors import CourseError, SettingError
 
 R = TypeVar("R")
@@ -47,6 +49,9 @@ class TrainConfig:
     taking more steps. The learning-rate schedule then runs on the share of the time spent, so the
     run ends annealed when the time is up (see :class:`RunClock`). ``steps`` stays the way to
     reproduce a run exactly.
+
+    ``accumulation_steps`` splits each step's batch into that many micro-batches whose gradients
+    add up before the one update: the same step with less memory (``docs/SCALING.md``).
     """
 
     steps: int = 1000
@@ -57,13 +62,19 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     minutes: float | None = None
+    accumulation_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise SettingError(
                 f"minutes must be a positive number of minutes, got {self.minutes!r}"
             )
-        counts = {"steps": self.steps, "eval_every": self.eval_every, "log_every": self.log_every}
+        counts = {
+            "steps": self.steps,
+            "eval_every": self.eval_every,
+            "log_every": self.log_every,
+            "accumulation_steps": self.accumulation_steps,
+        }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
                 raise SettingError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -139,14 +150,27 @@ class RunClock:
     time spent plus the duration of the last evaluation (measured with :meth:`evaluate`, kept for
     the evaluation after the last step) is inside the budget, so the run, final evaluation
     included, ends on time; at least one step is always taken. ``done`` is the steps taken.
+
+    In a data-parallel run (``world``, see :mod:`aigc_course.distributed`) each process reads its own
+    clock, so under a budget rank 0 decides before every step whether to stop and how much of the
+    budget is spent, and the other ranks follow: all stop on the same step, with the same learning
+    rate at every step.
     """
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        device: torch.device | None = None,
+        world: distributed.World | None = None,
+    ) -> None:
         self.steps = config.steps
         self.budget = None if config.minutes is None else 60.0 * config.minutes
         self.start = time.perf_counter()
         self.reserve = 0.0  # seconds kept for the final evaluation
         self.done = 0
+        self.world = world or distributed.World()
+        self.device = device or torch.device("cpu")
+        self.agreed_spent: float | None = None  # rank 0's share of the budget spent, in a group
 
     @property
     def timed(self) -> bool:
@@ -161,8 +185,16 @@ class RunClock:
             if self.budget is None:
                 if self.done >= self.steps:
                     return
-            elif self.done >= 1 and self.elapsed() + self.reserve >= self.budget:
-                return
+            else:
+                stop = self.done >= 1 and self.elapsed() + self.reserve >= self.budget
+                if self.world.distributed:
+                    spent = min(self.elapsed() / self.budget, 1.0)
+                    agreed = distributed.broadcast_floats(
+                        [float(stop), spent], self.device, self.world
+                    )
+                    stop, self.agreed_spent = bool(agreed[0]), agreed[1]
+                if stop:
+                    return
             self.done += 1
             yield self.done
 
@@ -176,7 +208,9 @@ class RunClock:
         as a point of a grid of :data:`SCHEDULE_RESOLUTION`."""
         if self.budget is None:
             return step - 1, self.steps
-        spent = min(self.elapsed() / self.budget, 1.0)
+        spent = self.agreed_spent
+        if spent is None:
+            spent = min(self.elapsed() / self.budget, 1.0)
         return min(int(spent * SCHEDULE_RESOLUTION), SCHEDULE_RESOLUTION - 1), SCHEDULE_RESOLUTION
 
     def evaluate(self, evaluate: Callable[[], R]) -> R:
@@ -229,34 +263,51 @@ def train(
     """
     device = device or runtime.get_device()
     precision = precision or runtime.choose_precision(device)
+    world = distributed.world(device)
     model.to(device)
     optimizer = optimizer or torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    forward_model = runtime.maybe_compile(model, device, enabled=compile_model)
+    # Data parallel under torchrun: DDP copies rank 0's weights to every rank and averages the
+    # gradients in backward; randomness inside the model (dropout, sampling) differs per rank.
+    parallel_model = distributed.wrap(model, device, world)
+    if world.distributed:
+        torch.manual_seed(config.seed + 1 + world.rank)
+    forward_model = runtime.maybe_compile(parallel_model, device, enabled=compile_model)
     scaler = precision.grad_scaler()
     history = History(budget_minutes=config.minutes)
-    clock = RunClock(config)
+    clock = RunClock(config, device, world)
     bar = tqdm(
-        clock, total=None if clock.timed else config.steps, desc=description, disable=not progress
+        clock,
+        total=None if clock.timed else config.steps,
+        desc=description,
+        disable=not (progress and world.is_main),
     )
     if clock.timed and evaluate is not None:
         history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)))
     for step in bar:
         model.train()
-        batch = to_device(next(batches), device)
+        global_batch = next(batches)
         if lr_schedule is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_schedule(*clock.position(step))
-        with precision.autocast():
-            loss, metrics = loss_fn(forward_model, batch)
-        check_finite(loss, step, config.lr)
-        grad_norm = runtime.optimizer_step(
-            loss, optimizer, scaler, config.grad_clip, parameters=model.parameters()
+        loss, metrics = accumulate_gradients(
+            forward_model,
+            parallel_model,
+            loss_fn,
+            distributed.shard(global_batch, world),
+            config,
+            step,
+            device,
+            precision,
+            scaler,
+        )
+        grad_norm = runtime.clip_and_step(
+            optimizer, scaler, config.grad_clip, parameters=model.parameters()
         )
         if grad_norm is not None:
             metrics["grad_norm"] = grad_norm
-        history.examples += batch_size_of(batch)
+        history.examples += batch_size_of(global_batch)
         last = {"loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
         if step % config.log_every == 0 or step == 1 or clock.is_last(step):
             history.log(step, {**last, "loss": loss.item()})
@@ -271,6 +322,48 @@ def train(
     history.steps_done = clock.done
     history.seconds = clock.elapsed()
     return history
+
+
+def accumulate_gradients(
+    forward_model: nn.Module,
+    parallel_model: nn.Module,
+    loss_fn: Callable[[nn.Module, object], tuple[torch.Tensor, dict[str, float]]],
+    batch,
+    config: TrainConfig,
+    step: int,
+    device: torch.device,
+    precision: runtime.Precision,
+    scaler: torch.amp.GradScaler | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clear the gradients, then add those of ``batch`` (this rank's share of the step), one
+    micro-batch at a time when ``config.accumulation_steps`` > 1: each micro-batch's mean loss
+    divided by their number, so the sum is the gradient of the batch's mean loss. Under DDP the
+    ranks average their gradients only after the last micro-batch (``no_sync`` before it).
+    Returns the batch's mean loss (detached) and the mean of each metric."""
+    parts = config.accumulation_steps
+    for parameter in parallel_model.parameters():
+        parameter.grad = None
+    total_loss = torch.zeros((), device=device)
+    sums: dict[str, float] = {}
+    for index in range(parts):
+        micro = distributed.slice_rows(
+            batch, index, parts, "micro-batches", "--batch-size or --accumulation-steps"
+        )
+        micro = to_device(micro, device)
+        last = index == parts - 1
+        no_sync = getattr(parallel_model, "no_sync", None)
+        with contextlib.nullcontext() if last or no_sync is None else no_sync():
+            with precision.autocast():
+                loss, metrics = loss_fn(forward_model, micro)
+            check_finite(loss, step, config.lr)
+            scaled = loss / parts if parts > 1 else loss
+            # Under DDP the last backward also averages the gradients over the ranks.
+            backward = functools.partial(runtime.backward, scaled, scaler)
+            distributed.collective(backward, "gradient averaging")
+        total_loss += loss.detach().float()
+        for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + value
+    return total_loss / parts, {name: value / parts for name, value in sums.items()}
 
 
 def run_evaluation(
@@ -378,10 +471,13 @@ def summary_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_pe
     }
 
 
-def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str:
+def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str | None:
     """Save ``run.model`` with its config, the metrics, the steps done (and the time budget, if
     any), the examples seen, the batch size, the curves, the command that made it, and ``extra``
-    (JSON-able); returns the file's sha256."""
+    (JSON-able); returns the file's sha256. Under torchrun only rank 0 writes (every rank holds
+    the same weights); the other ranks write nothing and get None."""
+    if not distributed.is_main():
+        return None
     return checkpoints.save(
         path,
         run.model,

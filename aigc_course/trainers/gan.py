@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from aigc_course import checkpoints, data, gan_theory, metrics, runtime, training
+from aigc_course import checkpoints, data, distributed, gan_theory, metrics, runtime, training
+from aigc_course.errors import SettingError
 from aigc_course.models.classifier import FashionClassifier
 from aigc_course.models.dcgan import (
     Discriminator,
@@ -133,10 +134,20 @@ def train(
     *,
     evaluate_fid: bool = True,
 ) -> GANRun:
-    """Train a DCGAN with ``recipe_`` on Fashion-MNIST's training images."""
+    """Train a DCGAN with ``recipe_`` on Fashion-MNIST's training images.
+
+    Under torchrun each rank trains on its slice of every global batch (images and noise, drawn
+    the same on every rank from the run's seed), DDP averages both networks' gradients, rank 0
+    computes the FID and tells the others: the same run as on one process."""
     config = recipe_.train
+    if config.accumulation_steps != 1:
+        raise SettingError(
+            "the GAN's loop has no gradient accumulation (accumulation_steps must be 1): its D "
+            "and G updates alternate on whole batches; use a smaller --batch-size instead"
+        )
     runtime.seed_everything(config.seed)
     device = device or runtime.get_device()
+    world = distributed.world(device)
     precision = runtime.choose_precision(device)
     train_set = data.load_fashion_mnist("train", val_size=0)
     real_test = data.load_fashion_mnist("test").images[: recipe_.fid_images]
@@ -148,8 +159,8 @@ def train(
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=recipe_.betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=recipe_.betas)
     scalers = (precision.grad_scaler(), precision.grad_scaler())
-    forward_g = runtime.maybe_compile(generator, device)
-    forward_d = runtime.maybe_compile(discriminator, device)
+    forward_g = runtime.maybe_compile(distributed.wrap(generator, device, world), device)
+    forward_d = runtime.maybe_compile(distributed.wrap(discriminator, device, world), device)
     conditional = recipe_.model.n_classes > 0
     data_generator = torch.Generator().manual_seed(config.seed)
     fixed_noise = torch.randn(
@@ -159,7 +170,7 @@ def train(
     run = GANRun(
         generator, recipe_, History(budget_minutes=config.minutes), {}, discriminator=discriminator
     )
-    d_wins, clock = 0, training.RunClock(config)
+    d_wins, clock = 0, training.RunClock(config, device, world)
 
     def snapshot(step: int) -> None:
         generator.eval()
@@ -167,23 +178,37 @@ def train(
             run.snapshots.append((step, to_unit_range(generator(fixed_noise, fixed_labels)).cpu()))
         generator.train()
 
+    def shared_evaluation() -> dict[str, float]:
+        # FID needs every image's features in one place: rank 0 computes it, the others wait.
+        result = evaluate(generator, classifier, real_test) if world.is_main else {}
+        if not world.distributed:
+            return result
+        names = ["fid", "class_entropy"]
+        values = [result.get(name, 0.0) for name in names]
+        return dict(zip(names, distributed.broadcast_floats(values, device, world), strict=True))
+
     def evaluation(step: int) -> None:
         snapshot(step)
         if classifier is not None:
-            run.history.log_eval(
-                step, clock.evaluate(lambda: evaluate(generator, classifier, real_test))
-            )
+            run.history.log_eval(step, clock.evaluate(shared_evaluation))
 
     if clock.timed:
         evaluation(0)  # also measures what the final evaluation will cost
     else:
         snapshot(0)
-    bar = tqdm(clock, total=None if clock.timed else config.steps, desc="GAN", disable=not progress)
+    bar = tqdm(
+        clock,
+        total=None if clock.timed else config.steps,
+        desc="GAN",
+        disable=not (progress and world.is_main),
+    )
     for step in bar:
+        # The global batch (the same on every rank), then this rank's slice of it.
         index = torch.randint(0, len(train_set), (recipe_.batch_size,), generator=data_generator)
+        z = torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
+        index, z = distributed.shard((index, z), world)
         real = to_signed_range(train_set.images[index]).to(device)
         labels = train_set.labels[index].to(device) if conditional else None
-        z = torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
         step_result = gan_theory.gan_step(
             forward_g, forward_d, optimizer_g, optimizer_d, real, z, labels,
             precision=precision, scalers=scalers, grad_clip=config.grad_clip,
@@ -201,7 +226,8 @@ def train(
                 "rate, fewer D steps, or restart with another seed."
             )
             run.warnings.append(message)
-            tqdm.write(f"warning: {message}")
+            if world.is_main:
+                tqdm.write(f"warning: {message}")
         run.history.examples += recipe_.batch_size
         if step % config.log_every == 0 or step == 1:
             values = {

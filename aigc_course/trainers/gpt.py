@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_course import checkpoints, data, runtime, training
+from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.data.text import train_val_ids
 from aigc_course.models import bigram
 from aigc_course.models.gpt import GPT, GPTConfig
@@ -129,15 +129,19 @@ def estimate_loss(
     model: GPT, ids: torch.Tensor, batches: int, batch_size: int, seed: int = 1234
 ) -> float:
     """Mean next-token loss (nats) over ``batches`` fixed random blocks of ``ids``: the same blocks
-    every call, so estimates during and after training compare."""
+    every call, so estimates during and after training compare. Under torchrun every rank calls it:
+    each scores its share of the batches and the mean is taken over all of them."""
     device = next(model.parameters()).device
+    world = distributed.world(device)
     generator = torch.Generator().manual_seed(seed)
     blocks = random_blocks(ids, model.config.block_size, batch_size, generator)
-    losses = []
-    for _ in range(batches):
-        x, y = next(blocks)
-        losses.append(model(x.to(device), y.to(device))[1].item())
-    return sum(losses) / len(losses)
+    all_batches = [next(blocks) for _ in range(batches)]
+    losses = [
+        model(x.to(device), y.to(device))[1].item()
+        for x, y in distributed.my_share(all_batches, world)
+    ]
+    mean = {"loss": sum(losses) / max(len(losses), 1)}
+    return distributed.average(mean, len(losses), device, world)["loss"]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_course import checkpoints, data, runtime, training
+from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.models.vae import (
     VAE,
     BernoulliVAE,
@@ -88,27 +88,34 @@ def fixed_test_set(images: int, seed: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: BernoulliVAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
-    """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``."""
+    """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``. Under torchrun every
+    rank calls it: each scores its share of ``x`` and the means are combined."""
     device = next(model.parameters()).device
+    world = distributed.world(device)
+    share = distributed.my_share(x, world)
     totals = torch.zeros(3)
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].to(device)
+    for start in range(0, len(share), batch_size):
+        batch = share[start : start + batch_size].to(device)
         reconstruction, kl = model.loss_terms(batch)
         totals += torch.stack([(reconstruction + kl).sum(), reconstruction.sum(), kl.sum()]).cpu()
-    negative_elbo, reconstruction, kl = (totals / len(x)).tolist()
-    return {"neg_elbo": negative_elbo, "reconstruction": reconstruction, "kl": kl}
+    negative_elbo, reconstruction, kl = (totals / max(len(share), 1)).tolist()
+    means = {"neg_elbo": negative_elbo, "reconstruction": reconstruction, "kl": kl}
+    return distributed.average(means, len(share), device, world)
 
 
 @torch.no_grad()
 def iwae_nll(model: BernoulliVAE, x: torch.Tensor, k: int, batch_size: int = 250) -> float:
-    """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image."""
+    """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image (under
+    torchrun, every rank calls it and scores its share of ``x``)."""
     device = next(model.parameters()).device
+    world = distributed.world(device)
+    share = distributed.my_share(x, world)
     total = 0.0
-    for start in range(0, len(x), batch_size):
-        total += (
-            -model.iwae_log_likelihood(x[start : start + batch_size].to(device), k=k).sum().item()
-        )
-    return total / len(x)
+    for start in range(0, len(share), batch_size):
+        batch = share[start : start + batch_size].to(device)
+        total += -model.iwae_log_likelihood(batch, k=k).sum().item()
+    mean = {"nll": total / max(len(share), 1)}
+    return distributed.average(mean, len(share), device, world)["nll"]
 
 
 def train(

@@ -1,0 +1,227 @@
+"""Data parallelism: the same training run on one process or on N under ``torchrun``.
+
+``torchrun --nproc_per_node=N`` starts N copies of a program and tells each, through environment
+variables, who it is (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) and where to meet the others
+(``MASTER_ADDR``, ``MASTER_PORT``). The course reads those: with ``WORLD_SIZE`` above 1,
+:func:`world` joins the process group (``nccl`` on CUDA GPUs, ``gloo`` on CPUs) the first time it
+is asked, and the training loop then
+
+- wraps the model in PyTorch's ``DistributedDataParallel`` (DDP), which averages the gradients of
+  the ranks during ``backward``;
+- gives each rank its own slice of every global batch (:func:`shard`), so N processes run the same
+  optimisation as one process with the same global batch;
+- agrees on the step to stop at and the learning rate's position under a time budget
+  (:func:`broadcast_floats` from rank 0), averages evaluations over the ranks
+  (:func:`average`), and lets only rank 0 print, show progress and write checkpoints.
+
+Without ``torchrun`` (``WORLD_SIZE`` unset or 1) every function here is a no-op and the course runs
+as one process, exactly as before. ``docs/SCALING.md`` has the commands and the arithmetic.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from aigc_course.errors import CourseError
+from aigc_course.runtime import RuntimeConfigError
+
+T = TypeVar("T")
+
+#: Seconds a rank waits for the others at a collective before it gives up with an error
+#: (``AIGC_DIST_TIMEOUT`` changes it): a crashed or stuck rank ends the run, not hangs it.
+DEFAULT_TIMEOUT_SECONDS = 300
+
+
+class RankFailedError(CourseError, RuntimeError):
+    """Another process of a data-parallel run stopped answering (it crashed, was killed or hangs)."""
+
+
+@dataclass(frozen=True)
+class World:
+    """Who this process is in a data-parallel run: ``rank`` of ``size`` processes (``local_rank``
+    on this machine). One process alone is ``World(0, 1, 0)``."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that prints, shows progress and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def _environment_world() -> World:
+    """The world ``torchrun`` describes in the environment (one process when it describes none)."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as error:
+        raise RuntimeConfigError(
+            f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them): {error}"
+        ) from None
+    if size < 1 or not 0 <= rank < size:
+        raise RuntimeConfigError(
+            f"RANK={rank} does not fit WORLD_SIZE={size}; start the run with torchrun, which sets both"
+        )
+    return World(rank, size, local_rank)
+
+
+def timeout_seconds() -> float:
+    """How long a collective waits for the other ranks (``AIGC_DIST_TIMEOUT``, seconds)."""
+    text = os.environ.get("AIGC_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise RuntimeConfigError(
+            f"AIGC_DIST_TIMEOUT={text!r} must be a positive number of seconds (default "
+            f"{DEFAULT_TIMEOUT_SECONDS})"
+        )
+    return seconds
+
+
+def backend_for(device: torch.device) -> str:
+    """``nccl`` for CUDA GPUs, ``gloo`` for everything else."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def world(device: torch.device | None = None) -> World:
+    """This process's :class:`World`; under ``torchrun`` (``WORLD_SIZE`` > 1) it joins the process
+    group first if it has not yet, with the backend for ``device`` (default: CUDA if present)."""
+    found = _environment_world()
+    if found.distributed and not dist.is_initialized():
+        if device is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(found.local_rank)
+        dist.init_process_group(
+            backend_for(device), timeout=datetime.timedelta(seconds=timeout_seconds())
+        )
+    return found
+
+
+def is_main() -> bool:
+    """True in rank 0, and in a run of one process."""
+    return _environment_world().is_main
+
+
+def collective(action: Callable[[], T], what: str) -> T:
+    """``action()`` (a collective operation), with a failure of another rank turned into a
+    :class:`RankFailedError` that says what happened and where to look."""
+    try:
+        return action()
+    except RuntimeError as error:  # dist.DistError is one; gloo raises plain RuntimeErrors
+        if not is_communication_error(error):
+            raise
+        rank = _environment_world().rank
+        raise RankFailedError(
+            f"rank {rank}: another process of this data-parallel run stopped answering during "
+            f"{what}: it crashed, was stopped, or did not answer within {timeout_seconds():g} s "
+            "(AIGC_DIST_TIMEOUT). torchrun names the first rank that failed, with its error; this "
+            f"rank stops too. ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from error
+
+
+def is_communication_error(error: BaseException) -> bool:
+    """True for an error of the communication between ranks (a peer gone, a timeout), as PyTorch's
+    backends raise them: ``DistError`` and its kinds, or gloo's and NCCL's plain ``RuntimeError``."""
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error)
+    return any(word in text for word in ("gloo", "NCCL", "Connection closed", "Connection reset"))
+
+
+def shard(batch: T, current: World) -> T:
+    """This rank's slice of a global batch (a tensor, or a tuple/list of tensors sharing their
+    first dimension): rows ``[rank * n / size, (rank + 1) * n / size)``. The global batch size must
+    divide by the number of processes."""
+    if not current.distributed:
+        return batch
+    return slice_rows(batch, current.rank, current.size, "processes", "--batch-size")
+
+
+def slice_rows(batch: T, index: int, parts: int, what: str, fix: str) -> T:
+    """Part ``index`` of ``parts`` equal parts of ``batch`` along the first dimension (a tensor, or
+    a tuple/list of them); ``what`` and ``fix`` name the parts and the option to change in the error
+    when the rows do not divide."""
+    if isinstance(batch, list | tuple):
+        return type(batch)(slice_rows(item, index, parts, what, fix) for item in batch)
+    if not isinstance(batch, torch.Tensor):
+        return batch
+    n = batch.shape[0]
+    if n % parts:
+        raise RuntimeConfigError(
+            f"a batch of {n} does not split evenly into {parts} {what}; choose a batch size that "
+            f"is a multiple of {parts} ({fix})"
+        )
+    size = n // parts
+    return batch[index * size : (index + 1) * size]
+
+
+def my_share(items: T, current: World) -> T:
+    """This rank's share of an evaluation's items (every ``size``-th, from ``rank``): the ranks
+    split the work, and :func:`average` puts the results together."""
+    return items[current.rank :: current.size] if current.distributed else items
+
+
+def broadcast_floats(values: list[float], device: torch.device, current: World) -> list[float]:
+    """Rank 0's ``values`` on every rank (the others' are ignored): how ranks agree on a decision
+    that depends on a clock, which each process reads for itself."""
+    if not current.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    collective(lambda: dist.broadcast(tensor, src=0), "the agreement on the clock")
+    return tensor.tolist()
+
+
+def average(metrics: dict[str, float], weight: float, device: torch.device, current: World) -> dict:
+    """The ``weight``-weighted mean of each metric over the ranks (``weight``: how many examples
+    this rank's values average over), the same on every rank."""
+    if not current.distributed:
+        return metrics
+    names = sorted(metrics)
+    values = [metrics[name] * weight for name in names] + [weight]
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    collective(lambda: dist.all_reduce(tensor), "an evaluation")
+    total = tensor[-1].item()
+    return {name: tensor[i].item() / total for i, name in enumerate(names)}
+
+
+def barrier(device: torch.device, current: World) -> None:
+    """Wait until every rank arrives (no-op for one process)."""
+    if current.distributed:
+        ids = [device.index or 0] if device.type == "cuda" else None
+        collective(lambda: dist.barrier(device_ids=ids), "a barrier")
+
+
+def wrap(model: torch.nn.Module, device: torch.device, current: World) -> torch.nn.Module:
+    """``model`` in ``DistributedDataParallel`` (which copies rank 0's weights to every rank), or
+    ``model`` itself for one process."""
+    if not current.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index or 0] if device.type == "cuda" else None
+    return collective(
+        lambda: DistributedDataParallel(model, device_ids=ids), "the start (DDP's weight copy)"
+    )
+
+
+def close() -> None:
+    """Leave the process group (if this process joined one)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

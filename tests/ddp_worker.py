@@ -1,0 +1,143 @@
+"""What tests/test_distributed.py runs in each process under torchrun (and in-process, as one).
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m tests.ddp_worker MODE OUT [...]
+
+MODE ``gpt``: a few steps of a small GPT through the shared loop (``training.train``) on synthetic
+tokens, writing this rank's first batch, its weights and its step count to OUT; ``--accumulation N``
+and ``--minutes M`` set the run, ``--slow-rank R`` makes rank R slower (for the clock's agreement).
+MODE ``save``: the same run, then ``training.save_run`` on every rank (only rank 0 may write) and
+rank 0's greedy continuation of a prompt into OUT/text.txt.
+MODE ``gan``: a few steps of the DCGAN trainer, writing this rank's weights.
+MODE ``crash`` / ``vanish`` / ``stuck``: rank 1 raises an error / exits silently / hangs at step 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from aigc_course import distributed, training
+from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.trainers import gpt as gpt_trainer
+
+CONFIG = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+GLOBAL_BATCH = 8
+PROMPT = [1, 2, 3, 4]
+
+
+def synthetic_ids() -> torch.Tensor:
+    """Tokens with structure to learn (a noisy repeating pattern), the same in every process."""
+    generator = torch.Generator().manual_seed(0)
+    pattern = torch.arange(5_000) % 13
+    noise = torch.randint(0, 65, (5_000,), generator=generator)
+    keep = torch.rand(5_000, generator=generator) < 0.8
+    return torch.where(keep, pattern, noise)
+
+
+def train_small_gpt(
+    steps: int = 5,
+    accumulation: int = 1,
+    minutes: float | None = None,
+    slow_rank: int | None = None,
+    fail: str | None = None,
+) -> tuple[GPT, training.History, list[torch.Tensor]]:
+    """Train the small GPT; returns it, its history and the batches this rank saw (its shards)."""
+    torch.manual_seed(0)
+    model = GPT(CONFIG)
+    rank = distributed.world().rank
+    seen: list[torch.Tensor] = []
+
+    def loss_fn(m, batch):
+        step = len(seen) // accumulation + 1
+        if fail and rank == 1 and step == 3:
+            if fail == "crash":
+                raise RuntimeError("rank 1 fails on purpose at step 3")
+            if fail == "stuck":
+                time.sleep(600)  # hangs: rank 0 must give up after AIGC_DIST_TIMEOUT
+            os._exit(0)  # vanish: stop without a word, as a killed process would
+        if slow_rank == rank:
+            time.sleep(0.05)
+        seen.append(batch[0].clone())
+        return m(*batch)[1], {}
+
+    batches = gpt_trainer.random_blocks(
+        synthetic_ids(), CONFIG.block_size, GLOBAL_BATCH, torch.Generator().manual_seed(1)
+    )
+    history = training.train(
+        model,
+        loss_fn,
+        batches,
+        training.TrainConfig(
+            steps=steps,
+            lr=3e-3,
+            minutes=minutes,
+            accumulation_steps=accumulation,
+            eval_every=2,
+            log_every=1,
+        ),
+        evaluate=lambda m: {"val_loss": gpt_trainer.estimate_loss(m, synthetic_ids(), 3, 4)},
+        device=torch.device("cpu"),
+        compile_model=False,
+        progress=False,
+    )
+    return model, history, seen
+
+
+def greedy_text(model: GPT) -> list[int]:
+    out = model.generate(torch.tensor([PROMPT]), 20, temperature=0.0)
+    return out[0].tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["gpt", "save", "gan", "crash", "vanish", "stuck"])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--accumulation", type=int, default=1)
+    parser.add_argument("--minutes", type=float)
+    parser.add_argument("--slow-rank", type=int)
+    args = parser.parse_args()
+    world = distributed.world(torch.device("cpu"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    rank = world.rank
+    if args.mode == "gan":
+        from aigc_course.runtime import get_profile
+        from aigc_course.trainers import gan
+
+        recipe = gan.recipe(get_profile("smoke"), steps=3)
+        run = gan.train(recipe, torch.device("cpu"), progress=False, evaluate_fid=False)
+        state = {f"g.{k}": v for k, v in run.generator.state_dict().items()}
+        state |= {f"d.{k}": v for k, v in run.discriminator.state_dict().items()}
+        torch.save(state, args.out / f"weights_rank{rank}.pt")
+    else:
+        fail = args.mode if args.mode in ("crash", "vanish", "stuck") else None
+        model, history, seen = train_small_gpt(
+            accumulation=args.accumulation,
+            minutes=args.minutes,
+            slow_rank=args.slow_rank,
+            fail=fail,
+        )
+        if args.mode == "save":
+            run = training.Run(model, SimpleNamespace(batch_size=GLOBAL_BATCH), history, {})
+            training.save_run(run, args.out / "model.safetensors", "tests.ddp_worker save")
+            if world.is_main:
+                (args.out / "text.txt").write_text(" ".join(map(str, greedy_text(model))))
+        else:
+            torch.save(
+                {
+                    "weights": model.state_dict(),
+                    "first_batch": seen[0],
+                    "steps": history.steps_done,
+                    "val_loss": history.eval_metrics["val_loss"],
+                },
+                args.out / f"rank{rank}.pt",
+            )
+    distributed.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Data parallelism (aigc_course.distributed): runs of two processes under torchrun, on the CPU
+with gloo, against the same run in one process.
+
+Each two-process run is ``python -m torch.distributed.run --nproc_per_node=2 -m tests.ddp_worker
+MODE OUT`` (tests/ddp_worker.py says what each mode does); the one-process reference calls the
+same worker functions in this process, where the course sees no torchrun and runs as one process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from aigc_course import checkpoints, distributed, runtime, training
+from aigc_course.errors import SettingError
+from aigc_course.runtime import RuntimeConfigError
+from tests import ddp_worker
+from tests.helpers import ROOT
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def launch(mode: str, out: Path, *options: str, timeout: float = 180, **env: str):
+    """Run tests/ddp_worker.py in two processes; returns the finished process (output captured)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        environment.pop(name, None)
+    command = [*TORCHRUN, "-m", "tests.ddp_worker", mode, str(out), *options]
+    return subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def finished(process) -> None:
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def two_process_gpt(tmp_path_factory):
+    """The small GPT trained by two processes, with 2 micro-batches each (gradient accumulation)."""
+    out = tmp_path_factory.mktemp("ddp_gpt")
+    finished(launch("gpt", out, "--accumulation", "2"))
+    return [torch.load(out / f"rank{rank}.pt") for rank in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def one_process_gpt():
+    model, history, seen = ddp_worker.train_small_gpt()
+    return model, history, seen
+
+
+def test_two_processes_train_the_same_gpt_as_one_with_the_same_global_batch(
+    two_process_gpt, one_process_gpt
+):
+    model, history, _ = one_process_gpt
+    for rank in (0, 1):
+        assert max_difference(two_process_gpt[rank]["weights"], model.state_dict()) < 1e-5
+    # ... and it did train: the weights moved from their initial values
+    torch.manual_seed(0)
+    initial = ddp_worker.GPT(ddp_worker.CONFIG).state_dict()
+    assert max_difference(initial, model.state_dict()) > 1e-3
+
+
+def test_the_evaluation_is_averaged_over_the_ranks(two_process_gpt, one_process_gpt):
+    """Each rank scores a share of the evaluation batches (2 and 1 of 3); the weighted mean is the
+    one-process figure, on both ranks."""
+    _, history, _ = one_process_gpt
+    for rank in (0, 1):
+        assert two_process_gpt[rank]["val_loss"] == pytest.approx(
+            history.eval_metrics["val_loss"], abs=1e-5
+        )
+
+
+def test_each_rank_trains_on_its_own_slice_of_the_global_batch(two_process_gpt, one_process_gpt):
+    _, _, seen = one_process_gpt
+    global_batch = seen[0]  # (8, T): one process, no accumulation
+    rank0, rank1 = (two_process_gpt[rank]["first_batch"] for rank in (0, 1))
+    assert rank0.shape == rank1.shape == (2, ddp_worker.CONFIG.block_size)  # 8 / 2 ranks / 2 micro
+    assert not torch.equal(rank0, rank1)
+    assert torch.equal(rank0, global_batch[0:2]) and torch.equal(rank1, global_batch[4:6])
+
+
+def test_gradient_accumulation_takes_the_same_step_as_the_whole_batch(one_process_gpt):
+    model, _, _ = one_process_gpt
+    accumulated, _, seen = ddp_worker.train_small_gpt(accumulation=4)
+    assert seen[0].shape[0] == ddp_worker.GLOBAL_BATCH // 4
+    assert max_difference(accumulated.state_dict(), model.state_dict()) < 1e-5
+
+
+def test_a_timed_run_stops_every_rank_on_the_same_step(tmp_path):
+    """Rank 1 is slower per step; rank 0's clock decides for both, so they take the same steps with
+    the same learning rates (their weights stay equal)."""
+    finished(launch("gpt", tmp_path, "--minutes", "0.05", "--slow-rank", "1"))
+    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert rank0["steps"] == rank1["steps"] > 1
+    assert max_difference(rank0["weights"], rank1["weights"]) == 0.0
+
+
+def test_only_rank_0_writes_the_checkpoint_and_it_loads_in_one_process(tmp_path):
+    finished(launch("save", tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.safetensors", "text.txt"]
+    model, _ = checkpoints.load_model(
+        lambda config: ddp_worker.GPT(ddp_worker.GPTConfig(**config)),
+        "unused",
+        tmp_path / "model.safetensors",
+    )
+    tokens = (tmp_path / "text.txt").read_text().split()
+    assert ddp_worker.greedy_text(model) == [int(t) for t in tokens]
+
+
+def test_the_command_line_trains_under_torchrun_and_prints_once(tmp_path):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [*TORCHRUN, "-m", "aigc_course.cli", "train", "gpt", "--profile", "smoke"]
+    command += ["--steps", "3", "--quiet", "--out", str(tmp_path)]
+    process = subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=180
+    )
+    finished(process)
+    assert process.stdout.count("GPT trained:") == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["gpt.safetensors"]
+
+
+def test_the_gan_loop_runs_data_parallel(tmp_path):
+    """Both networks' gradients are averaged: the ranks end with the same weights. BatchNorm
+    normalises with each rank's own slice (PyTorch's SyncBatchNorm runs on GPUs only), so the run
+    is close to, not equal to, one process's (docs/SCALING.md)."""
+    finished(launch("gan", tmp_path))
+    rank0, rank1 = (torch.load(tmp_path / f"weights_rank{rank}.pt") for rank in (0, 1))
+    parameters = [k for k in rank0 if not ("running_" in k or "num_batches" in k)]
+    assert max((rank0[k] - rank1[k]).abs().max().item() for k in parameters) == 0.0
+
+
+def test_a_crashed_rank_ends_the_run_with_its_error(tmp_path):
+    started = time.monotonic()
+    process = launch("crash", tmp_path, timeout=120)
+    assert process.returncode != 0
+    assert "rank 1 fails on purpose at step 3" in process.stderr
+    assert time.monotonic() - started < 100
+
+
+def test_a_stuck_rank_ends_the_run_after_the_timeout_with_a_clear_error(tmp_path):
+    started = time.monotonic()
+    process = launch("stuck", tmp_path, timeout=120, AIGC_DIST_TIMEOUT="5")
+    assert process.returncode != 0
+    assert "RankFailedError: rank 0: another process of this data-parallel run" in process.stderr
+    assert "AIGC_DIST_TIMEOUT" in process.stderr
+    assert time.monotonic() - started < 100
+
+
+# One process: what can be checked without a launch.
+
+
+def test_one_process_is_a_world_of_one(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    world = distributed.world()
+    assert world == distributed.World(0, 1, 0) and world.is_main and not world.distributed
+    batch = (torch.arange(6), torch.arange(6))
+    assert distributed.shard(batch, world) is batch
+    assert distributed.average({"loss": 2.0}, 3, torch.device("cpu"), world) == {"loss": 2.0}
+
+
+def test_a_batch_that_does_not_split_is_refused_with_the_fix():
+    with pytest.raises(RuntimeConfigError, match="multiple of 3 \\(--batch-size\\)"):
+        distributed.shard(torch.zeros(8, 2), distributed.World(1, 3, 1))
+    config = training.TrainConfig(steps=1, accumulation_steps=3)
+    with pytest.raises(RuntimeConfigError, match="3 micro-batches"):
+        training.accumulate_gradients(
+            *(torch.nn.Linear(2, 1),) * 2,
+            lambda m, b: (m(b[0]).mean(), {}),
+            (torch.zeros(8, 2),),
+            config,
+            1,
+            torch.device("cpu"),
+            runtime.choose_precision(torch.device("cpu")),
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    "environment, message",
+    [
+        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 does not fit WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "two"}, "must be whole numbers"),
+        ({"WORLD_SIZE": "1", "AIGC_DIST_TIMEOUT": "0"}, "AIGC_DIST_TIMEOUT='0'"),
+    ],
+)
+def test_a_bad_torchrun_environment_is_refused_with_a_clear_error(
+    monkeypatch, environment, message
+):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeConfigError, match=message):
+        distributed.world()
+        distributed.timeout_seconds()
+
+
+def test_accumulation_steps_must_be_a_whole_number_of_at_least_one():
+    with pytest.raises(SettingError, match="accumulation_steps"):
+        training.TrainConfig(accumulation_steps=0)
