@@ -2,9 +2,9 @@
 
 ``torchrun --nproc_per_node=N`` starts N copies of a program and tells each, through environment
 variables, who it is (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``) and where to meet the others
-(``MASTER_ADDR``, ``MASTER_PORT``). The course reads those: with ``WORLD_SIZE`` above 1,
-:func:`world` joins the process group (``nccl`` on CUDA GPUs, ``gloo`` on CPUs) the first time it
-is asked, and the training loop then
+(``MASTER_ADDR``, ``MASTER_PORT``). The course reads those: under torchrun (even with N = 1, so one
+GPU runs the very code N GPUs run), :func:`world` joins the process group (``nccl`` on CUDA GPUs,
+``gloo`` on CPUs) the first time it is asked, and the training loop then
 
 - wraps the model in PyTorch's ``DistributedDataParallel`` (DDP), which averages the gradients of
   the ranks during ``backward``;
@@ -14,8 +14,8 @@ is asked, and the training loop then
   (:func:`broadcast_floats` from rank 0), averages evaluations over the ranks
   (:func:`average`), and lets only rank 0 print, show progress and write checkpoints.
 
-Without ``torchrun`` (``WORLD_SIZE`` unset or 1) every function here is a no-op and the course runs
-as one process, exactly as before. ``docs/SCALING.md`` has the commands and the arithmetic.
+Without ``torchrun`` (no ``RANK`` and ``WORLD_SIZE`` in the environment) every function here is a
+no-op and the course runs as one process, exactly as before. ``docs/SCALING.md`` has the commands and the arithmetic.
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ class RankFailedError(CourseError, RuntimeError):
 @dataclass(frozen=True)
 class World:
     """Who this process is in a data-parallel run: ``rank`` of ``size`` processes (``local_rank``
-    on this machine). One process alone is ``World(0, 1, 0)``."""
+    on this machine; ``launched``: started by torchrun). One process alone is ``World(0, 1, 0)``."""
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -59,11 +60,14 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        """True under torchrun: DDP, slices of the batch, agreement between the ranks."""
+        return self.launched or self.size > 1
 
 
 def _environment_world() -> World:
     """The world ``torchrun`` describes in the environment (one process when it describes none)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return World()
     try:
         size = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
@@ -76,7 +80,7 @@ def _environment_world() -> World:
         raise RuntimeConfigError(
             f"RANK={rank} does not fit WORLD_SIZE={size}; start the run with torchrun, which sets both"
         )
-    return World(rank, size, local_rank)
+    return World(rank, size, local_rank, launched=True)
 
 
 def timeout_seconds() -> float:
@@ -100,8 +104,8 @@ def backend_for(device: torch.device) -> str:
 
 
 def world(device: torch.device | None = None) -> World:
-    """This process's :class:`World`; under ``torchrun`` (``WORLD_SIZE`` > 1) it joins the process
-    group first if it has not yet, with the backend for ``device`` (default: CUDA if present)."""
+    """This process's :class:`World`; under ``torchrun`` it joins the process group first if it has
+    not yet, with the backend for ``device`` (default: CUDA if present)."""
     found = _environment_world()
     if found.distributed and not dist.is_initialized():
         if device is None:

@@ -51,8 +51,8 @@ def get_device(name: str | None = None) -> torch.device:
         if not torch.cuda.is_available():
             return torch.device("cpu")
         # Under torchrun (several processes), each process takes the GPU of its local rank.
-        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
+        if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"] or 0))
         return torch.device("cuda")
     try:
         device = torch.device(requested)

@@ -20,7 +20,9 @@
 #   2. reports the environment (`aigc-course doctor`);
 #   3. runs the GPU tests (`pytest -m gpu`: AMP dtype, compile, SDPA flash, KV cache, checkpoints);
 #   4. runs the three benchmarks under the gpu profile, each with a time budget (--minutes);
-#   5. times the model lessons under the gpu profile (`aigc-course time-notebooks`).
+#   5. trains the GPT for the same minute under torchrun, one process per GPU (data parallel, DDP;
+#      GPU_CHECK_NPROC overrides the count), for tokens/s beside the single process's;
+#   6. times the model lessons under the gpu profile (`aigc-course time-notebooks`).
 # Every figure and log goes into OUT; OUT/summary.txt lists each step with its status and seconds.
 # A failed step is recorded and the script goes on, so one run gives every answer it can.
 set -uo pipefail
@@ -109,18 +111,27 @@ report_versions() {
     "$PYTHON" -m aigc_course.cli doctor
 }
 
+run_torchrun_gpt() {  # the GPT's minute again, data parallel: one process per GPU
+    local gpus
+    gpus=${GPU_CHECK_NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
+    [[ $gpus -ge 1 ]] || gpus=1
+    echo "processes: $gpus"
+    "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$gpus" \
+        -m aigc_course.cli train gpt --profile "$PROFILE" --minutes 1 --quiet --out "$SITE/ddp-gpt"
+}
+
 run_benchmark() {  # run_benchmark SCRIPT MINUTES [options]: the profile's recipe, by the clock
     local script=$1 minutes=$2
     shift 2
     "$PYTHON" "benchmarks/$script" --profile "$PROFILE" --minutes "$minutes" "$@"
 }
 
-# The limits add up to under 10 minutes (each step's figure is its longest; together they ran in
-# about 6 on an H200); a step that needs longer is cut and says so. A budgeted benchmark's minutes
+# The limits add up to under 12 minutes (each step's figure is its longest; together they ran in
+# about 7 on an H200); a step that needs longer is cut and says so. A budgeted benchmark's minutes
 # include torch.compile's first compilation; its limit leaves room for the final evaluation and for
 # the exit (tearing down CUDA and torch.compile took 5 s or more there).
 export PYTHON PROFILE WHEELS SITE
-export -f install_course report_versions run_benchmark
+export -f install_course report_versions run_benchmark run_torchrun_gpt
 step install 45 install_course
 step environment 30 report_versions
 # Only the GPU tests: the project's pytest options name nbval, which the GPU machine lacks.
@@ -128,6 +139,7 @@ step gpu-tests 90 "$PYTHON" -m pytest -o addopts= -p no:cacheprovider -q -rs tes
 step bench-gpt 110 run_benchmark gpt.py 1
 step bench-vae 80 run_benchmark vae.py 0.5
 step bench-gan 70 run_benchmark gan.py 0.5
+step torchrun-gpt 110 run_torchrun_gpt
 # The lessons to time (GPU_CHECK_LESSONS="06 07 08" for all the model lessons, given more time).
 lessons=()
 for number in ${GPU_CHECK_LESSONS:-08}; do lessons+=(notebooks/"$number"_*.ipynb); done

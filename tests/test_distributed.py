@@ -26,12 +26,16 @@ from tests.helpers import ROOT
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def launch(mode: str, out: Path, *options: str, timeout: float = 180, **env: str):
-    """Run tests/ddp_worker.py in two processes; returns the finished process (output captured)."""
+def launch(
+    mode: str, out: Path, *options: str, timeout: float = 180, processes: int = 2, **env: str
+):
+    """Run tests/ddp_worker.py in ``processes`` processes; returns the finished process (output
+    captured)."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         environment.pop(name, None)
-    command = [*TORCHRUN, "-m", "tests.ddp_worker", mode, str(out), *options]
+    command = [*TORCHRUN[:-1], f"--nproc_per_node={processes}", "-m", "tests.ddp_worker"]
+    command += [mode, str(out), *options]
     return subprocess.run(
         command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
     )
@@ -80,6 +84,15 @@ def test_the_evaluation_is_averaged_over_the_ranks(two_process_gpt, one_process_
         assert two_process_gpt[rank]["val_loss"] == pytest.approx(
             history.eval_metrics["val_loss"], abs=1e-5
         )
+
+
+def test_one_process_under_torchrun_runs_the_data_parallel_code_and_trains_the_same(
+    tmp_path, one_process_gpt
+):
+    """torchrun with one process (one GPU, say) takes the same path as N: DDP of a world of one."""
+    finished(launch("gpt", tmp_path, processes=1))
+    model, _, _ = one_process_gpt
+    assert max_difference(torch.load(tmp_path / "rank0.pt")["weights"], model.state_dict()) < 1e-5
 
 
 def test_each_rank_trains_on_its_own_slice_of_the_global_batch(two_process_gpt, one_process_gpt):
@@ -192,7 +205,7 @@ def test_a_batch_that_does_not_split_is_refused_with_the_fix():
     "environment, message",
     [
         ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 does not fit WORLD_SIZE=2"),
-        ({"WORLD_SIZE": "two"}, "must be whole numbers"),
+        ({"WORLD_SIZE": "two", "RANK": "0"}, "must be whole numbers"),
         ({"WORLD_SIZE": "1", "AIGC_DIST_TIMEOUT": "0"}, "AIGC_DIST_TIMEOUT='0'"),
     ],
 )
