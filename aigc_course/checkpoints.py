@@ -60,8 +60,10 @@ def save(
     config: dict,
     metrics: dict | None = None,
     extra: dict | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> str:
-    """Save ``model``'s weights with ``config``, ``metrics`` and ``extra`` (JSON-able) to ``path``.
+    """Save ``model``'s weights with ``config``, ``metrics`` and ``extra`` (JSON-able) to ``path``;
+    with ``keep``, only the tensors whose names it accepts (e.g. a model's adapters alone).
 
     The model's class name is recorded too, so that loading it as another kind of model is a clear
     :class:`CheckpointError` rather than a shape mismatch. Written to a temporary file in the same
@@ -69,7 +71,10 @@ def save(
     half-written checkpoint. Returns the file's sha256.
     """
     path = Path(path)
-    state, aliases = _unique_tensors(model.state_dict())
+    state_dict = model.state_dict()
+    if keep is not None:
+        state_dict = {name: tensor for name, tensor in state_dict.items() if keep(name)}
+    state, aliases = _unique_tensors(state_dict)
     metadata = {
         "format": FORMAT,
         "model": type(model).__name__,

@@ -23,6 +23,7 @@ import importlib
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def probability_mass(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
     return value
+
+
+def speaker_name(text: str) -> str:
+    """A speaker of the play script as it writes them: letters first, then letters, spaces,
+    apostrophes, dots or hyphens ("PETRUCHIO", "First Citizen")."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z .'-]{0,39}", text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected a speaker's name as the script writes it (e.g. PETRUCHIO), got {text!r}"
+        )
+    return text.strip()
 
 
 def _find_repository_root() -> Path | None:
@@ -305,7 +318,8 @@ class Option:
     flag: str
     dest: str
     help: str
-    type: type | None = None  # None: a switch (store_true)
+    type: Callable | None = None  # None: a switch (store_true), unless choices are given
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -343,6 +357,37 @@ TRAINERS: dict[str, Trainable] = {
         "the lesson-07 DCGAN on Fashion-MNIST",
         "images",
         (Option("--conditional", "conditional", "condition on the class (a cGAN)"),),
+    ),
+    "finetune": Trainable(
+        "aigc_course.trainers.finetune",
+        "fine-tuned GPT",
+        "the pretrained GPT fine-tuned on one speaker (lesson 09)",
+        "sequences",
+        (
+            Option(
+                "--method", "method", "full (every weight) or lora (default)", str, ("full", "lora")
+            ),
+            Option("--rank", "rank", "LoRA's rank r (default 4)", count),
+            Option(
+                "--alpha",
+                "alpha",
+                "LoRA's alpha: the update is scaled by alpha / r (default 8)",
+                positive_float,
+            ),
+            Option(
+                "--targets",
+                "targets",
+                "the layers LoRA adapts (default both)",
+                None,
+                ("attention", "mlp", "both"),
+            ),
+            Option(
+                "--speaker",
+                "speaker",
+                "the speaker to fine-tune on (default PETRUCHIO)",
+                speaker_name,
+            ),
+        ),
     ),
     "classifier": Trainable(
         "aigc_course.trainers.classifier",
@@ -548,13 +593,20 @@ def _add_train_commands(commands) -> None:
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
         for option in trainable.options:
-            if option.type is None:
+            if option.choices:
+                parser.add_argument(
+                    option.flag, dest=option.dest, choices=option.choices, help=option.help
+                )
+            elif option.type is None:
                 parser.add_argument(
                     option.flag, dest=option.dest, action="store_true", help=option.help
                 )
             else:
                 parser.add_argument(
-                    option.flag, dest=option.dest, type=option.type, help=option.help
+                    option.flag,
+                    dest=option.dest,
+                    type=option.type,
+                    help=option.help,
                 )
         parser.set_defaults(run=cmd_train)
 

@@ -208,20 +208,33 @@ def average(metrics: dict[str, float], weight: float, device: torch.device, curr
 def barrier(device: torch.device, current: World) -> None:
     """Wait until every rank arrives (no-op for one process)."""
     if current.distributed:
-        ids = [device.index or 0] if device.type == "cuda" else None
-        collective(lambda: dist.barrier(device_ids=ids), "a barrier")
+        collective(lambda: dist.barrier(device_ids=_device_ids(device)), "a barrier")
 
 
-def wrap(model: torch.nn.Module, device: torch.device, current: World) -> torch.nn.Module:
+def _device_ids(device: torch.device) -> list[int] | None:
+    if device.type != "cuda":
+        return None
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def wrap(
+    model: torch.nn.Module,
+    device: torch.device,
+    current: World,
+    broadcast_buffers: bool = True,
+) -> torch.nn.Module:
     """``model`` in ``DistributedDataParallel`` (which copies rank 0's weights to every rank), or
-    ``model`` itself for one process."""
+    ``model`` itself for one process. ``broadcast_buffers=False`` leaves each rank its own buffers
+    (BatchNorm's running statistics) instead of copying rank 0's before every forward."""
     if not current.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = [device.index or 0] if device.type == "cuda" else None
     return collective(
-        lambda: DistributedDataParallel(model, device_ids=ids), "the start (DDP's weight copy)"
+        lambda: DistributedDataParallel(
+            model, device_ids=_device_ids(device), broadcast_buffers=broadcast_buffers
+        ),
+        "the start (DDP's weight copy)",
     )
 
 

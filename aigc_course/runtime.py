@@ -61,6 +61,8 @@ def get_device(name: str | None = None) -> torch.device:
             f"AIGC_DEVICE={requested!r} is not a device name. Use 'cpu', 'cuda', 'cuda:0' or 'mps', "
             "or unset AIGC_DEVICE to choose automatically."
         ) from error
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"] or 0))  # torchrun: its GPU
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeConfigError(

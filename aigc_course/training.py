@@ -272,7 +272,7 @@ def train(
     # gradients in backward; randomness inside the model (dropout, sampling) differs per rank.
     parallel_model = distributed.wrap(model, device, world)
     if world.distributed:
-        torch.manual_seed(config.seed + 1 + world.rank)
+        torch.manual_seed(config.seed * 100_003 + 1 + world.rank)
     forward_model = runtime.maybe_compile(parallel_model, device, enabled=compile_model)
     scaler = precision.grad_scaler()
     history = History(budget_minutes=config.minutes)
@@ -310,18 +310,24 @@ def train(
         history.examples += batch_size_of(global_batch)
         last = {"loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
         if step % config.log_every == 0 or step == 1 or clock.is_last(step):
-            history.log(step, {**last, "loss": loss.item()})
+            logged = mean_over_ranks(loss, device, world)
+            history.log(step, {**last, "loss": logged})
             rate = history.examples * units_per_example / clock.elapsed()
-            bar.set_postfix({"loss": f"{loss.item():.4g}", f"{unit}/s": f"{rate:,.0f}"})
+            bar.set_postfix({"loss": f"{logged:.4g}", f"{unit}/s": f"{rate:,.0f}"})
         if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
             history.log_eval(step, clock.evaluate(lambda: run_evaluation(model, evaluate)))
     if history.steps[-1] != clock.done:  # a timed run: its last step, now known
-        history.log(clock.done, {**last, "loss": last["loss"].item()})
+        history.log(clock.done, {**last, "loss": mean_over_ranks(last["loss"], device, world)})
     if evaluate is not None and (not history.eval_steps or history.eval_steps[-1] != clock.done):
         history.log_eval(clock.done, run_evaluation(model, evaluate))
     history.steps_done = clock.done
     history.seconds = clock.elapsed()
     return history
+
+
+def mean_over_ranks(loss: torch.Tensor, device: torch.device, world: distributed.World) -> float:
+    """The step's loss for the log: the mean over the ranks' slices (its own, for one process)."""
+    return distributed.average({"loss": loss.item()}, 1.0, device, world)["loss"]
 
 
 def accumulate_gradients(
@@ -471,11 +477,18 @@ def summary_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_pe
     }
 
 
-def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str | None:
+def save_run(
+    run: Run,
+    path: str | Path,
+    command: str,
+    keep: Callable[[str], bool] | None = None,
+    **extra: Any,
+) -> str | None:
     """Save ``run.model`` with its config, the metrics, the steps done (and the time budget, if
     any), the examples seen, the batch size, the curves, the command that made it, and ``extra``
-    (JSON-able); returns the file's sha256. Under torchrun only rank 0 writes (every rank holds
-    the same weights); the other ranks write nothing and get None."""
+    (JSON-able); returns the file's sha256. ``keep`` saves only the tensors it accepts (see
+    :func:`checkpoints.save`). Under torchrun only rank 0 writes (every rank holds the same
+    weights); the other ranks write nothing and get None."""
     if not distributed.is_main():
         return None
     return checkpoints.save(
@@ -492,4 +505,5 @@ def save_run(run: Run, path: str | Path, command: str, **extra: Any) -> str | No
             "history": run.history.to_dict(),
             **extra,
         },
+        keep=keep,
     )

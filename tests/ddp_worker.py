@@ -80,12 +80,32 @@ def train_small_gpt(
             eval_every=2,
             log_every=1,
         ),
-        evaluate=lambda m: {"val_loss": gpt_trainer.estimate_loss(m, synthetic_ids(), 3, 4)},
+        evaluate=lambda m: {
+            "val_loss": gpt_trainer.estimate_loss(
+                m, synthetic_ids(), 3, 4, world=distributed.world()
+            )
+        },
         device=torch.device("cpu"),
         compile_model=False,
         progress=False,
     )
     return model, history, seen
+
+
+def gan_weights(steps: int = 3) -> dict[str, torch.Tensor]:
+    """The smoke DCGAN after ``steps`` steps (0: as initialised): generator and discriminator."""
+    from aigc_course.runtime import get_profile
+    from aigc_course.trainers import gan
+
+    recipe = gan.recipe(get_profile("smoke"), steps=max(steps, 1))
+    if steps == 0:
+        torch.manual_seed(recipe.train.seed)
+        generator, discriminator = gan.Generator(recipe.model), gan.Discriminator(recipe.model)
+    else:
+        run = gan.train(recipe, torch.device("cpu"), progress=False, evaluate_fid=False)
+        generator, discriminator = run.generator, run.discriminator
+    state = {f"g.{k}": v for k, v in generator.state_dict().items()}
+    return state | {f"d.{k}": v for k, v in discriminator.state_dict().items()}
 
 
 def greedy_text(model: GPT) -> list[int]:
@@ -105,14 +125,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rank = world.rank
     if args.mode == "gan":
-        from aigc_course.runtime import get_profile
-        from aigc_course.trainers import gan
-
-        recipe = gan.recipe(get_profile("smoke"), steps=3)
-        run = gan.train(recipe, torch.device("cpu"), progress=False, evaluate_fid=False)
-        state = {f"g.{k}": v for k, v in run.generator.state_dict().items()}
-        state |= {f"d.{k}": v for k, v in run.discriminator.state_dict().items()}
-        torch.save(state, args.out / f"weights_rank{rank}.pt")
+        torch.save(gan_weights(), args.out / f"weights_rank{rank}.pt")
     else:
         fail = args.mode if args.mode in ("crash", "vanish", "stuck") else None
         model, history, seen = train_small_gpt(

@@ -222,6 +222,7 @@ VALIDATING_TYPES = {
     cli.non_negative_float: ["-1", "-0.001", "nan", "inf", "-inf", "1e400", "x", ""],
     cli.positive_float: ["0", "-1", "nan", "inf", "1e400", "x", ""],
     cli.probability_mass: ["0", "-0.5", "1.0001", "2", "nan", "inf", "x", ""],
+    cli.speaker_name: ["", "  ", "ROMEO:", "1st Citizen", "A" * 41],
 }
 
 

@@ -159,8 +159,12 @@ def train(
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=recipe_.betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=recipe_.betas)
     scalers = (precision.grad_scaler(), precision.grad_scaler())
-    forward_g = runtime.maybe_compile(distributed.wrap(generator, device, world), device)
-    forward_d = runtime.maybe_compile(distributed.wrap(discriminator, device, world), device)
+    # Each rank keeps its own BatchNorm running statistics (rank 0's are saved): copying them
+    # before every forward would also break D's two forwards before one backward on older PyTorch.
+    forward_g, forward_d = (
+        runtime.maybe_compile(distributed.wrap(net, device, world, broadcast_buffers=False), device)
+        for net in (generator, discriminator)
+    )
     conditional = recipe_.model.n_classes > 0
     data_generator = torch.Generator().manual_seed(config.seed)
     fixed_noise = torch.randn(
@@ -205,6 +209,8 @@ def train(
     for step in bar:
         # The global batch (the same on every rank), then this rank's slice of it.
         index = torch.randint(0, len(train_set), (recipe_.batch_size,), generator=data_generator)
+        # z from the global generator: the same on every rank, as every rank seeds it alike and
+        # draws from it alike (rank 0's evaluations draw from generators of their own).
         z = torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
         index, z = distributed.shard((index, z), world)
         real = to_signed_range(train_set.images[index]).to(device)

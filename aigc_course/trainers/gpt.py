@@ -126,13 +126,19 @@ def random_blocks(ids: torch.Tensor, block_size: int, batch_size: int, generator
 
 @torch.no_grad()
 def estimate_loss(
-    model: GPT, ids: torch.Tensor, batches: int, batch_size: int, seed: int = 1234
+    model: GPT,
+    ids: torch.Tensor,
+    batches: int,
+    batch_size: int,
+    seed: int = 1234,
+    world: distributed.World | None = None,
 ) -> float:
     """Mean next-token loss (nats) over ``batches`` fixed random blocks of ``ids``: the same blocks
-    every call, so estimates during and after training compare. Under torchrun every rank calls it:
-    each scores its share of the batches and the mean is taken over all of them."""
+    every call, so estimates during and after training compare. With the ``world`` of a
+    data-parallel run, every rank must call it: each scores its share of the batches and the mean
+    is taken over all of them."""
     device = next(model.parameters()).device
-    world = distributed.world(device)
+    world = world or distributed.World()
     generator = torch.Generator().manual_seed(seed)
     blocks = random_blocks(ids, model.config.block_size, batch_size, generator)
     all_batches = [next(blocks) for _ in range(batches)]
@@ -171,10 +177,12 @@ def train(
     batches = random_blocks(shakespeare.train_ids, config.block_size, recipe_.batch_size, generator)
     steps = recipe_.train.steps
 
+    world = distributed.world(device)
+
     def evaluate(m: GPT) -> dict[str, float]:
         return {
             "val_loss": estimate_loss(
-                m, shakespeare.val_ids, recipe_.eval_batches, recipe_.batch_size
+                m, shakespeare.val_ids, recipe_.eval_batches, recipe_.batch_size, world=world
             )
         }
 
@@ -204,7 +212,7 @@ def train(
     metrics = {
         "val_loss": history.eval_metrics["val_loss"][-1],
         "train_loss_estimate": estimate_loss(
-            model, shakespeare.train_ids, recipe_.eval_batches, recipe_.batch_size
+            model, shakespeare.train_ids, recipe_.eval_batches, recipe_.batch_size, world=world
         ),
         "tokens_per_second": history.examples_per_second * config.block_size,
         "train_seconds": history.seconds,

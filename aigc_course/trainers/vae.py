@@ -87,11 +87,17 @@ def fixed_test_set(images: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: BernoulliVAE, x: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
-    """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``. Under torchrun every
-    rank calls it: each scores its share of ``x`` and the means are combined."""
+def evaluate(
+    model: BernoulliVAE,
+    x: torch.Tensor,
+    batch_size: int = 500,
+    world: distributed.World | None = None,
+) -> dict[str, float]:
+    """Mean negative ELBO, reconstruction and KL (nats per image) over ``x``. With the ``world`` of
+    a data-parallel run, every rank must call it: each scores its share of ``x`` and the means are
+    combined."""
     device = next(model.parameters()).device
-    world = distributed.world(device)
+    world = world or distributed.World()
     share = distributed.my_share(x, world)
     totals = torch.zeros(3)
     for start in range(0, len(share), batch_size):
@@ -104,11 +110,17 @@ def evaluate(model: BernoulliVAE, x: torch.Tensor, batch_size: int = 500) -> dic
 
 
 @torch.no_grad()
-def iwae_nll(model: BernoulliVAE, x: torch.Tensor, k: int, batch_size: int = 250) -> float:
-    """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image (under
-    torchrun, every rank calls it and scores its share of ``x``)."""
+def iwae_nll(
+    model: BernoulliVAE,
+    x: torch.Tensor,
+    k: int,
+    batch_size: int = 250,
+    world: distributed.World | None = None,
+) -> float:
+    """Mean -log p(x) (IWAE estimate with ``k`` samples) over ``x``, in nats per image (with the
+    ``world`` of a data-parallel run, every rank must call it and scores its share of ``x``)."""
     device = next(model.parameters()).device
-    world = distributed.world(device)
+    world = world or distributed.World()
     share = distributed.my_share(x, world)
     total = 0.0
     for start in range(0, len(share), batch_size):
@@ -146,12 +158,13 @@ def train(
         return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
 
     model = build_vae(recipe_.model)
+    world = distributed.world(device)
     history = training.train(
         model,
         loss_fn,
         batches,
         recipe_.train,
-        evaluate=(lambda m: evaluate(m, test_x)) if test_evaluation else None,
+        evaluate=(lambda m: evaluate(m, test_x, world=world)) if test_evaluation else None,
         device=device,
         progress=progress,
         description="VAE",
@@ -159,10 +172,10 @@ def train(
     model.eval()
     metrics = {"images_per_second": history.examples_per_second, "train_seconds": history.seconds}
     if test_evaluation:
-        metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x).items()})
+        metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x, world=world).items()})
         started = time.perf_counter()
         iwae_x = fixed_test_set(recipe_.iwae_images)
-        nll = iwae_nll(model, iwae_x, recipe_.iwae_k)
+        nll = iwae_nll(model, iwae_x, recipe_.iwae_k, world=world)
         metrics.update(
             test_iwae_nll=nll,
             test_iwae_bits_per_dim=float(nats_to_bits_per_dim(nll)),

@@ -1,0 +1,365 @@
+"""Fine-tuning the course's pretrained GPT on one speaker of Tiny Shakespeare (lesson 09).
+
+Two methods, in the one trainer interface (``aigc-course train finetune --method full|lora``):
+
+- ``full``: every weight of the pretrained GPT trains (AdamW with weight decay on matrices, as in
+  pre-training), and the checkpoint is a whole GPT;
+- ``lora``: the pretrained weights are frozen and low-rank adapters (:mod:`aigc_course.models.lora`)
+  train beside the chosen linear layers; the checkpoint holds only the adapters, with the sha256 of
+  the base GPT they were trained on, and refuses to load onto any other base.
+
+The data, held out honestly: the speaker's speeches wholly inside the first 90% of the corpus (the
+text the GPT was pre-trained on) train; the speaker's speeches wholly inside the last 10% (never
+seen) measure the **speaker loss**; the whole last 10% (every speaker) measures the **general
+loss**, whose rise is forgetting. Speeches are joined as the script writes them, ``NAME:\\ntext``
+separated by blank lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_course import checkpoints, data, distributed, runtime, training
+from aigc_course.checkpoints import CheckpointError
+from aigc_course.errors import SettingError
+from aigc_course.models import lora
+from aigc_course.models.gpt import GPT
+from aigc_course.trainers import gpt as gpt_trainer
+from aigc_course.training import Run, TrainConfig
+
+PRETRAINED_NAME = "gpt_lora_petruchio"
+BASE_NAME = gpt_trainer.PRETRAINED_NAME
+#: The speaker with the most held-out text among those who speak on both sides of the 90% cut
+#: (the last 10% of Tiny Shakespeare is The Taming of the Shrew): 134 speeches after it.
+SPEAKER = "PETRUCHIO"
+METHODS = ("full", "lora")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """What to adapt and how: ``method`` (``full`` or ``lora``), and for LoRA its ``rank``,
+    ``alpha`` and ``targets`` (see :class:`~aigc_course.models.lora.LoRAConfig`)."""
+
+    method: str = "lora"
+    rank: int = 4
+    alpha: float = 8.0
+    targets: str = "both"
+    speaker: str = SPEAKER
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SettingError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        self.lora()  # checks rank, alpha and targets
+
+    def lora(self) -> lora.LoRAConfig:
+        return lora.LoRAConfig(rank=self.rank, alpha=self.alpha, targets=self.targets)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    model: FinetuneConfig
+    train: TrainConfig
+    batch_size: int
+    eval_batches: int = 20
+
+
+def recipe(
+    profile: runtime.Profile | None = None, method: str = "lora", **overrides
+) -> FinetuneRecipe:
+    """The fine-tuning recipe of a profile for ``method``; any field may be overridden (see
+    :func:`training.override`). LoRA's learning rate is ten times full fine-tuning's: its
+    adapters start at zero and are few, and the usual LoRA rates are that much higher."""
+    profile = profile or runtime.get_profile()
+    finetune = FinetuneConfig(method=method)
+    lr = 3e-3 if method == "lora" else 3e-4
+    decay = 0.0 if method == "lora" else 0.1
+    base = profile.select(
+        smoke=FinetuneRecipe(
+            finetune,
+            TrainConfig(steps=6, lr=lr, weight_decay=decay, eval_every=3, log_every=2),
+            batch_size=4,
+            eval_batches=2,
+        ),
+        cpu=FinetuneRecipe(
+            finetune,
+            TrainConfig(steps=200, lr=lr, weight_decay=decay, eval_every=25, log_every=10),
+            batch_size=16,
+        ),
+        gpu=FinetuneRecipe(
+            finetune,
+            TrainConfig(steps=400, lr=lr, weight_decay=decay, eval_every=50, log_every=10),
+            batch_size=32,
+            eval_batches=50,
+        ),
+    )
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: FinetuneRecipe) -> str:
+    c = recipe_.model
+    how = (
+        f"LoRA rank {c.rank}, alpha {c.alpha:g}, on {c.targets}"
+        if c.method == "lora"
+        else "all weights"
+    )
+    return (
+        f"{c.speaker}'s speeches, {how}, "
+        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} sequences"
+    )
+
+
+def checkpoint_name(recipe_: FinetuneRecipe) -> str:
+    if recipe_.model.method != "lora":
+        raise SettingError(
+            "the course ships a LoRA adapter only; --pretrained needs --method lora "
+            "(a full fine-tune is a whole GPT: save it with --out)"
+        )
+    return PRETRAINED_NAME
+
+
+# --------------------------------------------------------------------------------------------
+# The data: one speaker, held out honestly
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeakerData:
+    speaker: str
+    tokenizer: data.CharTokenizer
+    train_speeches: list[data.Speech]  # the speaker's speeches in the pre-training text
+    val_speeches: list[data.Speech]  # ... in the held-out last 10%
+    train_ids: torch.Tensor  # those speeches as the script writes them, joined
+    val_ids: torch.Tensor
+    general_val_ids: torch.Tensor  # the whole held-out 10%: every speaker
+
+
+def script_text(speeches: list[data.Speech]) -> str:
+    """Speeches as the script writes them: ``NAME:\\ntext``, separated by blank lines."""
+    return "".join(f"{speech.speaker}:\n{speech.text}\n\n" for speech in speeches)
+
+
+def speakers_on_both_sides(corpus: str) -> list[tuple[str, int, int]]:
+    """(speaker, characters before the cut, characters after) for every speaker with speeches on
+    both sides of lesson 02's 90% cut, most held-out text first."""
+    before, after = data.split_speeches(data.parse_speeches(corpus), int(0.9 * len(corpus)))
+    sizes: dict[str, list[int]] = {}
+    for side, speeches in enumerate((before, after)):
+        for speech in speeches:
+            sizes.setdefault(speech.speaker, [0, 0])[side] += len(speech.text)
+    both = [(name, b, a) for name, (b, a) in sizes.items() if b and a]
+    return sorted(both, key=lambda row: -row[2])
+
+
+def load_speaker_data(
+    speaker: str = SPEAKER, shakespeare: gpt_trainer.ShakespeareData | None = None
+) -> SpeakerData:
+    """One speaker's fine-tuning and validation text, and the general validation text."""
+    corpus = data.load_tiny_shakespeare()
+    shakespeare = shakespeare or gpt_trainer.load_data()
+    boundary = len(shakespeare.train_ids)  # one token per character: lesson 02's cut
+    before, after = data.split_speeches(data.parse_speeches(corpus), boundary)
+    mine = [s for s in before if s.speaker == speaker], [s for s in after if s.speaker == speaker]
+    if not (mine[0] and mine[1]):
+        names = ", ".join(name for name, _, _ in speakers_on_both_sides(corpus)[:8])
+        raise SettingError(
+            f"{speaker!r} has no speeches on both sides of the 90% cut, so it cannot be fine-tuned "
+            f"on and validated honestly; speakers who have (most held-out text first): {names}"
+        )
+    encode = shakespeare.tokenizer.encode
+    return SpeakerData(
+        speaker,
+        shakespeare.tokenizer,
+        mine[0],
+        mine[1],
+        torch.tensor(encode(script_text(mine[0]))),
+        torch.tensor(encode(script_text(mine[1]))),
+        shakespeare.val_ids,
+    )
+
+
+def evaluate(
+    model: GPT,
+    speaker_data: SpeakerData,
+    batches: int,
+    batch_size: int,
+    world: distributed.World | None = None,
+) -> dict:
+    """The speaker loss and the general loss (nats per character, fixed blocks; with a
+    data-parallel ``world``, every rank must call it)."""
+    return {
+        "speaker_loss": gpt_trainer.estimate_loss(
+            model, speaker_data.val_ids, batches, batch_size, world=world
+        ),
+        "general_loss": gpt_trainer.estimate_loss(
+            model, speaker_data.general_val_ids, batches, batch_size, world=world
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneRun(Run):
+    """A fine-tuning run also carries the tokenizer and the base GPT's sha256."""
+
+    tokenizer: data.CharTokenizer | None = None
+    base_sha256: str = ""
+
+
+def base_sha256() -> str:
+    """The sha256 of the course's pretrained GPT: the base every adapter is trained on."""
+    return checkpoints.manifest()[BASE_NAME]["sha256"]
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The memory of the optimizer's state (AdamW: two moments per trainable number)."""
+    return sum(
+        value.numel() * value.element_size()
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    )
+
+
+def prepare(model: GPT, config: FinetuneConfig, lr: float, weight_decay: float):
+    """Make ``model`` ready for ``config.method`` and return its optimizer: LoRA freezes the model
+    and adds adapters (the optimizer sees only them); full trains every weight."""
+    if config.method == "lora":
+        lora.add_lora(model, config.lora())
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    return model.configure_optimizer(lr, weight_decay)
+
+
+def train(
+    recipe_: FinetuneRecipe,
+    device: torch.device | None = None,
+    progress: bool = True,
+    *,
+    speaker_data: SpeakerData | None = None,
+) -> FinetuneRun:
+    """Fine-tune the pretrained GPT with ``recipe_`` on its speaker's speeches."""
+    config = recipe_.model
+    runtime.seed_everything(recipe_.train.seed)
+    device = device or runtime.get_device()
+    speaker_data = speaker_data or load_speaker_data(config.speaker)
+    model, _, _ = gpt_trainer.load()
+    model.to(device).train()
+    block_size = model.config.block_size
+    world = distributed.world(device)
+
+    def evaluation(m: GPT) -> dict:
+        return evaluate(m, speaker_data, recipe_.eval_batches, recipe_.batch_size, world)
+
+    before = training.run_evaluation(model, evaluation)
+    optimizer = prepare(model, config, recipe_.train.lr, recipe_.train.weight_decay)
+    generator = torch.Generator().manual_seed(recipe_.train.seed)
+    batches = gpt_trainer.random_blocks(
+        speaker_data.train_ids, block_size, recipe_.batch_size, generator
+    )
+    history = training.train(
+        model,
+        lambda m, batch: (m(*batch)[1], {}),
+        batches,
+        recipe_.train,
+        evaluate=evaluation,
+        optimizer=optimizer,
+        device=device,
+        progress=progress,
+        description=f"fine-tune ({config.method})",
+        units_per_example=block_size,
+        unit="tokens",
+    )
+    model.eval()
+    trainable, total = lora.parameter_counts(model)
+    after = {name: values[-1] for name, values in history.eval_metrics.items()}
+    metrics = {
+        "speaker_loss": after["speaker_loss"],
+        "general_loss": after["general_loss"],
+        "base_speaker_loss": before["speaker_loss"],
+        "base_general_loss": before["general_loss"],
+        "trainable_parameters": trainable,
+        "parameters": total,
+        "optimizer_state_bytes": optimizer_state_bytes(optimizer),
+        "tokens_per_second": history.examples_per_second * block_size,
+        "train_seconds": history.seconds,
+    }
+    return FinetuneRun(
+        model, recipe_, history, metrics, speaker_data.tokenizer, base_sha256=base_sha256()
+    )
+
+
+def summary(run: FinetuneRun) -> dict[str, object]:
+    m = run.metrics
+    return {
+        **training.summary_rows(run, "tokens/s", "tokens_per_second"),
+        "trainable parameters": f"{m['trainable_parameters']:,} of {m['parameters']:,}",
+        "optimizer state [KiB]": m["optimizer_state_bytes"] / 1024,
+        f"{run.recipe.model.speaker} loss [nats/char]": f"{m['base_speaker_loss']:.4f} -> {m['speaker_loss']:.4f}",
+        "general loss [nats/char]": f"{m['base_general_loss']:.4f} -> {m['general_loss']:.4f}",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: a whole GPT (full), or the adapters alone with their base's sha256 (LoRA)
+# --------------------------------------------------------------------------------------------
+
+
+def save_run(run: FinetuneRun, path: str | Path, command: str) -> str | None:
+    """Save a fine-tuned model: LoRA saves only the adapters (and the base's sha256); full saves
+    the whole GPT, which ``aigc-course generate gpt --checkpoint`` also reads."""
+    config = run.recipe.model
+    extra = {"finetune": config.to_dict(), "tokenizer": run.tokenizer.to_dict()}
+    if config.method == "full":
+        return training.save_run(run, path, command, **extra)
+    extra |= {"base": BASE_NAME, "base_sha256": run.base_sha256}
+    return training.save_run(run, path, command, keep=lambda name: ".lora_" in name, **extra)
+
+
+def load(
+    path: str | Path | None = None, base: str | Path | None = None
+) -> tuple[GPT, data.CharTokenizer, checkpoints.Checkpoint]:
+    """A fine-tuned GPT: from ``path``, or the course's pretrained adapter by default.
+
+    A LoRA checkpoint goes onto its base GPT: the course's pretrained one, or the GPT checkpoint
+    at ``base``; a base whose sha256 is not the one the adapter was trained on is refused (an
+    adapter is a change to particular weights, meaningless on others)."""
+    checkpoint = (
+        checkpoints.load_pretrained(PRETRAINED_NAME) if path is None else checkpoints.load(path)
+    )
+    where = path if path is not None else PRETRAINED_NAME
+    finetune = checkpoint.extra.get("finetune")
+    if not finetune:
+        raise CheckpointError(
+            f"{where} is not a fine-tuning checkpoint; write one with aigc-course train finetune"
+        )
+    if finetune["method"] == "full":
+        return gpt_trainer.load(path)
+    expected = checkpoint.extra["base_sha256"]
+    actual = base_sha256() if base is None else checkpoints.sha256_file(Path(base))
+    if actual != expected:
+        raise CheckpointError(
+            f"{where} holds LoRA adapters trained on the base GPT with sha256 {expected[:16]}..., "
+            f"but this base is {actual[:16]}...: adapters fit only the weights they were trained "
+            "on. Load them onto that base, or train new ones on this base (aigc-course train "
+            "finetune --method lora)."
+        )
+    model, tokenizer, _ = gpt_trainer.load(base, expected_sha256=expected)
+    lora.add_lora(model, FinetuneConfig(**finetune).lora())
+    adapters = lora.adapter_state_dict(model)
+    if adapters.keys() != checkpoint.state_dict.keys():
+        raise CheckpointError(
+            f"{where}: its adapters do not match the layers its settings name ({finetune})"
+        )
+    model.load_state_dict(checkpoint.state_dict, strict=False)
+    return model.eval(), tokenizer, checkpoint
