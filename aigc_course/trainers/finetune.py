@@ -74,11 +74,16 @@ def recipe(
     profile: runtime.Profile | None = None, method: str = "lora", **overrides
 ) -> FinetuneRecipe:
     """The fine-tuning recipe of a profile for ``method``; any field may be overridden (see
-    :func:`training.override`). LoRA's learning rate is ten times full fine-tuning's: its
-    adapters start at zero and are few, and the usual LoRA rates are that much higher."""
+    :func:`training.override`).
+
+    The speaker's training text is small (PETRUCHIO: 3,426 characters, 21 speeches) and was part of
+    the pre-training text, so fine-tuning re-weights what the model has seen, and overfits fast:
+    at full fine-tuning's 3e-4 (or LoRA's 1e-3) the speaker loss rises from the first evaluation
+    on (25 steps). The rates here, 1e-5 for all weights and ten times that for LoRA (its adapters
+    start at zero and are few), lower it for 60-80 steps (benchmarks/RESULTS.md)."""
     profile = profile or runtime.get_profile()
     finetune = FinetuneConfig(method=method)
-    lr = 3e-3 if method == "lora" else 3e-4
+    lr = 1e-4 if method == "lora" else 1e-5
     decay = 0.0 if method == "lora" else 0.1
     base = profile.select(
         smoke=FinetuneRecipe(
@@ -89,14 +94,15 @@ def recipe(
         ),
         cpu=FinetuneRecipe(
             finetune,
-            TrainConfig(steps=200, lr=lr, weight_decay=decay, eval_every=25, log_every=10),
+            TrainConfig(steps=80, lr=lr, weight_decay=decay, eval_every=10, log_every=5),
             batch_size=16,
+            eval_batches=40,
         ),
         gpu=FinetuneRecipe(
             finetune,
-            TrainConfig(steps=400, lr=lr, weight_decay=decay, eval_every=50, log_every=10),
-            batch_size=32,
-            eval_batches=50,
+            TrainConfig(steps=80, lr=lr, weight_decay=decay, eval_every=10, log_every=5),
+            batch_size=16,
+            eval_batches=100,
         ),
     )
     return training.override(base, **overrides)

@@ -1,0 +1,115 @@
+"""Fine-tuning the pretrained GPT on one speaker (aigc_course.trainers.finetune): the data held out
+honestly, full and LoRA training, adapter checkpoints that know their base."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aigc_course import checkpoints, runtime
+from aigc_course.checkpoints import CheckpointError
+from aigc_course.errors import SettingError
+from aigc_course.models import lora
+from aigc_course.trainers import finetune
+from aigc_course.trainers import gpt as gpt_trainer
+
+SMOKE = runtime.get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def speaker_data():
+    return finetune.load_speaker_data()
+
+
+def test_the_speakers_text_is_split_at_the_pretraining_cut(speaker_data):
+    boundary = len(gpt_trainer.load_data().train_ids)
+    assert speaker_data.train_speeches and speaker_data.val_speeches
+    assert all(s.end <= boundary and s.speaker == "PETRUCHIO" for s in speaker_data.train_speeches)
+    assert all(s.start >= boundary and s.speaker == "PETRUCHIO" for s in speaker_data.val_speeches)
+    text = speaker_data.tokenizer.decode(speaker_data.train_ids.tolist())
+    assert text.startswith("PETRUCHIO:\n") and "\n\nPETRUCHIO:\n" in text
+    # the speaker chosen has the most held-out text of those on both sides of the cut
+    corpus = gpt_trainer.data.load_tiny_shakespeare()
+    assert finetune.speakers_on_both_sides(corpus)[0][0] == "PETRUCHIO"
+
+
+def test_a_speaker_without_speeches_on_both_sides_is_refused_with_the_choices():
+    with pytest.raises(SettingError, match="no speeches on both sides.*PETRUCHIO"):
+        finetune.load_speaker_data("NOBODY")
+
+
+def test_the_recipe_sets_the_learning_rate_by_method_and_checks_its_settings():
+    assert (
+        finetune.recipe(SMOKE, method="lora").train.lr
+        == 10 * finetune.recipe(SMOKE, method="full").train.lr
+    )
+    assert finetune.recipe(SMOKE, rank=16).model.rank == 16
+    with pytest.raises(SettingError, match="method must be one of full, lora"):
+        finetune.recipe(SMOKE, method="half")
+    with pytest.raises(SettingError, match="LoRA rank"):
+        finetune.recipe(SMOKE, rank=0)
+
+
+@pytest.fixture(scope="module")
+def lora_run(speaker_data):
+    recipe = finetune.recipe(
+        SMOKE, method="lora", steps=20, rank=2, lr=3e-4, batch_size=16, eval_batches=40
+    )
+    return finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
+
+
+def test_a_short_seeded_lora_fine_tune_lowers_the_speaker_loss(lora_run):
+    m = lora_run.metrics
+    assert m["speaker_loss"] < m["base_speaker_loss"] - 0.005, m
+    trainable, total = lora.parameter_counts(lora_run.model)
+    assert m["trainable_parameters"] == trainable < 0.05 * total
+    # AdamW keeps two moments of each trainable number, float32
+    assert m["optimizer_state_bytes"] == 2 * 4 * trainable
+
+
+def test_full_fine_tuning_trains_every_weight(speaker_data):
+    recipe = finetune.recipe(SMOKE, method="full", steps=3)
+    run = finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
+    assert run.metrics["trainable_parameters"] == run.metrics["parameters"]
+    assert not lora.lora_layers(run.model)
+
+
+def test_an_adapter_checkpoint_holds_only_the_adapters_and_loads_onto_its_base(lora_run, tmp_path):
+    path = tmp_path / "adapter.safetensors"
+    finetune.save_run(lora_run, path, "test")
+    saved = checkpoints.load(path)
+    assert saved.state_dict.keys() == lora.adapter_state_dict(lora_run.model).keys()
+    assert (
+        path.stat().st_size
+        < 0.1 * (checkpoints.PRETRAINED_DIR / "gpt_tiny_shakespeare.safetensors").stat().st_size
+    )
+    model, tokenizer, _ = finetune.load(path)
+    x = torch.tensor([tokenizer.encode("PETRUCHIO:\nGood morrow, Kate")])
+    torch.testing.assert_close(model(x)[0], lora_run.model.eval()(x)[0])
+
+
+def test_an_adapter_refuses_a_base_with_another_sha256(lora_run, tmp_path):
+    path = tmp_path / "adapter.safetensors"
+    finetune.save_run(lora_run, path, "test")
+    base, _, checkpoint = gpt_trainer.load()
+    with torch.no_grad():
+        base.lm_head.weight[0, 0] += 1.0  # another base: one number changed
+    other = tmp_path / "other_base.safetensors"
+    checkpoints.save(other, base, config=base.config.to_dict(), extra=checkpoint.extra)
+    with pytest.raises(CheckpointError, match="trained on the base GPT with sha256"):
+        finetune.load(path, base=other)
+
+
+def test_a_full_fine_tune_saves_a_whole_gpt(speaker_data, tmp_path):
+    recipe = finetune.recipe(SMOKE, method="full", steps=2)
+    run = finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
+    path = tmp_path / "full.safetensors"
+    finetune.save_run(run, path, "test")
+    model, _, _ = finetune.load(path)
+    for name, tensor in run.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor)
+
+
+def test_the_pretrained_option_refuses_a_full_fine_tune():
+    with pytest.raises(SettingError, match="ships a LoRA adapter only"):
+        finetune.checkpoint_name(finetune.recipe(SMOKE, method="full"))
