@@ -113,3 +113,38 @@ def test_a_full_fine_tune_saves_a_whole_gpt(speaker_data, tmp_path):
 def test_the_pretrained_option_refuses_a_full_fine_tune():
     with pytest.raises(SettingError, match="ships a LoRA adapter only"):
         finetune.checkpoint_name(finetune.recipe(SMOKE, method="full"))
+
+
+def test_the_pretrained_adapter_loads_onto_the_course_gpt_verified():
+    model, tokenizer, checkpoint = finetune.load()
+    entry = checkpoints.manifest()[finetune.PRETRAINED_NAME]
+    assert entry["profile"] == "cpu" and checkpoint.extra["base_sha256"] == finetune.base_sha256()
+    assert len(lora.lora_layers(model)) == 4 * model.config.n_layer  # attention and MLP, each block
+    assert checkpoint.metrics["speaker_loss"] < checkpoint.metrics["base_speaker_loss"]
+    assert tokenizer.vocab_size == model.config.vocab_size
+
+
+def test_the_comparison_benchmark_prints_every_row(monkeypatch, capsys):
+    from tests.helpers import run_benchmark
+
+    out = run_benchmark(
+        "finetune",
+        "--profile",
+        "smoke",
+        "--ranks",
+        "1",
+        "4",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    rows = [
+        "base GPT, tag only",
+        "base GPT, 2-shot prompt",
+        "full fine-tuning",
+        "LoRA r=1",
+        "LoRA r=4",
+    ]
+    lines = {line.split("  ")[0]: line for line in out.splitlines()}
+    for row in rows:
+        assert row in lines, out
+    assert "818,048" in lines["full fine-tuning"] and "8,192" in lines["LoRA r=1"]
