@@ -2,7 +2,7 @@
 fine-tuning and LoRA at several ranks, at equal steps; print one table.
 
     python benchmarks/finetune.py [--profile smoke|cpu|gpu] [--steps N] [--ranks 1 4 16]
-                                  [--lr-full LR] [--lr-lora LR] [--shots K]
+                                  [--lr-full LR] [--lr-lora LR] [--shots K] [--curves]
 
 Rows: the base GPT with the speaker's tag alone; the base GPT prompted with K of the speaker's
 earlier held-out speeches (few-shot); full fine-tuning; LoRA at each rank (alpha 8, attention and
@@ -45,6 +45,11 @@ def main() -> None:
     parser.add_argument("--lr-full", type=positive_float, help="full fine-tuning's learning rate")
     parser.add_argument("--lr-lora", type=positive_float, help="LoRA's learning rate")
     parser.add_argument("--shots", type=count, default=2, help="earlier speeches in the prompt")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="also print each fine-tune's losses at every evaluation",
+    )
     args = parser.parse_args()
     if args.minutes is not None:
         parser.error("the comparison is at equal steps: give --steps, not --minutes")
@@ -93,6 +98,12 @@ def main() -> None:
             for group in (held, others)
         ]
         name = "full fine-tuning" if method == "full" else f"LoRA r={options['rank']}"
+        if args.curves:
+            history = run.history
+            print(f"{name}: evaluations at steps {history.eval_steps}")
+            for measure in ("speaker_loss", "general_loss"):
+                values = " ".join(f"{v:.3f}" for v in history.eval_metrics[measure])
+                print(f"  {measure} {values} (before: {run.metrics['base_' + measure]:.3f})")
         figures = {
             "speaker_loss": run.metrics["speaker_loss"],
             "general_loss": run.metrics["general_loss"],
