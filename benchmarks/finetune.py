@@ -3,6 +3,7 @@ fine-tuning and LoRA at several ranks, at equal steps; print one table.
 
     python benchmarks/finetune.py [--profile smoke|cpu|gpu] [--steps N] [--ranks 1 4 16]
                                   [--lr-full LR] [--lr-lora LR] [--shots K] [--curves]
+                                  [--data pretraining|held-out]
 
 Rows: the base GPT with the speaker's tag alone; the base GPT prompted with K of the speaker's
 earlier held-out speeches (few-shot); full fine-tuning; LoRA at each rank (alpha 8, attention and
@@ -50,6 +51,12 @@ def main() -> None:
         action="store_true",
         help="also print each fine-tune's losses at every evaluation",
     )
+    parser.add_argument(
+        "--data",
+        choices=finetune.DATA_SOURCES,
+        default="pretraining",
+        help="the speaker's text to fine-tune on (see trainers.finetune.load_speaker_data)",
+    )
     args = parser.parse_args()
     if args.minutes is not None:
         parser.error("the comparison is at equal steps: give --steps, not --minutes")
@@ -58,7 +65,7 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     shakespeare = gpt_trainer.load_data()
-    speaker_data = finetune.load_speaker_data(shakespeare=shakespeare)
+    speaker_data = finetune.load_speaker_data(shakespeare=shakespeare, source=args.data)
     speaker = speaker_data.speaker
     held = finetune.short_speeches(speaker_data.val_speeches)
     if profile.name == "smoke":
@@ -90,7 +97,9 @@ def main() -> None:
     settings = [("full", {"lr": args.lr_full})]
     settings += [("lora", {"rank": rank, "lr": args.lr_lora}) for rank in args.ranks]
     for method, options in settings:
-        run_recipe = finetune.recipe(profile, method=method, steps=args.steps, **options)
+        run_recipe = finetune.recipe(
+            profile, method=method, steps=args.steps, data=args.data, **options
+        )
         run = finetune.train(run_recipe, device, progress=False, speaker_data=speaker_data)
         model = run.model.eval()
         ratios = [

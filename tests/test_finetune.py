@@ -148,3 +148,18 @@ def test_the_comparison_benchmark_prints_every_row(monkeypatch, capsys):
     for row in rows:
         assert row in lines, out
     assert "818,048" in lines["full fine-tuning"] and "8,192" in lines["LoRA r=1"]
+
+
+def test_the_held_out_source_fine_tunes_on_unseen_speeches_and_validates_on_others():
+    shakespeare = gpt_trainer.load_data()
+    boundary = len(shakespeare.train_ids)
+    held_out = finetune.load_speaker_data(shakespeare=shakespeare, source="held-out")
+    seen = finetune.load_speaker_data(shakespeare=shakespeare)
+    train, val = held_out.train_speeches, held_out.val_speeches
+    assert all(s.start >= boundary for s in train + val)
+    assert train + val == seen.val_speeches and abs(len(train) - len(val)) <= 1
+    assert train[-1].end <= val[0].start  # the first half trains, the second validates
+    general = held_out.tokenizer.decode(held_out.general_val_ids.tolist())
+    assert "PETRUCHIO:" not in general and "KATHARINA:" in general
+    with pytest.raises(SettingError, match="data must be one of pretraining, held-out"):
+        finetune.recipe(SMOKE, data="elsewhere")

@@ -37,6 +37,7 @@ BASE_NAME = gpt_trainer.PRETRAINED_NAME
 #: (the last 10% of Tiny Shakespeare is The Taming of the Shrew): 134 speeches after it.
 SPEAKER = "PETRUCHIO"
 METHODS = ("full", "lora")
+DATA_SOURCES = ("pretraining", "held-out")
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,13 @@ class FinetuneConfig:
     alpha: float = 8.0
     targets: str = "both"
     speaker: str = SPEAKER
+    data: str = "pretraining"  # see load_speaker_data
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise SettingError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.data not in DATA_SOURCES:
+            raise SettingError(f"data must be one of {', '.join(DATA_SOURCES)}, got {self.data!r}")
         self.lora()  # checks rank, alpha and targets
 
     def lora(self) -> lora.LoRAConfig:
@@ -164,9 +168,19 @@ def speakers_on_both_sides(corpus: str) -> list[tuple[str, int, int]]:
 
 
 def load_speaker_data(
-    speaker: str = SPEAKER, shakespeare: gpt_trainer.ShakespeareData | None = None
+    speaker: str = SPEAKER,
+    shakespeare: gpt_trainer.ShakespeareData | None = None,
+    source: str = "pretraining",
 ) -> SpeakerData:
-    """One speaker's fine-tuning and validation text, and the general validation text."""
+    """One speaker's fine-tuning and validation text, and the general validation text.
+
+    ``source="pretraining"``: the speaker's speeches in the first 90% (text the GPT was pre-trained
+    on) train, those in the last 10% validate, and the whole last 10% is the general text.
+    ``source="held-out"``: only text the GPT never saw: the first half of the speaker's speeches in
+    the last 10% train, the second half validate, and the other speakers' speeches there are the
+    general text (fine-tuning on new data, as one usually does)."""
+    if source not in DATA_SOURCES:
+        raise SettingError(f"source must be one of {', '.join(DATA_SOURCES)}, got {source!r}")
     corpus = data.load_tiny_shakespeare()
     shakespeare = shakespeare or gpt_trainer.load_data()
     boundary = len(shakespeare.train_ids)  # one token per character: lesson 02's cut
@@ -179,6 +193,12 @@ def load_speaker_data(
             f"on and validated honestly; speakers who have (most held-out text first): {names}"
         )
     encode = shakespeare.tokenizer.encode
+    general = shakespeare.val_ids
+    if source == "held-out":
+        half = len(mine[1]) // 2
+        mine = mine[1][:half], mine[1][half:]
+        others = [s for s in after if s.speaker != speaker]
+        general = torch.tensor(encode(script_text(others)))
     return SpeakerData(
         speaker,
         shakespeare.tokenizer,
@@ -186,7 +206,7 @@ def load_speaker_data(
         mine[1],
         torch.tensor(encode(script_text(mine[0]))),
         torch.tensor(encode(script_text(mine[1]))),
-        shakespeare.val_ids,
+        general,
     )
 
 
@@ -298,7 +318,7 @@ def train(
     config = recipe_.model
     runtime.seed_everything(recipe_.train.seed)
     device = device or runtime.get_device()
-    speaker_data = speaker_data or load_speaker_data(config.speaker)
+    speaker_data = speaker_data or load_speaker_data(config.speaker, source=config.data)
     model, _, _ = gpt_trainer.load()
     model.to(device).train()
     block_size = model.config.block_size
