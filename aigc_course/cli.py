@@ -365,7 +365,11 @@ TRAINERS: dict[str, Trainable] = {
         "sequences",
         (
             Option(
-                "--method", "method", "full (every weight) or lora (default)", str, ("full", "lora")
+                "--method",
+                "method",
+                "full (every weight) or lora (default)",
+                None,
+                ("full", "lora"),
             ),
             Option("--rank", "rank", "LoRA's rank r (default 4)", count),
             Option(
@@ -386,6 +390,14 @@ TRAINERS: dict[str, Trainable] = {
                 "speaker",
                 "the speaker to fine-tune on (default PETRUCHIO)",
                 speaker_name,
+            ),
+            Option(
+                "--data",
+                "data",
+                "pretraining (default: the speaker's speeches the GPT was pre-trained on) or "
+                "held-out (half of the speaker's unseen speeches; the other half validates)",
+                None,
+                ("pretraining", "held-out"),
             ),
         ),
     ),

@@ -69,8 +69,8 @@ def _environment_world() -> World:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return World()
     try:
-        size = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
+        size = int(os.environ["WORLD_SIZE"])
+        rank = int(os.environ["RANK"])
         local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as error:
         raise RuntimeConfigError(
@@ -203,12 +203,6 @@ def average(metrics: dict[str, float], weight: float, device: torch.device, curr
     collective(lambda: dist.all_reduce(tensor), "an evaluation")
     total = tensor[-1].item()
     return {name: tensor[i].item() / total for i, name in enumerate(names)}
-
-
-def barrier(device: torch.device, current: World) -> None:
-    """Wait until every rank arrives (no-op for one process)."""
-    if current.distributed:
-        collective(lambda: dist.barrier(device_ids=_device_ids(device)), "a barrier")
 
 
 def _device_ids(device: torch.device) -> list[int] | None:

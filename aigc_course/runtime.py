@@ -48,12 +48,9 @@ def get_device(name: str | None = None) -> torch.device:
     """
     requested = name if name is not None else os.environ.get("AIGC_DEVICE", "").strip()
     if not requested:
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        # Under torchrun (several processes), each process takes the GPU of its local rank.
-        if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"] or 0))
-        return torch.device("cuda")
+        return (
+            _local_gpu(torch.device("cuda")) if torch.cuda.is_available() else torch.device("cpu")
+        )
     try:
         device = torch.device(requested)
     except RuntimeError as error:
@@ -61,8 +58,7 @@ def get_device(name: str | None = None) -> torch.device:
             f"AIGC_DEVICE={requested!r} is not a device name. Use 'cpu', 'cuda', 'cuda:0' or 'mps', "
             "or unset AIGC_DEVICE to choose automatically."
         ) from error
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"] or 0))  # torchrun: its GPU
+    device = _local_gpu(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeConfigError(
@@ -85,6 +81,14 @@ def get_device(name: str | None = None) -> torch.device:
         raise RuntimeConfigError(
             f"AIGC_DEVICE={requested!r}: the course supports 'cpu', 'cuda[:N]' and 'mps'."
         )
+    return device
+
+
+def _local_gpu(device: torch.device) -> torch.device:
+    """Under torchrun each process takes the GPU of its local rank: ``cuda`` (no index) becomes
+    ``cuda:LOCAL_RANK``; any other device is left as it is."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"] or 0))
     return device
 
 

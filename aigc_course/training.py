@@ -349,6 +349,7 @@ def accumulate_gradients(
     parts = config.accumulation_steps
     for parameter in parallel_model.parameters():
         parameter.grad = None
+    no_sync = getattr(parallel_model, "no_sync", None)  # DDP's; a plain module has none
     total_loss = torch.zeros((), device=device)
     sums: dict[str, float] = {}
     for index in range(parts):
@@ -357,7 +358,6 @@ def accumulate_gradients(
         )
         micro = to_device(micro, device)
         last = index == parts - 1
-        no_sync = getattr(parallel_model, "no_sync", None)
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with precision.autocast():
                 loss, metrics = loss_fn(forward_model, micro)
