@@ -394,10 +394,10 @@ TRAINERS: dict[str, Trainable] = {
             Option(
                 "--data",
                 "data",
-                "pretraining (default: the speaker's speeches the GPT was pre-trained on) or "
-                "held-out (half of the speaker's unseen speeches; the other half validates)",
+                "held-out (default: half of the speaker's unseen speeches; the other half "
+                "validates) or pretraining (the speaker's speeches the GPT was pre-trained on)",
                 None,
-                ("pretraining", "held-out"),
+                ("held-out", "pretraining"),
             ),
         ),
     ),

@@ -3,12 +3,13 @@ fine-tuning and LoRA at several ranks, at equal steps; print one table.
 
     python benchmarks/finetune.py [--profile smoke|cpu|gpu] [--steps N] [--ranks 1 4 16]
                                   [--lr-full LR] [--lr-lora LR] [--shots K] [--curves]
-                                  [--data pretraining|held-out]
+                                  [--data held-out|pretraining]
 
 Rows: the base GPT with the speaker's tag alone; the base GPT prompted with K of the speaker's
 earlier held-out speeches (few-shot); full fine-tuning; LoRA at each rank (alpha 8, attention and
-MLP layers). Every fine-tune starts from the course's pretrained GPT and trains on the speaker's
-speeches from the pre-training text (aigc_course.trainers.finetune).
+MLP layers). Every fine-tune starts from the course's pretrained GPT and trains on the first half
+of the speaker's unseen speeches, or with --data pretraining on the speaker's speeches inside the
+pre-training text (aigc_course.trainers.finetune.load_speaker_data).
 
 Columns: trainable parameters; optimizer state (KiB); training time (s); the speaker loss on the
 held-out speeches as a stream (fixed blocks, what the trainer evaluates); the per-speech loss (each
@@ -24,7 +25,7 @@ import time
 
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
-from aigc_course import data, runtime
+from aigc_course import data, metrics, runtime
 from aigc_course.cli import count, positive_float
 from aigc_course.trainers import finetune
 from aigc_course.trainers import gpt as gpt_trainer
@@ -32,12 +33,6 @@ from aigc_course.trainers import gpt as gpt_trainer
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-def auc(positives: list[float], negatives: list[float]) -> float:
-    """The probability that a random positive scores above a random negative (ties count half)."""
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
 
 
 def main() -> None:
@@ -54,7 +49,7 @@ def main() -> None:
     parser.add_argument(
         "--data",
         choices=finetune.DATA_SOURCES,
-        default="pretraining",
+        default="held-out",
         help="the speaker's text to fine-tune on (see trainers.finetune.load_speaker_data)",
     )
     args = parser.parse_args()
@@ -125,7 +120,7 @@ def main() -> None:
                 run.metrics["train_seconds"],
                 figures,
                 per_speech(model),
-                auc(*ratios),
+                metrics.roc_auc(*ratios),
             )
         )
 
