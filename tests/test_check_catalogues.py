@@ -1336,6 +1336,182 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# --------------------------------------------------------------------------------------------
+# Lesson 09: lora_linear(MyLoRALinear), merge_adapter(merge), freeze_all_but_adapters(model),
+# continuation_loss(model, prompt, continuation)
+# --------------------------------------------------------------------------------------------
+
+
+class _LoRA(nn.Module):
+    """A LoRA layer with switches for the classic slips."""
+
+    def __init__(self, base, rank, alpha, *, scale=None, b_random=False, a_zero=False,
+                 freeze=True, a_shape=None):  # fmt: skip
+        super().__init__()
+        self.base = base
+        if freeze:
+            for parameter in base.parameters():
+                parameter.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.randn(*(a_shape or (rank, base.in_features))))
+        if a_zero:
+            nn.init.zeros_(self.lora_A)
+        self.lora_B = nn.Parameter(
+            torch.randn(base.out_features, rank)
+            if b_random
+            else torch.zeros(base.out_features, rank)
+        )
+        self.scale = alpha / rank if scale is None else scale(alpha, rank)
+
+    def forward(self, x):
+        return self.base(x) + self.scale * ((x @ self.lora_A.T) @ self.lora_B.T)
+
+
+@wrong("lora_linear", "alpha / r, not by alpha")
+def lora_scaled_by_alpha(base, rank, alpha):
+    return _LoRA(base, rank, alpha, scale=lambda a, r: a)
+
+
+@wrong("lora_linear", "not scaled")
+def lora_not_scaled(base, rank, alpha):
+    return _LoRA(base, rank, alpha, scale=lambda a, r: 1.0)
+
+
+@wrong("lora_linear", "B must start at zero", "both random")
+def lora_both_random(base, rank, alpha):
+    return _LoRA(base, rank, alpha, b_random=True)
+
+
+@wrong("lora_linear", "A must start random", "never learns")
+def lora_both_zero(base, rank, alpha):
+    return _LoRA(base, rank, alpha, a_zero=True)
+
+
+@wrong("lora_linear", "base layer still trains", "freeze")
+def lora_base_not_frozen(base, rank, alpha):
+    return _LoRA(base, rank, alpha, freeze=False)
+
+
+@wrong("lora_linear", "lora_A must be (rank, in_features)")
+def lora_a_transposed(base, rank, alpha):
+    return _LoRA(base, rank, alpha, a_shape=(base.in_features, rank))
+
+
+@wrong("merge_adapter", "not scaled")
+def merge_without_scale(layer):
+    with torch.no_grad():
+        layer.base.weight += layer.lora_B @ layer.lora_A
+    layer.merged = True
+
+
+@wrong("merge_adapter", "do not subtract")
+def merge_subtracting(layer):
+    with torch.no_grad():
+        layer.base.weight -= layer.scale * (layer.lora_B @ layer.lora_A)
+    layer.merged = True
+
+
+@wrong("merge_adapter", "layer.merged = True", "counts twice")
+def merge_without_the_flag(layer):
+    with torch.no_grad():
+        layer.base.weight += layer.scale * (layer.lora_B @ layer.lora_A)
+
+
+@wrong("merge_adapter", "keep A and B")
+def merge_zeroing_the_adapter(layer):
+    with torch.no_grad():
+        layer.base.weight += layer.scale * (layer.lora_B @ layer.lora_A)
+        layer.lora_B.zero_()
+
+
+@wrong("merge_adapter", "raised RuntimeError")
+def merge_transposed(layer):
+    with torch.no_grad():
+        layer.base.weight += layer.scale * (layer.lora_A.T @ layer.lora_B.T)
+    layer.merged = True
+
+
+@wrong("freeze_all_but_adapters", "outside the adapters still train", "LayerNorms")
+def freeze_only_linear_weights(model):
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@wrong("freeze_all_but_adapters", "adapters are frozen too")
+def freeze_everything(model):
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return 0
+
+
+@wrong("freeze_all_but_adapters", "not the tensors")
+def freeze_counting_tensors(model):
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return sum(1 for p in model.parameters() if p.requires_grad)
+
+
+@wrong("freeze_all_but_adapters", "wrong count of trainable numbers")
+def freeze_counting_everything(model):
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _continuation(model, prompt, continuation, *, eval_mode=True, cut="left", reduce="mean",
+                  base=math.e, score_prompt=False):  # fmt: skip
+    if eval_mode:
+        model.eval()
+    size = model.config.block_size
+    ids = torch.cat([prompt, continuation])
+    ids = ids[-(size + 1) :] if cut == "left" else ids[: size + 1]
+    with torch.no_grad():
+        logits, _ = model(ids[None, :-1])
+    log_p = logits[0].log_softmax(-1)
+    n = continuation.numel()
+    losses = -log_p.gather(1, ids[1:, None])[:, 0]
+    if not score_prompt:
+        losses = losses[-n:]
+    value = losses.mean() if reduce == "mean" else losses.sum()
+    return value.item() / math.log(base)
+
+
+@wrong("continuation_loss", "one position earlier")
+def continuation_off_by_one(model, prompt, continuation):
+    model.eval()
+    ids = torch.cat([prompt, continuation])[-model.config.block_size :]
+    with torch.no_grad():
+        logits, _ = model(ids[None])
+    n = continuation.numel()
+    return -logits[0, -n:].log_softmax(-1).gather(1, ids[-n:, None]).mean().item()
+
+
+@wrong("continuation_loss", "dropout is on", "model.eval()")
+def continuation_without_eval(model, prompt, continuation):
+    return _continuation(model, prompt, continuation, eval_mode=False)
+
+
+@wrong("continuation_loss", "continuation's tokens only")
+def continuation_scoring_the_prompt(model, prompt, continuation):
+    return _continuation(model, prompt, continuation, score_prompt=True)
+
+
+@wrong("continuation_loss", "*mean*")
+def continuation_summed(model, prompt, continuation):
+    return _continuation(model, prompt, continuation, reduce="sum")
+
+
+@wrong("continuation_loss", "not bits")
+def continuation_in_bits(model, prompt, continuation):
+    return _continuation(model, prompt, continuation, base=2.0)
+
+
+@wrong("continuation_loss", "from the *left*")
+def continuation_cut_from_the_right(model, prompt, continuation):
+    return _continuation(model, prompt, continuation, cut="right")
+
+
 MISTAKES = [
     pytest.param(check, function, words, id=f"{check}-{name}")
     for check, entries in CATALOGUE.items()

@@ -54,6 +54,12 @@ from aigc_course.checks.lesson08 import (
     top_k_top_p,
     training_step,
 )
+from aigc_course.checks.lesson09 import (
+    continuation_loss,
+    freeze_all_but_adapters,
+    lora_linear,
+    merge_adapter,
+)
 
 __all__ = [
     # the machinery
@@ -102,4 +108,9 @@ __all__ = [
     "residual_block",
     "top_k_top_p",
     "training_step",
+    # lesson 09
+    "continuation_loss",
+    "freeze_all_but_adapters",
+    "lora_linear",
+    "merge_adapter",
 ]

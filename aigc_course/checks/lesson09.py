@@ -1,0 +1,340 @@
+"""Checks for lesson 09: the LoRA layer, merging an adapter, freezing everything but the adapters,
+and the loss of a text read after a prompt."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from aigc_course.checks._core import Case, compare_tensor, recognise_mistake, run_check
+from aigc_course.models import lora
+from aigc_course.models.gpt import GPT, GPTConfig
+
+# in != out and rank > 1, so that swapped shapes fail and alpha differs from alpha / r
+_IN, _OUT, _RANK, _ALPHA = 8, 5, 2, 6.0
+_CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+
+
+def _base_layer() -> nn.Linear:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        return nn.Linear(_IN, _OUT)
+
+
+def _known_adapter() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(12)
+    return torch.randn(_RANK, _IN, generator=generator), torch.randn(
+        _OUT, _RANK, generator=generator
+    )
+
+
+def _inputs() -> torch.Tensor:
+    return torch.randn(2, 3, _IN, generator=torch.Generator().manual_seed(13))
+
+
+def _adapter_problem(layer: nn.Module, base: nn.Linear) -> str | None:
+    """What is wrong with a fresh LoRA layer's parts: shapes, initialisation, what trains."""
+    for name, shape, what in (
+        ("lora_A", (_RANK, _IN), "(rank, in_features)"),
+        ("lora_B", (_OUT, _RANK), "(out_features, rank)"),
+    ):
+        parameter = getattr(layer, name, None)
+        if not isinstance(parameter, nn.Parameter):
+            return f"the layer needs an nn.Parameter named {name} of shape {what}"
+        if tuple(parameter.shape) != shape:
+            return (
+                f"{name} must be {what}, here {shape}; got {tuple(parameter.shape)} "
+                "(A reads the input: (r, in); B writes the output: (out, r))"
+            )
+    if not isinstance(getattr(layer, "base", None), nn.Linear):
+        return "keep the frozen layer as self.base"
+    if any(p.requires_grad for p in layer.base.parameters()):
+        return (
+            "the base layer still trains: freeze it (requires_grad_(False) on its weight and "
+            "bias); only lora_A and lora_B learn"
+        )
+    if not (layer.lora_A.requires_grad and layer.lora_B.requires_grad):
+        return "lora_A and lora_B must be trainable (requires_grad=True)"
+    if not torch.equal(layer.base.weight, base.weight):
+        return "leave the base layer's weight as it is: LoRA adds beside it"
+    if bool((layer.lora_B != 0).any()):
+        return (
+            "B must start at zero, so that the adapted layer starts as exactly the pretrained "
+            "one; with A and B both random the model starts damaged"
+        )
+    if bool((layer.lora_A == 0).all()):
+        return (
+            "A must start random (e.g. nn.init.kaiming_uniform_): with A and B both zero no "
+            "gradient ever reaches either, and the adapter never learns"
+        )
+    return None
+
+
+def lora_linear(make_layer: Callable[..., nn.Module], *, strict: bool | None = None) -> bool:
+    """Check ``make_layer(base, rank, alpha)``: a LoRA layer with ``base`` (frozen), ``lora_A``
+    ``(r, in)``, ``lora_B`` ``(out, r)`` and forward ``base(x) + (alpha / r) x A^T B^T``."""
+    base, x = _base_layer(), _inputs()
+    A, B = _known_adapter()
+    with torch.no_grad():
+        plain = base(x)
+        update = x @ A.T @ B.T
+    scale = _ALPHA / _RANK
+    mistakes = {
+        "scale the update by alpha / r, not by alpha: the update's size then stays comparable "
+        "when r changes": plain + _ALPHA * update,
+        "scale the update by alpha / r (here 3), not r / alpha": plain + update / scale,
+        "the update is not scaled: multiply it by alpha / r": plain + update,
+        "the layer must *add* the update to the frozen layer's output, base(x) + ...": scale
+        * update,
+        "add the update, do not subtract it": plain - scale * update,
+    }
+
+    def verdict(layer) -> str | None:
+        if not isinstance(layer, nn.Module):
+            return f"expected an nn.Module, got {type(layer).__name__}"
+        problem = _adapter_problem(layer, base)
+        if problem:
+            return problem
+        with torch.no_grad():
+            start = layer(x)
+            problem = compare_tensor(start, plain, 1e-5, 1e-6)
+            if problem:
+                return "at initialisation the layer must compute exactly base(x): " + problem
+            layer.lora_A.copy_(A)
+            layer.lora_B.copy_(B)
+            got = layer(x)
+        expected = plain + scale * update
+        problem = compare_tensor(got, expected, 1e-5, 1e-5)
+        if problem:
+            mistake = recognise_mistake(got, mistakes, 1e-5, 1e-5)
+            return f"with A and B set: {mistake or problem}"
+        return None
+
+    cases = [
+        Case(
+            f"nn.Linear({_IN}, {_OUT}), rank {_RANK}, alpha {_ALPHA:g}",
+            (base, _RANK, _ALPHA),
+            verdict,
+        )
+    ]
+    hint = (
+        "freeze base; lora_A = Parameter (r, in), random; lora_B = Parameter (out, r), zeros; "
+        "forward: base(x) + (alpha / r) * (x @ A.T) @ B.T"
+    )
+    return run_check("lora_linear", make_layer, cases, hint, strict)
+
+
+def _package_layer() -> lora.LoRALinear:
+    layer = lora.LoRALinear(_base_layer(), _RANK, _ALPHA)
+    A, B = _known_adapter()
+    with torch.no_grad():
+        layer.lora_A.copy_(A)
+        layer.lora_B.copy_(B)
+    return layer
+
+
+def merge_adapter(
+    function: Callable[[lora.LoRALinear], None], *, strict: bool | None = None
+) -> bool:
+    """Check ``function(layer)``: merges a :class:`~aigc_course.models.lora.LoRALinear`'s update
+    into its frozen weight (``W <- W + (alpha / r) B A``), sets ``layer.merged``, keeps A and B."""
+    x = _inputs()
+    reference = _package_layer()
+    with torch.no_grad():
+        before = reference(x)
+        W, update = reference.base.weight.clone(), reference.lora_B @ reference.lora_A
+    scale = _ALPHA / _RANK
+    mistakes = {
+        "scale the merged update by alpha / r, not alpha": W + _ALPHA * update,
+        "the merged update is not scaled: W + (alpha / r) B A": W + update,
+        "add the update into W, do not subtract it": W - scale * update,
+    }
+
+    def run(_):
+        layer = _package_layer()
+        function(layer)
+        return layer
+
+    def verdict(layer) -> str | None:
+        weight = layer.base.weight.detach()
+        problem = compare_tensor(weight, W + scale * update, 1e-5, 1e-6)
+        if problem:
+            mistake = recognise_mistake(weight, mistakes, 1e-5, 1e-6)
+            if torch.equal(weight, W):
+                mistake = (
+                    "the base weight did not change: add (alpha / r) B A into layer.base.weight"
+                )
+            return f"the merged weight: {mistake or problem}"
+        if not (layer.lora_A.abs().sum() > 0 and layer.lora_B.abs().sum() > 0):
+            return (
+                "keep A and B after merging (unmerge and saving the adapter need them); set "
+                "layer.merged = True instead of zeroing them"
+            )
+        if layer.merged is not True:
+            return "set layer.merged = True: forward still adds the update, so it now counts twice"
+        with torch.no_grad():
+            return compare_tensor(layer(x), before, 1e-4, 1e-5)
+
+    cases = [
+        Case(f"a LoRA layer ({_IN} -> {_OUT}, rank {_RANK}, alpha {_ALPHA:g})", (None,), verdict)
+    ]
+    hint = "with torch.no_grad(): layer.base.weight += layer.scale * (layer.lora_B @ layer.lora_A); layer.merged = True"
+    return run_check("merge_adapter", run if callable(function) else function, cases, hint, strict)
+
+
+def _adapted_gpt() -> GPT:
+    """A tiny GPT with LoRA on attention and MLP, every parameter left trainable."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(14)
+        model = GPT(_CONFIG)
+        lora.add_lora(model, lora.LoRAConfig(rank=2, alpha=4.0, targets="both"))
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def freeze_all_but_adapters(
+    function: Callable[[nn.Module], int], *, strict: bool | None = None
+) -> bool:
+    """Check ``function(model)``: freezes every parameter but the adapters' (``lora_A``,
+    ``lora_B``) and returns how many numbers still train."""
+    adapter_numbers = sum(p.numel() for n, p in _adapted_gpt().named_parameters() if ".lora_" in n)
+
+    def run(_):
+        model = _adapted_gpt()
+        return model, function(model)
+
+    def verdict(result) -> str | None:
+        model, count = result
+        named = dict(model.named_parameters())
+        frozen_adapters = [n for n, p in named.items() if ".lora_" in n and not p.requires_grad]
+        if frozen_adapters:
+            return (
+                f"the adapters are frozen too ({len(frozen_adapters)} tensors, e.g. "
+                f"{frozen_adapters[0]}): keep requires_grad on every parameter named lora_"
+            )
+        training = [n for n, p in named.items() if ".lora_" not in n and p.requires_grad]
+        if training:
+            return (
+                f"{len(training)} tensors outside the adapters still train, e.g. "
+                f"{', '.join(training[:3])}: freeze every parameter whose name lacks 'lora_' "
+                "(embeddings, LayerNorms and biases too, not only the linear weights)"
+            )
+        number = count.item() if isinstance(count, torch.Tensor) and count.numel() == 1 else count
+        if isinstance(number, bool) or not isinstance(number, int):
+            return f"return the number of trainable numbers as an int, got {count!r}"
+        if number != adapter_numbers:
+            tensors = sum(1 for n in named if ".lora_" in n)
+            if number == tensors:
+                return (
+                    f"count the trainable *numbers* (sum of p.numel()), not the tensors: "
+                    f"expected {adapter_numbers:,}, got {number}"
+                )
+            return f"wrong count of trainable numbers: expected {adapter_numbers:,}, got {number:,}"
+        return None
+
+    cases = [Case("a tiny GPT with LoRA on attention and MLP, all trainable", (None,), verdict)]
+    hint = (
+        "for name, p in model.named_parameters(): p.requires_grad_('lora_' in name); "
+        "return sum(p.numel() for p in model.parameters() if p.requires_grad)"
+    )
+    return run_check(
+        "freeze_all_but_adapters", run if callable(function) else function, cases, hint, strict
+    )
+
+
+def _continuation_mistakes(model: GPT, prompt: torch.Tensor, continuation: torch.Tensor) -> dict:
+    """What the classic wrong measures give (the model in eval mode)."""
+    n, size = continuation.numel(), model.config.block_size
+    ids = torch.cat([prompt, continuation])
+    with torch.no_grad():
+        window = ids[-(size + 1) :]
+        logits, _ = model(window[None, :-1])
+        log_p = logits[0].log_softmax(-1)
+        targets = window[1:]
+        per_token = -log_p.gather(1, targets[:, None])[:, 0]
+        right = per_token[-n:].mean().item()
+        # the logits at the continuation's own positions, scored with the token there
+        last = ids[-size:]
+        own_logits, _ = model(last[None])
+        own_log_p = own_logits[0, -n:].log_softmax(-1)
+        own = -own_log_p.gather(1, last[-n:, None]).mean().item()
+        start = ids[: size + 1]  # the start kept, the end of the text cut off
+        logits_start, _ = model(start[None, :-1])
+        kept = start[1:][-n:]
+        from_start = -logits_start[0].log_softmax(-1)[-n:].gather(1, kept[:, None]).mean().item()
+    mistakes = {
+        "average over the continuation's tokens only: the prompt's tokens are not what is being "
+        "scored": per_token.mean().item(),
+        "the logits at position t predict token t + 1: score the continuation's tokens with the "
+        "logits one position earlier": own,
+        "the loss is the *mean* over the continuation's tokens, not the sum": right * n,
+        "report nats (natural log, as F.cross_entropy), not bits": right / math.log(2),
+    }
+    if ids.numel() > size + 1:
+        mistakes[
+            "cut a long prompt from the *left* (keep the last block_size + 1 tokens): the model "
+            "must see the text right before the continuation, and all of the continuation"
+        ] = from_start
+    return mistakes
+
+
+def continuation_loss(function: Callable[..., float], *, strict: bool | None = None) -> bool:
+    """Check ``function(model, prompt, continuation)``: the mean loss (nats per token) of the 1-D
+    ``continuation`` read after the 1-D ``prompt``, in eval mode, a long prompt cut from the left."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(15)
+        model = GPT(dataclasses.replace(_CONFIG, dropout=0.3))
+    generator = torch.Generator().manual_seed(16)
+    short = (
+        torch.randint(0, 11, (3,), generator=generator),
+        torch.randint(0, 11, (4,), generator=generator),
+    )
+    long = (
+        torch.randint(0, 11, (9,), generator=generator),
+        torch.randint(0, 11, (4,), generator=generator),
+    )
+
+    def run(prompt, continuation):
+        model.train()  # as a model is during fine-tuning: the measure must switch dropout off
+        return [function(model, prompt, continuation) for _ in range(2)]
+
+    def case(description: str, prompt: torch.Tensor, continuation: torch.Tensor) -> Case:
+        expected = model.continuation_nll(prompt, continuation)
+        model.eval()
+        mistakes = _continuation_mistakes(model, prompt, continuation)
+
+        def verdict(results) -> str | None:
+            values = []
+            for got in results:
+                value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    return f"return the loss as a float, got {got!r}"
+                values.append(float(value))
+            if values[0] != values[1]:
+                return (
+                    "two calls gave different losses: dropout is on. Call model.eval() before "
+                    "scoring (and restore the mode after, if you like)"
+                )
+            if math.isclose(values[0], expected, rel_tol=1e-5, abs_tol=1e-6):
+                return None
+            mistake = recognise_mistake(values[0], mistakes, 1e-5, 1e-6)
+            return mistake or f"wrong value: expected {expected:.6f}, got {values[0]:.6f}"
+
+        return Case(description, (prompt, continuation), verdict)
+
+    cases = [
+        case("a 3-token prompt and a 4-token continuation", *short),
+        case("a 9-token prompt and a 4-token continuation (context 8)", *long),
+    ]
+    hint = (
+        "model.eval(); ids = cat([prompt, continuation])[-(block_size + 1):]; logits = "
+        "model(ids[None, :-1])[0]; the last n rows predict ids[-n:]; mean of -log_softmax there"
+    )
+    return run_check(
+        "continuation_loss", run if callable(function) else function, cases, hint, strict
+    )
