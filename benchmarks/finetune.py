@@ -68,7 +68,7 @@ def main() -> None:
     _, after = data.split_speeches(
         data.parse_speeches(data.load_tiny_shakespeare()), len(shakespeare.train_ids)
     )
-    others = finetune.short_speeches([s for s in after if s.speaker != speaker])[: 4 * len(held)]
+    others = finetune.short_speeches(finetune.others_alongside(speaker_data, after))
     base, tokenizer, _ = gpt_trainer.load()
     base = base.to(device).eval()
 

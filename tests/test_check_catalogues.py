@@ -1396,6 +1396,43 @@ def lora_a_transposed(base, rank, alpha):
     return _LoRA(base, rank, alpha, a_shape=(base.in_features, rank))
 
 
+@wrong("lora_linear", "alpha // r rounds")
+def lora_scaled_by_integer_division(base, rank, alpha):
+    return _LoRA(base, rank, alpha, scale=lambda a, r: a // r)
+
+
+class _DetachedLoRA(_LoRA):
+    def forward(self, x):
+        return self.base(x) + self.scale * ((x @ self.lora_A.detach().T) @ self.lora_B.detach().T)
+
+
+@wrong("lora_linear", "lora_A receives no gradient", ".detach()")
+def lora_detached(base, rank, alpha):
+    return _DetachedLoRA(base, rank, alpha)
+
+
+@wrong("lora_linear", "small random numbers", "torch.empty")
+def lora_a_huge(base, rank, alpha):
+    layer = _LoRA(base, rank, alpha)
+    with torch.no_grad():
+        layer.lora_A.fill_(1e30)
+    return layer
+
+
+@wrong("merge_adapter", "in place", "new nn.Parameter")
+def merge_replacing_the_weight(layer):
+    weight = layer.base.weight + layer.scale * (layer.lora_B @ layer.lora_A)
+    layer.base.weight = nn.Parameter(weight.detach())
+    layer.merged = True
+
+
+@wrong("merge_adapter", "added the update twice", "already True")
+def merge_without_a_guard(layer):
+    with torch.no_grad():
+        layer.base.weight += layer.scale * (layer.lora_B @ layer.lora_A)
+    layer.merged = True
+
+
 @wrong("merge_adapter", "not scaled")
 def merge_without_scale(layer):
     with torch.no_grad():

@@ -163,3 +163,13 @@ def test_the_held_out_source_fine_tunes_on_unseen_speeches_and_validates_on_othe
     assert "PETRUCHIO:" not in general and "KATHARINA:" in general
     with pytest.raises(SettingError, match="data must be one of pretraining, held-out"):
         finetune.recipe(SMOKE, data="elsewhere")
+
+
+def test_the_style_comparison_takes_other_speakers_from_the_validation_scenes(speaker_data):
+    corpus = gpt_trainer.data.load_tiny_shakespeare()
+    speeches = gpt_trainer.data.parse_speeches(corpus)
+    others = finetune.others_alongside(speaker_data, speeches)
+    start, end = speaker_data.val_speeches[0].start, speaker_data.val_speeches[-1].end
+    assert len(others) > len(speaker_data.val_speeches)  # there is something to compare with
+    assert all(s.speaker != "PETRUCHIO" and start <= s.start and s.end <= end for s in others)
+    assert all(s.end <= start or s.start >= end for s in speaker_data.train_speeches)

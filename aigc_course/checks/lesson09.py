@@ -14,8 +14,9 @@ from aigc_course.checks._core import Case, compare_tensor, recognise_mistake, ru
 from aigc_course.models import lora
 from aigc_course.models.gpt import GPT, GPTConfig
 
-# in != out and rank > 1, so that swapped shapes fail and alpha differs from alpha / r
-_IN, _OUT, _RANK, _ALPHA = 8, 5, 2, 6.0
+# in != out, rank > 1 and alpha not a multiple of the rank, so that swapped shapes fail and alpha,
+# alpha / r and alpha // r all differ
+_IN, _OUT, _RANK, _ALPHA = 8, 5, 2, 5.0
 _CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
 
@@ -71,6 +72,45 @@ def _adapter_problem(layer: nn.Module, base: nn.Linear) -> str | None:
             "A must start random (e.g. nn.init.kaiming_uniform_): with A and B both zero no "
             "gradient ever reaches either, and the adapter never learns"
         )
+    spread = layer.lora_A.detach().std().item()
+    if not (torch.isfinite(layer.lora_A).all() and 1e-3 < spread < 10):
+        return (
+            f"A must start as small random numbers (e.g. nn.init.kaiming_uniform_(A, "
+            f"a=math.sqrt(5))); its values have a spread of {spread:.3g}: an uninitialised "
+            "torch.empty holds whatever was in memory"
+        )
+    return None
+
+
+def _gradient_problem(
+    layer: nn.Module, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor
+) -> str | None:
+    """After one backward pass with A and B set: the adapters' gradients must be the reference's."""
+    reference = lora.LoRALinear(_base_layer(), _RANK, _ALPHA)
+    with torch.no_grad():
+        reference.lora_A.copy_(A)
+        reference.lora_B.copy_(B)
+    weights = torch.randn(2, 3, _OUT, generator=torch.Generator().manual_seed(17))
+    for module in (layer, reference):
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        if not out.requires_grad:
+            return (
+                "lora_A receives no gradient (the output does not depend on trainable "
+                "parameters): use the parameters themselves in forward (no .detach(), no .data, "
+                "no torch.no_grad())"
+            )
+        (out * weights).sum().backward()
+    for name in ("lora_A", "lora_B"):
+        got, expected = getattr(layer, name).grad, getattr(reference, name).grad
+        if got is None:
+            return (
+                f"{name} receives no gradient: use the parameters themselves in forward (no "
+                ".detach(), no .data, no torch.no_grad())"
+            )
+        problem = compare_tensor(got, expected, 1e-4, 1e-5)
+        if problem:
+            return f"the gradient of {name} is wrong: {problem}"
     return None
 
 
@@ -86,7 +126,9 @@ def lora_linear(make_layer: Callable[..., nn.Module], *, strict: bool | None = N
     mistakes = {
         "scale the update by alpha / r, not by alpha: the update's size then stays comparable "
         "when r changes": plain + _ALPHA * update,
-        "scale the update by alpha / r (here 3), not r / alpha": plain + update / scale,
+        f"scale the update by alpha / r (here {scale:g}), not r / alpha": plain + update / scale,
+        f"scale the update by alpha / r as a real number ({scale:g} here): alpha // r rounds "
+        "it down (to 0 when r > alpha)": plain + (_ALPHA // _RANK) * update,
         "the update is not scaled: multiply it by alpha / r": plain + update,
         "the layer must *add* the update to the frozen layer's output, base(x) + ...": scale
         * update,
@@ -112,7 +154,7 @@ def lora_linear(make_layer: Callable[..., nn.Module], *, strict: bool | None = N
         if problem:
             mistake = recognise_mistake(got, mistakes, 1e-5, 1e-5)
             return f"with A and B set: {mistake or problem}"
-        return None
+        return _gradient_problem(layer, x, A, B)
 
     cases = [
         Case(
@@ -156,11 +198,21 @@ def merge_adapter(
 
     def run(_):
         layer = _package_layer()
+        original = layer.base.weight
         function(layer)
-        return layer
+        once = layer.base.weight.detach().clone()
+        function(layer)  # merging an adapter that is merged already must change nothing
+        return layer, original, once
 
-    def verdict(layer) -> str | None:
-        weight = layer.base.weight.detach()
+    def verdict(result) -> str | None:
+        layer, original, once = result
+        if layer.base.weight is not original or layer.base.weight.requires_grad:
+            return (
+                "change the frozen weight in place (under torch.no_grad(): layer.base.weight += "
+                "...): a new nn.Parameter is trainable and is not the tensor the model and its "
+                "optimizer hold"
+            )
+        weight = once
         problem = compare_tensor(weight, W + scale * update, 1e-5, 1e-6)
         if problem:
             mistake = recognise_mistake(weight, mistakes, 1e-5, 1e-6)
@@ -176,13 +228,21 @@ def merge_adapter(
             )
         if layer.merged is not True:
             return "set layer.merged = True: forward still adds the update, so it now counts twice"
+        if not torch.equal(layer.base.weight.detach(), once):
+            return (
+                "merging a merged layer again added the update twice: return at once when "
+                "layer.merged is already True"
+            )
         with torch.no_grad():
             return compare_tensor(layer(x), before, 1e-4, 1e-5)
 
     cases = [
         Case(f"a LoRA layer ({_IN} -> {_OUT}, rank {_RANK}, alpha {_ALPHA:g})", (None,), verdict)
     ]
-    hint = "with torch.no_grad(): layer.base.weight += layer.scale * (layer.lora_B @ layer.lora_A); layer.merged = True"
+    hint = (
+        "if layer.merged: return; with torch.no_grad(): layer.base.weight += layer.scale * "
+        "(layer.lora_B @ layer.lora_A); layer.merged = True"
+    )
     return run_check("merge_adapter", run if callable(function) else function, cases, hint, strict)
 
 

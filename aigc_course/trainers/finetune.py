@@ -117,7 +117,9 @@ def recipe(
 def describe(recipe_: FinetuneRecipe) -> str:
     c = recipe_.model
     how = (
-        f"LoRA rank {c.rank}, alpha {c.alpha:g}, on {c.targets}"
+        f"LoRA rank {c.rank}, alpha {c.alpha:g}, on the "
+        + {"both": "attention and MLP", "mlp": "MLP"}.get(c.targets, c.targets)
+        + " layers"
         if c.method == "lora"
         else "all weights"
     )
@@ -257,6 +259,18 @@ def short_speeches(speeches: list[data.Speech], longest: int = 100) -> list[data
     """The speeches whose text fits a per-speech measure with room for a prompt (``longest``
     characters at most; the GPT's context is 128)."""
     return [speech for speech in speeches if len(speech.text) <= longest]
+
+
+def others_alongside(speaker_data: SpeakerData, speeches: list[data.Speech]) -> list[data.Speech]:
+    """The other speakers' speeches among ``speeches`` that lie in the span of the speaker's
+    validation speeches: the same scenes, so that a comparison of the speaker's validation speeches
+    with others' is not a comparison of scenes the fine-tuning read with scenes it did not."""
+    start, end = speaker_data.val_speeches[0].start, speaker_data.val_speeches[-1].end
+    return [
+        s
+        for s in speeches
+        if s.speaker != speaker_data.speaker and start <= s.start and s.end <= end
+    ]
 
 
 def speaker_likelihood_ratio(
