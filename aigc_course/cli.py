@@ -358,6 +358,30 @@ TRAINERS: dict[str, Trainable] = {
         "images",
         (Option("--conditional", "conditional", "condition on the class (a cGAN)"),),
     ),
+    "diffusion": Trainable(
+        "aigc_course.trainers.diffusion",
+        "diffusion model",
+        "the lesson-10 diffusion model (a noise-predicting U-Net) on Fashion-MNIST",
+        "images",
+        (
+            Option(
+                "--schedule",
+                "schedule",
+                "the noise schedule: linear (default) or cosine",
+                None,
+                ("linear", "cosine"),
+            ),
+            Option(
+                "--diffusion-steps", "diffusion_steps", "the noising steps T (default 1000)", count
+            ),
+            Option(
+                "--sampling-steps",
+                "fid_sampling_steps",
+                "DDIM steps for the samples the FID is measured on (default 50)",
+                count,
+            ),
+        ),
+    ),
     "finetune": Trainable(
         "aigc_course.trainers.finetune",
         "fine-tuned GPT",

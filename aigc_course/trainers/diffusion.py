@@ -1,0 +1,226 @@
+"""Training the lesson-10 diffusion model (a U-Net predicting noise) on Fashion-MNIST, under a run profile.
+
+Used by ``aigc-course train diffusion``, by ``benchmarks/diffusion.py`` and by the lesson, so the
+three train the same way: the simple noise-prediction loss at a uniformly random step, AdamW with a
+warm-up and cosine decay, gradient clipping, and on a GPU mixed precision and ``torch.compile``
+(the shared loop). The course FID of DDIM samples (against test images, with the course classifier)
+is the evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from aigc_course import checkpoints, data, metrics, runtime, training
+from aigc_course.errors import SettingError
+from aigc_course.models.diffusion import SCHEDULES, NoiseSchedule, diffusion_loss, sample
+from aigc_course.models.unet import UNet, UNetConfig
+from aigc_course.trainers import classifier as classifier_trainer
+from aigc_course.training import Run, TrainConfig
+
+PRETRAINED_NAME = "diffusion_fashion_mnist"
+
+
+@dataclass(frozen=True)
+class DiffusionRecipe:
+    model: UNetConfig
+    train: TrainConfig
+    batch_size: int
+    schedule: str = "linear"
+    diffusion_steps: int = 1000  # T
+    warmup_steps: int = 100
+    train_limit: int | None = None  # use only the first N training images (smoke)
+    fid_images: int = 1000  # generated and test images for the FID
+    fid_sampling_steps: int = 50  # DDIM steps for the evaluation samples
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 2:
+            raise SettingError(f"a diffusion needs at least 2 steps, got {self.diffusion_steps!r}")
+        if self.schedule not in SCHEDULES:
+            raise SettingError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if not 1 <= self.fid_sampling_steps <= self.diffusion_steps:
+            raise SettingError(
+                f"fid_sampling_steps must be 1 to diffusion_steps ({self.diffusion_steps}), "
+                f"got {self.fid_sampling_steps}"
+            )
+
+    def noise_schedule(self) -> NoiseSchedule:
+        return NoiseSchedule.make(self.schedule, self.diffusion_steps)
+
+
+def recipe(profile: runtime.Profile | None = None, **overrides) -> DiffusionRecipe:
+    """The diffusion recipe of a profile; any field may be overridden (see :func:`training.override`)."""
+    profile = profile or runtime.get_profile()
+    base = profile.select(
+        smoke=DiffusionRecipe(
+            UNetConfig(channels=8, groups=4),
+            TrainConfig(steps=8, lr=1e-3, eval_every=4, log_every=2),
+            batch_size=16,
+            warmup_steps=2,
+            train_limit=256,
+            fid_images=64,
+            fid_sampling_steps=5,
+        ),
+        cpu=DiffusionRecipe(
+            UNetConfig(channels=24),
+            TrainConfig(steps=5_000, lr=1e-3, eval_every=5_000, log_every=20),
+            batch_size=64,
+            fid_images=500,
+        ),
+        gpu=DiffusionRecipe(
+            UNetConfig(channels=64),
+            TrainConfig(steps=20_000, lr=5e-4, eval_every=5_000, log_every=50),
+            batch_size=128,
+            warmup_steps=500,
+            fid_images=5_000,
+        ),
+    )
+    return training.override(base, **overrides)
+
+
+def describe(recipe_: DiffusionRecipe) -> str:
+    return (
+        f"U-Net width {recipe_.model.channels}, {recipe_.schedule} schedule over "
+        f"{recipe_.diffusion_steps} steps, {training.describe_length(recipe_.train)} of "
+        f"{recipe_.batch_size} images"
+    )
+
+
+def checkpoint_name(recipe_: DiffusionRecipe) -> str:
+    return PRETRAINED_NAME
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]: the diffusion's pure noise N(0, I) is centred, so the data is too."""
+    return images * 2 - 1
+
+
+@torch.no_grad()
+def generate(
+    model: UNet,
+    schedule: NoiseSchedule,
+    count: int,
+    method: str = "ddim",
+    steps: int | None = 50,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    """``count`` images in [0, 1] ``(count, 1, 28, 28)``, on the CPU, made in batches."""
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    schedule = schedule.to(device)
+    steps = None if method == "ddpm" else steps
+    images = [
+        sample(
+            model, schedule, min(batch_size, count - start), method, steps, generator=generator
+        ).cpu()
+        for start in range(0, count, batch_size)
+    ]
+    return (torch.cat(images) + 1) / 2
+
+
+def evaluate(
+    model: UNet, schedule: NoiseSchedule, classifier, real: torch.Tensor, sampling_steps: int
+) -> dict[str, float]:
+    """The course FID of ``len(real)`` DDIM samples against ``real``, and their class entropy."""
+    fake = generate(model, schedule, len(real), "ddim", sampling_steps, seed=1)
+    histogram = metrics.class_histogram(classifier, fake)
+    return {"fid": metrics.fid(classifier, fake, real), "class_entropy": histogram.entropy}
+
+
+def train(
+    recipe_: DiffusionRecipe,
+    device: torch.device | None = None,
+    progress: bool = True,
+    *,
+    evaluate_fid: bool = True,
+) -> Run:
+    """Train a noise-predicting U-Net with ``recipe_`` on Fashion-MNIST; evaluate its course FID."""
+    runtime.seed_everything(recipe_.train.seed)
+    device = device or runtime.get_device()
+    images = to_model_range(data.load_fashion_mnist("train", limit=recipe_.train_limit).images)
+    schedule = recipe_.noise_schedule()
+    generator = torch.Generator().manual_seed(recipe_.train.seed)
+    batches = (x for (x,) in training.random_batches((images,), recipe_.batch_size, generator))
+    model = UNet(recipe_.model)
+    classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
+    real = data.load_fashion_mnist("test").images[: recipe_.fid_images] if evaluate_fid else None
+    device_schedule = schedule.to(device)
+
+    def loss_fn(m, x):
+        return diffusion_loss(m, x, device_schedule), {}
+
+    def evaluation(m) -> dict[str, float]:
+        return evaluate(m, schedule, classifier, real, recipe_.fid_sampling_steps)
+
+    cfg = recipe_.train
+    history = training.train(
+        model,
+        loss_fn,
+        batches,
+        cfg,
+        evaluate=evaluation if evaluate_fid else None,
+        device=device,
+        progress=progress,
+        description="diffusion",
+        lr_schedule=lambda index, total: training.warmup_cosine(
+            index, cfg.lr, min(recipe_.warmup_steps, total // 10), total, cfg.lr / 10
+        ),
+        unit="images",
+    )
+    model.eval()
+    run_metrics = {
+        "images_per_second": history.examples_per_second,
+        "train_seconds": history.seconds,
+    }
+    if evaluate_fid:
+        started = time.perf_counter()
+        final = evaluation(model)
+        run_metrics |= {
+            "test_fid": final["fid"],
+            "test_class_entropy": final["class_entropy"],
+            "fid_images": recipe_.fid_images,
+            "fid_sampling_steps": recipe_.fid_sampling_steps,
+            "fid_seconds": time.perf_counter() - started,
+        }
+    return Run(model, recipe_, history, run_metrics)
+
+
+def summary(run: Run) -> dict[str, object]:
+    m = run.metrics
+    rows = training.summary_rows(run)
+    if "test_fid" in m:
+        rows[f"FID, {m['fid_images']} DDIM-{m['fid_sampling_steps']} samples vs test"] = m[
+            "test_fid"
+        ]
+        rows["class entropy [nats] (uniform: 2.303)"] = m["test_class_entropy"]
+    return rows
+
+
+def save_run(run: Run, path: str | Path, command: str) -> str:
+    """Save a trained U-Net with its config, the noise schedule's settings and the metrics."""
+    r = run.recipe
+    return training.save_run(
+        run, path, command, schedule=r.schedule, diffusion_steps=r.diffusion_steps
+    )
+
+
+def load(
+    path: str | Path | None = None, expected_sha256: str | None = None
+) -> tuple[UNet, NoiseSchedule, checkpoints.Checkpoint]:
+    """A U-Net and its noise schedule from a checkpoint file, or the course's pretrained one."""
+    model, checkpoint = checkpoints.load_model(
+        lambda config: UNet(UNetConfig(**config)),
+        PRETRAINED_NAME,
+        path,
+        expected_sha256,
+        kind=UNet.__name__,
+    )
+    extra = checkpoint.extra
+    return model, NoiseSchedule.make(extra["schedule"], extra["diffusion_steps"]), checkpoint
