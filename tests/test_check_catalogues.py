@@ -1549,6 +1549,147 @@ def continuation_cut_from_the_right(model, prompt, continuation):
     return _continuation(model, prompt, continuation, cut="right")
 
 
+# --------------------------------------------------------------------------------------------
+# Lesson 10: q_sample(x0, t, noise, schedule), training_loss(model, x0, t, noise, schedule),
+# ddpm_step(x_t, t, eps, schedule, z), ddim_step(x_t, t, t_prev, eps, schedule)
+# --------------------------------------------------------------------------------------------
+
+
+def _ab(schedule, t):
+    return schedule.alpha_bars[t].view(-1, 1, 1, 1)
+
+
+@wrong("q_sample", "square roots are swapped")
+def q_sample_swapped(x0, t, noise, schedule):
+    a = _ab(schedule, t)
+    return (1 - a).sqrt() * x0 + a.sqrt() * noise
+
+
+@wrong("q_sample", "not alpha_t")
+def q_sample_with_alpha(x0, t, noise, schedule):
+    a = schedule.alphas[t].view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+@wrong("q_sample", "not by the variances")
+def q_sample_with_variances(x0, t, noise, schedule):
+    a = _ab(schedule, t)
+    return a * x0 + (1 - a) * noise
+
+
+@wrong("q_sample", "its own step")
+def q_sample_one_step_for_the_batch(x0, t, noise, schedule):
+    a = schedule.alpha_bars[t[0]]
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+@wrong("q_sample", "raised RuntimeError")
+def q_sample_without_reshape(x0, t, noise, schedule):
+    a = schedule.alpha_bars[t]
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def _noised(x0, t, noise, schedule):
+    a = _ab(schedule, t)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+@wrong("training_loss", "not with x0")
+def loss_against_x0(model, x0, t, noise, schedule):
+    return ((model(_noised(x0, t, noise, schedule), t) - x0) ** 2).mean()
+
+
+@wrong("training_loss", "not the clean x0")
+def loss_on_clean_images(model, x0, t, noise, schedule):
+    return ((model(x0, t) - noise) ** 2).mean()
+
+
+@wrong("training_loss", "tell the network the step")
+def loss_without_the_step(model, x0, t, noise, schedule):
+    return ((model(_noised(x0, t, noise, schedule), torch.zeros_like(t)) - noise) ** 2).mean()
+
+
+@wrong("training_loss", "*mean* squared error")
+def loss_summed(model, x0, t, noise, schedule):
+    return ((model(_noised(x0, t, noise, schedule), t) - noise) ** 2).sum()
+
+
+def _ddpm(
+    x_t, t, eps, schedule, z, *, divide=None, sign=-1.0, sd=True, last_noise=False, noise=True
+):
+    beta, alpha, a = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
+    mean = (x_t + sign * beta / (1 - a).sqrt() * eps) / (
+        divide(schedule, t) if divide else alpha.sqrt()
+    )
+    scale = beta.sqrt() if sd else beta
+    if not noise or (t == 0 and not last_noise):
+        return mean
+    return mean + scale * z
+
+
+@wrong("ddpm_step", "not sqrt(alpha_bar_t)")
+def ddpm_dividing_by_alpha_bar(x_t, t, eps, schedule, z):
+    return _ddpm(x_t, t, eps, schedule, z, divide=lambda s, t: s.alpha_bars[t].sqrt())
+
+
+@wrong("ddpm_step", "subtracted")
+def ddpm_adding_the_noise_estimate(x_t, t, eps, schedule, z):
+    return _ddpm(x_t, t, eps, schedule, z, sign=1.0)
+
+
+@wrong("ddpm_step", "not the variance")
+def ddpm_variance_for_sd(x_t, t, eps, schedule, z):
+    return _ddpm(x_t, t, eps, schedule, z, sd=False)
+
+
+@wrong("ddpm_step", "last step (t = 0) adds no noise")
+def ddpm_noise_at_the_end(x_t, t, eps, schedule, z):
+    return _ddpm(x_t, t, eps, schedule, z, last_noise=True)
+
+
+@wrong("ddpm_step", "fresh noise")
+def ddpm_without_noise(x_t, t, eps, schedule, z):
+    return _ddpm(x_t, t, eps, schedule, z, noise=False)
+
+
+def _ddim(x_t, t, t_prev, eps, schedule, *, values="alpha_bars", direction=True, prev_for_x0=False,
+          last_is_one=True, swapped=False):  # fmt: skip
+    v = getattr(schedule, values)
+    a = v[t]
+    a_prev = v[t_prev] if (t_prev >= 0 or not last_is_one) else torch.tensor(1.0)
+    denominator = a_prev if prev_for_x0 else a
+    if swapped:
+        x0_hat = (x_t - a.sqrt() * eps) / (1 - a).sqrt()
+    else:
+        x0_hat = (x_t - (1 - a).sqrt() * eps) / denominator.sqrt()
+    return a_prev.sqrt() * x0_hat + ((1 - a_prev).sqrt() * eps if direction else 0)
+
+
+@wrong("ddim_step", "not alpha")
+def ddim_with_alphas(x_t, t, t_prev, eps, schedule):
+    return _ddim(x_t, t, t_prev, eps, schedule, values="alphas", last_is_one=True)
+
+
+@wrong("ddim_step", "move along the predicted noise")
+def ddim_without_direction(x_t, t, t_prev, eps, schedule):
+    return _ddim(x_t, t, t_prev, eps, schedule, direction=False)
+
+
+@wrong("ddim_step", "*current* step")
+def ddim_x0_with_the_previous_step(x_t, t, t_prev, eps, schedule):
+    return _ddim(x_t, t, t_prev, eps, schedule, prev_for_x0=True)
+
+
+@wrong("ddim_step", "square roots are swapped")
+def ddim_swapped(x_t, t, t_prev, eps, schedule):
+    return _ddim(x_t, t, t_prev, eps, schedule, swapped=True)
+
+
+@wrong("ddim_step", "t_prev = -1 means the clean image")
+def ddim_last_step_wrapping_around(x_t, t, t_prev, eps, schedule):
+    return _ddim(x_t, t, t_prev, eps, schedule, last_is_one=False)
+
+
 MISTAKES = [
     pytest.param(check, function, words, id=f"{check}-{name}")
     for check, entries in CATALOGUE.items()

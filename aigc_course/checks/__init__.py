@@ -60,6 +60,7 @@ from aigc_course.checks.lesson09 import (
     lora_linear,
     merge_adapter,
 )
+from aigc_course.checks.lesson10 import ddim_step, ddpm_step, q_sample, training_loss
 
 __all__ = [
     # the machinery
@@ -113,4 +114,9 @@ __all__ = [
     "freeze_all_but_adapters",
     "lora_linear",
     "merge_adapter",
+    # lesson 10
+    "ddim_step",
+    "ddpm_step",
+    "q_sample",
+    "training_loss",
 ]

@@ -1,0 +1,194 @@
+"""Checks for lesson 10: noising in closed form, the training loss, one DDPM step, one DDIM step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from aigc_course.checks._core import Case, run_check
+from aigc_course.models import diffusion
+from aigc_course.models.diffusion import NoiseSchedule
+from aigc_course.models.unet import UNet, UNetConfig
+
+# A short chain whose alphas, alpha_bars and betas all differ clearly, and steps per image that differ
+_SCHEDULE = NoiseSchedule.make("linear", 50)
+_T = torch.tensor([3, 25, 49])
+
+
+def _images(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(3, 1, 4, 4, generator=generator) * 2 - 1
+    return x0, torch.randn(3, 1, 4, 4, generator=generator)
+
+
+def _column(values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return values[t].view(-1, 1, 1, 1)
+
+
+def q_sample(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
+    """Check ``function(x0, t, noise, schedule)``: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
+    x0, noise = _images(1)
+    s = _SCHEDULE
+    a, alpha = _column(s.alpha_bars, _T), _column(s.alphas, _T)
+    first = s.alpha_bars[_T[0]]
+    mistakes = {
+        "the square roots are swapped: the signal is scaled by sqrt(alpha_bar_t), the noise by "
+        "sqrt(1 - alpha_bar_t)": (1 - a).sqrt() * x0 + a.sqrt() * noise,
+        "use alpha_bar_t (the product of all alphas up to t), not alpha_t: x_t comes from x_0 in "
+        "one jump": alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise,
+        "scale by the standard deviations sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), not by "
+        "the variances": [a * x0 + (1 - a) * noise, a.sqrt() * x0 + (1 - a) * noise],
+        "each image has its own step: index the schedule with t (B,) and reshape to (B, 1, 1, 1), "
+        "not one step for the batch": first.sqrt() * x0 + (1 - first).sqrt() * noise,
+    }
+    cases = [
+        Case(
+            "three images at steps 3, 25 and 49 of a 50-step linear schedule",
+            (x0, _T, noise, s),
+            diffusion.q_sample(x0, _T, noise, s),
+            mistakes=mistakes,
+        )
+    ]
+    hint = "a = schedule.alpha_bars[t].view(-1, 1, 1, 1); return a.sqrt() * x0 + (1 - a).sqrt() * noise"
+    return run_check("q_sample", function, cases, hint, strict)
+
+
+def _tiny_unet() -> UNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(21)
+        model = UNet(UNetConfig(channels=8, groups=4))
+        torch.nn.init.normal_(model.out[-1].weight, std=0.2)  # open the zero-initialised output
+    return model.eval()
+
+
+def training_loss(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
+    """Check ``function(model, x0, t, noise, schedule)``: the mean squared error between ``noise``
+    and ``model(x_t, t)``, with x_t from :func:`q_sample`."""
+    model = _tiny_unet()
+    generator = torch.Generator().manual_seed(2)
+    x0 = torch.rand(3, 1, 28, 28, generator=generator) * 2 - 1
+    noise = torch.randn(3, 1, 28, 28, generator=generator)
+    s = _SCHEDULE
+    with torch.no_grad():
+        x_t = diffusion.q_sample(x0, _T, noise, s)
+        predicted = model(x_t, _T)
+        expected = ((predicted - noise) ** 2).mean()
+        mistakes = {
+            "the network predicts the *noise*: compare its output with noise, not with x0": (
+                (predicted - x0) ** 2
+            ).mean(),
+            "the network reads the noised image x_t (q_sample(x0, t, noise)), not the clean x0": (
+                (model(x0, _T) - noise) ** 2
+            ).mean(),
+            "tell the network the step: model(x_t, t); it denoises every noise level with one "
+            "set of weights": ((model(x_t, torch.zeros_like(_T)) - noise) ** 2).mean(),
+            "the loss is the *mean* squared error (over images and pixels), not the sum": (
+                (predicted - noise) ** 2
+            ).sum(),
+        }
+    cases = [
+        Case(
+            "a small U-Net, three 28x28 images at steps 3, 25 and 49",
+            (model, x0, _T, noise, s),
+            expected,
+            rtol=1e-4,
+            atol=1e-6,
+            mistakes=mistakes,
+        )
+    ]
+    hint = "x_t = q_sample(x0, t, noise); return ((model(x_t, t) - noise) ** 2).mean()"
+    return run_check("training_loss", function, cases, hint, strict)
+
+
+def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
+    """Check ``function(x_t, t, predicted_noise, schedule, z)``: one reverse step x_t -> x_{t-1},
+    mean 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps), plus sqrt(beta_t) z if t > 0."""
+    x_t, eps = _images(3)
+    z = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    s = _SCHEDULE
+
+    def case(t: int) -> Case:
+        beta, alpha, a = (float(v[t]) for v in (s.betas, s.alphas, s.alpha_bars))
+        mean = (x_t - beta / math.sqrt(1 - a) * eps) / math.sqrt(alpha)
+        noise_term = math.sqrt(beta) * z if t else 0
+        mistakes = {
+            "divide by sqrt(alpha_t), the one step's alpha, not sqrt(alpha_bar_t)": (
+                x_t - beta / math.sqrt(1 - a) * eps
+            )
+            / math.sqrt(a)
+            + noise_term,
+            "the noise term is beta_t / sqrt(1 - alpha_bar_t) times eps, subtracted": [
+                (x_t + beta / math.sqrt(1 - a) * eps) / math.sqrt(alpha) + noise_term,
+                (x_t - beta / (1 - a) * eps) / math.sqrt(alpha) + noise_term,
+            ],
+        }
+        if t == 0:
+            mistakes["the last step (t = 0) adds no noise: it returns the mean"] = (
+                mean + math.sqrt(beta) * z
+            )
+        else:
+            mistakes[
+                "add sigma_t z with the standard deviation sigma_t = sqrt(beta_t), not the "
+                "variance beta_t"
+            ] = mean + beta * z
+            mistakes[
+                "add fresh noise sqrt(beta_t) z at every step but the last: without it the chain "
+                "collapses to blurry averages"
+            ] = mean
+        expected = diffusion.ddpm_step(x_t, t, eps, s, noise=z)
+        return Case(
+            f"step t = {t}", (x_t, t, eps, s, z), expected, rtol=1e-4, atol=1e-6, mistakes=mistakes
+        )
+
+    hint = (
+        "mean = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); "
+        "return mean + sqrt(beta_t) * z if t > 0 else mean"
+    )
+    return run_check("ddpm_step", function, [case(25), case(0)], hint, strict)
+
+
+def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
+    """Check ``function(x_t, t, t_prev, predicted_noise, schedule)``: one deterministic DDIM step
+    (eta = 0) from step t to the earlier t_prev (-1: to the clean image, alpha_bar = 1)."""
+    x_t, eps = _images(5)
+    s = _SCHEDULE
+
+    def case(t: int, t_prev: int) -> Case:
+        a = float(s.alpha_bars[t])
+        a_prev = float(s.alpha_bars[t_prev]) if t_prev >= 0 else 1.0
+        x0_hat = (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        alpha, alpha_prev = float(s.alphas[t]), float(s.alphas[t_prev])
+        mistakes = {
+            "use alpha_bar (the cumulative product), not alpha, in both the x0 estimate and the "
+            "step": math.sqrt(alpha_prev) * (x_t - math.sqrt(1 - alpha) * eps) / math.sqrt(alpha)
+            + math.sqrt(1 - alpha_prev) * eps,
+            "move along the predicted noise too: x_prev = sqrt(alpha_bar_prev) x0_hat + "
+            "sqrt(1 - alpha_bar_prev) eps": math.sqrt(a_prev) * x0_hat,
+            "the x0 estimate divides by sqrt(alpha_bar_t) of the *current* step t": (
+                math.sqrt(a_prev) * (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a_prev)
+                + math.sqrt(1 - a_prev) * eps
+            ),
+            "the square roots are swapped: x0_hat = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)": (
+                math.sqrt(a_prev) * (x_t - math.sqrt(a) * eps) / math.sqrt(1 - a)
+                + math.sqrt(1 - a_prev) * eps
+            ),
+        }
+        if t_prev < 0:
+            last = float(s.alpha_bars[-1])
+            mistakes = {
+                "t_prev = -1 means the clean image: alpha_bar_prev = 1 (not alpha_bars[-1], the "
+                "*last* step's)": math.sqrt(last) * x0_hat + math.sqrt(1 - last) * eps,
+            }
+        expected = diffusion.ddim_step(x_t, t, t_prev, eps, s)
+        return Case(
+            f"from step {t} to {t_prev}", (x_t, t, t_prev, eps, s), expected, rtol=1e-4, atol=1e-6,
+            mistakes=mistakes,
+        )  # fmt: skip
+
+    hint = (
+        "x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); return sqrt(a_prev) x0_hat + "
+        "sqrt(1 - a_prev) eps, with a = alpha_bars and a_prev = 1 when t_prev = -1"
+    )
+    return run_check("ddim_step", function, [case(30, 20), case(2, -1)], hint, strict)
