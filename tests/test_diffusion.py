@@ -187,3 +187,19 @@ def test_clipping_keeps_the_implied_clean_image_in_range_and_leaves_a_perfect_pr
     a = schedule.alpha_bars[t].item()
     implied = (x_t - math.sqrt(1 - a) * corrected) / math.sqrt(a)
     assert implied.abs().max() <= 1 + 1e-4
+
+
+def test_the_benchmark_trains_and_compares_the_samplers(monkeypatch, capsys):
+    from tests.helpers import run_benchmark
+
+    out = run_benchmark(
+        "diffusion",
+        "--profile", "smoke", "--train", "--samples", "16", "--sampling-steps", "2", "5",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )  # fmt: skip
+    rows = [line.split() for line in out.splitlines() if line.startswith("DDIM")]
+    assert [(row[0], row[-4]) for row in rows] == [
+        ("DDIM", "2"), ("DDIM,", "2"), ("DDIM", "5"), ("DDIM,", "5")
+    ]  # fmt: skip
+    assert "images/s (training)" in out and "16 samples per setting" in out

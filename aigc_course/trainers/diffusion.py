@@ -110,6 +110,7 @@ def generate(
     steps: int | None = 50,
     seed: int = 0,
     batch_size: int = 500,
+    eta: float = 0.0,
 ) -> torch.Tensor:
     """``count`` images in [0, 1] ``(count, 1, 28, 28)``, on the CPU, made in batches."""
     generator = torch.Generator().manual_seed(seed)
@@ -118,11 +119,59 @@ def generate(
     steps = None if method == "ddpm" else steps
     images = [
         sample(
-            model, schedule, min(batch_size, count - start), method, steps, generator=generator
+            model, schedule, min(batch_size, count - start), method, steps, eta, generator=generator
         ).cpu()
         for start in range(0, count, batch_size)
     ]
     return (torch.cat(images) + 1) / 2
+
+
+@dataclass(frozen=True)
+class SamplerFigures:
+    """One sampler setting: its course FID, class entropy and time for ``count`` images."""
+
+    name: str
+    steps: int
+    fid: float
+    class_entropy: float
+    seconds: float
+    count: int
+
+    @property
+    def seconds_per_1000(self) -> float:
+        return 1000 * self.seconds / self.count
+
+
+def compare_samplers(
+    model: UNet,
+    schedule: NoiseSchedule,
+    classifier,
+    real: torch.Tensor,
+    steps: tuple[int, ...] = (10, 50, 250, 1000),
+    seed: int = 1,
+) -> list[SamplerFigures]:
+    """DDIM (deterministic, eta = 0) and the stochastic sampler at each number of ``steps``: DDPM's
+    ancestral chain when ``steps`` is all of T, else DDIM with eta = 1 (DDPM's posterior noise on
+    the shorter chain). ``len(real)`` samples each, from the same seed, timed on the model's device."""
+    device = next(model.parameters()).device
+    rows = []
+    for count_steps in steps:
+        for name in ("DDIM", "DDPM" if count_steps == schedule.steps else "DDIM, eta = 1"):
+            method = "ddpm" if name == "DDPM" else "ddim"
+            eta = 0.0 if name == "DDIM" else 1.0
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            fake = generate(model, schedule, len(real), method, count_steps, seed, eta=eta)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - started
+            histogram = metrics.class_histogram(classifier, fake)
+            fid = metrics.fid(classifier, fake, real)
+            rows.append(
+                SamplerFigures(name, count_steps, fid, histogram.entropy, seconds, len(real))
+            )
+    return rows
 
 
 def evaluate(
