@@ -1627,6 +1627,29 @@ def _ddpm(
     return mean + scale * z
 
 
+@wrong("ddpm_step", "numbered from 0")
+def ddpm_with_the_paper_s_index(x_t, t, eps, schedule, z):
+    beta, alpha, a = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
+    mean = (x_t - beta / (1 - a).sqrt() * eps) / alpha.sqrt()
+    return mean + beta.sqrt() * z if t > 1 else mean
+
+
+@wrong("ddpm_step", "posterior variance")
+def ddpm_with_the_posterior_variance(x_t, t, eps, schedule, z):
+    beta, alpha, a = schedule.betas[t], schedule.alphas[t], schedule.alpha_bars[t]
+    a_prev = schedule.alpha_bars[t - 1] if t > 0 else torch.tensor(1.0)
+    mean = (x_t - beta / (1 - a).sqrt() * eps) / alpha.sqrt()
+    return mean + ((1 - a_prev) / (1 - a) * beta).sqrt() * z if t > 0 else mean
+
+
+@wrong("ddim_step", "only t_prev = -1 means the clean image")
+def ddim_with_the_paper_s_index(x_t, t, t_prev, eps, schedule):
+    a = schedule.alpha_bars[t]
+    a_prev = schedule.alpha_bars[t_prev] if t_prev > 0 else torch.tensor(1.0)
+    x0_hat = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_prev.sqrt() * x0_hat + (1 - a_prev).sqrt() * eps
+
+
 @wrong("ddpm_step", "not sqrt(alpha_bar_t)")
 def ddpm_dividing_by_alpha_bar(x_t, t, eps, schedule, z):
     return _ddpm(x_t, t, eps, schedule, z, divide=lambda s, t: s.alpha_bars[t].sqrt())

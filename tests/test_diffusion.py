@@ -102,6 +102,7 @@ def test_sampling_steps_run_from_the_last_step_to_zero():
     )
     with pytest.raises(SettingError, match="sampling steps must be 1 to 1000"):
         diffusion.sampling_steps(1000, 0)
+    assert diffusion.sampling_steps(1000, 1) == [999]  # one step starts from pure noise
 
 
 def test_ddim_sampling_is_deterministic_given_the_start_noise():
@@ -202,4 +203,5 @@ def test_the_benchmark_trains_and_compares_the_samplers(monkeypatch, capsys):
     assert [(row[0], row[-4]) for row in rows] == [
         ("DDIM", "2"), ("DDIM,", "2"), ("DDIM", "5"), ("DDIM,", "5")
     ]  # fmt: skip
+    assert not any(line.startswith("DDPM") for line in out.splitlines())  # only at all T steps
     assert "images/s (training)" in out and "16 samples per setting" in out

@@ -124,6 +124,17 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
                 (x_t - beta / (1 - a) * eps) / math.sqrt(alpha) + noise_term,
             ],
         }
+        a_prev = float(s.alpha_bars[t - 1]) if t > 0 else 1.0
+        beta_tilde = (1 - a_prev) / (1 - a) * beta
+        mistakes[
+            "sigma_t^2 = beta_tilde_t (the posterior variance) is Ho et al.'s other valid choice, "
+            "but this exercise (and the course's sampler) uses sigma_t^2 = beta_t"
+        ] = mean + math.sqrt(beta_tilde) * z
+        if t == 1:
+            mistakes[
+                "steps are numbered from 0 here: add noise at every t > 0 (the paper's t = 1 is "
+                "the code's t = 0)"
+            ] = mean
         if t == 0:
             mistakes["the last step (t = 0) adds no noise: it returns the mean"] = (
                 mean + math.sqrt(beta) * z
@@ -146,7 +157,7 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
         "mean = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); "
         "return mean + sqrt(beta_t) * z if t > 0 else mean"
     )
-    return run_check("ddpm_step", function, [case(25), case(0)], hint, strict)
+    return run_check("ddpm_step", function, [case(25), case(1), case(0)], hint, strict)
 
 
 def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -175,6 +186,13 @@ def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
                 + math.sqrt(1 - a_prev) * eps
             ),
         }
+        if t_prev == 0:
+            mistakes = {
+                "only t_prev = -1 means the clean image (alpha_bar = 1): step 0 is the first "
+                "noising step, alpha_bar_0 = alpha_bars[0] (steps are numbered from 0 here)": (
+                    x0_hat
+                ),
+            }
         if t_prev < 0:
             last = float(s.alpha_bars[-1])
             mistakes = {
@@ -191,4 +209,4 @@ def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
         "x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); return sqrt(a_prev) x0_hat + "
         "sqrt(1 - a_prev) eps, with a = alpha_bars and a_prev = 1 when t_prev = -1"
     )
-    return run_check("ddim_step", function, [case(30, 20), case(2, -1)], hint, strict)
+    return run_check("ddim_step", function, [case(30, 20), case(10, 0), case(2, -1)], hint, strict)

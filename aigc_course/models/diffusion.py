@@ -122,8 +122,12 @@ def diffusion_loss(
     """The simple loss: mean squared error between the noise and the model's prediction of it, at
     a uniformly random step per image. ``x0`` ``(B, 1, H, W)`` in [-1, 1]."""
     batch = x0.shape[0]
-    t = torch.randint(0, schedule.steps, (batch,), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    if generator is None:  # drawn where the images are (no copy per step on a GPU)
+        t = torch.randint(0, schedule.steps, (batch,), device=x0.device)
+        noise = torch.randn_like(x0)
+    else:
+        t = torch.randint(0, schedule.steps, (batch,), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = q_sample(x0, t, noise, schedule)
     predicted = model(x_t, t) if labels is None else model(x_t, t, labels)
     return ((predicted - noise) ** 2).mean()
@@ -191,7 +195,9 @@ def sampling_steps(total: int, steps: int) -> list[int]:
     """``steps`` evenly spaced steps of ``0..total-1``, from the last down to 0 (DDIM's subsequence)."""
     if not 1 <= steps <= total:
         raise SettingError(f"sampling steps must be 1 to {total}, got {steps}")
-    return sorted({round(i * (total - 1) / max(steps - 1, 1)) for i in range(steps)}, reverse=True)
+    if steps == 1:  # one step: from pure noise straight to the clean image
+        return [total - 1]
+    return sorted({round(i * (total - 1) / (steps - 1)) for i in range(steps)}, reverse=True)
 
 
 @torch.no_grad()
@@ -233,7 +239,12 @@ def sample(
             )
             if clip:
                 predicted = clipped_noise(x, t, predicted, schedule)
-            noise = torch.randn(x.shape, generator=generator).to(device)
+            if method == "ddim" and eta == 0:
+                noise = None  # deterministic: nothing to draw
+            elif generator is None:
+                noise = torch.randn_like(x)
+            else:
+                noise = torch.randn(x.shape, generator=generator).to(device)
             if method == "ddpm":
                 x = ddpm_step(x, t, predicted, schedule, noise)
             else:

@@ -150,13 +150,15 @@ def compare_samplers(
     steps: tuple[int, ...] = (10, 50, 250, 1000),
     seed: int = 1,
 ) -> list[SamplerFigures]:
-    """DDIM (deterministic, eta = 0) and the stochastic sampler at each number of ``steps``: DDPM's
-    ancestral chain when ``steps`` is all of T, else DDIM with eta = 1 (DDPM's posterior noise on
-    the shorter chain). ``len(real)`` samples each, from the same seed, timed on the model's device."""
+    """At each number of ``steps`` (those up to T): deterministic DDIM (eta = 0) and stochastic
+    DDIM (eta = 1: ancestral sampling with the posterior variance of the shortened chain); at all T
+    steps also DDPM (ancestral, sigma_t^2 = beta_t). ``len(real)`` samples each, from the same seed,
+    timed on the model's device."""
     device = next(model.parameters()).device
     rows = []
-    for count_steps in steps:
-        for name in ("DDIM", "DDPM" if count_steps == schedule.steps else "DDIM, eta = 1"):
+    for count_steps in (s for s in steps if s <= schedule.steps):
+        names = ["DDIM", "DDIM, eta = 1"] + (["DDPM"] if count_steps == schedule.steps else [])
+        for name in names:
             method = "ddpm" if name == "DDPM" else "ddim"
             eta = 0.0 if name == "DDIM" else 1.0
             if device.type == "cuda":
