@@ -13,6 +13,12 @@ this data: whether generated images have the statistics of real ones, in a space
 that look alike are close. The class histogram of the classifier's predictions on generated images
 adds a direct view of mode coverage (its entropy is log 10 = 2.303 nats when all classes appear
 equally often).
+
+Beyond FID (lesson 11): :func:`precision_recall` separates fidelity from coverage with k-NN
+estimates of each set's manifold in a feature space (Kynkäänniemi et al., 2019);
+:func:`nearest_neighbours` and :func:`longest_verbatim_substring` look for memorisation (a sample
+at distance 0 from a training image, a generated text that copies the training text); and
+:func:`roc_auc` scores a detector or a judge.
 """
 
 from __future__ import annotations
@@ -117,3 +123,85 @@ def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
         ranks[tied] = ranks[tied].mean()
     p, n = len(positives), len(negatives)
     return float((ranks[:p].sum() - p * (p + 1) / 2) / (p * n))
+
+
+# --------------------------------------------------------------------------------------------
+# Fidelity and coverage, and memorisation (lesson 11)
+# --------------------------------------------------------------------------------------------
+
+
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Euclidean distances between the rows of ``a`` ``(N, D)`` and ``b`` ``(M, D)``: ``(N, M)``,
+    computed in float64 (so that an exact copy is at distance 0), ``batch_size`` rows at a time."""
+    a, b = a.double(), b.double()
+    return torch.cat(
+        [
+            torch.cdist(a[i : i + batch_size], b, compute_mode="donot_use_mm_for_euclid_dist")
+            for i in range(0, len(a), batch_size)
+        ]
+    )
+
+
+def knn_radii(features: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Each row's distance to its k-th nearest *other* row: ``(N,)``, the radius of its ball in
+    the k-NN estimate of the set's manifold."""
+    if not 1 <= k < len(features):
+        raise ValueError(
+            f"k must be 1 to {len(features) - 1} (the set has {len(features)} rows), got {k}"
+        )
+    distances = pairwise_distances(features, features)
+    return distances.kthvalue(k + 1, dim=1).values  # the 1st is the row itself, at 0
+
+
+@dataclass(frozen=True)
+class PrecisionRecall:
+    """Kynkäänniemi et al. (2019): ``precision`` is the share of generated samples inside the real
+    data's k-NN manifold (fidelity); ``recall`` the share of real samples inside the generated
+    samples' manifold (coverage)."""
+
+    precision: float
+    recall: float
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> PrecisionRecall:
+    """Precision and recall of generated ``fake`` features ``(M, D)`` against ``real`` ``(N, D)``:
+    a sample is inside a set's manifold when it lies within some member's k-NN radius."""
+
+    def inside(points: torch.Tensor, support: torch.Tensor) -> float:
+        radii = knn_radii(support, k)
+        distances = pairwise_distances(points, support)
+        return (distances <= radii[None, :]).any(dim=1).double().mean().item()
+
+    return PrecisionRecall(precision=inside(fake, real), recall=inside(real, fake))
+
+
+def nearest_neighbours(
+    queries: torch.Tensor, references: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query row ``(N, ...)``, its nearest reference row ``(M, ...)`` (rows flattened):
+    the distances ``(N,)`` and the indices ``(N,)``. A query copied from the references is at 0."""
+    distances = pairwise_distances(queries.flatten(1), references.flatten(1))
+    values, indices = distances.min(dim=1)
+    return values, indices
+
+
+def longest_verbatim_substring(text: str, corpus: str) -> str:
+    """The longest piece of ``text`` that occurs verbatim in ``corpus`` (the first of that length).
+    A piece that occurs has every shorter piece occurring, so the length is found by bisection."""
+
+    def found(length: int) -> str | None:
+        for start in range(len(text) - length + 1):
+            piece = text[start : start + length]
+            if piece in corpus:
+                return piece
+        return None
+
+    low, high, best = 0, len(text), ""
+    while low < high:
+        middle = (low + high + 1) // 2
+        piece = found(middle)
+        if piece is None:
+            high = middle - 1
+        else:
+            low, best = middle, piece
+    return best
