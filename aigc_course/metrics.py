@@ -87,6 +87,17 @@ def fid(classifier: FashionClassifier, images_1: torch.Tensor, images_2: torch.T
     return frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1]))
 
 
+def sample_scores(
+    classifier: FashionClassifier, fake: torch.Tensor, real: torch.Tensor
+) -> dict[str, float]:
+    """What the course reports of a set of generated images: their FID against ``real`` and the
+    entropy of their class histogram (``{"fid": ..., "class_entropy": ...}``)."""
+    return {
+        "fid": fid(classifier, fake, real),
+        "class_entropy": class_histogram(classifier, fake).entropy,
+    }
+
+
 @dataclass
 class ClassHistogram:
     """How the classifier labels a set of images: the coverage of the ten classes."""

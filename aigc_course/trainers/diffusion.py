@@ -168,10 +168,11 @@ def compare_samplers(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            histogram = metrics.class_histogram(classifier, fake)
-            fid = metrics.fid(classifier, fake, real)
+            scores = metrics.sample_scores(classifier, fake, real)
             rows.append(
-                SamplerFigures(name, count_steps, fid, histogram.entropy, seconds, len(real))
+                SamplerFigures(
+                    name, count_steps, scores["fid"], scores["class_entropy"], seconds, len(real)
+                )
             )
     return rows
 
@@ -181,8 +182,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The course FID of ``len(real)`` DDIM samples against ``real``, and their class entropy."""
     fake = generate(model, schedule, len(real), "ddim", sampling_steps, seed=1)
-    histogram = metrics.class_histogram(classifier, fake)
-    return {"fid": metrics.fid(classifier, fake, real), "class_entropy": histogram.entropy}
+    return metrics.sample_scores(classifier, fake, real)
 
 
 def train(

@@ -122,9 +122,7 @@ def evaluate(
     generator: Generator, classifier: FashionClassifier, real: torch.Tensor
 ) -> dict[str, float]:
     """FID against ``real`` and the class-histogram entropy of as many generated images."""
-    fake = generate(generator, len(real), seed=1)
-    histogram = metrics.class_histogram(classifier, fake)
-    return {"fid": metrics.fid(classifier, fake, real), "class_entropy": histogram.entropy}
+    return metrics.sample_scores(classifier, generate(generator, len(real), seed=1), real)
 
 
 def train(
