@@ -320,6 +320,7 @@ class Option:
     help: str
     type: Callable | None = None  # None: a switch (store_true), unless choices are given
     choices: tuple[str, ...] | None = None
+    names_checkpoint: bool = False  # picks which checkpoint (e.g. the cGAN's), not a recipe change
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,14 @@ TRAINERS: dict[str, Trainable] = {
         "GAN",
         "the lesson-07 DCGAN on Fashion-MNIST",
         "images",
-        (Option("--conditional", "conditional", "condition on the class (a cGAN)"),),
+        (
+            Option(
+                "--conditional",
+                "conditional",
+                "condition on the class (a cGAN)",
+                names_checkpoint=True,
+            ),
+        ),
     ),
     "diffusion": Trainable(
         "aigc_course.trainers.diffusion",
@@ -521,7 +529,9 @@ def _train_and_save(args: argparse.Namespace) -> int:
         raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
     if args.pretrained:
         name = trainer.checkpoint_name(recipe)
-        path = _pretrained_path(args, name, overrides)
+        naming = {option.dest for option in trainable.options if option.names_checkpoint}
+        changes = {key: value for key, value in overrides.items() if key not in naming}
+        path = _pretrained_path(args, name, changes)
     else:
         path = _output_path(args)
     command = _invocation(f"aigc-course train {args.model}")

@@ -187,32 +187,40 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> Prec
 
 
 def nearest_neighbours(
-    queries: torch.Tensor, references: torch.Tensor
+    queries: torch.Tensor, references: torch.Tensor, candidates: int = 8, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query row ``(N, ...)``, its nearest reference row ``(M, ...)`` (rows flattened):
-    the distances ``(N,)`` and the indices ``(N,)``. A query copied from the references is at 0."""
-    distances = pairwise_distances(queries.flatten(1), references.flatten(1))
-    values, indices = distances.min(dim=1)
-    return values, indices
+    the distances ``(N,)`` and the indices ``(N,)``. A query copied from the references is at 0.
+
+    Searching a whole training set exactly is slow, so the ``candidates`` nearest by the fast
+    matrix-product form (|a|^2 + |b|^2 - 2 a.b, float32) are found first, and their distances then
+    computed exactly in float64 (:func:`pairwise_distances`)."""
+    queries, references = queries.flatten(1).float(), references.flatten(1).float()
+    candidates = min(candidates, len(references))
+    all_distances, all_indices = [], []
+    for start in range(0, len(queries), batch_size):
+        chunk = queries[start : start + batch_size]
+        rough = torch.cdist(chunk, references, compute_mode="use_mm_for_euclid_dist")
+        nearest = rough.topk(candidates, dim=1, largest=False).indices  # (n, candidates)
+        exact = (chunk[:, None, :].double() - references[nearest].double()).norm(dim=2)
+        values, best = exact.min(dim=1)
+        all_distances.append(values)
+        all_indices.append(nearest.gather(1, best[:, None])[:, 0])
+    return torch.cat(all_distances), torch.cat(all_indices)
 
 
 def longest_verbatim_substring(text: str, corpus: str) -> str:
     """The longest piece of ``text`` that occurs verbatim in ``corpus`` (the first of that length).
-    A piece that occurs has every shorter piece occurring, so the length is found by bisection."""
 
-    def found(length: int) -> str | None:
-        for start in range(len(text) - length + 1):
-            piece = text[start : start + length]
-            if piece in corpus:
-                return piece
-        return None
-
-    low, high, best = 0, len(text), ""
-    while low < high:
-        middle = (low + high + 1) // 2
-        piece = found(middle)
-        if piece is None:
-            high = middle - 1
-        else:
-            low, best = middle, piece
+    One pass over ``text``: if ``text[start:end]`` occurs, so does every piece inside it, so after
+    a match the next start keeps the same end and only ever extends it; each step moves ``start``
+    or ``end`` forward, so at most 2 len(text) searches of the corpus are made."""
+    best, start, end = "", 0, 0
+    while start < len(text):
+        end = max(end, start)
+        while end < len(text) and text[start : end + 1] in corpus:
+            end += 1
+        if end - start > len(best):
+            best = text[start:end]
+        start += 1
     return best

@@ -205,3 +205,49 @@ def test_the_benchmark_trains_and_compares_the_samplers(monkeypatch, capsys):
     ]  # fmt: skip
     assert not any(line.startswith("DDPM") for line in out.splitlines())  # only at all T steps
     assert "images/s (training)" in out and "16 samples per setting" in out
+
+
+def test_the_discretised_decoder_gives_the_256_levels_probabilities_that_sum_to_one():
+    levels = torch.linspace(-1, 1, 256, dtype=torch.float64).view(256, 1)
+    for mean, std in ((0.3, 0.01), (-0.99, 0.2), (1.5, 0.05)):
+        nll = diffusion.discretised_gaussian_nll(levels, torch.full_like(levels, mean), std)
+        assert abs(torch.exp(-nll).sum().item() - 1) < 1e-9
+
+
+class _Oracle(torch.nn.Module):
+    """Knows the clean image, so it predicts the noise exactly: eps = (x_t - sqrt(a) x0) / sqrt(1 - a)."""
+
+    def __init__(self, x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+        super().__init__()
+        self.x0, self.schedule = x0, schedule
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.schedule.alpha_bars[t].view(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
+
+
+def test_the_variational_bound_of_an_exact_noise_predictor_is_its_variance_mismatch_alone():
+    schedule = NoiseSchedule.make("linear", 20)
+    x0 = (
+        torch.randint(0, 256, (2, 1, 3, 3), generator=torch.Generator().manual_seed(0)) / 255 * 2
+        - 1
+    )
+    terms = diffusion.variational_bound_terms(_Oracle(x0, schedule), schedule, x0, clip=False)
+    assert terms.shape == (2, 21)
+    b, a = schedule.betas.double(), schedule.alpha_bars.double()
+    posterior_var = b[1:] * (1 - a[:-1]) / (1 - a[1:])
+    # the means agree exactly; only the variances differ (beta_t against the posterior's)
+    per_pixel = 0.5 * ((b[1:] / posterior_var).log() + posterior_var / b[1:] - 1)
+    torch.testing.assert_close(terms[:, 1:20], (9 * per_pixel).expand(2, 19))
+    # the decoder's mean is x0 itself: each pixel has the mass of its bin, edge bins reaching out
+    half, std = 1 / 255, b[0].sqrt()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    inside = normal.cdf(half / std) - normal.cdf(-half / std)
+    edge = normal.cdf(half / std)
+    x = x0.double().flatten(1)
+    expected = -torch.where((x.abs() > 1 - half), edge.log(), inside.log()).sum(1)
+    torch.testing.assert_close(terms[:, 0], expected)
+    prior = 0.5 * (a[-1] * x**2 + (1 - a[-1]) - 1 - (1 - a[-1]).log()).sum(1)
+    torch.testing.assert_close(terms[:, 20], prior)
+    assert (terms >= 0).all()

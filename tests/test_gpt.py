@@ -3,6 +3,7 @@ KV cache, sampling filters, training below the bigram baseline, checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -77,6 +78,34 @@ def test_continuation_nll_refuses_what_it_cannot_score(model):
         model.continuation_nll(ids, torch.zeros(17, dtype=torch.long))
     with pytest.raises(SettingError, match="1-D tensors"):
         model.continuation_nll(ids[None], ids)
+
+
+def test_corpus_loss_scores_every_token_once_with_the_context_of_its_window():
+    from aigc_course.trainers.gpt import corpus_loss
+
+    torch.manual_seed(1)
+    model = GPT(dataclasses.replace(SMALL, block_size=8)).eval()
+    ids = torch.randint(0, 20, (21,))
+    # By hand: windows of 8 overlapping by half; (window start, first position it scores).
+    windows = [(0, 0), (4, 4), (8, 4), (12, 4)]
+    losses = {}
+    for start, skip in windows:
+        for position in range(skip, 8):
+            target = start + 1 + position
+            logits, _ = model(ids[None, start:target])
+            losses[target] = torch.nn.functional.cross_entropy(
+                logits[0, -1:], ids[target : target + 1]
+            )
+    assert sorted(losses) == list(range(1, 21)), "every token but the first, once"
+    expected = sum(loss.item() for loss in losses.values()) / 20
+    assert abs(corpus_loss(model, ids, batch_size=3) - expected) < 1e-5
+    # a text inside one context: exactly the model's own loss
+    short = ids[:6]
+    assert (
+        abs(corpus_loss(model, short) - model(short[None, :-1], short[None, 1:])[1].item()) < 1e-5
+    )
+    with pytest.raises(ValueError, match="two tokens"):
+        corpus_loss(model, ids[:1])
 
 
 def test_weight_tying_and_initialisation(model):

@@ -81,3 +81,24 @@ def test_the_longest_verbatim_substring_is_found():
     )
     assert metrics.longest_verbatim_substring("qqq", corpus) == ""
     assert metrics.longest_verbatim_substring("", corpus) == ""
+
+
+def test_nearest_neighbours_agree_with_an_exhaustive_search():
+    generator = torch.Generator().manual_seed(3)
+    references = torch.rand(500, 1, 6, 6, generator=generator)
+    queries = torch.rand(70, 1, 6, 6, generator=generator)
+    distances, indices = metrics.nearest_neighbours(queries, references, batch_size=32)
+    exhaustive = metrics.pairwise_distances(queries.flatten(1), references.flatten(1))
+    torch.testing.assert_close(distances, exhaustive.min(dim=1).values)
+    assert torch.equal(indices, exhaustive.argmin(dim=1))
+
+
+def test_the_longest_verbatim_substring_agrees_with_trying_every_piece():
+    generator = random.Random(5)
+    for _ in range(200):  # small alphabets make many partial matches, the hard case
+        corpus = "".join(generator.choice("abc") for _ in range(generator.randint(0, 30)))
+        text = "".join(generator.choice("abcd") for _ in range(generator.randint(0, 15)))
+        pieces = [text[i:j] for i in range(len(text)) for j in range(i + 1, len(text) + 1)]
+        longest = max((len(p) for p in pieces if p in corpus), default=0)
+        found = metrics.longest_verbatim_substring(text, corpus)
+        assert len(found) == longest and found in corpus and found in text

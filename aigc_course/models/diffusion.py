@@ -34,6 +34,13 @@ steps: predict x_0 from x_t, then move to an earlier step t' along the predicted
 With eta = 0 it is deterministic (the same noise gives the same image); with eta = 1 and every step
 it is DDPM with the posterior variance.
 
+**The bound itself (lesson 11).** The simple loss drops the ELBO's weights, but the trained network
+still defines a reverse chain, and its bound on -log p(x_0) can be evaluated term by term
+(:func:`variational_bound_terms`): the prior term KL(q(x_T | x_0) || N(0, I)), one Gaussian KL per
+step between the true posterior q(x_{t-1} | x_t, x_0) and the model's step, and a discretised
+Gaussian decoder for the 8-bit pixels at the last step. In bits per dimension it is comparable
+with any other likelihood of the same 8-bit images.
+
 Steps are numbered 0..T-1 in code (t = 0 is the first noising step), images live in [-1, 1].
 """
 
@@ -46,6 +53,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from aigc_course.divergences import kl_gaussians
 from aigc_course.errors import SettingError
 
 SCHEDULES = ("linear", "cosine")
@@ -255,3 +263,86 @@ def sample(
     finally:
         model.train(was_training)
     return x.clamp(-1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The variational bound in bits per dimension (lesson 11)
+# --------------------------------------------------------------------------------------------
+
+
+def discretised_gaussian_nll(
+    x0: torch.Tensor, mean: torch.Tensor, std: float, levels: int = 256
+) -> torch.Tensor:
+    """-log P(x0) in nats per image ``(B,)``, for images ``(B, ...)`` whose pixels are on the grid
+    of ``levels`` values in [-1, 1], under N(mean, std^2) integrated over each pixel's bin (the end
+    bins reach to infinity, so the probabilities of the levels sum to 1). Ho et al.'s decoder."""
+    x0, mean = x0.double(), mean.double()
+    half_bin = 1 / (levels - 1)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    upper = torch.where(x0 > 1 - half_bin, math.inf, (x0 + half_bin - mean) / std)
+    lower = torch.where(x0 < -1 + half_bin, -math.inf, (x0 - half_bin - mean) / std)
+    probability = normal.cdf(upper) - normal.cdf(lower)
+    return -probability.clamp_min(1e-12).log().flatten(1).sum(1)
+
+
+@torch.no_grad()
+def variational_bound_terms(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    generator: torch.Generator | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
+    """The terms of the bound -log p(x0) <= L_0 + L_1 + ... + L_{T-1} + L_T, in nats per image:
+    ``(B, T + 1)`` for images ``x0`` ``(B, 1, H, W)`` on the 8-bit grid in [-1, 1].
+
+    Column 0 is the decoder, -log p(x0 | x_t=0) (:func:`discretised_gaussian_nll`, std sqrt(beta_0));
+    column t (1 .. T-1) is KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) at one draw of x_t, the
+    model's step having the DDPM mean and variance beta_t; column T is KL(q(x_{T-1} | x0) ||
+    N(0, I)). ``clip`` uses the sampler's clipped noise estimate (:func:`clipped_noise`), so the
+    bound is that of the chain :func:`sample` runs. One network pass per step: T passes in all."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x0 = x0.to(device)
+    batch, total = x0.shape[0], schedule.steps
+    terms = torch.zeros(batch, total + 1, dtype=torch.float64)
+    try:
+        for t in range(total):
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            t_batch = torch.full((batch,), t, device=device, dtype=torch.long)
+            x_t = q_sample(x0, t_batch, noise, schedule)
+            predicted = model(x_t, t_batch)
+            if clip:
+                predicted = clipped_noise(x_t, t, predicted, schedule)
+            beta, alpha, alpha_bar = (
+                float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
+            )
+            model_mean = (x_t - beta / math.sqrt(1 - alpha_bar) * predicted) / math.sqrt(alpha)
+            if t == 0:
+                terms[:, 0] = discretised_gaussian_nll(x0, model_mean, math.sqrt(beta)).cpu()
+                continue
+            alpha_bar_prev = float(schedule.alpha_bars[t - 1])
+            posterior_mean = (
+                math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar) * x0
+                + math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar) * x_t
+            )
+            posterior_std = math.sqrt(beta * (1 - alpha_bar_prev) / (1 - alpha_bar))
+            kl = kl_gaussians(
+                posterior_mean.double(),
+                torch.tensor(posterior_std, dtype=torch.float64),
+                model_mean.double(),
+                torch.tensor(math.sqrt(beta), dtype=torch.float64),
+            )
+            terms[:, t] = kl.flatten(1).sum(1).cpu()
+    finally:
+        model.train(was_training)
+    alpha_bar_last = float(schedule.alpha_bars[-1])
+    prior = kl_gaussians(
+        math.sqrt(alpha_bar_last) * x0.double(),
+        torch.tensor(math.sqrt(1 - alpha_bar_last), dtype=torch.float64),
+        torch.tensor(0.0, dtype=torch.float64),
+        torch.tensor(1.0, dtype=torch.float64),
+    )
+    terms[:, total] = prior.flatten(1).sum(1).cpu()
+    return terms

@@ -82,8 +82,13 @@ def describe(recipe_: GANRecipe) -> str:
     )
 
 
+def pretrained_name(conditional: bool) -> str:
+    """The shipped checkpoint's name: the DCGAN's, or with ``conditional`` the cGAN's."""
+    return PRETRAINED_NAME + ("_conditional" if conditional else "")
+
+
 def checkpoint_name(recipe_: GANRecipe) -> str:
-    return PRETRAINED_NAME + ("_conditional" if recipe_.model.n_classes else "")
+    return pretrained_name(bool(recipe_.model.n_classes))
 
 
 @dataclass
@@ -283,12 +288,15 @@ def save_run(run: GANRun, path: str | Path, command: str) -> str:
 
 
 def load(
-    path: str | Path | None = None, expected_sha256: str | None = None
+    path: str | Path | None = None,
+    expected_sha256: str | None = None,
+    conditional: bool = False,
 ) -> tuple[Generator, checkpoints.Checkpoint]:
-    """A generator from a checkpoint file, or the course's pretrained one (verified) by default."""
+    """A generator from a checkpoint file, or the course's pretrained one (verified) by default:
+    the class-conditional one with ``conditional``."""
     return checkpoints.load_model(
         lambda config: Generator(GANConfig(**config)),
-        PRETRAINED_NAME,
+        pretrained_name(conditional),
         path,
         expected_sha256,
         kind=Generator.__name__,

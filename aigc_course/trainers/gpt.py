@@ -150,6 +150,45 @@ def estimate_loss(
     return distributed.average(mean, len(losses), device, world)["loss"]
 
 
+@torch.no_grad()
+def corpus_loss(model: GPT, ids: torch.Tensor, batch_size: int = 32) -> float:
+    """The mean next-token loss (nats per token) over *every* token of ``ids`` ``(N,)`` but the
+    first, each predicted once, from at least half a context of the tokens before it (all of them
+    near the start). Windows of ``block_size`` overlap by half; each scores only the tokens the
+    previous window did not. Unlike :func:`estimate_loss` (random blocks, where the first tokens
+    of each block see almost nothing), this is the figure to report for a whole text."""
+    block = model.config.block_size
+    if len(ids) < 2:
+        raise ValueError("the text needs at least two tokens: one to predict from, one to predict")
+    device = next(model.parameters()).device
+    stride = max(block // 2, 1)
+    windows: list[tuple[int, int]] = []  # (start of the window, first target position it scores)
+    scored = 0  # targets ids[1:] scored so far
+    while scored < len(ids) - 1:
+        start = max(0, min(scored + stride - block, len(ids) - 1 - block))
+        windows.append((start, scored - start))
+        scored = min(start + block, len(ids) - 1)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for first in range(0, len(windows), batch_size):
+            group = windows[first : first + batch_size]
+            length = min(block, len(ids) - 1)
+            x = torch.stack([ids[s : s + length] for s, _ in group]).to(device)
+            y = torch.stack([ids[s + 1 : s + 1 + length] for s, _ in group]).to(device)
+            logits, _ = model(x)
+            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+            keep = (
+                torch.arange(length, device=device)[None, :]
+                >= torch.tensor([skip for _, skip in group], device=device)[:, None]
+            )
+            total += losses.view(len(group), length)[keep].double().sum().item()
+    finally:
+        model.train(was_training)
+    return total / (len(ids) - 1)
+
+
 @dataclass
 class GPTRun(Run):
     """A GPT run also carries its tokenizer (saved with the weights)."""
