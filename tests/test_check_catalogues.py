@@ -1713,6 +1713,203 @@ def ddim_last_step_wrapping_around(x_t, t, t_prev, eps, schedule):
     return _ddim(x_t, t, t_prev, eps, schedule, last_is_one=False)
 
 
+# --------------------------------------------------------------------------------------------
+# Lesson 11: precision_recall(real, fake, k), bits_per_dim(nll, dims), perplexity(nll),
+# longest_verbatim_substring(text, corpus)
+# --------------------------------------------------------------------------------------------
+
+
+def _pr(real, fake, k, *, kth=1, squared=False, swap=False, own_radius=False, axis=1,
+        reduce="any"):  # fmt: skip
+    def radii(points, other):
+        return torch.cdist(points, points).kthvalue(k + kth, dim=1).values
+
+    def share(points, support, points_radii, support_radii):
+        distances = torch.cdist(points, support) ** (2 if squared else 1)
+        inside = distances <= (points_radii[:, None] if own_radius else support_radii[None, :])
+        if reduce == "mean":
+            return inside.double().mean().item()
+        return inside.any(dim=axis).double().mean().item()
+
+    real_radii, fake_radii = radii(real, fake), radii(fake, real)
+    precision = share(fake, real, fake_radii, real_radii)
+    recall = share(real, fake, real_radii, fake_radii)
+    return (recall, precision) if swap else (precision, recall)
+
+
+@wrong("precision_recall", "swapped")
+def precision_recall_swapped(real, fake, k):
+    return _pr(real, fake, k, swap=True)
+
+
+@wrong("precision_recall", "its own nearest neighbour", "kthvalue(k + 1)")
+def precision_recall_counting_the_point_itself(real, fake, k):
+    return _pr(real, fake, k, kth=0)
+
+
+@wrong("precision_recall", "radii belong to the support set")
+def precision_recall_with_the_tested_points_radii(real, fake, k):
+    return _pr(real, fake, k, own_radius=True)
+
+
+@wrong("precision_recall", "not squared distances")
+def precision_recall_squared_distances(real, fake, k):
+    return _pr(real, fake, k, squared=True)
+
+
+@wrong("precision_recall", "count the *samples*")
+def precision_recall_counting_balls(real, fake, k):
+    return _pr(real, fake, k, axis=0)
+
+
+@wrong("precision_recall", "*any* ball")
+def precision_recall_mean_over_pairs(real, fake, k):
+    return _pr(real, fake, k, reduce="mean")
+
+
+@wrong("precision_recall", "a pair (precision, recall)")
+def precision_recall_as_a_dict(real, fake, k):
+    precision, recall = _pr(real, fake, k)
+    return {"precision": precision, "recall": recall}
+
+
+@wrong("bits_per_dim", "dividing by ln 2")
+def bits_per_dim_in_nats(nll, dims):
+    return nll.mean() / dims
+
+
+@wrong("bits_per_dim", "not multiply")
+def bits_per_dim_times_ln2(nll, dims):
+    return nll.mean() * math.log(2) / dims
+
+
+@wrong("bits_per_dim", "base 10")
+def bits_per_dim_log10(nll, dims):
+    return nll.mean() / (dims * math.log(10))
+
+
+@wrong("bits_per_dim", "per *dimension*")
+def bits_per_image(nll, dims):
+    return nll.mean() / math.log(2)
+
+
+@wrong("bits_per_dim", "not the sum")
+def bits_per_dim_summed_over_images(nll, dims):
+    return nll.sum() / (dims * math.log(2))
+
+
+@wrong("bits_per_dim", "use the dims argument")
+def bits_per_dim_for_28x28_only(nll, dims):
+    return nll.mean() / (784 * math.log(2))
+
+
+@wrong("bits_per_dim", "one number")
+def bits_per_dim_per_image(nll, dims):
+    return nll / (dims * math.log(2))
+
+
+@wrong("perplexity", "mixes the units")
+def perplexity_base_2_of_nats(nll):
+    return 2 ** nll.mean()
+
+
+@wrong("perplexity", "Jensen")
+def perplexity_mean_of_exponentials(nll):
+    return nll.exp().mean()
+
+
+@wrong("perplexity", "not the total")
+def perplexity_of_the_sum(nll):
+    return nll.sum().exp()
+
+
+@wrong("perplexity", "the cross-entropy")
+def perplexity_is_the_loss(nll):
+    return nll.mean()
+
+
+@wrong("perplexity", "not exp(-mean)")
+def perplexity_negated(nll):
+    return (-nll.mean()).exp()
+
+
+@wrong("perplexity", "not 10 to it")
+def perplexity_base_10(nll):
+    return 10 ** nll.mean()
+
+
+@wrong("longest_verbatim_substring", "start anywhere")
+def verbatim_prefix_only(text, corpus):
+    end = 0
+    while end < len(text) and text[: end + 1] in corpus:
+        end += 1
+    return text[:end]
+
+
+@wrong("longest_verbatim_substring", "start + 1", "begin inside a shorter one")
+def verbatim_jumping_past_each_match(text, corpus):
+    best, start = "", 0
+    while start < len(text):
+        end = start
+        while end < len(text) and text[start : end + 1] in corpus:
+            end += 1
+        best = max(best, text[start:end], key=len)
+        start = max(end, start + 1)
+    return best
+
+
+@wrong("longest_verbatim_substring", "not whole words")
+def verbatim_whole_words(text, corpus):
+    words, best = text.split(" "), ""
+    for i in range(len(words)):
+        for j in range(i + 1, len(words) + 1):
+            piece = " ".join(words[i:j])
+            if piece in corpus and len(piece) > len(best):
+                best = piece
+    return best
+
+
+@wrong("longest_verbatim_substring", "only if case is ignored")
+def verbatim_ignoring_case(text, corpus):
+    lower_text, lower_corpus, best = text.lower(), corpus.lower(), ""
+    for start in range(len(text)):
+        for end in range(len(text), start, -1):
+            if lower_text[start:end] in lower_corpus and end - start > len(best):
+                best = text[start:end]
+    return best
+
+
+@wrong("longest_verbatim_substring", "common *subsequence*")
+def verbatim_common_subsequence(text, corpus):
+    # the longest common subsequence (gaps allowed), by dynamic programming
+    rows = [[""] * (len(corpus) + 1) for _ in range(len(text) + 1)]
+    for i, a in enumerate(text):
+        for j, b in enumerate(corpus):
+            rows[i + 1][j + 1] = (
+                rows[i][j] + a if a == b else max(rows[i][j + 1], rows[i + 1][j], key=len)
+            )
+    return rows[-1][-1]
+
+
+@wrong("longest_verbatim_substring", "one character short")
+def verbatim_off_by_one(text, corpus):
+    best = ""
+    for start in range(len(text)):
+        end = start
+        while end + 1 < len(text) and text[start : end + 1] in corpus:
+            end += 1
+        best = max(best, text[start:end], key=len)
+    return best
+
+
+@wrong("longest_verbatim_substring", "not its length")
+def verbatim_length(text, corpus):
+    return max(
+        (j - i for i in range(len(text)) for j in range(i, len(text) + 1) if text[i:j] in corpus),
+        default=0,
+    )
+
+
 MISTAKES = [
     pytest.param(check, function, words, id=f"{check}-{name}")
     for check, entries in CATALOGUE.items()
@@ -1797,6 +1994,7 @@ def test_every_check_is_exercised_by_a_solution_notebook():
 )
 def test_the_reference_solution_passes(capsys, notebook, check, argument):
     solution = eval(argument, _solution_namespace(notebook))
+    capsys.readouterr()  # what the notebook's own cells printed is not the verdict
     passed = getattr(checks, check)(solution, strict=False)
     out = capsys.readouterr().out
     assert passed is True, out

@@ -61,6 +61,12 @@ from aigc_course.checks.lesson09 import (
     merge_adapter,
 )
 from aigc_course.checks.lesson10 import ddim_step, ddpm_step, q_sample, training_loss
+from aigc_course.checks.lesson11 import (
+    bits_per_dim,
+    longest_verbatim_substring,
+    perplexity,
+    precision_recall,
+)
 
 __all__ = [
     # the machinery
@@ -119,4 +125,9 @@ __all__ = [
     "ddpm_step",
     "q_sample",
     "training_loss",
+    # lesson 11
+    "bits_per_dim",
+    "longest_verbatim_substring",
+    "perplexity",
+    "precision_recall",
 ]
