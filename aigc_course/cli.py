@@ -454,6 +454,13 @@ def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[st
     return {name: value for name, value in given.items() if value not in (None, False)}
 
 
+def _recipe_changes(overrides: dict[str, object], trainable: Trainable) -> dict[str, object]:
+    """The overrides that change a checkpoint's recipe: not those that pick which checkpoint
+    (``--conditional`` makes the cGAN's own checkpoint, not a changed DCGAN)."""
+    naming = {option.dest for option in trainable.options if option.names_checkpoint}
+    return {key: value for key, value in overrides.items() if key not in naming}
+
+
 def _pretrained_path(args: argparse.Namespace, name: str, overrides: dict) -> Path:
     """Where ``--pretrained`` writes, after checking the user means to replace a shipped file.
 
@@ -529,9 +536,7 @@ def _train_and_save(args: argparse.Namespace) -> int:
         raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
     if args.pretrained:
         name = trainer.checkpoint_name(recipe)
-        naming = {option.dest for option in trainable.options if option.names_checkpoint}
-        changes = {key: value for key, value in overrides.items() if key not in naming}
-        path = _pretrained_path(args, name, changes)
+        path = _pretrained_path(args, name, _recipe_changes(overrides, trainable))
     else:
         path = _output_path(args)
     command = _invocation(f"aigc-course train {args.model}")
@@ -554,7 +559,12 @@ def _train_and_save(args: argparse.Namespace) -> int:
         return 0
     if args.pretrained:
         checkpoints.register_pretrained(
-            name, path.name, command, run.metrics, profile=profile.name, options=overrides
+            name,
+            path.name,
+            command,
+            run.metrics,
+            profile=profile.name,
+            options=_recipe_changes(overrides, trainable),
         )
     _summary(
         f"{trainable.label} trained:",

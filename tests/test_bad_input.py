@@ -314,8 +314,10 @@ def test_the_library_refuses_what_the_cli_refuses():
         (["train", "gpt", "--pretrained", "--profile", "smoke"], "made with --profile cpu, not smoke"),
         (["train", "vae", "--pretrained", "--profile", "cpu", "--steps", "3"], "--steps changes the recipe"),
         (["train", "gan", "--pretrained", "--out", "x"], "it takes no --out"),
+        (["train", "gan", "--conditional", "--pretrained", "--profile", "smoke"], "'dcgan_fashion_mnist_conditional' is made with --profile cpu, not smoke"),
+        (["train", "gan", "--conditional", "--pretrained", "--profile", "cpu", "--steps", "3"], "with --steps changes the recipe"),
     ],
-    ids=["no profile", "another profile", "another recipe", "with --out"],
+    ids=["no profile", "another profile", "another recipe", "with --out", "the cGAN's profile", "the cGAN's recipe"],
 )  # fmt: skip
 def test_the_shipped_checkpoints_are_not_replaced_by_accident(user, argv, fragment):
     manifest = checkpoints.MANIFEST.read_bytes()

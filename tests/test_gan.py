@@ -208,3 +208,15 @@ def test_frechet_distance_of_correlated_covariances_matches_the_2x2_closed_form(
     )
     got = metrics.frechet_distance(mean_1, cov_1, mean_2, cov_2)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_shipped_generators_load_verified_and_the_cgan_draws_the_class_asked_for():
+    generator, checkpoint = trainer.load()
+    conditional, conditional_checkpoint = trainer.load(conditional=True)
+    assert generator.config.n_classes == 0 and conditional.config.n_classes == 10
+    assert conditional_checkpoint.extra["command"].startswith("aigc-course train gan --conditional")
+    classifier = classifier_trainer.load_pretrained()
+    labels = torch.arange(200) % 10
+    images = trainer.generate(conditional, 200, seed=0, labels=labels)
+    recorded = conditional_checkpoint.metrics["conditional_accuracy"]
+    assert metrics.accuracy(classifier, images, labels) > recorded - 0.1  # far above chance, 0.1
