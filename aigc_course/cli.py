@@ -768,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug or errors.debug_enabled():
         return args.run(args)
     try:
-        return args.run(args)
+        status = args.run(args)
     except CourseError as error:
         print(errors.one_line(error), file=sys.stderr)
         return 2
@@ -777,7 +777,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        status = 130
+    if status == 130 and argv is None:
+        _ignore_further_interrupts()
+    return status
+
+
+def _ignore_further_interrupts() -> None:
+    """After Ctrl-C has been reported, exit with status 130 whatever else arrives: a second SIGINT
+    during the exit (a repeated key press; Python restores the default handler while it shuts
+    down) would otherwise kill the process by the signal, with no status. Only when the command
+    runs as a program (``argv`` from the command line), never inside a caller's process."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
