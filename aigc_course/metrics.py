@@ -23,12 +23,14 @@ at distance 0 from a training image, a generated text that copies the training t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from aigc_course.models.classifier import FashionClassifier
+from aigc_course.models.gpt import GPT
 
 
 @torch.no_grad()
@@ -224,3 +226,72 @@ def longest_verbatim_substring(text: str, corpus: str) -> str:
             best = text[start:end]
         start += 1
     return best
+
+
+# --------------------------------------------------------------------------------------------
+# Memorisation of a planted secret, and a filter's precision and recall (lesson 12)
+# --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def continuation_nlls(
+    model: GPT, prefix: torch.Tensor, continuations: torch.Tensor, batch_size: int = 512
+) -> torch.Tensor:
+    """The negative log-likelihood, in nats summed over the tokens, of each continuation ``(C, L)``
+    read after the same ``prefix`` ``(P,)``: ``(C,)``. The model is put in eval mode and restored."""
+    device = next(model.parameters()).device
+    length = continuations.shape[1]
+    if prefix.numel() < 1 or prefix.numel() + length > model.config.block_size + 1:
+        raise ValueError(
+            f"prefix and continuation must fit the context: 1 <= {prefix.numel()} and "
+            f"{prefix.numel()} + {length} <= {model.config.block_size + 1}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        for start in range(0, len(continuations), batch_size):
+            chunk = continuations[start : start + batch_size].to(device)
+            ids = torch.cat([prefix.to(device).expand(len(chunk), -1), chunk], dim=1)
+            logits, _ = model(ids[:, :-1])
+            log_probs = torch.log_softmax(logits[:, -length:].float(), dim=-1)
+            picked = log_probs.gather(2, chunk[:, :, None])[:, :, 0]
+            results.append(-picked.sum(dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(results)
+
+
+def exposure(secret_nll: float, candidate_nlls: torch.Tensor) -> float:
+    """Carlini et al.'s (2019) exposure of a planted secret, in bits: log2(C + 1) - log2(rank), where
+    rank is the secret's place (1 = most likely) among itself and ``C`` random candidates of the
+    same form, by negative log-likelihood. About 1 bit when the model knows nothing of the secret
+    (a middle rank), log2(C + 1) when it ranks the secret first."""
+    rank = 1 + int((candidate_nlls < secret_nll).sum())
+    return math.log2(len(candidate_nlls) + 1) - math.log2(rank)
+
+
+@dataclass(frozen=True)
+class FilterScores:
+    """How a filter's flags agree with the truth: ``precision`` = the share of flagged items that
+    should be flagged, ``recall`` = the share of items that should be flagged that are."""
+
+    precision: float
+    recall: float
+    flagged: int
+    positives: int
+
+
+def filter_scores(flagged: Sequence[bool], truth: Sequence[bool]) -> FilterScores:
+    """Precision and recall of a filter's flags against the true labels (both as long as the items).
+    A filter that flags nothing has precision 1 by convention (no false alarm)."""
+    if len(flagged) != len(truth):
+        raise ValueError(f"{len(flagged)} flags for {len(truth)} labels: give one flag per item")
+    hits = sum(1 for f, t in zip(flagged, truth, strict=True) if f and t)
+    n_flagged, positives = sum(map(bool, flagged)), sum(map(bool, truth))
+    return FilterScores(
+        precision=hits / n_flagged if n_flagged else 1.0,
+        recall=hits / positives if positives else 1.0,
+        flagged=n_flagged,
+        positives=positives,
+    )

@@ -16,7 +16,7 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "aigc_course"
 ROOT_MODULE = "aigc_course"  # the package's own __init__: its constants
-MATHEMATICS = {"divergences", "elbo", "gan_theory", "nn"}
+MATHEMATICS = {"divergences", "elbo", "gan_theory", "nn", "watermark"}
 PURE = MATHEMATICS | {"models"}  # computation only: no data, no checkpoint files
 CHECKS_MAY_IMPORT = {"runtime", "metrics", "models", "checks", *MATHEMATICS}
 

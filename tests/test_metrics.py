@@ -3,6 +3,7 @@ memorisation measures (nearest training neighbours, the longest verbatim substri
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -102,3 +103,99 @@ def test_the_longest_verbatim_substring_agrees_with_trying_every_piece():
         longest = max((len(p) for p in pieces if p in corpus), default=0)
         found = metrics.longest_verbatim_substring(text, corpus)
         assert len(found) == longest and found in corpus and found in text
+
+
+# --- lesson 12: a planted secret's exposure, and a filter's precision and recall ---------------
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _text_with_canary(canary: str, repetitions: int) -> str:
+    generator = random.Random(0)
+    words = [
+        "the",
+        "king",
+        "is",
+        "dead",
+        "long",
+        "live",
+        "my",
+        "lord",
+        "good",
+        "night",
+        "sweet",
+        "prince",
+    ]
+    lines = [" ".join(generator.choice(words) for _ in range(6)) for _ in range(400)]
+    for _ in range(repetitions):
+        lines.insert(generator.randrange(len(lines)), canary)
+    return "\n".join(lines) + "\n"
+
+
+def _train_tiny_gpt(text: str, steps: int = 250):
+    from aigc_course.data import CharTokenizer
+    from aigc_course.models.gpt import GPT, GPTConfig
+
+    tokenizer = CharTokenizer.from_text(LETTERS + " \n:" + text)
+    ids = torch.tensor(tokenizer.encode(text))
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - 33, (32,), generator=generator)
+        blocks = ids[starts[:, None] + torch.arange(33)]
+        _, loss = model(blocks[:, :-1], blocks[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
+def test_a_canary_seen_100_times_is_more_exposed_than_one_seen_once_and_is_extracted():
+    prefix_text, secret = "secret: ", "qzkxwvb"
+    generator = random.Random(1)
+    candidates_text = [
+        "".join(generator.choice(LETTERS) for _ in range(len(secret))) for _ in range(300)
+    ]
+    exposures, extracted = {}, {}
+    for repetitions in (1, 100):
+        model, tokenizer = _train_tiny_gpt(_text_with_canary(prefix_text + secret, repetitions))
+        prefix = torch.tensor(tokenizer.encode(prefix_text))
+        secret_ids = torch.tensor([tokenizer.encode(secret)])
+        candidates = torch.tensor([tokenizer.encode(c) for c in candidates_text])
+        secret_nll = metrics.continuation_nlls(model, prefix, secret_ids)[0].item()
+        # the batched form equals the model's own one-at-a-time measure
+        assert abs(secret_nll - len(secret) * model.continuation_nll(prefix, secret_ids[0])) < 1e-3
+        exposures[repetitions] = metrics.exposure(
+            secret_nll, metrics.continuation_nlls(model, prefix, candidates)
+        )
+        greedy = model.generate(prefix[None], len(secret), temperature=0)[0, len(prefix) :]
+        extracted[repetitions] = tokenizer.decode(greedy.tolist()) == secret
+    assert exposures[100] > exposures[1] + 3
+    assert exposures[100] == pytest.approx(math.log2(301)), "seen 100 times: ranked first"
+    assert extracted[100] and not extracted[1]
+
+
+def test_exposure_is_log_candidates_minus_log_rank():
+    nlls = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])  # seven candidates
+    assert metrics.exposure(0.5, nlls) == pytest.approx(3.0)  # rank 1 of 8
+    assert metrics.exposure(4.5, nlls) == pytest.approx(3.0 - math.log2(5))  # rank 5
+    assert metrics.exposure(9.0, nlls) == pytest.approx(0.0)  # last
+
+
+def test_filter_scores_count_hits_false_alarms_and_misses():
+    scores = metrics.filter_scores(
+        [True, True, False, False, True], [True, False, True, False, True]
+    )
+    assert (scores.precision, scores.recall, scores.flagged, scores.positives) == (
+        2 / 3,
+        2 / 3,
+        3,
+        3,
+    )
+    assert metrics.filter_scores([False, False], [True, False]).precision == 1.0
+    with pytest.raises(ValueError, match="one flag per item"):
+        metrics.filter_scores([True], [True, False])

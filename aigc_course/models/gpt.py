@@ -279,10 +279,13 @@ class GPT(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         on_token: Callable[[int], None] | None = None,
+        adjust_logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Continue ``idx`` ``(B, T)`` by ``max_new_tokens`` tokens; ``temperature=0`` is greedy.
 
         ``on_token(id)`` is called with each new token of the first sequence (to stream text).
+        ``adjust_logits(ids, logits)`` may change the next token's logits ``(B, V)`` before sampling,
+        knowing the sequences so far ``(B, T)`` (e.g. a watermark's bias, lesson 12).
         With ``use_cache`` each step feeds only the new token. Once the sequence is longer than
         the context, the window slides and every position changes, so the cache is rebuilt from
         the last ``block_size`` tokens: exactly what the no-cache path computes. The cache saves
@@ -304,7 +307,10 @@ class GPT(nn.Module):
                     cache = KVCache(self.config.n_layer)
                     new_input = idx[:, -block:]
                 logits, _ = self(new_input, cache=cache)
-            next_token = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            next_logits = logits[:, -1, :]
+            if adjust_logits is not None:
+                next_logits = adjust_logits(idx, next_logits)
+            next_token = sample_next(next_logits, temperature, top_k, top_p, generator)
             idx = torch.cat([idx, next_token], dim=1)
             new_input = next_token
             if on_token is not None:
