@@ -1910,6 +1910,132 @@ def verbatim_length(text, corpus):
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Lesson 12: watermark_z(ids, green, gamma), exposure(secret_nll, candidate_nlls),
+# filter_precision_recall(flagged, truth)
+# --------------------------------------------------------------------------------------------
+
+
+def _z(g, t, gamma):
+    return (g - gamma * t) / math.sqrt(t * gamma * (1 - gamma))
+
+
+@wrong("watermark_z", "chosen by the token *before* it")
+def watermark_z_own_token(ids, green, gamma):
+    return _z(green[ids[1:], ids[1:]].sum().item(), len(ids) - 1, gamma)
+
+
+@wrong("watermark_z", "green[previous, token]")
+def watermark_z_transposed(ids, green, gamma):
+    return _z(green[ids[1:], ids[:-1]].sum().item(), len(ids) - 1, gamma)
+
+
+@wrong("watermark_z", "T - 1 scored tokens")
+def watermark_z_counting_the_first(ids, green, gamma):
+    return _z(green[ids[:-1], ids[1:]].sum().item(), len(ids), gamma)
+
+
+@wrong("watermark_z", "not the variance")
+def watermark_z_over_the_variance(ids, green, gamma):
+    t = len(ids) - 1
+    return (green[ids[:-1], ids[1:]].sum().item() - gamma * t) / (t * gamma * (1 - gamma))
+
+
+@wrong("watermark_z", "grows with T")
+def watermark_z_without_t(ids, green, gamma):
+    t = len(ids) - 1
+    return (green[ids[:-1], ids[1:]].sum().item() - gamma * t) / math.sqrt(gamma * (1 - gamma))
+
+
+@wrong("watermark_z", "subtract the expected count")
+def watermark_z_uncentred(ids, green, gamma):
+    t = len(ids) - 1
+    return green[ids[:-1], ids[1:]].sum().item() / math.sqrt(t * gamma * (1 - gamma))
+
+
+@wrong("watermark_z", "use the gamma given")
+def watermark_z_one_half(ids, green, gamma):
+    return _z(green[ids[:-1], ids[1:]].sum().item(), len(ids) - 1, 0.5)
+
+
+def _rank(secret_nll, candidate_nlls):
+    return 1 + int((candidate_nlls < secret_nll).sum())
+
+
+@wrong("exposure", "log2(C + 1), not log2(C)")
+def exposure_over_c(secret_nll, candidate_nlls):
+    return math.log2(len(candidate_nlls)) - math.log2(_rank(secret_nll, candidate_nlls))
+
+
+@wrong("exposure", "log base 2")
+def exposure_in_nats(secret_nll, candidate_nlls):
+    return math.log(len(candidate_nlls) + 1) - math.log(_rank(secret_nll, candidate_nlls))
+
+
+@wrong("exposure", "*likelier* string")
+def exposure_ranked_backwards(secret_nll, candidate_nlls):
+    rank = 1 + int((candidate_nlls > secret_nll).sum())
+    return math.log2(len(candidate_nlls) + 1) - math.log2(rank)
+
+
+@wrong("exposure", "not the rank")
+def exposure_as_rank(secret_nll, candidate_nlls):
+    return float(_rank(secret_nll, candidate_nlls))
+
+
+@wrong("exposure", "not their ratio")
+def exposure_as_ratio(secret_nll, candidate_nlls):
+    rank = _rank(secret_nll, candidate_nlls)
+    return math.log2(len(candidate_nlls) + 1) / math.log2(rank) if rank > 1 else math.inf
+
+
+@wrong("exposure", "the rank starts at 1")
+def exposure_rank_from_zero(secret_nll, candidate_nlls):
+    rank = int((candidate_nlls < secret_nll).sum())  # 0 for the first: log2(0) fails
+    return math.log2(len(candidate_nlls) + 1) - math.log2(rank)
+
+
+def _counts(flagged, truth):
+    hits = sum(f and t for f, t in zip(flagged, truth, strict=True))
+    return hits, sum(flagged), sum(truth), len(truth)
+
+
+@wrong("filter_precision_recall", "swapped")
+def filter_swapped(flagged, truth):
+    hits, n_flagged, positives, _ = _counts(flagged, truth)
+    return (hits / positives, hits / n_flagged if n_flagged else 1.0)
+
+
+@wrong("filter_precision_recall", "by the *flagged* items")
+def filter_precision_over_all(flagged, truth):
+    hits, _, positives, n = _counts(flagged, truth)
+    return (hits / n, hits / positives)
+
+
+@wrong("filter_precision_recall", "that *should* be flagged")
+def filter_recall_over_all(flagged, truth):
+    hits, n_flagged, _, n = _counts(flagged, truth)
+    return (hits / n_flagged if n_flagged else 1.0, hits / n)
+
+
+@wrong("filter_precision_recall", "not the accuracy")
+def filter_accuracy(flagged, truth):
+    accuracy = sum(f == t for f, t in zip(flagged, truth, strict=True)) / len(truth)
+    return (accuracy, accuracy)
+
+
+@wrong("filter_precision_recall", "every flag as a hit")
+def filter_every_flag_a_hit(flagged, truth):
+    _, n_flagged, positives, _ = _counts(flagged, truth)
+    return (1.0, n_flagged / positives)
+
+
+@wrong("filter_precision_recall", "raised ZeroDivisionError", "nothing is flagged")
+def filter_without_the_convention(flagged, truth):
+    hits, n_flagged, positives, _ = _counts(flagged, truth)
+    return (hits / n_flagged, hits / positives)
+
+
 MISTAKES = [
     pytest.param(check, function, words, id=f"{check}-{name}")
     for check, entries in CATALOGUE.items()

@@ -67,6 +67,7 @@ from aigc_course.checks.lesson11 import (
     perplexity,
     precision_recall,
 )
+from aigc_course.checks.lesson12 import exposure, filter_precision_recall, watermark_z
 
 __all__ = [
     # the machinery
@@ -130,4 +131,8 @@ __all__ = [
     "longest_verbatim_substring",
     "perplexity",
     "precision_recall",
+    # lesson 12
+    "exposure",
+    "filter_precision_recall",
+    "watermark_z",
 ]

@@ -1,0 +1,210 @@
+"""Checks for lesson 12: the watermark's z-score, the exposure of a planted secret, and a filter's
+precision and recall."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from aigc_course import metrics, watermark
+from aigc_course.checks._core import Case, recognise_mistake, run_check
+
+
+def _number(value) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _verdict(expected: float, mistakes: dict, what: str):
+    def verdict(got) -> str | None:
+        value = _number(got)
+        if value is None:
+            return f"return {what} as one number (a float), got {type(got).__name__}"
+        if math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9):
+            return None
+        mistake = recognise_mistake(value, mistakes, 1e-6, 1e-9)
+        return mistake or f"wrong value: expected {expected:.6g}, got {value:.6g}"
+
+    return verdict
+
+
+# --------------------------------------------------------------------------------------------
+# watermark_z(ids, green, gamma)
+# --------------------------------------------------------------------------------------------
+
+
+def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
+    """Check ``function(ids, green, gamma)``: token ids ``(T,)``, the green lists ``(V, V)`` (row p:
+    the tokens green after p) and the green fraction -> the z-score of the green count."""
+
+    def case(description: str, key: int, gamma: float, length: int, bias: float) -> Case:
+        vocab = 11
+        green = watermark.green_lists(key, vocab, gamma)
+        fraction = green[0].sum().item() / vocab
+        generator = torch.Generator().manual_seed(key)
+        ids = [int(torch.randint(0, vocab, (1,), generator=generator))]
+        for _ in range(length - 1):  # a sequence that prefers green tokens: z clearly above 0
+            weights = 1 + bias * green[ids[-1]].float()
+            ids.append(int(torch.multinomial(weights, 1, generator=generator)))
+        ids = torch.tensor(ids)
+        t = length - 1
+        g = green[ids[:-1], ids[1:]].sum().item()
+        expected = (g - fraction * t) / math.sqrt(t * fraction * (1 - fraction))
+        own = green[ids[1:], ids[1:]].sum().item()
+        all_t = green[ids[:-1], ids[1:]].sum().item()
+        mistakes = {
+            "each token's green list is chosen by the token *before* it: green[ids[:-1], ids[1:]], "
+            "not green[ids[1:], ids[1:]]": (own - fraction * t)
+            / math.sqrt(t * fraction * (1 - fraction)),
+            "index the green lists as green[previous, token], not green[token, previous]": (
+                green[ids[1:], ids[:-1]].sum().item() - fraction * t
+            )
+            / math.sqrt(t * fraction * (1 - fraction)),
+            "T ids give T - 1 scored tokens (the first has no previous token): use T - 1 in the "
+            "mean and the variance": (all_t - fraction * length)
+            / math.sqrt(length * fraction * (1 - fraction)),
+            "divide by the standard deviation sqrt(T gamma (1 - gamma)), not the variance": (
+                g - fraction * t
+            )
+            / (t * fraction * (1 - fraction)),
+            "the standard deviation of the count grows with T: sqrt(T gamma (1 - gamma)), not "
+            "sqrt(gamma (1 - gamma))": (g - fraction * t) / math.sqrt(fraction * (1 - fraction)),
+            "subtract the expected count gamma T before dividing": g
+            / math.sqrt(t * fraction * (1 - fraction)),
+            "use the gamma given: the green share here is not one half": (g - 0.5 * t)
+            / math.sqrt(t * 0.25),
+        }
+        return Case(description, (ids, green, fraction), _verdict(expected, mistakes, "z"))
+
+    cases = [
+        case("40 tokens, gamma = 0.27 (3 of 11 green), tilted towards green", 3, 0.27, 40, 2.0),
+        case("25 tokens, gamma = 0.64 (7 of 11 green), tilted towards green", 8, 0.64, 25, 1.0),
+    ]
+    hint = (
+        "g = green[ids[:-1], ids[1:]].sum(); T = len(ids) - 1; "
+        "z = (g - gamma * T) / sqrt(T * gamma * (1 - gamma))"
+    )
+    return run_check("watermark_z", function, cases, hint, strict)
+
+
+# --------------------------------------------------------------------------------------------
+# exposure(secret_nll, candidate_nlls)
+# --------------------------------------------------------------------------------------------
+
+
+def exposure(function: Callable, *, strict: bool | None = None) -> bool:
+    """Check ``function(secret_nll, candidate_nlls)``: log2(C + 1) - log2(rank), the rank of the
+    secret (1 = likeliest, the lowest negative log-likelihood) among itself and C candidates."""
+
+    def case(description: str, secret_nll: float, candidate_nlls: torch.Tensor) -> Case:
+        c = len(candidate_nlls)
+        rank = 1 + int((candidate_nlls < secret_nll).sum())
+        expected = metrics.exposure(secret_nll, candidate_nlls)
+        worse = int((candidate_nlls > secret_nll).sum())
+        mistakes = {
+            "the rank starts at 1 (the secret first), so the best exposure is log2(C + 1), not "
+            "count the better candidates alone": math.log2(c + 1) - math.log2(rank - 1)
+            if rank > 1
+            else math.inf,
+            "the secret is one of the C + 1 strings ranked: log2(C + 1), not log2(C)": math.log2(c)
+            - math.log2(rank),
+            "exposure is in bits: log base 2, not the natural log": math.log(c + 1)
+            - math.log(rank),
+            "a lower negative log-likelihood is a *likelier* string: rank by the candidates below "
+            "the secret's, not above": math.log2(c + 1) - math.log2(1 + worse),
+            "return the exposure, log2(C + 1) - log2(rank), not the rank": float(rank),
+            "exposure is log2(C + 1) minus log2(rank), not their ratio": math.log2(c + 1)
+            / math.log2(rank)
+            if rank > 1
+            else math.inf,
+        }
+        return Case(
+            description, (secret_nll, candidate_nlls), _verdict(expected, mistakes, "the exposure")
+        )
+
+    generator = torch.Generator().manual_seed(0)
+    many = torch.rand(999, generator=generator, dtype=torch.float64) * 10 + 20
+    cases = [
+        case("a secret ranked 4th among 999 candidates", float(many.sort().values[3]) + 1e-9, many),
+        case("a secret ranked first among 999 candidates", 5.0, many),
+        case(
+            "a secret in the middle of 7 candidates",
+            3.5,
+            torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
+        ),
+    ]
+    hint = "rank = 1 + (candidate_nlls < secret_nll).sum(); return log2(len(candidate_nlls) + 1) - log2(rank)"
+    return run_check("exposure", function, cases, hint, strict)
+
+
+# --------------------------------------------------------------------------------------------
+# filter_precision_recall(flagged, truth)
+# --------------------------------------------------------------------------------------------
+
+
+def filter_precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
+    """Check ``function(flagged, truth)``: two lists of booleans -> (precision, recall), precision 1
+    when nothing is flagged."""
+
+    def case(description: str, flagged: list[bool], truth: list[bool]) -> Case:
+        right = metrics.filter_scores(flagged, truth)
+        hits = sum(f and t for f, t in zip(flagged, truth, strict=True))
+        accuracy = sum(f == t for f, t in zip(flagged, truth, strict=True)) / len(truth)
+        n_flagged, positives = sum(flagged), sum(truth)
+        mistakes = {
+            "precision and recall are swapped: precision = hits / flagged, recall = hits / items "
+            "that should be flagged": (right.recall, right.precision),
+            "precision divides the hits by the *flagged* items, not by all items": (
+                hits / len(truth),
+                right.recall,
+            ),
+            "recall divides the hits by the items that *should* be flagged, not by all items": (
+                right.precision,
+                hits / len(truth),
+            ),
+            "precision and recall are not the accuracy (the share of items the filter got right)": (
+                accuracy,
+                accuracy,
+            ),
+            "a hit is an item flagged *and* truly positive: do not count every flag as a hit": (
+                1.0,
+                n_flagged / positives,
+            ),
+        }
+
+        def verdict(got) -> str | None:
+            if not isinstance(got, tuple | list) or len(got) != 2:
+                return f"return a pair (precision, recall), got {type(got).__name__}"
+            values = tuple(_number(v) for v in got)
+            if None in values:
+                return "return precision and recall as two numbers (floats) in [0, 1]"
+            expected = (right.precision, right.recall)
+            if all(math.isclose(v, e, abs_tol=1e-9) for v, e in zip(values, expected, strict=True)):
+                return None
+            mistake = recognise_mistake(tuple(values), mistakes, 1e-9, 1e-9)
+            return mistake or (
+                f"wrong value: expected (precision, recall) = ({expected[0]:.4f}, {expected[1]:.4f}), "
+                f"got ({values[0]:.4f}, {values[1]:.4f})"
+            )
+
+        return Case(description, (flagged, truth), verdict)
+
+    t, f = True, False
+    cases = [
+        case(
+            "10 items: 3 hits, 2 false alarms, 1 miss",
+            [t, t, t, f, t, t, f, f, f, f],
+            [t, t, t, t, f, f, f, f, f, f],
+        ),
+        case("a filter that flags nothing (precision 1 by convention)", [f, f, f, f], [t, f, t, f]),
+    ]
+    hint = (
+        "hits = sum(f and t); precision = hits / sum(flagged) (1.0 if nothing is flagged); "
+        "recall = hits / sum(truth)"
+    )
+    return run_check("filter_precision_recall", function, cases, hint, strict)
