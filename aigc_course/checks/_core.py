@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,3 +236,52 @@ def run_check(
             return _report(message, case.hint or hint)
     print(f"✅ {name}: passed ({len(cases)} case{'' if len(cases) == 1 else 's'})")
     return True
+
+
+def as_number(value: Any) -> float | None:
+    """A returned number (a float, an int or a one-element tensor) as a float; None if it is not."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def number_verdict(
+    expected: float, mistakes: Mapping[str, Any], what: str, rtol: float = 1e-6
+) -> Callable[[Any], str | None]:
+    """A :class:`Case` ``expected`` for an exercise that returns one number: ``None`` when it is
+    ``expected`` (within ``rtol``), else the named mistake it matches or the two values."""
+
+    def verdict(got: Any) -> str | None:
+        value = as_number(got)
+        if value is None:
+            return f"return {what} as one number (a float), got {type(got).__name__}"
+        if math.isclose(value, expected, rel_tol=rtol, abs_tol=1e-9):
+            return None
+        mistake = recognise_mistake(value, mistakes, rtol, 1e-9)
+        return mistake or f"wrong value: expected {expected:.6g}, got {value:.6g}"
+
+    return verdict
+
+
+def pair_verdict(
+    expected: tuple[float, float], mistakes: Mapping[str, Any], names: str = "precision, recall"
+) -> Callable[[Any], str | None]:
+    """The same for an exercise that returns a pair of numbers, e.g. ``(precision, recall)``."""
+
+    def verdict(got: Any) -> str | None:
+        if not isinstance(got, tuple | list) or len(got) != 2:
+            return f"return a pair ({names}), got {type(got).__name__}"
+        values = tuple(as_number(v) for v in got)
+        if None in values:
+            return f"return {names} as two numbers (floats)"
+        if all(math.isclose(v, e, abs_tol=1e-9) for v, e in zip(values, expected, strict=True)):
+            return None
+        mistake = recognise_mistake(values, mistakes, 1e-9, 1e-9)
+        return mistake or (
+            f"wrong value: expected ({names}) = ({expected[0]:.4f}, {expected[1]:.4f}), "
+            f"got ({values[0]:.4f}, {values[1]:.4f})"
+        )
+
+    return verdict

@@ -9,30 +9,7 @@ from collections.abc import Callable
 import torch
 
 from aigc_course import metrics
-from aigc_course.checks._core import Case, recognise_mistake, run_check
-
-
-def _number(value) -> float | None:
-    """A returned number (a float, an int or a one-element tensor) as a float; None if it is not."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _number_verdict(expected: float, mistakes: dict, what: str, rtol: float = 1e-6):
-    def verdict(got) -> str | None:
-        value = _number(got)
-        if value is None:
-            return f"return {what} as one number (a float), got {type(got).__name__}"
-        if math.isclose(value, expected, rel_tol=rtol, abs_tol=1e-9):
-            return None
-        mistake = recognise_mistake(value, mistakes, rtol, 1e-9)
-        return mistake or f"wrong value: expected {expected:.6g}, got {value:.6g}"
-
-    return verdict
-
+from aigc_course.checks._core import Case, number_verdict, pair_verdict, run_check
 
 # --------------------------------------------------------------------------------------------
 # precision_recall(real, fake, k)
@@ -133,21 +110,7 @@ def precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
         right = metrics.precision_recall(real, fake, k)
         mistakes = _precision_recall_mistakes(real, fake, k)
 
-        def verdict(got) -> str | None:
-            if not isinstance(got, tuple | list) or len(got) != 2:
-                return f"return a pair (precision, recall), got {type(got).__name__}"
-            values = tuple(_number(v) for v in got)
-            if None in values:
-                return "return precision and recall as two numbers (floats) in [0, 1]"
-            expected = (right.precision, right.recall)
-            if all(math.isclose(v, e, abs_tol=1e-9) for v, e in zip(values, expected, strict=True)):
-                return None
-            mistake = recognise_mistake(tuple(values), mistakes, 1e-9, 1e-9)
-            return mistake or (
-                f"wrong value: expected (precision, recall) = ({expected[0]:.4f}, "
-                f"{expected[1]:.4f}), got ({values[0]:.4f}, {values[1]:.4f})"
-            )
-
+        verdict = pair_verdict((right.precision, right.recall), mistakes)
         return Case(description, (real, fake, k), verdict)
 
     cases = [
@@ -190,7 +153,7 @@ def bits_per_dim(function: Callable, *, strict: bool | None = None) -> bool:
             "the input is already a negative log-likelihood (positive): do not negate it": -expected,
             "use the dims argument: the images here are not 28 x 28": mean / (784 * math.log(2)),
         }
-        return Case(description, (nll, dims), _number_verdict(expected, mistakes, "bits/dim"))
+        return Case(description, (nll, dims), number_verdict(expected, mistakes, "bits/dim"))
 
     cases = [
         case(
@@ -221,7 +184,7 @@ def perplexity(function: Callable, *, strict: bool | None = None) -> bool:
             "perplexity is exp(mean nll), not the mean nll itself (that is the cross-entropy)": mean,
             "the inputs are negative log-likelihoods: exp(mean), not exp(-mean)": math.exp(-mean),
         }
-        return Case(description, (nll,), _number_verdict(expected, mistakes, "the perplexity"))
+        return Case(description, (nll,), number_verdict(expected, mistakes, "the perplexity"))
 
     cases = [
         case(

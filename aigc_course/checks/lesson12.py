@@ -9,29 +9,7 @@ from collections.abc import Callable
 import torch
 
 from aigc_course import metrics, watermark
-from aigc_course.checks._core import Case, recognise_mistake, run_check
-
-
-def _number(value) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _verdict(expected: float, mistakes: dict, what: str):
-    def verdict(got) -> str | None:
-        value = _number(got)
-        if value is None:
-            return f"return {what} as one number (a float), got {type(got).__name__}"
-        if math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9):
-            return None
-        mistake = recognise_mistake(value, mistakes, 1e-6, 1e-9)
-        return mistake or f"wrong value: expected {expected:.6g}, got {value:.6g}"
-
-    return verdict
-
+from aigc_course.checks._core import Case, number_verdict, pair_verdict, run_check
 
 # --------------------------------------------------------------------------------------------
 # watermark_z(ids, green, gamma)
@@ -79,7 +57,7 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
             "use the gamma given: the green share here is not one half": (g - 0.5 * t)
             / math.sqrt(t * 0.25),
         }
-        return Case(description, (ids, green, fraction), _verdict(expected, mistakes, "z"))
+        return Case(description, (ids, green, fraction), number_verdict(expected, mistakes, "z"))
 
     cases = [
         case("40 tokens, gamma = 0.27 (3 of 11 green), tilted towards green", 3, 0.27, 40, 2.0),
@@ -124,7 +102,9 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
             else math.inf,
         }
         return Case(
-            description, (secret_nll, candidate_nlls), _verdict(expected, mistakes, "the exposure")
+            description,
+            (secret_nll, candidate_nlls),
+            number_verdict(expected, mistakes, "the exposure"),
         )
 
     generator = torch.Generator().manual_seed(0)
@@ -177,21 +157,7 @@ def filter_precision_recall(function: Callable, *, strict: bool | None = None) -
             ),
         }
 
-        def verdict(got) -> str | None:
-            if not isinstance(got, tuple | list) or len(got) != 2:
-                return f"return a pair (precision, recall), got {type(got).__name__}"
-            values = tuple(_number(v) for v in got)
-            if None in values:
-                return "return precision and recall as two numbers (floats) in [0, 1]"
-            expected = (right.precision, right.recall)
-            if all(math.isclose(v, e, abs_tol=1e-9) for v, e in zip(values, expected, strict=True)):
-                return None
-            mistake = recognise_mistake(tuple(values), mistakes, 1e-9, 1e-9)
-            return mistake or (
-                f"wrong value: expected (precision, recall) = ({expected[0]:.4f}, {expected[1]:.4f}), "
-                f"got ({values[0]:.4f}, {values[1]:.4f})"
-            )
-
+        verdict = pair_verdict((right.precision, right.recall), mistakes)
         return Case(description, (flagged, truth), verdict)
 
     t, f = True, False
