@@ -134,8 +134,8 @@ def _matches(got: Any, value: Any, rtol: float, atol: float) -> bool:
             return False
         return torch.allclose(got.to(value.dtype), value, rtol=rtol, atol=atol, equal_nan=True)
     if isinstance(value, int | float):
-        number = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-        if isinstance(number, bool) or not isinstance(number, int | float):
+        number = as_number(got)
+        if number is None:
             return False
         if math.isnan(value) or math.isnan(number):
             return math.isnan(value) and math.isnan(number)

@@ -10,7 +10,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from aigc_course.checks._core import Case, compare_tensor, recognise_mistake, run_check
+from aigc_course.checks._core import (
+    Case,
+    as_number,
+    compare_tensor,
+    recognise_mistake,
+    run_check,
+)
 from aigc_course.models import lora
 from aigc_course.models.gpt import GPT, GPTConfig
 
@@ -371,10 +377,10 @@ def continuation_loss(function: Callable[..., float], *, strict: bool | None = N
         def verdict(results) -> str | None:
             values = []
             for got in results:
-                value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                value = as_number(got)
+                if value is None:
                     return f"return the loss as a float, got {got!r}"
-                values.append(float(value))
+                values.append(value)
             if values[0] != values[1]:
                 return (
                     "two calls gave different losses: dropout is on. Call model.eval() before "
