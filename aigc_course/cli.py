@@ -534,9 +534,10 @@ def _train_and_save(args: argparse.Namespace) -> int:
     recipe = trainer.recipe(profile, **overrides)
     if args.pretrained and args.out:
         raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
+    changes = _recipe_changes(overrides, trainable)
     if args.pretrained:
         name = trainer.checkpoint_name(recipe)
-        path = _pretrained_path(args, name, _recipe_changes(overrides, trainable))
+        path = _pretrained_path(args, name, changes)
     else:
         path = _output_path(args)
     command = _invocation(f"aigc-course train {args.model}")
@@ -564,7 +565,7 @@ def _train_and_save(args: argparse.Namespace) -> int:
             command,
             run.metrics,
             profile=profile.name,
-            options=_recipe_changes(overrides, trainable),
+            options=changes,
         )
     _summary(
         f"{trainable.label} trained:",

@@ -141,6 +141,17 @@ def diffusion_loss(
     return ((predicted - noise) ** 2).mean()
 
 
+def ddpm_mean(
+    x_t: torch.Tensor, t: int, predicted_noise: torch.Tensor, schedule: NoiseSchedule
+) -> torch.Tensor:
+    """The mean of the model's reverse step p(x_{t-1} | x_t), from the predicted noise:
+    1 / sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps)."""
+    beta, alpha, alpha_bar = (
+        float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
+    )
+    return (x_t - beta / math.sqrt(1 - alpha_bar) * predicted_noise) / math.sqrt(alpha)
+
+
 def ddpm_step(
     x_t: torch.Tensor,
     t: int,
@@ -149,15 +160,12 @@ def ddpm_step(
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One ancestral step x_t -> x_{t-1} (sigma_t^2 = beta_t); no noise at t = 0 (the last step)."""
-    beta, alpha, alpha_bar = (
-        float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
-    )
-    mean = (x_t - beta / math.sqrt(1 - alpha_bar) * predicted_noise) / math.sqrt(alpha)
+    mean = ddpm_mean(x_t, t, predicted_noise, schedule)
     if t == 0:
         return mean
     if noise is None:
         noise = torch.randn_like(x_t)
-    return mean + math.sqrt(beta) * noise
+    return mean + math.sqrt(float(schedule.betas[t])) * noise
 
 
 def ddim_step(
@@ -318,7 +326,7 @@ def variational_bound_terms(
             beta, alpha, alpha_bar = (
                 float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
             )
-            model_mean = (x_t - beta / math.sqrt(1 - alpha_bar) * predicted) / math.sqrt(alpha)
+            model_mean = ddpm_mean(x_t, t, predicted, schedule)
             if t == 0:
                 terms[:, 0] = discretised_gaussian_nll(x0, model_mean, math.sqrt(beta)).cpu()
                 continue

@@ -168,13 +168,13 @@ def corpus_loss(model: GPT, ids: torch.Tensor, batch_size: int = 32) -> float:
         start = max(0, min(scored + stride - block, len(ids) - 1 - block))
         windows.append((start, scored - start))
         scored = min(start + block, len(ids) - 1)
+    length = min(block, len(ids) - 1)  # every window's length
     was_training = model.training
     model.eval()
     total = 0.0
     try:
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            length = min(block, len(ids) - 1)
             x = torch.stack([ids[s : s + length] for s, _ in group]).to(device)
             y = torch.stack([ids[s + 1 : s + 1 + length] for s, _ in group]).to(device)
             logits, _ = model(x)
