@@ -16,7 +16,7 @@ is about N(0, 1). Watermarked text has far more green tokens, and z grows like s
 needs the key and the token ids only: not the model, not its logits.
 
 The green lists depend only on (key, previous token), so for a vocabulary of V tokens they form a
-V x V table, made once (:func:`green_lists`).
+V x V table, made once (:func:`green_lists`) and reused for every text tested (:func:`z_test`).
 """
 
 from __future__ import annotations
@@ -87,18 +87,22 @@ class Detection:
         return self.z > threshold
 
 
-def detect(
-    ids: torch.Tensor | list[int], key: int, vocab_size: int, gamma: float = 0.5
-) -> Detection:
-    """Test token ids ``(T,)`` for the watermark of ``key``: the model is not needed.
-
-    Token t is scored against the green list of token t - 1, so T ids give T - 1 scored tokens."""
+def z_test(ids: torch.Tensor | list[int], green: torch.Tensor) -> Detection:
+    """The test of token ids ``(T,)`` against green lists ``(V, V)`` (:func:`green_lists`): token t
+    is scored against the green list of token t - 1, so T ids give T - 1 scored tokens. Build the
+    lists once to test many texts with one key."""
     ids = torch.as_tensor(ids, dtype=torch.long)
     if ids.dim() != 1 or len(ids) < 2:
         raise SettingError("detect needs a 1-D sequence of at least 2 token ids")
-    table = green_lists(key, vocab_size, gamma)
-    fraction = table[0].sum().item() / vocab_size
-    green = int(table[ids[:-1], ids[1:]].sum())
+    fraction = green[0].sum().item() / green.shape[1]
+    count = int(green[ids[:-1], ids[1:]].sum())
     scored = len(ids) - 1
-    z = (green - fraction * scored) / math.sqrt(scored * fraction * (1 - fraction))
-    return Detection(green, scored, z)
+    z = (count - fraction * scored) / math.sqrt(scored * fraction * (1 - fraction))
+    return Detection(count, scored, z)
+
+
+def detect(
+    ids: torch.Tensor | list[int], key: int, vocab_size: int, gamma: float = 0.5
+) -> Detection:
+    """Test token ids ``(T,)`` for the watermark of ``key``: the key is all it needs, not the model."""
+    return z_test(ids, green_lists(key, vocab_size, gamma))

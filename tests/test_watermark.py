@@ -87,6 +87,7 @@ def test_the_z_score_is_the_formula_on_a_hand_made_sequence():
         wanted = i < 7
         ids.append(int(torch.nonzero(row == wanted)[0]))
     found = watermark.detect(ids, key=5, vocab_size=V, gamma=0.5)
+    assert watermark.z_test(ids, table) == found, "the key's lists, built once, test the same"
     gamma = round(0.5 * V) / V
     assert found.green == 7 and found.scored == 10
     assert math.isclose(found.z, (7 - 10 * gamma) / math.sqrt(10 * gamma * (1 - gamma)))

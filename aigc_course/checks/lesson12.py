@@ -31,10 +31,9 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
             ids.append(int(torch.multinomial(weights, 1, generator=generator)))
         ids = torch.tensor(ids)
         t = length - 1
-        g = green[ids[:-1], ids[1:]].sum().item()
-        expected = (g - fraction * t) / math.sqrt(t * fraction * (1 - fraction))
+        found = watermark.z_test(ids, green)
+        g, expected = found.green, found.z
         own = green[ids[1:], ids[1:]].sum().item()
-        all_t = green[ids[:-1], ids[1:]].sum().item()
         mistakes = {
             "each token's green list is chosen by the token *before* it: green[ids[:-1], ids[1:]], "
             "not green[ids[1:], ids[1:]]": (own - fraction * t)
@@ -44,7 +43,7 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
             )
             / math.sqrt(t * fraction * (1 - fraction)),
             "T ids give T - 1 scored tokens (the first has no previous token): use T - 1 in the "
-            "mean and the variance": (all_t - fraction * length)
+            "mean and the variance": (g - fraction * length)
             / math.sqrt(length * fraction * (1 - fraction)),
             "divide by the standard deviation sqrt(T gamma (1 - gamma)), not the variance": (
                 g - fraction * t
