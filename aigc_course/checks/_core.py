@@ -6,6 +6,7 @@ See the package docstring for what a learner sees.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -38,9 +39,89 @@ class Case:
     expected: Any
     hint: str | None = None
     kwargs: dict = field(default_factory=dict)
-    rtol: float = 1e-5
-    atol: float = 1e-6
+    rtol: float | None = None
+    atol: float | None = None
     mistakes: Mapping[str, Any] = field(default_factory=dict)
+    reference: Callable | None = None
+    gradients: bool = False
+
+
+@dataclass
+class Draws:
+    """Inputs drawn per call: the property half of a check (COURSE.md, rule 1).
+
+    ``draw(generator)`` returns ``(description, args, kwargs)``: one valid input, drawn from the
+    seeded generator (sizes, shapes, parameter values and dtypes vary from draw to draw).
+    ``reference(*args, **kwargs)`` gives the answer; ``mistakes(*args, **kwargs)`` (optional) the
+    named mistakes' results on that input, so that a failure on a drawn input still names the
+    nearest known mistake. With ``gradients``, the gradient of the learner's result with respect
+    to every floating-point tensor argument is compared with the reference's too.
+    """
+
+    draw: Callable[[torch.Generator], tuple[str, tuple, dict]]
+    reference: Callable
+    count: int = 6
+    gradients: bool = False
+    mistakes: Callable[..., Mapping[str, Any]] | None = None
+    seed: int = 2026
+
+    def cases(self, seed: int | None = None) -> list[Case]:
+        """``count`` cases drawn from a generator seeded with ``seed`` (default: the check's)."""
+        generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        drawn = []
+        for _ in range(self.count):
+            description, args, kwargs = self.draw(generator)
+            with torch.no_grad():
+                expected = self.reference(*copy.deepcopy(args), **kwargs)
+                mistakes = self.mistakes(*args, **kwargs) if self.mistakes else {}
+            drawn.append(
+                Case(
+                    f"a drawn input: {description}",
+                    args,
+                    expected,
+                    kwargs=kwargs,
+                    mistakes=mistakes,
+                    reference=self.reference,
+                    gradients=self.gradients,
+                )
+            )
+        return drawn
+
+
+#: (rtol, atol) for a result of each precision: the one rule every check compares with.
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-7, 1e-9),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (1e-2, 1e-3),
+    torch.bfloat16: (2e-2, 1e-2),
+}
+
+
+def tolerance(*dtypes: Any) -> tuple[float, float]:
+    """(rtol, atol) for comparing values of these dtypes: that of the least precise one.
+
+    Accepts torch dtypes, NumPy dtypes and Python types; Python floats count as float64, anything
+    that is not floating point as exact (float64's tolerance)."""
+    found = []
+    for dtype in dtypes:
+        if isinstance(dtype, torch.dtype):
+            found.append(dtype)
+            continue
+        name = getattr(dtype, "name", None) or getattr(dtype, "__name__", str(dtype))
+        found.append({"float32": torch.float32, "float16": torch.float16}.get(name, torch.float64))
+    floating = [d for d in found if d in TOLERANCES]
+    if not floating:
+        return TOLERANCES[torch.float64]
+    return max((TOLERANCES[d] for d in floating), key=lambda pair: pair[0])
+
+
+def describe_numbers(expected: float, got: float) -> tuple[str, str]:
+    """The two numbers printed with enough digits to show that they differ."""
+    for digits in (4, 6, 8, 10, 12, 14, 17):
+        a, b = f"{expected:.{digits}g}", f"{got:.{digits}g}"
+        if a != b:
+            return a, b
+    return repr(expected), repr(got)
 
 
 def _short(value: Any) -> str:
@@ -71,10 +152,16 @@ def _non_finite(got: torch.Tensor, expected: torch.Tensor) -> str:
     )
 
 
-def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -> str | None:
-    """``None`` when ``got`` equals ``expected`` within tolerance, else what differs."""
+def compare_tensor(
+    got: Any, expected: torch.Tensor, rtol: float | None = None, atol: float | None = None
+) -> str | None:
+    """``None`` when ``got`` equals ``expected`` within tolerance, else what differs.
+
+    Without ``rtol``/``atol`` the tolerance is that of the less precise of the two dtypes."""
     if not isinstance(got, torch.Tensor):
         return f"expected a torch.Tensor, got {type(got).__name__}"
+    if rtol is None or atol is None:
+        rtol, atol = tolerance(got.dtype, expected.dtype)
     if got.shape != expected.shape:
         return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
     if got.is_floating_point() != expected.is_floating_point():
@@ -103,9 +190,17 @@ def compare_tensor(got: Any, expected: torch.Tensor, rtol: float, atol: float) -
             )
         return None
     if not torch.allclose(got_cpu, expected, rtol=rtol, atol=atol):
-        difference = (got_cpu - expected).abs().max().item()
+        difference = (got_cpu - expected).abs()
+        worst = (
+            tuple(int(i) for i in torch.unravel_index(difference.argmax(), difference.shape))
+            if difference.ndim
+            else ()
+        )
+        want, have = describe_numbers(expected[worst].item(), got_cpu[worst].item())
+        where = f" at index {worst}" if worst else ""
         return (
-            f"wrong value (largest difference {difference:.3g})\n"
+            f"wrong value (largest difference {difference.max().item():.3g}{where}: "
+            f"expected {want}, got {have})\n"
             f"   expected: {_short(expected)}\n"
             f"   got:      {_short(got_cpu)}"
         )
@@ -177,12 +272,97 @@ def strict_by_default() -> bool:
     return os.environ.get("AIGC_CHECKS_STRICT", "").strip().lower() in {"1", "true", "yes"}
 
 
-def run_check(
-    name: str, function: Any, cases: Sequence[Case], hint: str, strict: bool | None = None
-) -> bool:
-    """Run ``function`` on every case; print one verdict; ``True`` when all passed.
+def _floating_tensors(args: Sequence) -> list[int]:
+    return [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.is_floating_point()]
 
-    ``strict`` (default: ``$AIGC_CHECKS_STRICT``) raises :class:`CheckFailed` after a wrong answer.
+
+def _as_outputs(result: Any) -> list[torch.Tensor]:
+    """The floating-point tensors of a result: a tensor, or a tuple / list of them."""
+    items = result if isinstance(result, tuple | list) else (result,)
+    return [r for r in items if isinstance(r, torch.Tensor) and r.is_floating_point()]
+
+
+def _argument_names(function: Callable, count: int) -> list[str]:
+    try:
+        names = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        names = []
+    names += [f"argument {i + 1}" for i in range(len(names), count)]
+    return [f"`{n}`" if not n.startswith("argument") else n for n in names]
+
+
+def _gradients(
+    function: Callable, args: Sequence, kwargs: Mapping, upstream_seed: int
+) -> tuple[list[torch.Tensor | None], list[torch.Tensor]]:
+    """d(sum(result * g))/d(each floating-point argument), with g drawn from ``upstream_seed``."""
+    args = [copy.deepcopy(a) for a in args]
+    leaves = []
+    for i in _floating_tensors(args):
+        args[i] = args[i].detach().clone().requires_grad_(True)
+        leaves.append(args[i])
+    with torch.enable_grad():
+        outputs = _as_outputs(function(*args, **kwargs))
+        generator = torch.Generator().manual_seed(upstream_seed)
+        connected = [o for o in outputs if o.requires_grad]
+        if not connected:
+            return [None] * len(leaves), outputs
+        total = sum(
+            (o * torch.randn(o.shape, generator=generator, dtype=o.dtype)).sum() for o in connected
+        )
+        grads = torch.autograd.grad(total, leaves, allow_unused=True)
+    return list(grads), outputs
+
+
+def gradient_problem(
+    function: Callable, reference: Callable, args: Sequence, kwargs: Mapping
+) -> str | None:
+    """``None`` when the gradients of ``function``'s result with respect to its floating-point
+    tensor arguments equal ``reference``'s (for one random upstream gradient), else which one is
+    missing or wrong."""
+    want, _ = _gradients(reference, args, kwargs, upstream_seed=7)
+    got, outputs = _gradients(function, args, kwargs, upstream_seed=7)
+    names = _argument_names(function, len(args))
+    floating = _floating_tensors(args)
+    if outputs and not any(o.requires_grad for o in outputs) and any(w is not None for w in want):
+        return (
+            "the result is cut from the autograd graph: no gradient flows back to the inputs "
+            "(a `.detach()`, `torch.no_grad()`, `.item()`, `.data` or a NumPy step in between); "
+            "compute it with differentiable torch operations"
+        )
+    for index, g, w in zip(floating, got, want, strict=True):
+        if w is None or not bool(w.abs().sum() > 0):
+            continue
+        if g is None or not bool(g.abs().sum() > 0):
+            return (
+                f"no gradient reaches {names[index]}: that input is cut from the autograd graph "
+                "(a `.detach()`, `torch.no_grad()` or a constant in its place)"
+            )
+        rtol, atol = tolerance(g.dtype, w.dtype)
+        if g.shape != w.shape or not torch.allclose(g.to(w.dtype), w, rtol=rtol, atol=atol):
+            return (
+                f"the values are right but the gradient with respect to {names[index]} is "
+                "wrong: part of the computation is detached, or done in a way autograd "
+                "cannot follow"
+            )
+    return None
+
+
+def run_check(
+    name: str,
+    function: Any,
+    cases: Sequence[Case],
+    hint: str,
+    strict: bool | None = None,
+    draws: Draws | None = None,
+) -> bool:
+    """Run ``function`` on every case, then on the inputs ``draws`` draws; print one verdict.
+
+    ``True`` when all passed. ``strict`` (default: ``$AIGC_CHECKS_STRICT``) raises
+    :class:`CheckFailed` after a wrong answer.
     """
     strict = strict_by_default() if strict is None else strict
 
@@ -196,7 +376,13 @@ def run_check(
 
     if not callable(function):
         return _report(f"expected a function, got {type(function).__name__}", hint)
+    cases = list(cases) + (draws.cases() if draws is not None else [])
     for case in cases:
+        rtol, atol = case.rtol, case.atol
+        if rtol is None or atol is None:
+            rtol, atol = tolerance(
+                *(v.dtype for v in (case.expected,) if isinstance(v, torch.Tensor))
+            )
         args = copy.deepcopy(case.args)
         try:
             got = function(*args, **case.kwargs)
@@ -217,10 +403,10 @@ def run_check(
                 problem = case.expected(got)
             else:
                 problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+            if problem is None and case.gradients and case.reference is not None:
+                problem = gradient_problem(function, case.reference, case.args, case.kwargs)
             mistake = (
-                recognise_mistake(got, case.mistakes, case.rtol, case.atol)
-                if problem is not None
-                else None
+                recognise_mistake(got, case.mistakes, rtol, atol) if problem is not None else None
             )
             if mistake is not None:  # name the mistake; keep the expected / got lines
                 problem = mistake + "".join(f"\n{line}" for line in problem.split("\n")[1:])
@@ -239,28 +425,47 @@ def run_check(
 
 
 def as_number(value: Any) -> float | None:
-    """A returned number (a float, an int or a one-element tensor) as a float; None if it is not."""
+    """A returned number as a float, None if it is not one.
+
+    Python ints and floats, NumPy scalars and one-element arrays, and one-element tensors (0-dim
+    or not) are all numbers; a bool is not."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
+        value = value.detach().cpu().item()
+    elif hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "size", 0) == 1:
+        value = value.item()  # a NumPy scalar or one-element array
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
 
 
+def number_dtype(value: Any) -> Any:
+    """The precision a returned number was computed in (a Python float counts as float64)."""
+    return getattr(value, "dtype", type(value))
+
+
 def number_verdict(
-    expected: float, mistakes: Mapping[str, Any], what: str, rtol: float = 1e-6
+    expected: float,
+    mistakes: Mapping[str, Any],
+    what: str,
+    inputs: Any = torch.float32,
 ) -> Callable[[Any], str | None]:
     """A :class:`Case` ``expected`` for an exercise that returns one number: ``None`` when it is
-    ``expected`` (within ``rtol``), else the named mistake it matches or the two values."""
+    ``expected`` within the tolerance of its precision, else the named mistake it matches or the
+    two values.
+
+    ``inputs`` is the dtype of the exercise's inputs: an answer computed from float32 inputs and
+    returned as a Python float still carries float32's rounding, so it gets float32's tolerance."""
 
     def verdict(got: Any) -> str | None:
         value = as_number(got)
         if value is None:
             return f"return {what} as one number (a float), got {type(got).__name__}"
-        if math.isclose(value, expected, rel_tol=rtol, abs_tol=1e-9):
+        rtol, atol = tolerance(number_dtype(got), inputs)
+        if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol):
             return None
-        mistake = recognise_mistake(value, mistakes, rtol, 1e-9)
-        return mistake or f"wrong value: expected {expected:.6g}, got {value:.6g}"
+        mistake = recognise_mistake(value, mistakes, rtol, atol)
+        want, have = describe_numbers(expected, value)
+        return mistake or f"wrong value: expected {want}, got {have}"
 
     return verdict
 
@@ -276,12 +481,17 @@ def pair_verdict(
         values = tuple(as_number(v) for v in got)
         if None in values:
             return f"return {names} as two numbers (floats)"
-        if all(math.isclose(v, e, abs_tol=1e-9) for v, e in zip(values, expected, strict=True)):
+        rtol, atol = tolerance(*(number_dtype(v) for v in got), torch.float32)
+        if all(
+            math.isclose(v, e, rel_tol=rtol, abs_tol=atol)
+            for v, e in zip(values, expected, strict=True)
+        ):
             return None
-        mistake = recognise_mistake(values, mistakes, 1e-9, 1e-9)
+        mistake = recognise_mistake(values, mistakes, rtol, atol)
+        shown = [describe_numbers(e, v) for e, v in zip(expected, values, strict=True)]
         return mistake or (
-            f"wrong value: expected ({names}) = ({expected[0]:.4f}, {expected[1]:.4f}), "
-            f"got ({values[0]:.4f}, {values[1]:.4f})"
+            f"wrong value: expected ({names}) = ({shown[0][0]}, {shown[1][0]}), "
+            f"got ({shown[0][1]}, {shown[1][1]})"
         )
 
     return verdict
