@@ -46,6 +46,37 @@ class Case:
     gradients: bool = False
 
 
+def draw_int(generator: torch.Generator, low: int, high: int) -> int:
+    """A whole number in ``[low, high]``, both ends included."""
+    return int(torch.randint(low, high + 1, (), generator=generator))
+
+
+def draw_choice(generator: torch.Generator, options: Sequence) -> Any:
+    """One of ``options``."""
+    return options[draw_int(generator, 0, len(options) - 1)]
+
+
+def draw_dtype(generator: torch.Generator) -> torch.dtype:
+    """float32 or float64: a check accepts either, each with its own tolerance."""
+    return draw_choice(generator, (torch.float32, torch.float64))
+
+
+def draw_shape(
+    generator: torch.Generator, min_dims: int, max_dims: int, low: int = 1, high: int = 5
+) -> tuple[int, ...]:
+    """A shape of ``min_dims`` to ``max_dims`` dimensions, each of size ``low`` to ``high``."""
+    return tuple(
+        draw_int(generator, low, high) for _ in range(draw_int(generator, min_dims, max_dims))
+    )
+
+
+def randn(
+    generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Standard normal numbers of ``shape`` and ``dtype`` from ``generator``."""
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float64).to(dtype)
+
+
 @dataclass
 class Draws:
     """Inputs drawn per call: the property half of a check (COURSE.md, rule 1).
@@ -204,6 +235,34 @@ def compare_tensor(
             f"   expected: {_short(expected)}\n"
             f"   got:      {_short(got_cpu)}"
         )
+    return None
+
+
+def compare_result(got: Any, expected: Any, inputs: Any = torch.float32) -> str | None:
+    """``None`` when ``got`` is ``expected``, else what differs: tensors with the tolerance of their
+    dtypes, numbers with that of their precision (``inputs``: the inputs' dtype), tuples element by
+    element, anything else (strings, ints in a list) exactly."""
+    if isinstance(expected, torch.Tensor):
+        return compare_tensor(got, expected)
+    if isinstance(expected, tuple | list):
+        if not isinstance(got, tuple | list) or len(got) != len(expected):
+            return f"expected a {type(expected).__name__} of {len(expected)}, got {_short(got)}"
+        for index, (g, e) in enumerate(zip(got, expected, strict=True)):
+            problem = compare_result(g, e, inputs)
+            if problem is not None:
+                return f"item {index} of the result: {problem}"
+        return None
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        value = as_number(got)
+        if value is None:
+            return f"expected a number, got {type(got).__name__}"
+        rtol, atol = tolerance(number_dtype(got), inputs)
+        if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol):
+            return None
+        want, have = describe_numbers(float(expected), value)
+        return f"wrong value: expected {want}, got {have}"
+    if got != expected:
+        return f"wrong value: expected {_short(expected)}, got {_short(got)}"
     return None
 
 
@@ -402,7 +461,11 @@ def run_check(
             if callable(case.expected):
                 problem = case.expected(got)
             else:
-                problem = compare_tensor(got, case.expected, case.rtol, case.atol)
+                problem = (
+                    compare_tensor(got, case.expected, case.rtol, case.atol)
+                    if isinstance(case.expected, torch.Tensor)
+                    else compare_result(got, case.expected)
+                )
             if problem is None and case.gradients and case.reference is not None:
                 problem = gradient_problem(function, case.reference, case.args, case.kwargs)
             mistake = (

@@ -6,7 +6,16 @@ from collections.abc import Callable
 
 import torch
 
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 
 
 def _reference_softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -45,7 +54,11 @@ def _mistakes(logits: torch.Tensor, dim: int = -1) -> dict[str, torch.Tensor]:
 
 
 def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(logits, dim=-1)``: a softmax that does not overflow on large logits."""
+    """Check ``function(logits, dim=-1)``: a softmax that does not overflow on large logits.
+
+    Edge cases: logits of 1000 and of -1000, rows of very different scale, a spread that
+    overflows when the minimum is subtracted, and dim=0. Drawn: 1 to 3 dimensions of 1 to 5
+    entries, scales 1 to 1000, any ``dim``, float32 and float64; values and gradients."""
     overflow_hint = (
         "exp(1000) overflows to inf; softmax(x) = softmax(x - c) for any constant c, so subtract "
         "the maximum along `dim` first (`x.amax(dim=dim, keepdim=True)`)"
@@ -90,4 +103,16 @@ def stable_softmax(function: Callable[..., torch.Tensor], *, strict: bool | None
         ),
     ]
     hint = "divide exp(x - max) by its sum along `dim`, keeping the dimension (keepdim=True)"
-    return run_check("stable_softmax", function, cases, hint, strict)
+    return run_check("stable_softmax", function, cases, hint, strict, STABLE_SOFTMAX)
+
+
+def _draw_logits(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
+    scale = draw_choice(generator, (1.0, 30.0, 1000.0))
+    dim = draw_int(generator, -len(shape), len(shape) - 1)
+    logits = scale * randn(generator, *shape, dtype=dtype)
+    return f"logits {tuple(shape)} x {scale:g}, dim={dim}, {dtype}", (logits,), {"dim": dim}
+
+
+STABLE_SOFTMAX = Draws(_draw_logits, _reference_softmax, gradients=True, mistakes=_mistakes)
+stable_softmax.draws = STABLE_SOFTMAX

@@ -8,7 +8,16 @@ from collections.abc import Callable
 import torch
 
 from aigc_course import divergences
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 
 
 def _distributions(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -68,7 +77,7 @@ def entropy(function: Callable[..., torch.Tensor], *, strict: bool | None = None
         ),
     ]
     hint = "sum over the last dimension (dim=-1), and mind the minus sign: entropy is >= 0"
-    return run_check("entropy", function, cases, hint, strict)
+    return run_check("entropy", function, cases, hint, strict, ENTROPY)
 
 
 def _kl_categorical_mistakes(p: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -128,7 +137,7 @@ def kl_categorical(function: Callable[..., torch.Tensor], *, strict: bool | None
         ),
     ]
     hint = "KL(p || q) = sum over the last dimension of p * (log p - log q)"
-    return run_check("kl_categorical", function, cases, hint, strict)
+    return run_check("kl_categorical", function, cases, hint, strict, KL_CATEGORICAL)
 
 
 def _kl_gaussians_mistakes(
@@ -195,7 +204,7 @@ def kl_gaussians(function: Callable[..., torch.Tensor], *, strict: bool | None =
         ),
     ]
     hint = "log(std_q / std_p) + (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2"
-    return run_check("kl_gaussians", function, cases, hint, strict)
+    return run_check("kl_gaussians", function, cases, hint, strict, KL_GAUSSIANS)
 
 
 def monte_carlo_kl(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -236,4 +245,77 @@ def monte_carlo_kl(function: Callable[..., torch.Tensor], *, strict: bool | None
         ),
     ]
     hint = "average log_p(samples) - log_q(samples): the samples come from p"
-    return run_check("monte_carlo_kl", function, cases, hint, strict)
+    return run_check("monte_carlo_kl", function, cases, hint, strict, MONTE_CARLO_KL)
+
+
+# --- inputs drawn per call: any number of dimensions, sizes, parameters, float32 and float64 ------
+
+
+def _draw_distribution(generator: torch.Generator, shape: tuple[int, ...], dtype) -> torch.Tensor:
+    """Strictly positive distributions along the last axis (zeros are fixed edge cases: the
+    gradient of p log p is infinite there)."""
+    return torch.softmax(2 * randn(generator, *shape, dtype=dtype), dim=-1)
+
+
+def _draw_p(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
+    return f"p of shape {shape}, {dtype}", (_draw_distribution(generator, shape, dtype),), {}
+
+
+def _draw_p_q(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
+    p, q = (_draw_distribution(generator, shape, dtype) for _ in range(2))
+    return f"p and q of shape {shape}, {dtype}", (p, q), {}
+
+
+def _draw_gaussians(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 0, 2)
+    scale = draw_choice(generator, (0.1, 1.0, 5.0))
+    means = [scale * randn(generator, *shape, dtype=dtype) for _ in range(2)]
+    stds = [scale * (0.2 + randn(generator, *shape, dtype=dtype).abs()) for _ in range(2)]
+    return (
+        f"Gaussians of shape {shape} at scale {scale:g}, {dtype}",
+        (means[0], stds[0], means[1], stds[1]),
+        {},
+    )
+
+
+def _draw_monte_carlo(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, n = draw_dtype(generator), draw_int(generator, 1, 300)
+    mean_p, mean_q = (draw_choice(generator, (-1.0, 0.0, 2.0)) for _ in range(2))
+    std_p, std_q = (draw_choice(generator, (0.5, 1.0, 3.0)) for _ in range(2))
+    samples = mean_p + std_p * randn(generator, n, dtype=dtype)
+
+    def log_p(x: torch.Tensor) -> torch.Tensor:
+        return divergences.normal_log_prob(
+            x, torch.tensor(mean_p, dtype=dtype), torch.tensor(std_p, dtype=dtype)
+        )
+
+    def log_q(x: torch.Tensor) -> torch.Tensor:
+        return divergences.normal_log_prob(
+            x, torch.tensor(mean_q, dtype=dtype), torch.tensor(std_q, dtype=dtype)
+        )
+
+    return (
+        f"{n} samples of N({mean_p:g}, {std_p:g}^2) against N({mean_q:g}, {std_q:g}^2), {dtype}",
+        (samples, log_p, log_q),
+        {},
+    )
+
+
+def _monte_carlo_reference(samples: torch.Tensor, log_p, log_q) -> torch.Tensor:
+    return (log_p(samples) - log_q(samples)).mean()
+
+
+ENTROPY = Draws(_draw_p, divergences.entropy, gradients=True, mistakes=_entropy_mistakes)
+KL_CATEGORICAL = Draws(
+    _draw_p_q, divergences.kl_categorical, gradients=True, mistakes=_kl_categorical_mistakes
+)
+KL_GAUSSIANS = Draws(
+    _draw_gaussians, divergences.kl_gaussians, gradients=True, mistakes=_kl_gaussians_mistakes
+)
+MONTE_CARLO_KL = Draws(_draw_monte_carlo, _monte_carlo_reference, gradients=True)
+entropy.draws = ENTROPY
+kl_categorical.draws = KL_CATEGORICAL
+kl_gaussians.draws = KL_GAUSSIANS
+monte_carlo_kl.draws = MONTE_CARLO_KL

@@ -7,7 +7,17 @@ from collections.abc import Callable
 
 import torch
 
-from aigc_course.checks._core import Case, compare_tensor, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    compare_tensor,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    number_verdict,
+    randn,
+    run_check,
+)
 from aigc_course.models import bigram
 
 
@@ -24,10 +34,10 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
         def verdict(got) -> str | None:
             if not isinstance(got, tuple) or len(got) != 2:
                 return f"expected a tuple (mean, std), got {type(got).__name__}"
-            problem = compare_tensor(got[0], mean, 1e-5, 1e-6)
+            problem = compare_tensor(got[0], mean)
             if problem:
                 return f"the mean: {problem}"
-            problem = compare_tensor(got[1], std, 1e-5, 1e-6)
+            problem = compare_tensor(got[1], std)
             return f"the std: {problem}" if problem else None
 
         return verdict
@@ -54,7 +64,7 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
         Case("50 samples", (x,), expect(x), mistakes=mistakes(x)),
     ]
     hint = "mean = x.mean(); std = sqrt(mean of (x - mean)^2), i.e. x.std(unbiased=False)"
-    return run_check("gaussian_mle", function, cases, hint, strict)
+    return run_check("gaussian_mle", function, cases, hint, strict, GAUSSIAN_MLE)
 
 
 def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -75,25 +85,28 @@ def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None 
             "i.e. range(len(ids) - 1)": bigram.pair_counts(ids[:-1], vocab_size),
             "return the counts, not probabilities: normalising is the next exercise": counts
             / counts.sum(dim=1, keepdim=True).clamp_min(1),
+            "a pair that occurs more than once is counted once: `C[a, b] += 1` with index "
+            "tensors writes each cell once; accumulate with torch.bincount, index_put_(..., "
+            "accumulate=True) or a loop over the pairs": (counts > 0).to(counts.dtype),
         }
 
     cases = [
         Case(
             "ids [0, 1, 1, 2, 0, 1] with 3 tokens",
             (short, 3),
-            bigram.pair_counts(short, 3),
+            bigram.pair_counts(short, 3).float(),
             hint="the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2: (0,1), (1,1), (1,2), (2,0), (0,1)",
             mistakes=mistakes(short, 3),
         ),
         Case(
             "500 random ids with 7 tokens",
             (longer, 7),
-            bigram.pair_counts(longer, 7),
+            bigram.pair_counts(longer, 7).float(),
             mistakes=mistakes(longer, 7),
         ),
     ]
     hint = "rows are the current token, columns the next one; a (V, V) float tensor"
-    return run_check("bigram_counts", function, cases, hint, strict)
+    return run_check("bigram_counts", function, cases, hint, strict, BIGRAM_COUNTS)
 
 
 def bigram_probabilities(
@@ -138,7 +151,7 @@ def bigram_probabilities(
         ),
     ]
     hint = "(counts + alpha) / (counts + alpha).sum(dim=1, keepdim=True)"
-    return run_check("bigram_probabilities", function, cases, hint, strict)
+    return run_check("bigram_probabilities", function, cases, hint, strict, BIGRAM_PROBABILITIES)
 
 
 def average_nll(function: Callable[..., float], *, strict: bool | None = None) -> bool:
@@ -148,17 +161,6 @@ def average_nll(function: Callable[..., float], *, strict: bool | None = None) -
     # An asymmetric table, so that P[next, current] differs from P[current, next].
     table = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
     sentence = torch.tensor([0, 1, 2, 2, 0, 0, 1])
-
-    def expect(value: float):
-        def verdict(got) -> str | None:
-            got = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-            if not isinstance(got, float):
-                return f"expected a number (a Python float or a 0-dim tensor), got {type(got).__name__}"
-            if abs(got - value) > 1e-5:
-                return f"wrong value: expected {value:.6f}, got {got:.6f}"
-            return None
-
-        return verdict
 
     def mistakes(probabilities: torch.Tensor, ids: torch.Tensor) -> dict[str, float]:
         pairs = probabilities.double()[ids[:-1], ids[1:]]
@@ -179,21 +181,77 @@ def average_nll(function: Callable[..., float], *, strict: bool | None = None) -
         Case(
             "ids [0, 1, 1, 0, 0] (4 pairs)",
             (probabilities, ids),
-            expect(bigram.average_nll(probabilities.double(), ids)),
+            number_verdict(
+                bigram.average_nll(probabilities.double(), ids),
+                mistakes(probabilities, ids),
+                "the average NLL",
+            ),
             hint="average over the 4 pairs (not the 5 tokens), and use the natural log",
-            mistakes=mistakes(probabilities, ids),
-            rtol=0,
-            atol=1e-5,
         ),
         Case(
             "an asymmetric 3-token table, ids [0, 1, 2, 2, 0, 0, 1]",
             (table, sentence),
-            expect(bigram.average_nll(table.double(), sentence)),
+            number_verdict(
+                bigram.average_nll(table.double(), sentence),
+                mistakes(table, sentence),
+                "the average NLL",
+            ),
             hint="rows are the current token, columns the next: probabilities[ids[:-1], ids[1:]]",
-            mistakes=mistakes(table, sentence),
-            rtol=0,
-            atol=1e-5,
         ),
     ]
     hint = "-probabilities[ids[:-1], ids[1:]].log().mean()"
-    return run_check("average_nll", function, cases, hint, strict)
+    return run_check("average_nll", function, cases, hint, strict, AVERAGE_NLL)
+
+
+# --- inputs drawn per call ------------------------------------------------------------------------
+
+
+def _draw_samples(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, n = draw_dtype(generator), draw_int(generator, 1, 80)
+    mean, std = draw_choice(generator, (-5.0, 0.0, 3.0)), draw_choice(generator, (0.1, 1.0, 7.0))
+    x = mean + std * randn(generator, n, dtype=dtype)
+    return f"{n} samples of N({mean:g}, {std:g}^2), {dtype}", (x,), {}
+
+
+def _gaussian_mle_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x.mean()
+    return mean, ((x - mean) ** 2).mean().sqrt()
+
+
+def _draw_ids(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    vocab, n = draw_int(generator, 1, 6), draw_int(generator, 1, 40)
+    ids = torch.randint(0, vocab, (n,), generator=generator)
+    return f"{n} ids of {vocab} tokens", (ids, vocab), {}
+
+
+def _counts_reference(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    return bigram.pair_counts(ids, vocab_size).float()
+
+
+def _draw_counts(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    vocab, dtype = draw_int(generator, 1, 6), draw_dtype(generator)
+    counts = torch.randint(0, 6, (vocab, vocab), generator=generator).to(dtype)
+    alpha = draw_choice(generator, (0.01, 0.5, 1.0, 3.0))
+    return f"{vocab} x {vocab} counts, alpha = {alpha:g}, {dtype}", (counts, alpha), {}
+
+
+def _probabilities_reference(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    smoothed = counts + alpha
+    return smoothed / smoothed.sum(dim=1, keepdim=True)
+
+
+def _draw_table_and_ids(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    vocab, n, dtype = draw_int(generator, 1, 6), draw_int(generator, 2, 40), draw_dtype(generator)
+    table = torch.softmax(2 * randn(generator, vocab, vocab, dtype=dtype), dim=1)
+    ids = torch.randint(0, vocab, (n,), generator=generator)
+    return f"a {vocab}-token table and {n} ids, {dtype}", (table, ids), {}
+
+
+GAUSSIAN_MLE = Draws(_draw_samples, _gaussian_mle_reference, gradients=True)
+BIGRAM_COUNTS = Draws(_draw_ids, _counts_reference)
+BIGRAM_PROBABILITIES = Draws(_draw_counts, _probabilities_reference, gradients=True)
+AVERAGE_NLL = Draws(_draw_table_and_ids, bigram.average_nll)
+gaussian_mle.draws = GAUSSIAN_MLE
+bigram_counts.draws = BIGRAM_COUNTS
+bigram_probabilities.draws = BIGRAM_PROBABILITIES
+average_nll.draws = AVERAGE_NLL

@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from aigc_course import gan_theory
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 
 _REAL = torch.tensor([2.0, -1.0, 0.5, 4.0])
 _FAKE = torch.tensor([-3.0, 0.0, 1.0])
@@ -71,7 +80,7 @@ def discriminator_loss(
         ),
     ]
     hint = "the loss is -V: F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()"
-    return run_check("discriminator_loss", function, cases, hint, strict)
+    return run_check("discriminator_loss", function, cases, hint, strict, DISCRIMINATOR_LOSS)
 
 
 def _generator_mistakes(fake: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -119,7 +128,7 @@ def generator_loss_non_saturating(
         ),
     ]
     hint = "-log(sigmoid(a)) = F.softplus(-a); take the mean over the batch"
-    return run_check("generator_loss_non_saturating", function, cases, hint, strict)
+    return run_check("generator_loss_non_saturating", function, cases, hint, strict, GENERATOR_LOSS)
 
 
 def optimal_discriminator(
@@ -154,7 +163,7 @@ def optimal_discriminator(
         ),
     ]
     hint = "maximise p_data log D + p_model log(1 - D) for each x: set the derivative to zero"
-    return run_check("optimal_discriminator", function, cases, hint, strict)
+    return run_check("optimal_discriminator", function, cases, hint, strict, OPTIMAL_DISCRIMINATOR)
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -201,4 +210,48 @@ def jensen_shannon(function: Callable[..., torch.Tensor], *, strict: bool | None
         ),
     ]
     hint = "m = (p + q) / 2; JSD = 0.5 * KL(p || m) + 0.5 * KL(q || m)"
-    return run_check("jensen_shannon", function, cases, hint, strict)
+    return run_check("jensen_shannon", function, cases, hint, strict, JENSEN_SHANNON)
+
+
+# --- inputs drawn per call: batch sizes (real and fake differ), logit scales up to 60 ---------------
+
+
+def _draw_logits(generator: torch.Generator, count: int) -> tuple[str, tuple, dict]:
+    dtype, scale = draw_dtype(generator), draw_choice(generator, (0.5, 3.0, 60.0))
+    sizes = [draw_int(generator, 1, 9) for _ in range(count)]
+    logits = tuple(scale * randn(generator, size, dtype=dtype) for size in sizes)
+    return f"logits of batch sizes {sizes} at scale {scale:g}, {dtype}", logits, {}
+
+
+def _draw_densities(generator: torch.Generator, vector: bool) -> tuple[str, tuple, dict]:
+    dtype = draw_dtype(generator)
+    shape = (draw_int(generator, 1, 8),) if vector else draw_shape(generator, 1, 3)
+    p, q = (torch.softmax(2 * randn(generator, *shape, dtype=dtype), -1) for _ in range(2))
+    return f"distributions of shape {shape}, {dtype}", (p, q), {}
+
+
+DISCRIMINATOR_LOSS = Draws(
+    lambda g: _draw_logits(g, 2),
+    gan_theory.discriminator_loss,
+    gradients=True,
+    mistakes=_discriminator_mistakes,
+)
+GENERATOR_LOSS = Draws(
+    lambda g: _draw_logits(g, 1),
+    gan_theory.generator_loss_non_saturating,
+    gradients=True,
+    mistakes=_generator_mistakes,
+)
+OPTIMAL_DISCRIMINATOR = Draws(
+    lambda g: _draw_densities(g, vector=False), gan_theory.optimal_discriminator, gradients=True
+)
+JENSEN_SHANNON = Draws(
+    lambda g: _draw_densities(g, vector=True),
+    gan_theory.jensen_shannon,
+    gradients=True,
+    mistakes=_jensen_shannon_mistakes,
+)
+discriminator_loss.draws = DISCRIMINATOR_LOSS
+generator_loss_non_saturating.draws = GENERATOR_LOSS
+optimal_discriminator.draws = OPTIMAL_DISCRIMINATOR
+jensen_shannon.draws = JENSEN_SHANNON
