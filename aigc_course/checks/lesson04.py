@@ -7,7 +7,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from aigc_course.checks._core import Case, compare_tensor, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    compare_tensor,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 from aigc_course.nn import attention as reference
 
 
@@ -102,7 +112,7 @@ def scaled_dot_product_attention(
         ),
     ]
     hint = "softmax(q k^T / sqrt(d_k)) v; the softmax is over the keys (dim=-1)"
-    return run_check("scaled_dot_product_attention", function, cases, hint, strict)
+    return run_check("scaled_dot_product_attention", function, cases, hint, strict, ATTENTION)
 
 
 def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -137,7 +147,7 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
         Case("T = 1", (1,), expect(1), mistakes=mistakes(1)),
     ]
     hint = "row i (a query) may see columns 0..i (keys up to its own position)"
-    return run_check("causal_mask", function, cases, hint, strict)
+    return run_check("causal_mask", function, cases, hint, strict, CAUSAL_MASK)
 
 
 def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -166,7 +176,7 @@ def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
         Case("into 1 head", (x, 1), reference.split_heads(x, 1)),
     ]
     hint = "x.view(B, T, n_heads, C // n_heads).transpose(1, 2)"
-    return run_check("split_heads", function, cases, hint, strict)
+    return run_check("split_heads", function, cases, hint, strict, SPLIT_HEADS)
 
 
 def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -194,4 +204,61 @@ def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
         ),
     ]
     hint = "x.transpose(1, 2).reshape(B, T, H * D)"
-    return run_check("merge_heads", function, cases, hint, strict)
+    return run_check("merge_heads", function, cases, hint, strict, MERGE_HEADS)
+
+
+# --- inputs drawn per call: batch and head axes, lengths, d_k != d_v, masks, float32 and float64 ----
+
+
+def _draw_attention(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, batch = draw_dtype(generator), draw_shape(generator, 0, 2, 1, 3)
+    kind = draw_choice(generator, ("none", "causal", "random"))
+    t_q, t_k = draw_int(generator, 1, 5), draw_int(generator, 1, 6)
+    if kind == "causal":  # the last query sees every key, the first the keys before it and itself
+        t_k = max(t_k, t_q)
+    d_k, d_v = draw_int(generator, 1, 9), draw_int(generator, 1, 5)
+    q = randn(generator, *batch, t_q, d_k, dtype=dtype)
+    k = randn(generator, *batch, t_k, d_k, dtype=dtype)
+    v = randn(generator, *batch, t_k, d_v, dtype=dtype)
+    kwargs = {}
+    if kind == "causal":
+        kwargs["mask"] = torch.ones(t_q, t_k, dtype=torch.bool).tril(t_k - t_q)
+    elif kind == "random":  # every query keeps at least one key, so no row is all -inf
+        mask = torch.rand(t_q, t_k, generator=generator) < 0.6
+        mask[torch.arange(t_q), torch.randint(0, t_k, (t_q,), generator=generator)] = True
+        kwargs["mask"] = mask
+    shape = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    return f"{shape}, mask: {kind}, {dtype}", (q, k, v), kwargs
+
+
+def _attention_reference(q, k, v, mask=None) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _draw_length(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    length = draw_int(generator, 1, 12)
+    return f"T = {length}", (length,), {}
+
+
+def _draw_channels(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, heads, size = draw_dtype(generator), draw_int(generator, 1, 4), draw_int(generator, 1, 4)
+    batch, length = draw_int(generator, 1, 3), draw_int(generator, 1, 5)
+    x = randn(generator, batch, length, heads * size, dtype=dtype)
+    return f"x {tuple(x.shape)} into {heads} heads, {dtype}", (x, heads), {}
+
+
+def _draw_heads(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 4, 4, 1, 4)
+    return f"x {shape}, {dtype}", (randn(generator, *shape, dtype=dtype),), {}
+
+
+ATTENTION = Draws(
+    _draw_attention, _attention_reference, gradients=True, mistakes=_attention_mistakes
+)
+CAUSAL_MASK = Draws(_draw_length, reference.causal_mask)
+SPLIT_HEADS = Draws(_draw_channels, reference.split_heads, gradients=True)
+MERGE_HEADS = Draws(_draw_heads, reference.merge_heads, gradients=True)
+scaled_dot_product_attention.draws = ATTENTION
+causal_mask.draws = CAUSAL_MASK
+split_heads.draws = SPLIT_HEADS
+merge_heads.draws = MERGE_HEADS

@@ -7,7 +7,16 @@ from collections.abc import Callable
 import torch
 
 from aigc_course import divergences, elbo
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 
 
 def _mean_logvar(seed: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +67,7 @@ def reparameterised_sample(
         ),
     ]
     hint = "z = mu + sigma * eps with sigma = torch.exp(0.5 * logvar)"
-    return run_check("reparameterised_sample", function, cases, hint, strict)
+    return run_check("reparameterised_sample", function, cases, hint, strict, SAMPLE)
 
 
 def _kl_prior_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -103,7 +112,7 @@ def kl_to_standard_normal(
         ),
     ]
     hint = "sum over the latent dimensions (dim=-1), one KL per example"
-    return run_check("kl_to_standard_normal", function, cases, hint, strict)
+    return run_check("kl_to_standard_normal", function, cases, hint, strict, KL_PRIOR)
 
 
 def gaussian_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -131,7 +140,7 @@ def gaussian_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
         ),
     ]
     hint = "log_likelihood - (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1))"
-    return run_check("gaussian_elbo", function, cases, hint, strict)
+    return run_check("gaussian_elbo", function, cases, hint, strict, ELBO)
 
 
 def score_function_estimate(
@@ -161,9 +170,65 @@ def score_function_estimate(
             mistakes=mistakes,
             hint="d/d mean log N(z; mean, std^2) = (z - mean) / std^2 (divide by the variance, "
             "not the standard deviation)",
-            rtol=1e-4,
-            atol=1e-4,
         ),
     ]
     hint = "(f_values * (z - mean) / std**2).mean()"
-    return run_check("score_function_estimate", function, cases, hint, strict)
+    return run_check("score_function_estimate", function, cases, hint, strict, SCORE)
+
+
+# --- inputs drawn per call: any number of dimensions, latent sizes, several means and std's --------
+
+
+def _draw_mu_logvar(generator: torch.Generator, dtype, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    return randn(generator, *shape, dtype=dtype), randn(generator, *shape, dtype=dtype)
+
+
+def _draw_sample(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
+    mu, logvar = _draw_mu_logvar(generator, dtype, shape)
+    eps = randn(generator, *shape, dtype=dtype)
+    return f"mu, logvar and eps of shape {shape}, {dtype}", (mu, logvar, eps), {}
+
+
+def _draw_prior(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
+    return f"mu and logvar of shape {shape}, {dtype}", _draw_mu_logvar(generator, dtype, shape), {}
+
+
+def _draw_elbo(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, batch, latent = (
+        draw_dtype(generator),
+        draw_int(generator, 1, 6),
+        draw_int(generator, 1, 6),
+    )
+    mu, logvar = _draw_mu_logvar(generator, dtype, (batch, latent))
+    log_likelihood = -50 * randn(generator, batch, dtype=dtype).abs()
+    return f"a batch of {batch}, {latent} latents, {dtype}", (log_likelihood, mu, logvar), {}
+
+
+def _elbo_reference(log_likelihood, mu, logvar) -> torch.Tensor:
+    return log_likelihood - divergences.kl_standard_normal(mu, logvar)
+
+
+def _draw_score(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, n = draw_dtype(generator), draw_int(generator, 1, 200)
+    mean, std = draw_choice(generator, (-2.0, 0.0, 1.5)), draw_choice(generator, (0.5, 1.0, 3.0))
+    z = mean + std * randn(generator, n, dtype=dtype)
+    f_values = (z - draw_choice(generator, (0.0, 3.0))) ** 2
+    return f"{n} samples of N({mean:g}, {std:g}^2), {dtype}", (f_values, z, mean, std), {}
+
+
+def _score_reference(f_values, z, mean, std) -> torch.Tensor:
+    return (f_values * (z - mean) / std**2).mean()
+
+
+SAMPLE = Draws(_draw_sample, elbo.reparameterised_sample, gradients=True)
+KL_PRIOR = Draws(
+    _draw_prior, divergences.kl_standard_normal, gradients=True, mistakes=_kl_prior_mistakes
+)
+ELBO = Draws(_draw_elbo, _elbo_reference, gradients=True)
+SCORE = Draws(_draw_score, _score_reference, gradients=True)
+reparameterised_sample.draws = SAMPLE
+kl_to_standard_normal.draws = KL_PRIOR
+gaussian_elbo.draws = ELBO
+score_function_estimate.draws = SCORE
