@@ -8,12 +8,47 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    draw_shape,
+    randn,
+    run_check,
+)
 from aigc_course.divergences import kl_standard_normal
 
 
 def _shape_of(value: object) -> object:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _gradient_flow(model: torch.nn.Module, x: torch.Tensor, latent_dim: int) -> str | None:
+    """Gradients must flow from the mean and logvar back to the image, and from the logits back to
+    z: a detached layer trains nothing before it."""
+    x = x.clone().requires_grad_(True)
+    z = torch.randn(x.shape[0], latent_dim).requires_grad_(True)
+    with torch.enable_grad():
+        for name, output, source in (
+            ("encode's mean", lambda: model.encode(x)[0], x),
+            ("encode's logvar", lambda: model.encode(x)[1], x),
+            ("decode's logits", lambda: model.decode(z), z),
+        ):
+            result = output()
+            gradient = (
+                torch.autograd.grad(result.sum(), source, allow_unused=True)[0]
+                if result.requires_grad
+                else None
+            )
+            if gradient is None or not bool(gradient.abs().sum() > 0):
+                return (
+                    f"no gradient flows from {name} back to its input: a `.detach()`, "
+                    "`torch.no_grad()` or `.data` cuts the network, and training would not "
+                    "reach the layers before it"
+                )
+    return None
 
 
 def encoder_decoder_shapes(
@@ -69,13 +104,19 @@ def encoder_decoder_shapes(
                     "F.binary_cross_entropy_with_logits applies the sigmoid itself (a sigmoid "
                     "here would be applied twice)"
                 )
+            if far.min() >= -1 and far.max() <= 1:
+                return (
+                    "decode must return logits, any real numbers: its outputs stay in [-1, 1] "
+                    "even for a z far from 0, so the last layer squashes them (a tanh?). End "
+                    "with the ConvTranspose2d itself"
+                )
             if far.min() >= 0:
                 return (
                     "decode must return logits, which can be negative: its outputs are never "
                     "below 0, so the last layer has an activation (ReLU?). End with the "
                     "ConvTranspose2d itself"
                 )
-            return None
+            return _gradient_flow(model, x, latent_dim)
 
         return verdict
 
@@ -87,6 +128,7 @@ def encoder_decoder_shapes(
     cases = [
         Case("latent_dim = 16, a batch of 5", (16,), verdict_for(16, 5)),
         Case("latent_dim = 2, a batch of 1", (2,), verdict_for(2, 1)),
+        Case("latent_dim = 5, a batch of 3", (5,), verdict_for(5, 3)),
     ]
     hint = (
         "28 -> 14 -> 7 with Conv2d(kernel 4, stride 2, padding 1); flatten c2 * 7 * 7 features; "
@@ -156,11 +198,15 @@ def reparameterise(function: Callable[..., torch.Tensor], *, strict: bool | None
         ),
     ]
     hint = "draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)"
-    return run_check("reparameterise", seeded, cases, hint, strict)
+    return run_check("reparameterise", seeded, cases, hint, strict, REPARAMETERISE)
 
 
 def negative_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(logits, x, mean, logvar)``: per image, BCE summed over pixels + KL to N(0, I)."""
+    """Check ``function(logits, x, mean, logvar)``: per image, BCE summed over pixels + KL to N(0, I).
+
+    Edge cases: extreme logits (|logit| up to 60: a sigmoid then BCE, whose logs are clamped at
+    -100, is wrong there), grey-level targets. Drawn: batch and latent sizes, float32 and
+    float64; values and gradients."""
     generator = torch.Generator().manual_seed(2)
     logits = 3 * torch.randn(3, 1, 28, 28, generator=generator)
     x = torch.bernoulli(torch.rand(3, 1, 28, 28, generator=generator), generator=generator)
@@ -195,13 +241,11 @@ def negative_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
             hint="one value per image: F.binary_cross_entropy_with_logits(logits, x, "
             "reduction='none') (the decoder gives logits), summed over the 784 pixels with "
             ".flatten(1).sum(1), plus the KL summed over the latent dimensions",
-            rtol=1e-4,
-            atol=1e-3,
             mistakes=mistakes,
         )
     ]
     hint = "F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed per image, plus the KL"
-    return run_check("negative_elbo", function, cases, hint, strict)
+    return run_check("negative_elbo", function, cases, hint, strict, NEGATIVE_ELBO)
 
 
 def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -240,10 +284,74 @@ def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = N
             (realistic,),
             torch.logsumexp(realistic, 0) - math.log(50),
             hint="exp(-300) underflows to 0 in float32: use torch.logsumexp(log_weights, dim=0) - log K",
-            rtol=1e-5,
-            atol=1e-3,
             mistakes=mistakes(realistic),
         ),
     ]
     hint = "average the weights (not the log-weights) over the K samples, in log space"
-    return run_check("iwae_bound", function, cases, hint, strict)
+    return run_check("iwae_bound", function, cases, hint, strict, IWAE)
+
+
+# --- inputs drawn per call ------------------------------------------------------------------------
+
+
+def _seeded_sample(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The reference under the seed the check sets around the learner's function."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+
+def _draw_mean_logvar(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    shape = draw_shape(generator, 1, 3)
+    mean, logvar = randn(generator, *shape), randn(generator, *shape)
+    return f"mean and logvar of shape {shape}", (mean, logvar), {}
+
+
+def _draw_elbo_inputs(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, batch, latent = (
+        draw_dtype(generator),
+        draw_int(generator, 1, 4),
+        draw_int(generator, 1, 6),
+    )
+    scale = draw_choice(generator, (1.0, 5.0, 60.0))
+    logits = scale * randn(generator, batch, 1, 28, 28, dtype=dtype)
+    x = torch.rand(batch, 1, 28, 28, generator=generator, dtype=torch.float64).to(dtype)
+    if draw_choice(generator, (True, False)):
+        x = x.round()  # binarised images, as in training
+    mean, logvar = (
+        randn(generator, batch, latent, dtype=dtype),
+        randn(generator, batch, latent, dtype=dtype),
+    )
+    description = f"{batch} images, {latent} latents, logits at scale {scale:g}, {dtype}"
+    return description, (logits, x, mean, logvar), {}
+
+
+def _negative_elbo_reference(logits, x, mean, logvar) -> torch.Tensor:
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return reconstruction.flatten(1).sum(1) + kl_standard_normal(mean, logvar)
+
+
+def _draw_log_weights(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, samples, images = (
+        draw_dtype(generator),
+        draw_int(generator, 1, 60),
+        draw_int(generator, 1, 5),
+    )
+    offset, spread = (
+        draw_choice(generator, (0.0, -300.0, -3000.0)),
+        draw_choice(generator, (0.1, 5.0)),
+    )
+    log_weights = offset + spread * randn(generator, samples, images, dtype=dtype)
+    return f"K = {samples}, B = {images}, log-weights near {offset:g}, {dtype}", (log_weights,), {}
+
+
+def _iwae_reference(log_weights: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+REPARAMETERISE = Draws(_draw_mean_logvar, _seeded_sample, gradients=True)
+NEGATIVE_ELBO = Draws(_draw_elbo_inputs, _negative_elbo_reference, gradients=True)
+IWAE = Draws(_draw_log_weights, _iwae_reference, gradients=True)
+reparameterise.draws = REPARAMETERISE
+negative_elbo.draws = NEGATIVE_ELBO
+iwae_bound.draws = IWAE
