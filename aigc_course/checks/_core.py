@@ -511,22 +511,25 @@ def number_verdict(
     mistakes: Mapping[str, Any],
     what: str,
     inputs: Any = torch.float32,
+    scale: float = 1.0,
 ) -> Callable[[Any], str | None]:
     """A :class:`Case` ``expected`` for an exercise that returns one number: ``None`` when it is
     ``expected`` within the tolerance of its precision, else the named mistake it matches or the
     two values.
 
     ``inputs`` is the dtype of the exercise's inputs: an answer computed from float32 inputs and
-    returned as a Python float still carries float32's rounding, so it gets float32's tolerance."""
+    returned as a Python float still carries float32's rounding, so it gets float32's tolerance.
+    ``scale`` is the size of the numbers the answer is computed from (the absolute tolerance
+    grows with it: a difference of large numbers that should be 0 keeps their rounding)."""
 
     def verdict(got: Any) -> str | None:
         value = as_number(got)
         if value is None:
             return f"return {what} as one number (a float), got {type(got).__name__}"
         rtol, atol = tolerance(number_dtype(got), inputs)
-        if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol):
+        if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol * scale):
             return None
-        mistake = recognise_mistake(value, mistakes, rtol, atol)
+        mistake = recognise_mistake(value, mistakes, rtol, atol * scale)
         want, have = describe_numbers(expected, value)
         return mistake or f"wrong value: expected {want}, got {have}"
 

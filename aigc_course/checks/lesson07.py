@@ -13,7 +13,16 @@ from typing import Any
 import torch
 
 from aigc_course import gan_theory, metrics
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    as_number,
+    draw_dtype,
+    draw_int,
+    number_verdict,
+    randn,
+    run_check,
+)
 from aigc_course.models.dcgan import Discriminator, GANConfig, Generator
 
 _CONFIG = GANConfig(latent_dim=8, channels=8)
@@ -37,37 +46,40 @@ def _snapshot(generator: torch.nn.Module, discriminator: torch.nn.Module) -> Sna
     }
 
 
-def _two_steps(step: Callable[..., Any]) -> tuple[list, list[Snapshot]]:
+def _two_steps(step: Callable[..., Any], batch: int = 4) -> tuple[list, list[Snapshot]]:
     """Run ``step`` on fresh networks, once per batch: its results, and the parameters before
     the first step and after each step."""
     with torch.random.fork_rng(devices=[]):  # the same networks every time, RNG untouched
         networks = _fresh()
     snapshots = [_snapshot(*networks[:2])]
     results = []
-    for real, z in _batches():
+    for real, z in _batches(batch):
         results.append(step(*networks, real.clone(), z.clone()))
         snapshots.append(_snapshot(*networks[:2]))
     return results, snapshots
 
 
 @functools.cache
-def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     data = torch.Generator().manual_seed(1)
     return [
-        (torch.rand(4, 1, 28, 28, generator=data) * 2 - 1, torch.randn(4, 8, generator=data))
+        (
+            torch.rand(batch, 1, 28, 28, generator=data) * 2 - 1,
+            torch.randn(batch, 8, generator=data),
+        )
         for _ in range(2)
     ]
 
 
 @functools.cache
-def _reference() -> tuple[list, list[Snapshot]]:
-    """Two correct steps (computed once: they are the same for every learner)."""
+def _reference(batch: int) -> tuple[list, list[Snapshot]]:
+    """Two correct steps (computed once per batch size: they are the same for every learner)."""
 
     def step(*arguments) -> tuple[float, float]:
         result = gan_theory.gan_step(*arguments)
         return result.loss_d.item(), result.loss_g.item()
 
-    return _two_steps(step)
+    return _two_steps(step, batch)
 
 
 def _differs(got: Snapshot, want: Snapshot, network: str) -> str | None:
@@ -93,17 +105,19 @@ _LOSSES = {
 }
 
 
-def _step_problem(step: int, losses: Any, snapshots: list[Snapshot]) -> tuple[str, str] | None:
+def _step_problem(
+    step: int, losses: Any, snapshots: list[Snapshot], batch: int
+) -> tuple[str, str] | None:
     """After the learner's step number ``step`` (0 or 1): what differs from a correct step and
     the message that explains it, or None."""
-    expected_losses, expected = _reference()
+    expected_losses, expected = _reference(batch)
     if not isinstance(losses, tuple) or len(losses) != 2:
         return "the result", "return the two losses as a tuple (loss_d, loss_g)"
-    values = [v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for v in losses]
+    values = [as_number(v) for v in losses]
     # D's loss and update come first; G's loss is computed with the updated D.
     for index, network in enumerate(("discriminator", "generator")):
         value, want = values[index], expected_losses[step][index]
-        if not isinstance(value, float) or abs(value - want) > 1e-4:
+        if value is None or abs(value - want) > 1e-4:
             name = ("loss_d", "loss_g")[index]
             return name, f"{name} is {value!r}, expected {want:.5f}: {_LOSSES[network]}"
         name = _differs(snapshots[step + 1], expected[step + 1], network)
@@ -128,26 +142,32 @@ def gan_training_step(function: Callable[..., tuple], *, strict: bool | None = N
     The check runs *two* steps on the same networks: in real training G's backward fills D's
     gradients too, so a step that forgets ``zero_grad()`` goes wrong from the second step on."""
 
-    def run(_):
-        return _two_steps(function)
+    def run(batch: int):
+        return _two_steps(function, batch)
 
-    def verdict(result) -> str | None:
-        all_losses, snapshots = result
-        problem = _step_problem(0, all_losses[0], snapshots)
-        if problem is not None:
-            return problem[1]
-        problem = _step_problem(1, all_losses[1], snapshots)
-        if problem is not None:
-            return (
-                "the first step is right, but the second is not: gradients left over from the "
-                "previous step were added in (backward *adds* to .grad). Call "
-                "optimizer_d.zero_grad() before loss_d.backward() and optimizer_g.zero_grad() "
-                "before loss_g.backward(): G's backward also fills D's gradients\n"
-                f"   after the second step, {problem[0]} differs"
-            )
-        return None
+    def verdict_for(batch: int) -> Callable[[Any], str | None]:
+        def verdict(result) -> str | None:
+            all_losses, snapshots = result
+            problem = _step_problem(0, all_losses[0], snapshots, batch)
+            if problem is not None:
+                return problem[1]
+            problem = _step_problem(1, all_losses[1], snapshots, batch)
+            if problem is not None:
+                return (
+                    "the first step is right, but the second is not: gradients left over from "
+                    "the previous step were added in (backward *adds* to .grad). Call "
+                    "optimizer_d.zero_grad() before loss_d.backward() and "
+                    "optimizer_g.zero_grad() before loss_g.backward(): G's backward also fills "
+                    f"D's gradients\n   after the second step, {problem[0]} differs"
+                )
+            return None
 
-    cases = [Case("two steps on a small DCGAN (batch 4)", (None,), verdict)]
+        return verdict
+
+    cases = [
+        Case(f"two steps on a small DCGAN (batch {batch})", (batch,), verdict_for(batch))
+        for batch in (4, 3)
+    ]
     hint = (
         "fake = G(z); loss_d on D(real) and D(fake.detach()); zero D's grads, backward, step D; "
         "then, with the updated D, loss_g on D(fake); zero G's grads, backward, step G"
@@ -191,7 +211,11 @@ def _frechet_mistakes(mean_1, cov_1, mean_2, cov_2) -> dict[str, float]:
 
 
 def frechet_distance(function: Callable[..., float], *, strict: bool | None = None) -> bool:
-    """Check ``function(mean_1, cov_1, mean_2, cov_2)``: the squared Fréchet distance of two Gaussians."""
+    """Check ``function(mean_1, cov_1, mean_2, cov_2)``: the squared Fréchet distance of two Gaussians.
+
+    Edge cases: identical Gaussians (0), diagonal covariances. Drawn: 1 to 6 dimensions, singular
+    (low-rank) and full covariances, float32 and float64; a float32 answer gets float32's
+    tolerance."""
     generator = torch.Generator().manual_seed(2)
     mean_1, mean_2 = (
         torch.randn(5, generator=generator, dtype=torch.float64),
@@ -200,18 +224,10 @@ def frechet_distance(function: Callable[..., float], *, strict: bool | None = No
     roots = [torch.randn(5, 5, generator=generator, dtype=torch.float64) for _ in range(2)]
     cov_1, cov_2 = (r @ r.T + 0.1 * torch.eye(5, dtype=torch.float64) for r in roots)
 
-    def expect(value: float):
-        def verdict(got) -> str | None:
-            got = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
-            if not isinstance(got, float):
-                return f"return a number, got {type(got).__name__}"
-            return (
-                None
-                if abs(got - value) <= 1e-6 * max(1.0, abs(value))
-                else f"expected {value:.6f}, got {got:.6f}"
-            )
-
-        return verdict
+    def expect(arguments: tuple) -> Callable[[Any], str | None]:
+        scale = float(sum(torch.trace(c) for c in arguments[1::2]))
+        value = metrics.frechet_distance(*arguments)
+        return number_verdict(value, _frechet_mistakes(*arguments), "the distance", scale=scale)
 
     identical = (mean_1, cov_1, mean_1, cov_1)
     diagonal = (
@@ -225,30 +241,35 @@ def frechet_distance(function: Callable[..., float], *, strict: bool | None = No
         Case(
             "identical Gaussians (answer: 0)",
             identical,
-            expect(0.0),
-            mistakes=_frechet_mistakes(*identical),
-            rtol=1e-6,
-            atol=1e-6,
+            expect(identical),
         ),
         Case(
             "diagonal covariances",
             diagonal,
-            expect(metrics.frechet_distance(*diagonal)),
+            expect(diagonal),
             hint="for diagonal covariances the trace term is sum (sqrt(var_1) - sqrt(var_2))^2",
-            mistakes=_frechet_mistakes(*diagonal),
-            rtol=1e-6,
-            atol=1e-6,
         ),
         Case(
             "full covariances",
             full,
-            expect(metrics.frechet_distance(*full)),
+            expect(full),
             hint="tr((S1 S2)^1/2) = sum of the square roots of the eigenvalues of S1^1/2 S2 S1^1/2 "
             "(a symmetric matrix: use torch.linalg.eigh / eigvalsh)",
-            mistakes=_frechet_mistakes(*full),
-            rtol=1e-6,
-            atol=1e-6,
         ),
     ]
     hint = "|mean_1 - mean_2|^2 + tr(cov_1) + tr(cov_2) - 2 tr((cov_1 cov_2)^1/2)"
-    return run_check("frechet_distance", function, cases, hint, strict)
+    return run_check("frechet_distance", function, cases, hint, strict, FRECHET)
+
+
+def _draw_gaussian_pair(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, dims = draw_dtype(generator), draw_int(generator, 1, 6)
+    ranks = [draw_int(generator, 1, dims + 2) for _ in range(2)]
+    roots = [randn(generator, dims, rank, dtype=dtype) for rank in ranks]
+    covariances = [r @ r.T for r in roots]
+    means = [randn(generator, dims, dtype=dtype) for _ in range(2)]
+    description = f"{dims} dimensions, covariances of rank <= {ranks}, {dtype}"
+    return description, (means[0], covariances[0], means[1], covariances[1]), {}
+
+
+FRECHET = Draws(_draw_gaussian_pair, metrics.frechet_distance)
+frechet_distance.draws = FRECHET
