@@ -317,7 +317,10 @@ def _mutants(exercise: Exercise) -> Iterator[tuple[Mutant, ast.Module]]:
                 (f"hard-code `{ast.unparse(target)}` = {value}", ast.Constant(value))
             )
         for operator, replacement in replacements:
-            mutant = Mutant(operator, target.lineno, source_lines[target.lineno - 1].strip())
+            change = f"`{ast.unparse(target)}` -> `{ast.unparse(replacement)}`"
+            mutant = Mutant(
+                operator, target.lineno, f"{change} in: {source_lines[target.lineno - 1].strip()}"
+            )
             yield mutant, _replace(tree, index, targets, replacement)
 
 

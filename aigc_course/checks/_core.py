@@ -167,11 +167,11 @@ def _short(value: Any) -> str:
 
 def _non_finite(got: torch.Tensor, expected: torch.Tensor) -> str:
     """Where a result holds NaN or inf: how many entries, the first one, and what belongs there."""
-    bad = ~torch.isfinite(got)
+    bad = ~(torch.isfinite(got) | (got == expected))
     first = tuple(bad.nonzero()[0].tolist())
     kinds = " and ".join(
         kind
-        for kind, present in (("NaN", got.isnan().any()), ("inf", got.isinf().any()))
+        for kind, present in (("NaN", got[bad].isnan().any()), ("inf", got[bad].isinf().any()))
         if present
     )
     return (
@@ -209,7 +209,13 @@ def compare_tensor(
             "value in the computation promotes the result: keep it out"
         )
     got_cpu = got.detach().cpu().to(expected.dtype)
-    if expected.is_floating_point() and not torch.isfinite(got_cpu).all():
+    if (
+        expected.is_floating_point()
+        and not (
+            torch.isfinite(got_cpu)
+            | (got_cpu == expected)  # an expected inf (a masked logit) is fine
+        ).all()
+    ):
         return _non_finite(got_cpu, expected)
     if not expected.is_floating_point():
         if not torch.equal(got_cpu, expected):
@@ -406,6 +412,51 @@ def gradient_problem(
                 f"the values are right but the gradient with respect to {names[index]} is "
                 "wrong: part of the computation is detached, or done in a way autograd "
                 "cannot follow"
+            )
+    return None
+
+
+def module_gradient_problem(
+    layer: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor, parts: Sequence[str]
+) -> str | None:
+    """``None`` when ``layer`` (holding ``reference``'s weights) back-propagates like it: the
+    gradients with respect to the input ``x`` and to the parameters of each sub-module named in
+    ``parts`` (for one random upstream gradient); else which one is missing or wrong."""
+
+    def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+        leaf = x.detach().clone().requires_grad_(True)
+        named = {
+            f"{part}.{n}": p
+            for part in parts
+            for n, p in getattr(module, part).named_parameters()
+            if p.requires_grad
+        }
+        with torch.enable_grad():
+            out = module(leaf)
+            if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                return {"the input `x`": None, **dict.fromkeys(named)}
+            upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(11))
+            found = torch.autograd.grad(
+                (out * upstream.to(out.dtype)).sum(),
+                [leaf, *named.values()],
+                allow_unused=True,
+            )
+        return dict(zip(["the input `x`", *named], found, strict=True))
+
+    want, got = gradients(reference), gradients(layer)
+    for name, expected in want.items():
+        found = got.get(name)
+        if expected is None:
+            continue
+        if found is None or not bool(found.abs().sum() > 0):
+            return (
+                f"no gradient reaches {name}: part of the layer is cut from the autograd graph "
+                "(a `.detach()`, `torch.no_grad()` or `.data`), so training would not update it"
+            )
+        if not torch.allclose(found, expected, rtol=1e-4, atol=1e-5):
+            return (
+                f"the output is right but the gradient with respect to {name} is wrong: part of "
+                "the computation is detached or done in place"
             )
     return None
 

@@ -10,17 +10,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from aigc_course.checks._core import Case, compare_tensor, recognise_mistake, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    compare_tensor,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    module_gradient_problem,
+    randn,
+    recognise_mistake,
+    run_check,
+)
 from aigc_course.models.gpt import GPT, Block, CausalSelfAttention, GPTConfig, filter_logits
 
 _CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
 
 @torch.no_grad()
-def _attention_mistakes(reference: CausalSelfAttention, x: torch.Tensor) -> dict[str, Any]:
+def _attention_mistakes(
+    reference: CausalSelfAttention, x: torch.Tensor, heads: int
+) -> dict[str, Any]:
     """What the classic wrong causal self-attentions return, with the reference's weights."""
     batch, length, channels = x.shape
-    heads = _CONFIG.n_head
     size = channels // heads
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     q, k, v = reference.qkv(x).split(channels, dim=2)
@@ -64,18 +76,22 @@ def _attention_mistakes(reference: CausalSelfAttention, x: torch.Tensor) -> dict
     }
 
 
-def causal_self_attention(
-    make_layer: Callable[[int, int], nn.Module], *, strict: bool | None = None
-) -> bool:
-    """Check ``make_layer(n_embd, n_head)``: a module with ``qkv`` (C -> 3C) and ``proj`` (C -> C)
-    linear layers whose forward ``(B, T, C) -> (B, T, C)`` is causal multi-head self-attention."""
+def _attention_verdict(
+    n_embd: int, n_head: int, batch: int, length: int, seed: int
+) -> Callable[[Any], str | None]:
+    """The verdict on a learner's layer built with (n_embd, n_head): the package's weights are
+    loaded into it; its output, and its gradients with respect to the input and to the qkv and
+    proj weights, must equal the package's on a drawn batch."""
+    config = GPTConfig(
+        vocab_size=11, block_size=max(length, 1), n_layer=1, n_head=n_head, n_embd=n_embd
+    )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        reference = CausalSelfAttention(_CONFIG, layer=0).eval()
-    x = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(seed)
+        reference = CausalSelfAttention(config, layer=0).eval()
+    x = torch.randn(batch, length, n_embd, generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         expected = reference(x)
-    mistakes = _attention_mistakes(reference, x)
+    mistakes = _attention_mistakes(reference, x, n_head)
 
     def verdict(layer) -> str | None:
         missing = [
@@ -91,22 +107,43 @@ def causal_self_attention(
         layer.eval()
         with torch.no_grad():
             got = layer(x)
-        problem = compare_tensor(got, expected, 1e-4, 1e-5)
+        problem = compare_tensor(got, expected)
         if problem and isinstance(got, torch.Tensor) and got.shape == expected.shape:
             mistake = recognise_mistake(got, mistakes, 1e-4, 1e-5)
             if mistake is not None:
                 return mistake
             changed = x.clone()
-            changed[:, 5:] += 1.0
+            changed[:, length // 2 + 1 :] += 1.0
             with torch.no_grad():
-                if not torch.allclose(layer(changed)[:, :5], got[:, :5], atol=1e-5):
+                early = slice(0, length // 2 + 1)
+                if not torch.allclose(layer(changed)[:, early], got[:, early], atol=1e-5):
                     return (
                         "position t sees later positions: the attention is not causal (pass "
                         "is_causal=True, or mask the scores above the diagonal with -inf)"
                     )
-        return problem
+        return problem or module_gradient_problem(layer, reference, x, ("qkv", "proj"))
 
-    cases = [Case("n_embd = 16, n_head = 2, a batch (2, 8, 16)", (16, 2), verdict)]
+    return verdict
+
+
+def causal_self_attention(
+    make_layer: Callable[[int, int], nn.Module], *, strict: bool | None = None
+) -> bool:
+    """Check ``make_layer(n_embd, n_head)``: a module with ``qkv`` (C -> 3C) and ``proj`` (C -> C)
+    linear layers whose forward ``(B, T, C) -> (B, T, C)`` is causal multi-head self-attention.
+
+    Cases: head counts 1 to 4, head sizes 1 to 8, batches of 1 to 3, lengths 1 to 8 (T = 1 is
+    an edge case: a token sees only itself); values, then gradients with respect to the input
+    and to the weights."""
+    shapes = [(16, 2, 2, 8), (12, 3, 1, 5), (8, 1, 3, 1), (8, 4, 2, 7), (6, 2, 1, 3)]
+    cases = [
+        Case(
+            f"n_embd = {c}, n_head = {h}, a batch ({b}, {t}, {c})",
+            (c, h),
+            _attention_verdict(c, h, b, t, seed=index),
+        )
+        for index, (c, h, b, t) in enumerate(shapes)
+    ]
     hint = (
         "q, k, v = qkv(x).split(C, dim=2); split heads to (B, H, T, C/H); "
         "F.scaled_dot_product_attention(q, k, v, is_causal=True); merge heads; proj"
@@ -169,13 +206,11 @@ def residual_block(function: Callable[..., torch.Tensor], *, strict: bool | None
             expected,
             hint="pre-LN: normalise *before* each sub-layer, and add the sub-layer's output to x "
             "(x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)))",
-            rtol=1e-4,
-            atol=1e-5,
             mistakes=_residual_mistakes(x, block),
         )
     ]
     hint = "x = x + block.attn(block.ln_1(x)); then x = x + block.mlp(block.ln_2(x))"
-    return run_check("residual_block", function, cases, hint, strict)
+    return run_check("residual_block", function, cases, hint, strict, RESIDUAL_BLOCK)
 
 
 _MAX_NORM = 0.25  # the fresh model's gradient norm is about 1.7, its largest entry about 0.48
@@ -337,8 +372,13 @@ def _filter_mistakes(logits: torch.Tensor, top_k: int | None, top_p: float | Non
 
 
 def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(logits, top_k, top_p)``: -inf outside the top-k and outside the nucleus."""
+    """Check ``function(logits, top_k, top_p)``: -inf outside the top-k and outside the nucleus.
+
+    Edge cases: a mass before a token exactly equal to p, neither filter, ties at the k-th logit
+    (all kept). Drawn: batch and vocabulary sizes, every k, several p, both filters together (the
+    nucleus of the top-k, so the order of the two matters), logits up to 40."""
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0], [0.0, 3.0, 0.1, 2.9, -2.0, 1.0]])
+    boundary = torch.tensor([[0.5, 0.25, 0.125, 0.125]]).log()  # exact in binary floating point
 
     def same(expected: torch.Tensor):
         def verdict(got) -> str | None:
@@ -385,10 +425,18 @@ def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = 
             same(filter_logits(logits, top_k=3, top_p=0.5)),
             mistakes=_filter_mistakes(logits, 3, 0.5),
         ),
+        Case(
+            "probabilities [1/2, 1/4, 1/8, 1/8] and top_p = 0.75, exactly the mass of the first "
+            "two (edge case: the third token's mass before it is exactly p, so it is removed)",
+            (boundary, None, 0.75),
+            same(filter_logits(boundary, top_p=0.75)),
+            nucleus_hint,
+            mistakes=_filter_mistakes(boundary, None, 0.75),
+        ),
         Case("neither (no change)", (logits, None, None), same(logits.clone())),
     ]
     hint = "use float('-inf') for removed tokens, so that softmax gives them probability 0"
-    return run_check("top_k_top_p", function, cases, hint, strict)
+    return run_check("top_k_top_p", function, cases, hint, strict, TOP_K_TOP_P)
 
 
 def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = None) -> bool:
@@ -434,9 +482,78 @@ def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = Non
             expect(torch.cat([k1, k2], 2), torch.cat([v1, v2], 2)),
             hint="the time axis of (B, H, T, D) is dim=2: torch.cat([cached, new], dim=2)",
             mistakes=mistakes,
-            rtol=0,
-            atol=0,
         ),
     ]
     hint = "with no cache yet return the new keys and values; otherwise concatenate along time"
-    return run_check("kv_cache_update", function, cases, hint, strict)
+    return run_check("kv_cache_update", function, cases, hint, strict, KV_CACHE)
+
+
+# --- inputs drawn per call ------------------------------------------------------------------------
+
+
+def _draw_block(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    heads, size = draw_int(generator, 1, 3), draw_int(generator, 1, 6)
+    batch, length = draw_int(generator, 1, 3), draw_int(generator, 1, 6)
+    config = GPTConfig(
+        vocab_size=11, block_size=length, n_layer=1, n_head=heads, n_embd=heads * size
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(draw_int(generator, 0, 10**6))
+        block = Block(config, layer=0).eval()
+        with torch.no_grad():  # distinct layer norms, so that swapping them shows
+            for norm in (block.ln_1, block.ln_2):
+                norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape))
+                norm.bias.copy_(0.5 * torch.randn(norm.bias.shape))
+    x = randn(generator, batch, length, heads * size)
+    return f"a block of {heads} heads of size {size}, x {tuple(x.shape)}", (x, block), {}
+
+
+def _block_reference(x: torch.Tensor, block: Block) -> torch.Tensor:
+    return block(x)
+
+
+def _draw_filter(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    batch, vocab = draw_int(generator, 1, 3), draw_int(generator, 1, 12)
+    top_k = draw_choice(generator, (None, *range(1, vocab + 1)))
+    top_p = draw_choice(generator, (None, 0.05, 0.3, 0.5, 0.8, 0.95, 1.0))
+    scale = draw_choice(generator, (0.5, 3.0, 40.0))
+    if top_p is None:  # ties at the k-th logit: all of them are kept
+        logits = torch.randint(-2, 3, (batch, vocab), generator=generator).float()
+    else:  # distinct logits: with ties the nucleus's order among them is arbitrary
+        logits = scale * randn(generator, batch, vocab)
+    description = f"logits {tuple(logits.shape)}, top_k = {top_k}, top_p = {top_p}"
+    return description, (logits, top_k, top_p), {}
+
+
+def _filter_reference(logits: torch.Tensor, top_k: int | None, top_p: float | None):
+    return filter_logits(logits.clone(), top_k=top_k, top_p=top_p)
+
+
+def _draw_cache(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype = draw_dtype(generator)
+    batch, heads, size = (draw_int(generator, 1, 3) for _ in range(3))
+    cached, new = draw_int(generator, 0, 5), draw_int(generator, 1, 3)
+    k, v = (randn(generator, batch, heads, new, size, dtype=dtype) for _ in range(2))
+    if cached == 0:
+        return f"an empty cache and {new} new positions, {dtype}", (None, None, k, v), {}
+    cached_k, cached_v = (
+        randn(generator, batch, heads, cached, size, dtype=dtype) for _ in range(2)
+    )
+    description = f"{cached} cached and {new} new positions of shape {tuple(k.shape)}, {dtype}"
+    return description, (cached_k, cached_v, k, v), {}
+
+
+def _cache_reference(cached_k, cached_v, k, v) -> tuple[torch.Tensor, torch.Tensor]:
+    if cached_k is None:
+        return k, v
+    return torch.cat([cached_k, k], dim=2), torch.cat([cached_v, v], dim=2)
+
+
+RESIDUAL_BLOCK = Draws(
+    _draw_block, _block_reference, count=4, gradients=True, mistakes=_residual_mistakes
+)
+TOP_K_TOP_P = Draws(_draw_filter, _filter_reference, count=12, mistakes=_filter_mistakes)
+KV_CACHE = Draws(_draw_cache, _cache_reference, gradients=True)
+residual_block.draws = RESIDUAL_BLOCK
+top_k_top_p.draws = TOP_K_TOP_P
+kv_cache_update.draws = KV_CACHE
