@@ -1406,7 +1406,7 @@ class _DetachedLoRA(_LoRA):
         return self.base(x) + self.scale * ((x @ self.lora_A.detach().T) @ self.lora_B.detach().T)
 
 
-@wrong("lora_linear", "lora_A receives no gradient", ".detach()")
+@wrong("lora_linear", "no gradient reaches `lora_A`", ".detach()")
 def lora_detached(base, rank, alpha):
     return _DetachedLoRA(base, rank, alpha)
 

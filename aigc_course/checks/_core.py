@@ -425,12 +425,11 @@ def module_gradient_problem(
 
     def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor | None]:
         leaf = x.detach().clone().requires_grad_(True)
-        named = {
-            f"{part}.{n}": p
-            for part in parts
-            for n, p in getattr(module, part).named_parameters()
-            if p.requires_grad
-        }
+        named = {}
+        for part in parts:
+            found = getattr(module, part)
+            pairs = [("", found)] if isinstance(found, torch.Tensor) else found.named_parameters()
+            named.update({f"`{part}{'.' if n else ''}{n}`": p for n, p in pairs if p.requires_grad})
         with torch.enable_grad():
             out = module(leaf)
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
