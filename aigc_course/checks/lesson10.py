@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import torch
 
-from aigc_course.checks._core import Case, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    randn,
+    run_check,
+)
 from aigc_course.models import diffusion
 from aigc_course.models.diffusion import NoiseSchedule
 from aigc_course.models.unet import UNet, UNetConfig
@@ -28,7 +36,11 @@ def _column(values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def q_sample(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(x0, t, noise, schedule)``: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
+    """Check ``function(x0, t, noise, schedule)``: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.
+
+    Drawn: batches of 1 to 5 images of 1 to 6 pixels a side, linear and cosine schedules of 10
+    to 1000 steps, steps per image including t = 0 and t = T - 1, float32 and float64; values
+    and gradients."""
     x0, noise = _images(1)
     s = _SCHEDULE
     a, alpha = _column(s.alpha_bars, _T), _column(s.alphas, _T)
@@ -52,7 +64,7 @@ def q_sample(function: Callable[..., torch.Tensor], *, strict: bool | None = Non
         )
     ]
     hint = "a = schedule.alpha_bars[t].view(-1, 1, 1, 1); return a.sqrt() * x0 + (1 - a).sqrt() * noise"
-    return run_check("q_sample", function, cases, hint, strict)
+    return run_check("q_sample", function, cases, hint, strict, Q_SAMPLE)
 
 
 def _tiny_unet() -> UNet:
@@ -93,13 +105,11 @@ def training_loss(function: Callable[..., torch.Tensor], *, strict: bool | None 
             "a small U-Net, three 28x28 images at steps 3, 25 and 49",
             (model, x0, _T, noise, s),
             expected,
-            rtol=1e-4,
-            atol=1e-6,
             mistakes=mistakes,
         )
     ]
     hint = "x_t = q_sample(x0, t, noise); return ((model(x_t, t) - noise) ** 2).mean()"
-    return run_check("training_loss", function, cases, hint, strict)
+    return run_check("training_loss", function, cases, hint, strict, TRAINING_LOSS)
 
 
 def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -149,15 +159,15 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
                 "collapses to blurry averages"
             ] = mean
         expected = diffusion.ddpm_step(x_t, t, eps, s, noise=z)
-        return Case(
-            f"step t = {t}", (x_t, t, eps, s, z), expected, rtol=1e-4, atol=1e-6, mistakes=mistakes
-        )
+        return Case(f"step t = {t}", (x_t, t, eps, s, z), expected, mistakes=mistakes)
 
     hint = (
         "mean = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); "
         "return mean + sqrt(beta_t) * z if t > 0 else mean"
     )
-    return run_check("ddpm_step", function, [case(25), case(1), case(0)], hint, strict)
+    return run_check(
+        "ddpm_step", function, [case(25), case(1), case(0), case(49)], hint, strict, DDPM_STEP
+    )
 
 
 def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
@@ -201,12 +211,86 @@ def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
             }
         expected = diffusion.ddim_step(x_t, t, t_prev, eps, s)
         return Case(
-            f"from step {t} to {t_prev}", (x_t, t, t_prev, eps, s), expected, rtol=1e-4, atol=1e-6,
-            mistakes=mistakes,
+            f"from step {t} to {t_prev}", (x_t, t, t_prev, eps, s), expected, mistakes=mistakes,
         )  # fmt: skip
 
     hint = (
         "x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); return sqrt(a_prev) x0_hat + "
         "sqrt(1 - a_prev) eps, with a = alpha_bars and a_prev = 1 when t_prev = -1"
     )
-    return run_check("ddim_step", function, [case(30, 20), case(10, 0), case(2, -1)], hint, strict)
+    cases = [case(30, 20), case(10, 0), case(2, -1), case(49, 48), case(0, -1)]
+    return run_check("ddim_step", function, cases, hint, strict, DDIM_STEP)
+
+
+# --- inputs drawn per call: schedules, lengths, batch and image sizes, the first and last step -----
+
+
+def _draw_schedule(generator: torch.Generator) -> NoiseSchedule:
+    steps = draw_choice(generator, (10, 50, 1000))
+    return NoiseSchedule.make(draw_choice(generator, ("linear", "cosine")), steps)
+
+
+def _draw_steps(generator: torch.Generator, steps: int, batch: int) -> torch.Tensor:
+    t = torch.randint(0, steps, (batch,), generator=generator)
+    edge = draw_choice(generator, ("none", "first", "last"))
+    if edge != "none":
+        t[0] = 0 if edge == "first" else steps - 1
+    return t
+
+
+def _draw_images(generator: torch.Generator, size: int | None = None):
+    dtype, batch = draw_dtype(generator), draw_int(generator, 1, 5)
+    side = size or draw_int(generator, 1, 6)
+    return dtype, batch, [randn(generator, batch, 1, side, side, dtype=dtype) for _ in range(3)]
+
+
+def _draw_q_sample(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    schedule = _draw_schedule(generator)
+    dtype, batch, (x0, noise, _) = _draw_images(generator)
+    t = _draw_steps(generator, schedule.steps, batch)
+    description = f"x0 {tuple(x0.shape)} at steps {t.tolist()} of {schedule.steps}, {dtype}"
+    return description, (x0, t, noise, schedule), {}
+
+
+def _draw_training_loss(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    schedule = _draw_schedule(generator)
+    batch = draw_int(generator, 1, 3)
+    x0, noise = randn(generator, batch, 1, 28, 28), randn(generator, batch, 1, 28, 28)
+    t = _draw_steps(generator, schedule.steps, batch)
+    description = f"{batch} images at steps {t.tolist()} of {schedule.steps}"
+    return description, (_tiny_unet(), x0, t, noise, schedule), {}
+
+
+def _training_loss_reference(model, x0, t, noise, schedule) -> torch.Tensor:
+    return ((model(diffusion.q_sample(x0, t, noise, schedule), t) - noise) ** 2).mean()
+
+
+def _draw_ddpm(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    schedule = _draw_schedule(generator)
+    dtype, _, (x_t, eps, z) = _draw_images(generator)
+    t = int(_draw_steps(generator, schedule.steps, 1)[0])
+    description = f"x_t {tuple(x_t.shape)} at step {t} of {schedule.steps}, {dtype}"
+    return description, (x_t, t, eps, schedule, z), {}
+
+
+def _ddpm_reference(x_t, t, eps, schedule, z) -> torch.Tensor:
+    return diffusion.ddpm_step(x_t, t, eps, schedule, noise=z)
+
+
+def _draw_ddim(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    schedule = _draw_schedule(generator)
+    dtype, _, (x_t, eps, _) = _draw_images(generator)
+    t = int(_draw_steps(generator, schedule.steps, 1)[0])
+    t_prev = draw_int(generator, -1, t - 1)
+    description = f"x_t {tuple(x_t.shape)} from step {t} to {t_prev} of {schedule.steps}, {dtype}"
+    return description, (x_t, t, t_prev, eps, schedule), {}
+
+
+Q_SAMPLE = Draws(_draw_q_sample, diffusion.q_sample, gradients=True)
+TRAINING_LOSS = Draws(_draw_training_loss, _training_loss_reference, count=2, gradients=True)
+DDPM_STEP = Draws(_draw_ddpm, _ddpm_reference, gradients=True)
+DDIM_STEP = Draws(_draw_ddim, diffusion.ddim_step, gradients=True)
+q_sample.draws = Q_SAMPLE
+training_loss.draws = TRAINING_LOSS
+ddpm_step.draws = DDPM_STEP
+ddim_step.draws = DDIM_STEP
