@@ -386,8 +386,12 @@ def _differs_on_probes(check: Callable, solution: Callable, mutant: Callable) ->
         for case in draws.cases(seed=seed):
             try:
                 with _time_limit(), contextlib.redirect_stdout(io.StringIO()):
-                    want = solution(*copy.deepcopy(case.args), **case.kwargs)
                     got = mutant(*copy.deepcopy(case.args), **case.kwargs)
+                    if callable(case.expected):  # the exercise accepts several answers: ask it
+                        if case.expected(got) is not None:
+                            return True
+                        continue
+                    want = solution(*copy.deepcopy(case.args), **case.kwargs)
                     if _different(got, want):
                         return True
                     if draws.gradients and gradient_problem(

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from aigc_course import metrics
-from aigc_course.checks._core import Case, number_verdict, pair_verdict, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_dtype,
+    draw_int,
+    number_verdict,
+    pair_verdict,
+    randn,
+    run_check,
+)
 
 # --------------------------------------------------------------------------------------------
 # precision_recall(real, fake, k)
@@ -105,6 +116,9 @@ def precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
     """Check ``function(real, fake, k)`` -> ``(precision, recall)``: the k-NN manifold estimate of
     Kynkäänniemi et al. on features ``(N, D)`` and ``(M, D)``."""
 
+    grid = torch.cartesian_prod(*[torch.arange(3.0, dtype=torch.float64)] * 2)
+    on_boundary = torch.tensor([[-1.0, 0.0], [3.0, 1.0], [1.0, -1.0], [9.0, 9.0]]).double()
+
     def case(description: str, seed: int, k: int) -> Case:
         real, fake = _clusters(seed)
         right = metrics.precision_recall(real, fake, k)
@@ -117,13 +131,22 @@ def precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
         case("40 spread real points, 30 bunched generated points, k = 3", 1, 3),
         case("the same kind of sets, k = 1", 2, 1),
         case("the same kind of sets, k = 5", 3, 5),
+        Case(
+            "points on a grid, each generated point exactly one k-NN radius from a real one "
+            "(edge case: a sample *on* a ball's boundary is inside, distance <= radius)",
+            (grid, on_boundary, 1),
+            pair_verdict(
+                _precision_recall_reference(grid, on_boundary, 1),
+                _precision_recall_mistakes(grid, on_boundary, 1),
+            ),
+        ),
     ]
     hint = (
         "radius of each point = distance to its k-th nearest *other* point of its own set "
         "(cdist(x, x).kthvalue(k + 1, dim=1)); precision = share of fake points within the "
         "radius of some real point; recall = the same with the roles swapped"
     )
-    return run_check("precision_recall", function, cases, hint, strict)
+    return run_check("precision_recall", function, cases, hint, strict, PRECISION_RECALL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +185,7 @@ def bits_per_dim(function: Callable, *, strict: bool | None = None) -> bool:
         case("two colour 32 x 32 images (3072 values)", torch.tensor([7000.0, 9100.0]), 3072),
     ]
     hint = "return nll_nats.mean() / (dims * math.log(2))"
-    return run_check("bits_per_dim", function, cases, hint, strict)
+    return run_check("bits_per_dim", function, cases, hint, strict, BITS_PER_DIM)
 
 
 def perplexity(function: Callable, *, strict: bool | None = None) -> bool:
@@ -194,7 +217,7 @@ def perplexity(function: Callable, *, strict: bool | None = None) -> bool:
         case("a uniform guess over 65 characters", torch.full((5,), math.log(65))),
     ]
     hint = "return math.exp(token_nll_nats.mean().item())"
-    return run_check("perplexity", function, cases, hint, strict)
+    return run_check("perplexity", function, cases, hint, strict, PERPLEXITY)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,61 +259,66 @@ def _whole_words(text: str, corpus: str) -> str:
     return best
 
 
+def _verbatim_verdict(text: str, corpus: str) -> Callable[[Any], str | None]:
+    """The verdict on a returned piece: any piece of the longest length is right."""
+    length = len(metrics.longest_verbatim_substring(text, corpus))
+    mistakes = {
+        "look for matches that start anywhere in the text, not only at its beginning": (
+            _longest_prefix(text, corpus)
+        ),
+        "after a match, try the next start (start + 1), not the end of the match: a longer "
+        "match can begin inside a shorter one": _jumping(text, corpus),
+        "a verbatim piece can start and end inside words: compare characters, not whole "
+        "words": _whole_words(text, corpus),
+    }
+
+    def verdict(got) -> str | None:
+        if isinstance(got, int) and not isinstance(got, bool):
+            return "return the piece itself (a str), not its length"
+        if not isinstance(got, str):
+            return f"return the piece as a str, got {type(got).__name__}"
+        if got not in text and got not in corpus:
+            return (
+                f"{got!r} is neither a piece of the text nor found verbatim in the corpus: a "
+                "verbatim piece is contiguous in both (a common *subsequence*, with gaps, is "
+                "not copying)"
+            )
+        if got not in text:
+            return (
+                f"{got!r} is not a piece of the text: take contiguous characters of the text "
+                "(text[start:end])"
+            )
+        if got not in corpus:
+            if got.lower() in corpus.lower():
+                return (
+                    f"{got!r} is in the corpus only if case is ignored: verbatim means exactly "
+                    "the same characters"
+                )
+            return (
+                f"{got!r} is not found verbatim in the corpus: a verbatim piece is contiguous "
+                "there too (a common *subsequence*, with gaps, is not copying)"
+            )
+        if len(got) == length:
+            return None
+        for mistake, result in mistakes.items():
+            if got == result:
+                return f"{mistake}\n   expected a piece of {length} characters, got {got!r}"
+        if len(got) == length - 1:
+            return (
+                f"one character short (expected {length}, got {len(got)}): check the end of "
+                "your slices (text[start:end] stops before end)"
+            )
+        return f"wrong piece: the longest is {length} characters, got {len(got)}: {got!r}"
+
+    return verdict
+
+
 def longest_verbatim_substring(function: Callable, *, strict: bool | None = None) -> bool:
     """Check ``function(text, corpus)`` -> the longest piece of ``text`` (a ``str``) found verbatim
     in ``corpus``; any piece of that length is right."""
 
     def case(description: str, text: str, corpus: str) -> Case:
-        length = len(metrics.longest_verbatim_substring(text, corpus))
-        mistakes = {
-            "look for matches that start anywhere in the text, not only at its beginning": (
-                _longest_prefix(text, corpus)
-            ),
-            "after a match, try the next start (start + 1), not the end of the match: a longer "
-            "match can begin inside a shorter one": _jumping(text, corpus),
-            "a verbatim piece can start and end inside words: compare characters, not whole "
-            "words": _whole_words(text, corpus),
-        }
-
-        def verdict(got) -> str | None:
-            if isinstance(got, int) and not isinstance(got, bool):
-                return "return the piece itself (a str), not its length"
-            if not isinstance(got, str):
-                return f"return the piece as a str, got {type(got).__name__}"
-            if got not in text and got not in corpus:
-                return (
-                    f"{got!r} is neither a piece of the text nor found verbatim in the corpus: a "
-                    "verbatim piece is contiguous in both (a common *subsequence*, with gaps, is "
-                    "not copying)"
-                )
-            if got not in text:
-                return (
-                    f"{got!r} is not a piece of the text: take contiguous characters of the text "
-                    "(text[start:end])"
-                )
-            if got not in corpus:
-                if got.lower() in corpus.lower():
-                    return (
-                        f"{got!r} is in the corpus only if case is ignored: verbatim means exactly "
-                        "the same characters"
-                    )
-                return (
-                    f"{got!r} is not found verbatim in the corpus: a verbatim piece is contiguous "
-                    "there too (a common *subsequence*, with gaps, is not copying)"
-                )
-            if len(got) == length:
-                return None
-            for mistake, result in mistakes.items():
-                if got == result:
-                    return f"{mistake}\n   expected a piece of {length} characters, got {got!r}"
-            if len(got) == length - 1:
-                return (
-                    f"one character short (expected {length}, got {len(got)}): check the end of "
-                    "your slices (text[start:end] stops before end)"
-                )
-            return f"wrong piece: the longest is {length} characters, got {len(got)}: {got!r}"
-
-        return Case(description, (text, corpus), verdict)
+        return Case(description, (text, corpus), _verbatim_verdict(text, corpus))
 
     cases = [
         case(
@@ -305,9 +333,83 @@ def longest_verbatim_substring(function: Callable, *, strict: bool | None = None
         ),
         case("Juliet misquoted in capitals", "O ROMEO, Romeo! wherefore art thou", _CORPUS),
         case("nothing in common", "qqq", _CORPUS),
+        case("the match at the very start of the text and of the corpus", "ROMEO:\nBut", _CORPUS),
+        case("the match at the very end of the text and of the corpus", "is Romeo?\n", _CORPUS),
+        case("the whole text occurs", "soft", _CORPUS),
+        case(
+            "a long text whose match comes after its 60th character",
+            "Nothing of the play is quoted here until the final few words: O Romeo, Romeo!",
+            _CORPUS,
+        ),
+        case("an empty text (answer: the empty string)", "", _CORPUS),
     ]
     hint = (
         "for each start, extend the end while text[start:end + 1] in corpus; keep the longest; a "
         "piece that occurs has every shorter piece occurring, so the end never needs to go back"
     )
-    return run_check("longest_verbatim_substring", function, cases, hint, strict)
+    return run_check("longest_verbatim_substring", function, cases, hint, strict, VERBATIM)
+
+
+# --- inputs drawn per call ------------------------------------------------------------------------
+
+
+def _draw_feature_sets(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, dims, k = draw_dtype(generator), draw_int(generator, 1, 4), draw_int(generator, 1, 3)
+    n_real, n_fake = draw_int(generator, k + 1, 30), draw_int(generator, k + 1, 30)
+    real = randn(generator, n_real, dims, dtype=dtype)
+    shift, spread = draw_choice(generator, (0.0, 1.0)), draw_choice(generator, (0.3, 1.0, 2.0))
+    fake = shift + spread * randn(generator, n_fake, dims, dtype=dtype)
+    description = f"{n_real} real and {n_fake} generated points in {dims}-D, k = {k}, {dtype}"
+    return description, (real, fake, k), {}
+
+
+def _precision_recall_reference(real, fake, k) -> tuple[float, float]:
+    scores = metrics.precision_recall(real, fake, k)
+    return scores.precision, scores.recall
+
+
+def _draw_nlls(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, batch = draw_dtype(generator), draw_int(generator, 1, 6)
+    dims = draw_choice(generator, (1, 64, 784, 3072))
+    nll = dims * (0.5 + 3 * torch.rand(batch, generator=generator, dtype=torch.float64)).to(dtype)
+    return f"{batch} images of {dims} values, {dtype}", (nll, dims), {}
+
+
+def _bits_per_dim_reference(nll: torch.Tensor, dims: int) -> float:
+    return nll.double().mean().item() / (dims * math.log(2))
+
+
+def _draw_token_nlls(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    dtype, count = draw_dtype(generator), draw_int(generator, 1, 40)
+    nll = (4 * torch.rand(count, generator=generator, dtype=torch.float64)).to(dtype)
+    return f"{count} tokens, {dtype}", (nll,), {}
+
+
+def _perplexity_reference(nll: torch.Tensor) -> float:
+    return math.exp(nll.double().mean().item())
+
+
+def _draw_strings(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    alphabet = draw_choice(generator, ("ab", "abc ", "abcdefgh"))
+
+    def word(low: int, high: int) -> str:
+        return "".join(
+            draw_choice(generator, alphabet) for _ in range(draw_int(generator, low, high))
+        )
+
+    text, corpus = word(0, 12), word(1, 30)
+    return f"text {text!r} in corpus {corpus!r}", (text, corpus), {}
+
+
+BITS_PER_DIM = Draws(_draw_nlls, _bits_per_dim_reference)
+PERPLEXITY = Draws(_draw_token_nlls, _perplexity_reference)
+PRECISION_RECALL = Draws(
+    _draw_feature_sets,
+    _precision_recall_reference,
+    mistakes=_precision_recall_mistakes,
+)
+VERBATIM = Draws(_draw_strings, _verbatim_verdict, count=10)
+precision_recall.draws = PRECISION_RECALL
+bits_per_dim.draws = BITS_PER_DIM
+perplexity.draws = PERPLEXITY
+longest_verbatim_substring.draws = VERBATIM

@@ -9,7 +9,15 @@ from collections.abc import Callable
 import torch
 
 from aigc_course import metrics, watermark
-from aigc_course.checks._core import Case, number_verdict, pair_verdict, run_check
+from aigc_course.checks._core import (
+    Case,
+    Draws,
+    draw_choice,
+    draw_int,
+    number_verdict,
+    pair_verdict,
+    run_check,
+)
 
 # --------------------------------------------------------------------------------------------
 # watermark_z(ids, green, gamma)
@@ -66,7 +74,7 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
         "g = green[ids[:-1], ids[1:]].sum(); T = len(ids) - 1; "
         "z = (g - gamma * T) / sqrt(T * gamma * (1 - gamma))"
     )
-    return run_check("watermark_z", function, cases, hint, strict)
+    return run_check("watermark_z", function, cases, hint, strict, WATERMARK_Z)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,7 +117,18 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
     generator = torch.Generator().manual_seed(0)
     many = torch.rand(999, generator=generator, dtype=torch.float64) * 10 + 20
     cases = [
-        case("a secret ranked 4th among 999 candidates", float(many.sort().values[3]) + 1e-9, many),
+        case(
+            "a secret ranked 5th among 999 candidates (4 are likelier)",
+            float(many.sort().values[3]) + 1e-9,
+            many,
+        ),
+        case(
+            "a secret tied with 2 candidates (edge case: ties do not rank above the secret, "
+            "count only the candidates strictly likelier)",
+            2.0,
+            torch.tensor([1.0, 2.0, 2.0, 3.0, 4.0], dtype=torch.float64),
+        ),
+        case("a secret ranked last (exposure 0)", 9.0, torch.tensor([1.0, 2.0, 3.0])),
         case("a secret ranked first among 999 candidates", 5.0, many),
         case(
             "a secret in the middle of 7 candidates",
@@ -118,7 +137,7 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
         ),
     ]
     hint = "rank = 1 + (candidate_nlls < secret_nll).sum(); return log2(len(candidate_nlls) + 1) - log2(rank)"
-    return run_check("exposure", function, cases, hint, strict)
+    return run_check("exposure", function, cases, hint, strict, EXPOSURE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +147,10 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
 
 def filter_precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
     """Check ``function(flagged, truth)``: two lists of booleans -> (precision, recall), precision 1
-    when nothing is flagged."""
+    when nothing is flagged, recall 1 when nothing should be (no positives: nothing was missed).
+
+    Edge cases: no flags, flags but no hits, no positives, everything flagged. Drawn: lists of 1
+    to 12 items, of every mix."""
 
     def case(description: str, flagged: list[bool], truth: list[bool]) -> Case:
         right = metrics.filter_scores(flagged, truth)
@@ -152,7 +174,7 @@ def filter_precision_recall(function: Callable, *, strict: bool | None = None) -
             ),
             "a hit is an item flagged *and* truly positive: do not count every flag as a hit": (
                 1.0,
-                n_flagged / positives,
+                n_flagged / positives if positives else 1.0,
             ),
         }
 
@@ -167,9 +189,64 @@ def filter_precision_recall(function: Callable, *, strict: bool | None = None) -
             [t, t, t, t, f, f, f, f, f, f],
         ),
         case("a filter that flags nothing (precision 1 by convention)", [f, f, f, f], [t, f, t, f]),
+        case("flags but no hits (precision 0)", [t, f, t, f], [f, t, f, t]),
+        case(
+            "no true positives (recall 1 by convention: nothing was missed)", [t, f, f], [f, f, f]
+        ),
+        case("every item flagged and positive", [t, t], [t, t]),
     ]
     hint = (
         "hits = sum(f and t); precision = hits / sum(flagged) (1.0 if nothing is flagged); "
-        "recall = hits / sum(truth)"
+        "recall = hits / sum(truth) (1.0 if nothing is positive)"
     )
-    return run_check("filter_precision_recall", function, cases, hint, strict)
+    return run_check("filter_precision_recall", function, cases, hint, strict, FILTER)
+
+
+# --- inputs drawn per call ------------------------------------------------------------------------
+
+
+def _draw_marked_text(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    vocab, length = draw_int(generator, 3, 13), draw_int(generator, 2, 60)
+    green = watermark.green_lists(
+        draw_int(generator, 0, 10**6), vocab, draw_choice(generator, (0.25, 0.5, 0.7))
+    )
+    fraction = green[0].sum().item() / vocab
+    ids = torch.randint(0, vocab, (length,), generator=generator)
+    description = f"{length} ids of {vocab} tokens, gamma = {fraction:.4g}"
+    return description, (ids, green, fraction), {}
+
+
+def _watermark_reference(ids, green, fraction) -> float:
+    t = len(ids) - 1
+    count = green[ids[:-1], ids[1:]].sum().item()
+    return (count - fraction * t) / math.sqrt(t * fraction * (1 - fraction))
+
+
+def _draw_candidates(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    count = draw_int(generator, 1, 50)
+    candidates = torch.randint(0, 8, (count,), generator=generator).double()  # with ties
+    secret = float(draw_int(generator, -1, 9))
+    return f"a secret NLL of {secret:g} among {count} candidates", (secret, candidates), {}
+
+
+def _draw_flags(generator: torch.Generator) -> tuple[str, tuple, dict]:
+    count = draw_int(generator, 1, 12)
+    rates = [draw_choice(generator, (0.0, 0.3, 0.7, 1.0)) for _ in range(2)]
+    flagged, truth = (
+        [bool(v) for v in (torch.rand(count, generator=generator) < rate).tolist()]
+        for rate in rates
+    )
+    return f"flags {flagged} against {truth}", (flagged, truth), {}
+
+
+def _filter_reference(flagged, truth) -> tuple[float, float]:
+    scores = metrics.filter_scores(flagged, truth)
+    return scores.precision, scores.recall
+
+
+WATERMARK_Z = Draws(_draw_marked_text, _watermark_reference)
+EXPOSURE = Draws(_draw_candidates, metrics.exposure)
+FILTER = Draws(_draw_flags, _filter_reference, count=10)
+watermark_z.draws = WATERMARK_Z
+exposure.draws = EXPOSURE
+filter_precision_recall.draws = FILTER
