@@ -395,7 +395,11 @@ def _differs_on_probes(check: Callable, solution: Callable, mutant: Callable) ->
                     if _different(got, want):
                         return True
                     if draws.gradients and gradient_problem(
-                        mutant, solution, case.args, case.kwargs
+                        mutant,
+                        solution,
+                        case.args,
+                        case.kwargs,
+                        on_simplex=draws.gradients == "simplex",
                     ):
                         return True
             except Exception:

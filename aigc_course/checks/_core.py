@@ -43,7 +43,7 @@ class Case:
     atol: float | None = None
     mistakes: Mapping[str, Any] = field(default_factory=dict)
     reference: Callable | None = None
-    gradients: bool = False
+    gradients: bool | str = False
 
 
 def draw_int(generator: torch.Generator, low: int, high: int) -> int:
@@ -77,6 +77,17 @@ def randn(
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float64).to(dtype)
 
 
+def _input_dtypes(args: Sequence, kwargs: Mapping) -> list[torch.dtype]:
+    """The dtypes of the floating-point tensors in the arguments and in their attributes."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        candidates = [value, *getattr(value, "__dict__", {}).values()]
+        found += [
+            c.dtype for c in candidates if isinstance(c, torch.Tensor) and c.is_floating_point()
+        ]
+    return found
+
+
 @dataclass
 class Draws:
     """Inputs drawn per call: the property half of a check (COURSE.md, rule 1).
@@ -86,13 +97,18 @@ class Draws:
     ``reference(*args, **kwargs)`` gives the answer; ``mistakes(*args, **kwargs)`` (optional) the
     named mistakes' results on that input, so that a failure on a drawn input still names the
     nearest known mistake. With ``gradients``, the gradient of the learner's result with respect
-    to every floating-point tensor argument is compared with the reference's too.
+    to every floating-point tensor argument is compared with the reference's too; with
+    ``gradients="simplex"`` (inputs that are probability vectors) only their components along the
+    simplex are (a correct answer that normalises its input first differs off it).
+
+    The tolerance is that of the least precise floating-point tensor in the inputs (a float32
+    noise schedule limits a float64 image's step to float32's precision).
     """
 
     draw: Callable[[torch.Generator], tuple[str, tuple, dict]]
     reference: Callable
     count: int = 6
-    gradients: bool = False
+    gradients: bool | str = False
     mistakes: Callable[..., Mapping[str, Any]] | None = None
     seed: int = 2026
 
@@ -105,12 +121,15 @@ class Draws:
             with torch.no_grad():
                 expected = self.reference(*copy.deepcopy(args), **kwargs)
                 mistakes = self.mistakes(*args, **kwargs) if self.mistakes else {}
+            rtol, atol = tolerance(*_input_dtypes(args, kwargs))
             drawn.append(
                 Case(
                     f"a drawn input: {description}",
                     args,
                     expected,
                     kwargs=kwargs,
+                    rtol=rtol,
+                    atol=atol,
                     mistakes=mistakes,
                     reference=self.reference,
                     gradients=self.gradients,
@@ -383,13 +402,27 @@ def _gradients(
 
 
 def gradient_problem(
-    function: Callable, reference: Callable, args: Sequence, kwargs: Mapping
+    function: Callable,
+    reference: Callable,
+    args: Sequence,
+    kwargs: Mapping,
+    on_simplex: bool = False,
+    tolerances: tuple[float, float] | None = None,
 ) -> str | None:
     """``None`` when the gradients of ``function``'s result with respect to its floating-point
     tensor arguments equal ``reference``'s (for one random upstream gradient), else which one is
-    missing or wrong."""
+    missing or wrong. ``on_simplex``: the inputs are probability vectors along the last axis, and
+    only the gradients' components along the simplex (their mean over that axis removed) must
+    agree: an answer that normalises its input first is right and differs off the simplex."""
     want, _ = _gradients(reference, args, kwargs, upstream_seed=7)
-    got, outputs = _gradients(function, args, kwargs, upstream_seed=7)
+    try:
+        got, outputs = _gradients(function, args, kwargs, upstream_seed=7)
+    except Exception as error:
+        return (
+            "the values are right, but the function fails when its inputs require gradients "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}): NumPy, `.item()` or an "
+            "in-place change cannot follow gradients; compute it with torch operations"
+        )
     names = _argument_names(function, len(args))
     floating = _floating_tensors(args)
     if outputs and not any(o.requires_grad for o in outputs) and any(w is not None for w in want):
@@ -399,14 +432,16 @@ def gradient_problem(
             "compute it with differentiable torch operations"
         )
     for index, g, w in zip(floating, got, want, strict=True):
-        if w is None or not bool(w.abs().sum() > 0):
+        rtol, atol = tolerances or tolerance(*(t.dtype for t in (g, w) if t is not None))
+        if w is None or not bool(w.abs().max() > atol):
             continue
-        if g is None or not bool(g.abs().sum() > 0):
+        if g is None or not bool(g.abs().max() > 0 or on_simplex):
             return (
                 f"no gradient reaches {names[index]}: that input is cut from the autograd graph "
                 "(a `.detach()`, `torch.no_grad()` or a constant in its place)"
             )
-        rtol, atol = tolerance(g.dtype, w.dtype)
+        if on_simplex:  # only the gradient along the simplex is defined by the exercise
+            g, w = g - g.mean(-1, keepdim=True), w - w.mean(-1, keepdim=True)
         if g.shape != w.shape or not torch.allclose(g.to(w.dtype), w, rtol=rtol, atol=atol):
             return (
                 f"the values are right but the gradient with respect to {names[index]} is "
@@ -516,11 +551,18 @@ def run_check(
                     if isinstance(case.expected, torch.Tensor)
                     else compare_result(got, case.expected)
                 )
-            if problem is None and case.gradients and case.reference is not None:
-                problem = gradient_problem(function, case.reference, case.args, case.kwargs)
             mistake = (
                 recognise_mistake(got, case.mistakes, rtol, atol) if problem is not None else None
             )
+            if problem is None and case.gradients and case.reference is not None:
+                problem = gradient_problem(
+                    function,
+                    case.reference,
+                    case.args,
+                    case.kwargs,
+                    on_simplex=case.gradients == "simplex",
+                    tolerances=(rtol, atol),
+                )
             if mistake is not None:  # name the mistake; keep the expected / got lines
                 problem = mistake + "".join(f"\n{line}" for line in problem.split("\n")[1:])
         except NotImplementedError:  # e.g. a learner's class whose methods are still exercises

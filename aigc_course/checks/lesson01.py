@@ -307,9 +307,9 @@ def _monte_carlo_reference(samples: torch.Tensor, log_p, log_q) -> torch.Tensor:
     return (log_p(samples) - log_q(samples)).mean()
 
 
-ENTROPY = Draws(_draw_p, divergences.entropy, gradients=True, mistakes=_entropy_mistakes)
+ENTROPY = Draws(_draw_p, divergences.entropy, gradients="simplex", mistakes=_entropy_mistakes)
 KL_CATEGORICAL = Draws(
-    _draw_p_q, divergences.kl_categorical, gradients=True, mistakes=_kl_categorical_mistakes
+    _draw_p_q, divergences.kl_categorical, gradients="simplex", mistakes=_kl_categorical_mistakes
 )
 KL_GAUSSIANS = Draws(
     _draw_gaussians, divergences.kl_gaussians, gradients=True, mistakes=_kl_gaussians_mistakes

@@ -248,7 +248,7 @@ OPTIMAL_DISCRIMINATOR = Draws(
 JENSEN_SHANNON = Draws(
     lambda g: _draw_densities(g, vector=True),
     gan_theory.jensen_shannon,
-    gradients=True,
+    gradients="simplex",
     mistakes=_jensen_shannon_mistakes,
 )
 discriminator_loss.draws = DISCRIMINATOR_LOSS

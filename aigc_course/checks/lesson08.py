@@ -13,6 +13,7 @@ from torch import nn
 from aigc_course.checks._core import (
     Case,
     Draws,
+    as_number,
     compare_tensor,
     draw_choice,
     draw_dtype,
@@ -293,8 +294,8 @@ def training_step(function: Callable[..., float], *, strict: bool | None = None)
         expected_losses, expected, after_mistake = _training_reference()
         losses, snapshots = result
         for step, (loss, expected_loss) in enumerate(zip(losses, expected_losses, strict=True)):
-            value = loss.item() if isinstance(loss, torch.Tensor) and loss.numel() == 1 else loss
-            if not isinstance(value, float) or abs(value - expected_loss) > 1e-5:
+            value = as_number(loss)
+            if value is None or abs(value - expected_loss) > 1e-5:
                 return (
                     f"return the loss before the update as a float (step {step + 1}): expected "
                     f"{expected_loss:.5f}, got {value!r}"
