@@ -199,3 +199,27 @@ def test_filter_scores_count_hits_false_alarms_and_misses():
     assert metrics.filter_scores([False, False], [True, False]).precision == 1.0
     with pytest.raises(ValueError, match="one flag per item"):
         metrics.filter_scores([True], [True, False])
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    """Two samples of one distribution: FID grows as the samples shrink, KID stays near 0 (within
+    its standard error) at every size; two different distributions give a KID well above 0."""
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(n: int, shift: float = 0.0) -> torch.Tensor:
+        return torch.randn(n, 16, generator=generator, dtype=torch.float64) + shift
+
+    def fid(a: torch.Tensor, b: torch.Tensor) -> float:
+        return metrics.frechet_distance(
+            *metrics.feature_statistics(a), *metrics.feature_statistics(b)
+        )
+
+    fids = {n: fid(draw(n), draw(n)) for n in (50, 2000)}
+    assert fids[50] > 10 * fids[2000], fids  # the same distribution, a large FID at n = 50
+    for n in (50, 400, 2000):
+        same = metrics.kernel_inception_distance(draw(n), draw(n))
+        assert abs(same.value) < 3 * same.standard_error, (n, same)
+    different = metrics.kernel_inception_distance(draw(400), draw(400, shift=0.5))
+    assert different.value > 5 * different.standard_error > 0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        metrics.kernel_inception_distance(draw(1), draw(5))
