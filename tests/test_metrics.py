@@ -223,3 +223,15 @@ def test_kid_is_unbiased_where_fid_is_not():
     assert different.value > 5 * different.standard_error > 0
     with pytest.raises(ValueError, match="at least 2 samples"):
         metrics.kernel_inception_distance(draw(1), draw(5))
+
+
+def test_binomial_interval_is_exact():
+    low, high = metrics.binomial_interval(0, 500)
+    assert low == 0 and high == pytest.approx(1 - 0.025 ** (1 / 500), rel=1e-6)  # about 3.7 / n
+    low, high = metrics.binomial_interval(1, 5000)
+    assert low == pytest.approx(1 - 0.975 ** (1 / 5000), rel=1e-6)
+    assert 1.0e-3 < high < 1.2e-3
+    low, high = metrics.binomial_interval(50, 100)  # symmetric around one half
+    assert low == pytest.approx(1 - high, abs=1e-9) and 0.39 < low < 0.41
+    with pytest.raises(ValueError, match="successes <= trials"):
+        metrics.binomial_interval(3, 2)

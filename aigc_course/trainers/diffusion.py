@@ -128,7 +128,8 @@ def generate(
 
 @dataclass(frozen=True)
 class SamplerFigures:
-    """One sampler setting: its course FID, class entropy and time for ``count`` images."""
+    """One sampler setting: its course FID, KID (with its standard error), class entropy and time
+    for ``count`` images."""
 
     name: str
     steps: int
@@ -136,6 +137,7 @@ class SamplerFigures:
     class_entropy: float
     seconds: float
     count: int
+    kid: metrics.KID | None = None
 
     @property
     def seconds_per_1000(self) -> float:
@@ -149,11 +151,12 @@ def compare_samplers(
     real: torch.Tensor,
     steps: tuple[int, ...] = (10, 50, 250, 1000),
     seed: int = 1,
+    kid_blocks: int = 5,
 ) -> list[SamplerFigures]:
     """At each number of ``steps`` (those up to T): deterministic DDIM (eta = 0) and stochastic
     DDIM (eta = 1: ancestral sampling with the posterior variance of the shortened chain); at all T
     steps also DDPM (ancestral, sigma_t^2 = beta_t). ``len(real)`` samples each, from the same seed,
-    timed on the model's device."""
+    timed on the model's device; KID over ``kid_blocks`` disjoint blocks."""
     device = next(model.parameters()).device
     rows = []
     for count_steps in (s for s in steps if s <= schedule.steps):
@@ -169,9 +172,16 @@ def compare_samplers(
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
             scores = metrics.sample_scores(classifier, fake, real)
+            kid = metrics.kid(classifier, fake, real, blocks=kid_blocks)
             rows.append(
                 SamplerFigures(
-                    name, count_steps, scores["fid"], scores["class_entropy"], seconds, len(real)
+                    name,
+                    count_steps,
+                    scores["fid"],
+                    scores["class_entropy"],
+                    seconds,
+                    len(real),
+                    kid,
                 )
             )
     return rows
