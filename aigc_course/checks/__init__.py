@@ -1,13 +1,21 @@
 """Automatic feedback for the exercises: ``from aigc_course import checks as check``.
 
-Each check runs the learner's function on known cases and prints one clear verdict:
+Each check runs the learner's function on known cases (the edge cases listed in its docstring: ties,
+empty sets, extreme values, the first and last index, ...) and then on inputs it draws per call from a
+seeded generator (other sizes, shapes, numbers of dimensions, parameter values, float32 and float64),
+compares the values *and the gradients* with a reference implementation, with one dtype-aware tolerance
+(``_core.tolerance``: a float32 answer gets float32's), and prints one clear verdict:
 
 - ``✅ name: passed (4 cases)``
 - ``⏳ name: not implemented yet ...`` while the exercise still raises ``NotImplementedError``
 - ``❌ name: ...`` saying what is wrong (not a tensor, wrong shape, wrong value with expected vs got,
   an exception, an input changed in place), followed by a hint.
 
-A check never ends in a traceback, and returns ``True`` only when every case passed. With
+When an answer fails, the verdict names the nearest known mistake where one matches, else the property
+that failed (value, gradient, input changed in place) and the input it failed on. A check never ends in a
+traceback, and returns ``True`` only when every case passed. ``tests/test_check_mutants.py`` mutates every
+reference solution mechanically and requires each mutant that changes the answer to be rejected;
+``tests/test_check_correct_answers.py`` requires differently written right answers to pass. With
 ``AIGC_CHECKS_STRICT=1`` (the test suite sets it) or ``strict=True`` a wrong answer also raises
 :class:`CheckFailed` after printing, so that a broken *solution* notebook fails its test;
 "not implemented yet" never raises. The checks of each lesson live in ``lessonNN.py``.
