@@ -248,6 +248,13 @@ def bigram_counts_loop_one_short(ids, vocab_size):
     return counts
 
 
+@wrong("bigram_counts", "counted once", "accumulate")
+def bigram_counts_not_accumulated(ids, vocab_size):
+    counts = torch.zeros(vocab_size, vocab_size)
+    counts[ids[:-1], ids[1:]] += 1  # a repeated pair is written once, not added twice
+    return counts
+
+
 @wrong("bigram_counts", "wrong dtype", "float")
 def bigram_counts_as_integers(ids, vocab_size):
     pairs = ids[:-1] * vocab_size + ids[1:]
@@ -2034,6 +2041,135 @@ def filter_every_flag_a_hit(flagged, truth):
 def filter_without_the_convention(flagged, truth):
     hits, n_flagged, positives, _ = _counts(flagged, truth)
     return (hits / n_flagged, hits / positives)
+
+
+# --------------------------------------------------------------------------------------------
+# The review's fresh mistakes (issue: a catalogue proves only the mistakes its author thought of).
+# Each got through the checks before they drew their inputs and compared gradients; each must fail
+# now, on the property that exposes it.
+# --------------------------------------------------------------------------------------------
+
+
+@wrong("stable_softmax", "drawn input")
+def softmax_right_only_in_2d(logits, dim=-1):
+    shifted = logits - logits.amax(dim=-1 if logits.ndim < 2 else dim, keepdim=True)
+    exponentials = shifted.exp()
+    return exponentials / exponentials.sum(
+        dim=dim if logits.ndim == 2 or dim == -1 else -1, keepdim=True
+    )
+
+
+@wrong("kl_to_standard_normal", "drawn input")
+def kl_prior_over_dim_1(mu, logvar):
+    return -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1 if mu.ndim > 1 else 0)
+
+
+@wrong("score_function_estimate", "drawn input")
+def score_divided_by_std_except_at_two(f_values, z, mean, std):
+    return (f_values * (z - mean) / std).mean() / (2.0 if std == 2.0 else 1.0)
+
+
+@wrong("q_sample", "drawn input")
+def q_sample_for_three_images(x0, t, noise, schedule):
+    a = schedule.alpha_bars[t].view(3, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+@wrong("training_loss", "cut from the autograd graph")
+def training_loss_without_graph(model, x0, t, noise, schedule):
+    with torch.no_grad():
+        a = schedule.alpha_bars[t].view(-1, 1, 1, 1)
+        return ((model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t) - noise) ** 2).mean()
+
+
+class _LoRAFrozenPathCut(nn.Module):
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base, self.scale = base, alpha / rank
+        base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / base.in_features**0.5)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x):
+        with (
+            torch.no_grad()
+        ):  # the frozen path needs no weight gradient, but x's gradient flows here
+            plain = self.base(x)
+        return plain + self.scale * (x @ self.lora_A.T) @ self.lora_B.T
+
+
+@wrong("lora_linear", "gradient with respect to the input `x`")
+def lora_frozen_path_cut(base, rank, alpha):
+    return _LoRAFrozenPathCut(base, rank, alpha)
+
+
+@wrong("merge_adapter", "changed the adapter itself")
+def merge_scaling_b_in_place(layer):
+    if layer.merged:
+        return
+    with torch.no_grad():
+        layer.lora_B *= layer.scale
+        layer.base.weight += layer.lora_B @ layer.lora_A
+        layer.lora_B /= layer.scale * 1.000001
+    layer.merged = True
+
+
+@wrong("top_k_top_p", "drawn input")
+def filter_nucleus_before_top_k(logits, top_k, top_p):
+    logits = logits.clone()
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probabilities = torch.softmax(sorted_logits, dim=-1)
+        remove = (probabilities.cumsum(-1) - probabilities >= top_p).scatter(
+            -1, order, (probabilities.cumsum(-1) - probabilities >= top_p)
+        )
+        logits[remove] = float("-inf")
+    if top_k is not None:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits[logits < kth] = float("-inf")
+    return logits
+
+
+@wrong("precision_recall", "precision, recall")
+def precision_recall_strictly_inside(real, fake, k=3):
+    def share(points, support):
+        radii = torch.cdist(support, support).kthvalue(k + 1, dim=1).values
+        return (torch.cdist(points, support) < radii[None, :]).any(1).double().mean().item()
+
+    return share(fake, real), share(real, fake)
+
+
+@wrong("longest_verbatim_substring", "short")
+def verbatim_skipping_the_first_start(text, corpus):
+    best = ""
+    for start in range(1, len(text)):
+        end = start
+        while end < len(text) and text[start : end + 1] in corpus:
+            end += 1
+        best = max(best, text[start:end], key=len)
+    return best
+
+
+@wrong("filter_precision_recall", "raised ZeroDivisionError")
+def filter_without_positives(flagged, truth):
+    hits = sum(1 for f, t in zip(flagged, truth, strict=True) if f and t)
+    return (hits / sum(flagged) if any(flagged) else 1.0), hits / sum(truth)
+
+
+@wrong("encoder_decoder_shapes", "[-1, 1]", "tanh")
+def vae_with_tanh_decoder(latent_dim):
+    from tests.test_check_correct_answers import _VAE
+
+    model = _VAE(latent_dim)
+    model.decoder.append(nn.Tanh())
+    return model
+
+
+@wrong("negative_elbo", "drawn input")
+def negative_elbo_through_sigmoid(logits, x, mean, logvar):
+    reconstruction = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none")
+    kl = -0.5 * (1 + logvar - mean**2 - logvar.exp()).sum(1)
+    return reconstruction.flatten(1).sum(1) + kl
 
 
 MISTAKES = [
