@@ -22,7 +22,11 @@ from aigc_course.models import bigram
 
 
 def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) -> bool:
-    """Check ``function(x) -> (mean, std)``: the maximum-likelihood Gaussian for samples ``x``."""
+    """Check ``function(x) -> (mean, std)``: the maximum-likelihood Gaussian for samples ``x``.
+
+    Edge cases: four hand-made samples. Drawn: 1 to 80 samples, several means and spreads,
+    float32 and float64; values and gradients.
+    """
     generator = torch.Generator().manual_seed(0)
     x = 3.0 + 2.0 * torch.randn(50, generator=generator)
     small = torch.tensor([1.0, 2.0, 3.0, 6.0])
@@ -68,7 +72,11 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
 
 
 def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(ids, vocab_size)``: C[a, b] = how often b follows a."""
+    """Check ``function(ids, vocab_size)``: C[a, b] = how often b follows a.
+
+    Edge cases: a repeated pair, a last pair seen once. Drawn: 1 to 6 tokens, 1 to 40 ids (one
+    id: no pair).
+    """
     short = torch.tensor([0, 1, 0, 1, 2, 0])  # (0, 1) twice, and a last pair seen once
     generator = torch.Generator().manual_seed(1)
     longer = torch.randint(0, 7, (500,), generator=generator)
@@ -112,7 +120,11 @@ def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None 
 def bigram_probabilities(
     function: Callable[..., torch.Tensor], *, strict: bool | None = None
 ) -> bool:
-    """Check ``function(counts, alpha)``: each row of counts + alpha, normalised to sum to one."""
+    """Check ``function(counts, alpha)``: each row of counts + alpha, normalised to sum to one.
+
+    Edge cases: alpha = 0, zero counts. Drawn: 1 to 6 tokens, several alphas, float32 and
+    float64; values and gradients.
+    """
     counts = torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 2.0], [5.0, 5.0, 0.0]])
 
     def mistakes(alpha: float) -> dict[str, torch.Tensor]:
@@ -155,7 +167,11 @@ def bigram_probabilities(
 
 
 def average_nll(function: Callable[..., float], *, strict: bool | None = None) -> bool:
-    """Check ``function(probabilities, ids)``: mean of -log P[ids[t], ids[t+1]] in nats."""
+    """Check ``function(probabilities, ids)``: mean of -log P[ids[t], ids[t+1]] in nats.
+
+    Edge cases: an asymmetric table. Drawn: 1 to 6 tokens, 2 to 40 ids, float32 and float64; any
+    number type is accepted.
+    """
     probabilities = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     ids = torch.tensor([0, 1, 1, 0, 0])
     # An asymmetric table, so that P[next, current] differs from P[current, next].

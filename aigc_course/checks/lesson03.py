@@ -54,7 +54,12 @@ def _discriminator_mistakes(real: torch.Tensor, fake: torch.Tensor) -> dict[str,
 def discriminator_loss(
     function: Callable[..., torch.Tensor], *, strict: bool | None = None
 ) -> bool:
-    """Check ``function(real_logits, fake_logits)``: -(mean log D(x) + mean log(1 - D(G(z))))."""
+    """Check ``function(real_logits, fake_logits)``: -(mean log D(x) + mean log(1 - D(G(z)))).
+
+    Edge cases: extreme logits (underflow of log sigmoid), swapped batches. Drawn: batch sizes 1
+    to 9 (real and fake differ), logit scales up to 60, float32 and float64; values and
+    gradients.
+    """
     extreme_real, extreme_fake = torch.tensor([-200.0]), torch.tensor([200.0])
     cases = [
         Case(
@@ -102,7 +107,11 @@ def _generator_mistakes(fake: torch.Tensor) -> dict[str, torch.Tensor]:
 def generator_loss_non_saturating(
     function: Callable[..., torch.Tensor], *, strict: bool | None = None
 ) -> bool:
-    """Check ``function(fake_logits)``: -mean log D(G(z))."""
+    """Check ``function(fake_logits)``: -mean log D(G(z)).
+
+    Edge cases: confident and certain discriminators. Drawn: batch sizes 1 to 9, logit scales up
+    to 60, float32 and float64; values and gradients.
+    """
     confident = torch.tensor([-8.0, -6.0])
     certain = torch.tensor([-200.0])
     cases = [
@@ -134,7 +143,11 @@ def generator_loss_non_saturating(
 def optimal_discriminator(
     function: Callable[..., torch.Tensor], *, strict: bool | None = None
 ) -> bool:
-    """Check ``function(p_data, p_model)``: D*(x) = p_data / (p_data + p_model) elementwise."""
+    """Check ``function(p_data, p_model)``: D*(x) = p_data / (p_data + p_model) elementwise.
+
+    Edge cases: p_model = p_data (1/2). Drawn: 1 to 3 dimensions, float32 and float64; values
+    and gradients.
+    """
     p_data = torch.tensor([0.4, 0.1, 0.3, 0.2])
     p_model = torch.tensor([0.1, 0.4, 0.3, 0.2])
     mistakes = {
@@ -190,7 +203,11 @@ def _jensen_shannon_mistakes(p: torch.Tensor, q: torch.Tensor) -> dict[str, Any]
 
 
 def jensen_shannon(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(p, q)``: 1/2 KL(p || m) + 1/2 KL(q || m) with m = (p + q) / 2."""
+    """Check ``function(p, q)``: 1/2 KL(p || m) + 1/2 KL(q || m) with m = (p + q) / 2.
+
+    Edge cases: disjoint supports (log 2), p = q (0). Drawn: 1 to 8 outcomes, float32 and
+    float64; values, and gradients along the simplex.
+    """
     p, q = torch.tensor([0.5, 0.5, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.5, 0.5])
     r = torch.tensor([0.1, 0.2, 0.3, 0.4])
     cases = [

@@ -82,7 +82,12 @@ def scaled_dot_product_attention(
 ) -> bool:
     """Check ``function(q, k, v, mask=None)``: softmax(q k^T / sqrt(d_k) + mask) v.
 
-    Every case has d_v != d_k, so that scaling by the wrong size shows."""
+    Every case has d_v != d_k, so that scaling by the wrong size shows.
+
+    Edge cases: a causal mask, d_v != d_k. Drawn: 0 to 2 batch axes, T_q != T_k, d_k 1 to 9, d_v
+    1 to 5, no, causal and random masks (every query keeps a key), float32 and float64; values
+    and gradients.
+    """
     q, k, v = _qkv(0, (2, 4, 8), d_v=3)
     q2, k2, v2 = _qkv(1, (2, 3, 5, 16), t_k=7, d_v=4)
     causal = torch.ones(4, 4, dtype=torch.bool).tril()
@@ -116,7 +121,10 @@ def scaled_dot_product_attention(
 
 
 def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(T)``: a ``(T, T)`` bool mask, True where query i may attend to key j <= i."""
+    """Check ``function(T)``: a ``(T, T)`` bool mask, True where query i may attend to key j <= i.
+
+    Edge cases: T = 1. Drawn: T from 1 to 12.
+    """
 
     def expect(length: int):
         def verdict(got) -> str | None:
@@ -151,7 +159,11 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 
 
 def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(x, n_heads)``: ``(B, T, C) -> (B, H, T, C / H)``."""
+    """Check ``function(x, n_heads)``: ``(B, T, C) -> (B, H, T, C / H)``.
+
+    Edge cases: one head. Drawn: 1 to 4 heads of 1 to 4 channels, batches and lengths, float32
+    and float64; values and gradients.
+    """
     x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)
     batch, length, channels = x.shape
     heads, size = 4, 2
@@ -180,7 +192,10 @@ def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 
 
 def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(x)``: ``(B, H, T, D) -> (B, T, H * D)``, the inverse of split_heads."""
+    """Check ``function(x)``: ``(B, H, T, D) -> (B, T, H * D)``, the inverse of split_heads.
+
+    Drawn: batch, heads, length and head size 1 to 4, float32 and float64; values and gradients.
+    """
     x = torch.arange(2 * 4 * 3 * 2, dtype=torch.float32).reshape(2, 4, 3, 2)
     batch, heads, length, size = x.shape
     mistakes = {

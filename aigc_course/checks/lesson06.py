@@ -141,7 +141,11 @@ def encoder_decoder_shapes(
 
 def reparameterise(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(mean, logvar)``: mean + exp(logvar / 2) * eps, with eps = torch.randn_like(mean),
-    a sample that gradients flow through to mean and logvar."""
+    a sample that gradients flow through to mean and logvar.
+
+    Edge cases: the sample under a fixed seed, gradients to both inputs. Drawn: 1 to 3
+    dimensions; values and gradients.
+    """
     generator = torch.Generator().manual_seed(1)
     mean, logvar = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
     with torch.random.fork_rng(devices=[]):
@@ -249,7 +253,11 @@ def negative_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
 
 
 def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(log_weights)``: log (1/K) sum_k exp(log_weights[k]) for ``(K, B)`` -> ``(B,)``."""
+    """Check ``function(log_weights)``: log (1/K) sum_k exp(log_weights[k]) for ``(K, B)`` -> ``(B,)``.
+
+    Edge cases: log-weights near -300 (underflow). Drawn: K 1 to 60, B 1 to 5, log-weights near
+    0, -300 and -3000, float32 and float64; values and gradients.
+    """
     generator = torch.Generator().manual_seed(3)
     small = torch.randn(5, 4, generator=generator)
     realistic = -300.0 + 5 * torch.randn(50, 3, generator=generator)  # log-weights of real images

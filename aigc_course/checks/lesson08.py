@@ -186,7 +186,11 @@ def _residual_mistakes(x: torch.Tensor, block: Block) -> dict[str, torch.Tensor]
 
 
 def residual_block(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
-    """Check ``function(x, block)``: pre-LN residual block using ``block.ln_1, attn, ln_2, mlp``."""
+    """Check ``function(x, block)``: pre-LN residual block using ``block.ln_1, attn, ln_2, mlp``.
+
+    Drawn: blocks of 1 to 3 heads of size 1 to 6 with distinct layer norms, batches of 1 to 3,
+    lengths 1 to 6; values and the gradient with respect to x.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(2)
         block = Block(_CONFIG, layer=0).eval()
@@ -285,7 +289,11 @@ def training_step(function: Callable[..., float], *, strict: bool | None = None)
     """Check ``function(model, optimizer, x, y, max_norm)``: one step of next-token training.
 
     The check runs *two* steps: a step that forgets ``zero_grad()`` adds the first step's
-    gradients into the second's."""
+    gradients into the second's.
+
+    Cases: two SGD steps on a fresh tiny GPT (the second exposes a missing zero_grad), clipping
+    that bites; the loss as any number type.
+    """
 
     def run(_):
         return _two_training_steps(function)
@@ -441,7 +449,11 @@ def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = 
 
 
 def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = None) -> bool:
-    """Check ``function(cached_k, cached_v, k, v)``: append the new keys/values along the time axis."""
+    """Check ``function(cached_k, cached_v, k, v)``: append the new keys/values along the time axis.
+
+    Edge cases: an empty cache. Drawn: empty and filled caches of 1 to 5 positions, 1 to 3 new
+    ones, batch, heads and head size 1 to 3, float32 and float64; values and gradients.
+    """
     generator = torch.Generator().manual_seed(6)
     k1, v1 = (
         torch.randn(1, 2, 3, 4, generator=generator),

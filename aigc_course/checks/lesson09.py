@@ -189,7 +189,10 @@ def merge_adapter(
     function: Callable[[lora.LoRALinear], None], *, strict: bool | None = None
 ) -> bool:
     """Check ``function(layer)``: merges a :class:`~aigc_course.models.lora.LoRALinear`'s update
-    into its frozen weight (``W <- W + (alpha / r) B A``), sets ``layer.merged``, keeps A and B."""
+    into its frozen weight (``W <- W + (alpha / r) B A``), sets ``layer.merged``, keeps A and B.
+
+    Edge cases: merging twice, the adapter left unchanged, the weight changed in place.
+    """
     x = _inputs()
     reference = _package_layer()
     with torch.no_grad():
@@ -274,7 +277,10 @@ def freeze_all_but_adapters(
     function: Callable[[nn.Module], int], *, strict: bool | None = None
 ) -> bool:
     """Check ``function(model)``: freezes every parameter but the adapters' (``lora_A``,
-    ``lora_B``) and returns how many numbers still train."""
+    ``lora_B``) and returns how many numbers still train.
+
+    Cases: a tiny GPT with LoRA on attention and MLP; the count as any integer type.
+    """
     adapter_numbers = sum(p.numel() for n, p in _adapted_gpt().named_parameters() if ".lora_" in n)
 
     def run(_):
@@ -359,7 +365,11 @@ def _continuation_mistakes(model: GPT, prompt: torch.Tensor, continuation: torch
 
 def continuation_loss(function: Callable[..., float], *, strict: bool | None = None) -> bool:
     """Check ``function(model, prompt, continuation)``: the mean loss (nats per token) of the 1-D
-    ``continuation`` read after the 1-D ``prompt``, in eval mode, a long prompt cut from the left."""
+    ``continuation`` read after the 1-D ``prompt``, in eval mode, a long prompt cut from the left.
+
+    Edge cases: a prompt longer than the context, 1-token prompt and continuation, a
+    continuation filling the context, dropout on.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(15)
         model = GPT(dataclasses.replace(_CONFIG, dropout=0.3))

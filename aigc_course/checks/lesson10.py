@@ -77,7 +77,11 @@ def _tiny_unet() -> UNet:
 
 def training_loss(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(model, x0, t, noise, schedule)``: the mean squared error between ``noise``
-    and ``model(x_t, t)``, with x_t from :func:`q_sample`."""
+    and ``model(x_t, t)``, with x_t from :func:`q_sample`.
+
+    Drawn: schedules, 1 to 3 images at steps including 0 and T - 1; values and gradients (a loss
+    without a graph fails).
+    """
     model = _tiny_unet()
     generator = torch.Generator().manual_seed(2)
     x0 = torch.rand(3, 1, 28, 28, generator=generator) * 2 - 1
@@ -114,7 +118,11 @@ def training_loss(function: Callable[..., torch.Tensor], *, strict: bool | None 
 
 def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(x_t, t, predicted_noise, schedule, z)``: one reverse step x_t -> x_{t-1},
-    mean 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps), plus sqrt(beta_t) z if t > 0."""
+    mean 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps), plus sqrt(beta_t) z if t > 0.
+
+    Edge cases: t = 0 (no noise), t = 1, t = T - 1. Drawn: schedules of 10 to 1000 steps (t = 0
+    and T - 1 among them), image sizes, float32 and float64; values and gradients.
+    """
     x_t, eps = _images(3)
     z = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
     s = _SCHEDULE
@@ -172,7 +180,12 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
 
 def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = None) -> bool:
     """Check ``function(x_t, t, t_prev, predicted_noise, schedule)``: one deterministic DDIM step
-    (eta = 0) from step t to the earlier t_prev (-1: to the clean image, alpha_bar = 1)."""
+    (eta = 0) from step t to the earlier t_prev (-1: to the clean image, alpha_bar = 1).
+
+    Edge cases: t_prev = 0 and -1 (the clean image), the first and last steps. Drawn: linear and
+    cosine schedules of 10 to 1000 steps, image sizes, float32 and float64; values and
+    gradients.
+    """
     x_t, eps = _images(5)
     s = _SCHEDULE
 

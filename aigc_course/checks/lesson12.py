@@ -26,7 +26,11 @@ from aigc_course.checks._core import (
 
 def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
     """Check ``function(ids, green, gamma)``: token ids ``(T,)``, the green lists ``(V, V)`` (row p:
-    the tokens green after p) and the green fraction -> the z-score of the green count."""
+    the tokens green after p) and the green fraction -> the z-score of the green count.
+
+    Drawn: 3 to 13 tokens, 2 to 60 ids (T = 2: one scored token), gamma 0.25 to 0.7; any number
+    type is accepted.
+    """
 
     def case(description: str, key: int, gamma: float, length: int, bias: float) -> Case:
         vocab = 11
@@ -84,7 +88,11 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
 
 def exposure(function: Callable, *, strict: bool | None = None) -> bool:
     """Check ``function(secret_nll, candidate_nlls)``: log2(C + 1) - log2(rank), the rank of the
-    secret (1 = likeliest, the lowest negative log-likelihood) among itself and C candidates."""
+    secret (1 = likeliest, the lowest negative log-likelihood) among itself and C candidates.
+
+    Edge cases: ranked first and last, a tie with the secret (ties do not rank above it). Drawn:
+    1 to 50 candidates with ties.
+    """
 
     def case(description: str, secret_nll: float, candidate_nlls: torch.Tensor) -> Case:
         c = len(candidate_nlls)
