@@ -176,42 +176,31 @@ def lora_linear(make_layer: Callable[..., nn.Module], *, strict: bool | None = N
     return run_check("lora_linear", make_layer, cases, hint, strict)
 
 
-def _package_layer() -> lora.LoRALinear:
-    layer = lora.LoRALinear(_base_layer(), _RANK, _ALPHA)
-    A, B = _known_adapter()
+def _package_layer(
+    size_in: int = _IN, size_out: int = _OUT, rank: int = _RANK, alpha: float = _ALPHA
+) -> lora.LoRALinear:
+    layer = lora.LoRALinear(_base_layer(size_in, size_out), rank, alpha)
+    A, B = _known_adapter(size_in, size_out, rank)
     with torch.no_grad():
         layer.lora_A.copy_(A)
         layer.lora_B.copy_(B)
     return layer
 
 
-def merge_adapter(
-    function: Callable[[lora.LoRALinear], None], *, strict: bool | None = None
-) -> bool:
-    """Check ``function(layer)``: merges a :class:`~aigc_course.models.lora.LoRALinear`'s update
-    into its frozen weight (``W <- W + (alpha / r) B A``), sets ``layer.merged``, keeps A and B.
-
-    Edge cases: merging twice, the adapter left unchanged, the weight changed in place.
-    """
-    x = _inputs()
-    reference = _package_layer()
+def _merge_verdict(
+    size_in: int, size_out: int, rank: int, alpha: float
+) -> Callable[[Any], str | None]:
+    x = _inputs(size_in=size_in)
+    reference = _package_layer(size_in, size_out, rank, alpha)
     with torch.no_grad():
         before = reference(x)
         W, update = reference.base.weight.clone(), reference.lora_B @ reference.lora_A
-    scale = _ALPHA / _RANK
+    scale = alpha / rank
     mistakes = {
-        "scale the merged update by alpha / r, not alpha": W + _ALPHA * update,
+        "scale the merged update by alpha / r, not alpha": W + alpha * update,
         "the merged update is not scaled: W + (alpha / r) B A": W + update,
         "add the update into W, do not subtract it": W - scale * update,
     }
-
-    def run(_):
-        layer = _package_layer()
-        original = layer.base.weight
-        function(layer)
-        once = layer.base.weight.detach().clone()
-        function(layer)  # merging an adapter that is merged already must change nothing
-        return layer, original, once
 
     def verdict(result) -> str | None:
         layer, original, once = result
@@ -221,11 +210,10 @@ def merge_adapter(
                 "...): a new nn.Parameter is trainable and is not the tensor the model and its "
                 "optimizer hold"
             )
-        weight = once
-        problem = compare_tensor(weight, W + scale * update)
+        problem = compare_tensor(once, W + scale * update)
         if problem:
-            mistake = recognise_mistake(weight, mistakes, 1e-4, 1e-5)
-            if torch.equal(weight, W):
+            mistake = recognise_mistake(once, mistakes, 1e-4, 1e-5)
+            if torch.equal(once, W):
                 mistake = (
                     "the base weight did not change: add (alpha / r) B A into layer.base.weight"
                 )
@@ -235,7 +223,7 @@ def merge_adapter(
                 "keep A and B after merging (unmerge and saving the adapter need them); set "
                 "layer.merged = True instead of zeroing them"
             )
-        A, B = _known_adapter()
+        A, B = _known_adapter(size_in, size_out, rank)
         if not (torch.equal(layer.lora_A.detach(), A) and torch.equal(layer.lora_B.detach(), B)):
             return (
                 "merging changed the adapter itself (A or B was modified in place, e.g. "
@@ -252,8 +240,35 @@ def merge_adapter(
         with torch.no_grad():
             return compare_tensor(layer(x), before)
 
+    return verdict
+
+
+def merge_adapter(
+    function: Callable[[lora.LoRALinear], None], *, strict: bool | None = None
+) -> bool:
+    """Check ``function(layer)``: merges a :class:`~aigc_course.models.lora.LoRALinear`'s update
+    into its frozen weight (``W <- W + (alpha / r) B A``), sets ``layer.merged``, keeps A and B.
+
+    Cases: two layer shapes (alpha / r of 2.5 and 1/3). Edge cases: merging twice, the adapter
+    left unchanged, the weight changed in place.
+    """
+
+    def run(shape: tuple[int, int, int, float]):
+        layer = _package_layer(*shape)
+        original = layer.base.weight
+        function(layer)
+        once = layer.base.weight.detach().clone()
+        function(layer)  # merging an adapter that is merged already must change nothing
+        return layer, original, once
+
+    shapes = [(_IN, _OUT, _RANK, _ALPHA), (6, 7, 3, 1.0)]
     cases = [
-        Case(f"a LoRA layer ({_IN} -> {_OUT}, rank {_RANK}, alpha {_ALPHA:g})", (None,), verdict)
+        Case(
+            f"a LoRA layer ({i} -> {o}, rank {r}, alpha {a:g})",
+            ((i, o, r, a),),
+            _merge_verdict(i, o, r, a),
+        )
+        for i, o, r, a in shapes
     ]
     hint = (
         "if layer.merged: return; with torch.no_grad(): layer.base.weight += layer.scale * "
@@ -262,15 +277,47 @@ def merge_adapter(
     return run_check("merge_adapter", run if callable(function) else function, cases, hint, strict)
 
 
-def _adapted_gpt() -> GPT:
-    """A tiny GPT with LoRA on attention and MLP, every parameter left trainable."""
+def _adapted_gpt(targets: str = "both", rank: int = 2) -> GPT:
+    """A tiny GPT with LoRA on ``targets``, every parameter left trainable."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(14)
         model = GPT(_CONFIG)
-        lora.add_lora(model, lora.LoRAConfig(rank=2, alpha=4.0, targets="both"))
+        lora.add_lora(model, lora.LoRAConfig(rank=rank, alpha=4.0, targets=targets))
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model
+
+
+def _freeze_problem(result: tuple, adapter_numbers: int) -> str | None:
+    """What is wrong with a model after the learner froze it, and the count it returned."""
+    model, count = result
+    named = dict(model.named_parameters())
+    frozen_adapters = [n for n, p in named.items() if ".lora_" in n and not p.requires_grad]
+    if frozen_adapters:
+        return (
+            f"the adapters are frozen too ({len(frozen_adapters)} tensors, e.g. "
+            f"{frozen_adapters[0]}): keep requires_grad on every parameter named lora_"
+        )
+    training = [n for n, p in named.items() if ".lora_" not in n and p.requires_grad]
+    if training:
+        return (
+            f"{len(training)} tensors outside the adapters still train, e.g. "
+            f"{', '.join(training[:3])}: freeze every parameter whose name lacks 'lora_' "
+            "(embeddings, LayerNorms and biases too, not only the linear weights)"
+        )
+    number = as_number(count)
+    if number is None or number != int(number):
+        return f"return the number of trainable numbers as an int, got {count!r}"
+    number = int(number)
+    if number != adapter_numbers:
+        tensors = sum(1 for n in named if ".lora_" in n)
+        if number == tensors:
+            return (
+                f"count the trainable *numbers* (sum of p.numel()), not the tensors: "
+                f"expected {adapter_numbers:,}, got {number}"
+            )
+        return f"wrong count of trainable numbers: expected {adapter_numbers:,}, got {number:,}"
+    return None
 
 
 def freeze_all_but_adapters(
@@ -279,45 +326,28 @@ def freeze_all_but_adapters(
     """Check ``function(model)``: freezes every parameter but the adapters' (``lora_A``,
     ``lora_B``) and returns how many numbers still train.
 
-    Cases: a tiny GPT with LoRA on attention and MLP; the count as any integer type.
+    Cases: tiny GPTs with LoRA of rank 2 on attention and MLP and of rank 5 on attention only;
+    the count as any integer type.
     """
-    adapter_numbers = sum(p.numel() for n, p in _adapted_gpt().named_parameters() if ".lora_" in n)
 
-    def run(_):
-        model = _adapted_gpt()
+    def run(setting: tuple[str, int]):
+        model = _adapted_gpt(*setting)
         return model, function(model)
 
-    def verdict(result) -> str | None:
-        model, count = result
-        named = dict(model.named_parameters())
-        frozen_adapters = [n for n, p in named.items() if ".lora_" in n and not p.requires_grad]
-        if frozen_adapters:
-            return (
-                f"the adapters are frozen too ({len(frozen_adapters)} tensors, e.g. "
-                f"{frozen_adapters[0]}): keep requires_grad on every parameter named lora_"
-            )
-        training = [n for n, p in named.items() if ".lora_" not in n and p.requires_grad]
-        if training:
-            return (
-                f"{len(training)} tensors outside the adapters still train, e.g. "
-                f"{', '.join(training[:3])}: freeze every parameter whose name lacks 'lora_' "
-                "(embeddings, LayerNorms and biases too, not only the linear weights)"
-            )
-        number = as_number(count)
-        if number is None or number != int(number):
-            return f"return the number of trainable numbers as an int, got {count!r}"
-        number = int(number)
-        if number != adapter_numbers:
-            tensors = sum(1 for n in named if ".lora_" in n)
-            if number == tensors:
-                return (
-                    f"count the trainable *numbers* (sum of p.numel()), not the tensors: "
-                    f"expected {adapter_numbers:,}, got {number}"
-                )
-            return f"wrong count of trainable numbers: expected {adapter_numbers:,}, got {number:,}"
-        return None
+    def verdict_for(setting: tuple[str, int]) -> Callable[[Any], str | None]:
+        adapter_numbers = sum(
+            p.numel() for n, p in _adapted_gpt(*setting).named_parameters() if ".lora_" in n
+        )
+        return lambda result: _freeze_problem(result, adapter_numbers)
 
-    cases = [Case("a tiny GPT with LoRA on attention and MLP, all trainable", (None,), verdict)]
+    cases = [
+        Case(
+            f"a tiny GPT with LoRA of rank {r} on {t}, all trainable",
+            ((t, r),),
+            verdict_for((t, r)),
+        )
+        for t, r in (("both", 2), ("attention", 5))
+    ]
     hint = (
         "for name, p in model.named_parameters(): p.requires_grad_('lora_' in name); "
         "return sum(p.numel() for p in model.parameters() if p.requires_grad)"
