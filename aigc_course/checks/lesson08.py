@@ -241,7 +241,9 @@ def _reference_training_step(
     return loss.item()
 
 
-def _two_training_steps(step: Callable[..., Any]) -> tuple[list, list[list[torch.Tensor]]]:
+def _two_training_steps(
+    step: Callable[..., Any], batch: int = 4, length: int = 8, max_norm: float = _MAX_NORM
+) -> tuple[list, list[list[torch.Tensor]]]:
     """Two steps of ``step`` with plain SGD on a fresh tiny GPT: the results, and the parameters
     before and after each step. (SGD's update shows every change in the gradient, clipping
     included; Adam's first step would hide a missing clip.)"""
@@ -253,9 +255,9 @@ def _two_training_steps(step: Callable[..., Any]) -> tuple[list, list[list[torch
     snapshots = [[p.detach().clone() for p in model.parameters()]]
     results = []
     for _ in range(2):
-        x = torch.randint(0, _CONFIG.vocab_size, (4, 8), generator=generator)
-        y = torch.randint(0, _CONFIG.vocab_size, (4, 8), generator=generator)
-        results.append(step(model, optimizer, x, y, _MAX_NORM))
+        x = torch.randint(0, _CONFIG.vocab_size, (batch, length), generator=generator)
+        y = torch.randint(0, _CONFIG.vocab_size, (batch, length), generator=generator)
+        results.append(step(model, optimizer, x, y, max_norm))
         snapshots.append([p.detach().clone() for p in model.parameters()])
     return results, snapshots
 
@@ -270,12 +272,16 @@ _CLIP_MISTAKES = {
 
 
 @functools.cache
-def _training_reference() -> tuple[list, list, dict[str, list[torch.Tensor]]]:
+def _training_reference(
+    batch: int, length: int, max_norm: float
+) -> tuple[list, list, dict[str, list[torch.Tensor]]]:
     """Two correct steps, and the parameters after one step of each clipping mistake (computed
     once: they are the same for every learner)."""
-    losses, snapshots = _two_training_steps(_reference_training_step)
+    losses, snapshots = _two_training_steps(_reference_training_step, batch, length, max_norm)
     after_mistake = {
-        message: _two_training_steps(functools.partial(_reference_training_step, clip=clip))[1][1]
+        message: _two_training_steps(
+            functools.partial(_reference_training_step, clip=clip), batch, length, max_norm
+        )[1][1]
         for message, clip in _CLIP_MISTAKES.items()
     }
     return losses, snapshots, after_mistake
@@ -295,46 +301,59 @@ def training_step(function: Callable[..., float], *, strict: bool | None = None)
     that bites; the loss as any number type.
     """
 
-    def run(_):
-        return _two_training_steps(function)
+    def run(setting: tuple[int, int, float]):
+        return _two_training_steps(function, *setting)
 
-    def verdict(result) -> str | None:
-        expected_losses, expected, after_mistake = _training_reference()
-        losses, snapshots = result
-        for step, (loss, expected_loss) in enumerate(zip(losses, expected_losses, strict=True)):
-            value = as_number(loss)
-            if value is None or abs(value - expected_loss) > 1e-5:
-                return (
-                    f"return the loss before the update as a float (step {step + 1}): expected "
-                    f"{expected_loss:.5f}, got {value!r}"
-                )
-            if _same(snapshots[step + 1], expected[step + 1]):
-                continue
-            if step == 1:
-                return (
-                    "the first step is right, but the second is not: the first step's gradients "
-                    "were added into the second's (backward *adds* to .grad). Call "
-                    "optimizer.zero_grad() before loss.backward()"
-                )
-            if _same(snapshots[1], snapshots[0]):
-                return (
-                    "the parameters did not change: call optimizer.step() after loss.backward() "
-                    "(and optimizer.zero_grad() before the backward, not between backward and "
-                    "step)"
-                )
-            for message, parameters in after_mistake.items():
-                if _same(snapshots[1], parameters):
-                    return message
-            return (
-                "after one step the parameters differ from a correct step: in this order, "
-                "optimizer.zero_grad(), loss.backward(), clip_grad_norm_(model.parameters(), "
-                "max_norm), optimizer.step()"
-            )
-        return None
+    def verdict_for(setting: tuple[int, int, float]) -> Callable[[Any], str | None]:
+        return lambda result: _training_problem(result, setting)
 
-    cases = [Case(f"two SGD steps on a tiny GPT, clipping at {_MAX_NORM}", (None,), verdict)]
+    settings = [(4, 8, _MAX_NORM), (2, 5, 1.0)]
+    cases = [
+        Case(
+            f"two SGD steps on a tiny GPT, batches ({b}, {t}), clipping at {m}",
+            ((b, t, m),),
+            verdict_for((b, t, m)),
+        )
+        for b, t, m in settings
+    ]
     hint = "optimizer.zero_grad(); _, loss = model(x, y); loss.backward(); clip_grad_norm_(..., max_norm); optimizer.step()"
     return run_check("training_step", run if callable(function) else function, cases, hint, strict)
+
+
+def _training_problem(result, setting: tuple[int, int, float]) -> str | None:
+    """What differs from two correct steps with ``setting`` = (batch, length, max_norm)."""
+    expected_losses, expected, after_mistake = _training_reference(*setting)
+    losses, snapshots = result
+    for step, (loss, expected_loss) in enumerate(zip(losses, expected_losses, strict=True)):
+        value = as_number(loss)
+        if value is None or abs(value - expected_loss) > 1e-5:
+            return (
+                f"return the loss before the update as a float (step {step + 1}): expected "
+                f"{expected_loss:.5f}, got {value!r}"
+            )
+        if _same(snapshots[step + 1], expected[step + 1]):
+            continue
+        if step == 1:
+            return (
+                "the first step is right, but the second is not: the first step's gradients "
+                "were added into the second's (backward *adds* to .grad). Call "
+                "optimizer.zero_grad() before loss.backward()"
+            )
+        if _same(snapshots[1], snapshots[0]):
+            return (
+                "the parameters did not change: call optimizer.step() after loss.backward() "
+                "(and optimizer.zero_grad() before the backward, not between backward and "
+                "step)"
+            )
+        for message, parameters in after_mistake.items():
+            if _same(snapshots[1], parameters):
+                return message
+        return (
+            "after one step the parameters differ from a correct step: in this order, "
+            "optimizer.zero_grad(), loss.backward(), clip_grad_norm_(model.parameters(), "
+            "max_norm), optimizer.step()"
+        )
+    return None
 
 
 def _keep_top_k(logits: torch.Tensor, k: int, *, per_row: bool = True, strict_k: bool = False):
