@@ -297,8 +297,8 @@ def training_step(function: Callable[..., float], *, strict: bool | None = None)
     The check runs *two* steps: a step that forgets ``zero_grad()`` adds the first step's
     gradients into the second's.
 
-    Cases: two SGD steps on a fresh tiny GPT (the second exposes a missing zero_grad), clipping
-    that bites; the loss as any number type.
+    Cases: two SGD steps on a fresh tiny GPT (the second exposes a missing zero_grad), for batches
+    (4, 8) and (2, 5), clipping at 0.25 and 1.0 (both bite); the loss as any number type.
     """
 
     def run(setting: tuple[int, int, float]):
