@@ -246,9 +246,20 @@ def cmd_time_notebooks(args: argparse.Namespace) -> int:
     table = timing.time_table(rows, command)
     output = Path(args.output or root / "docs" / f"time-table-{args.profile}.md")
     output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_text(output, f"# Time table: the {args.profile} profile\n\n{table}")
-    print(f"\n{table}\nwrote   {output}")
-    if args.paths and args.readme is None:
+    title = f"# Time table: the {args.profile} profile\n\n"
+    merged = False
+    if args.paths and output.is_file():  # some notebooks: update their rows, keep the others
+        try:
+            table = timing.merge_table(
+                output.read_text(encoding="utf-8").removeprefix(title), table, command
+            )
+            merged = True
+        except (ValueError, StopIteration) as error:
+            print(f"error: cannot update {output}: {error}", file=sys.stderr)
+            return 2
+    files.write_text(output, title + table)
+    print(f"\n{table}\n{'updated' if merged else 'wrote  '} {output}")
+    if args.paths and not merged and args.readme is None:
         print("README not updated: it shows every lesson (time them all, or pass --readme)")
     elif args.readme != "none":
         readme = Path(args.readme or root / "README.md")
@@ -743,7 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     gpt_generate.add_argument("prompt", help='text to continue, e.g. "ROMEO:"')
     gpt_generate.add_argument("--tokens", type=count, default=300, help="characters to generate")
     gpt_generate.add_argument(
-        "--temperature", type=non_negative_float, default=0.8, help="0 = greedy (default 0.8)"
+        "--temperature",
+        type=non_negative_float,
+        default=0.8,
+        help="0 = greedy, as is any temperature so small that the logits overflow (default 0.8)",
     )
     gpt_generate.add_argument("--top-k", type=count, help="sample among the k most likely (k >= 1)")
     gpt_generate.add_argument(

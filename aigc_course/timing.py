@@ -181,6 +181,47 @@ def time_table(rows: list[NotebookTiming], command: str, when: date | None = Non
     return note + "\n\n" + "\n".join(lines) + "\n"
 
 
+def parse_duration(text: str) -> int:
+    """Seconds of a duration written by :func:`format_duration` (``2 min 58 s``, ``1 h 02 min``)."""
+    units = {"h": 3600, "min": 60, "s": 1}
+    found = re.findall(r"(\d+) (h|min|s)\b", text)
+    if not found:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(int(number) * units[unit] for number, unit in found)
+
+
+_ROW = re.compile(r"^\| `([^`]+)` \|")
+
+
+def merge_table(existing: str, update: str, command: str, when: date | None = None) -> str:
+    """``existing`` (a table written by :func:`time_table`, with its note) with the rows of
+    ``update`` in place of its rows of the same notebooks (new notebooks appended), the total
+    recomputed, and a sentence added to the note saying what was re-measured, when and how.
+
+    Timing one notebook so never throws away the table's other rows."""
+    when = when or date.today()
+    old_lines, new_lines = existing.rstrip("\n").split("\n"), update.rstrip("\n").split("\n")
+    new_rows = {m.group(1): line for line in new_lines if (m := _ROW.match(line))}
+    header = [line for line in old_lines if line.startswith("| Notebook")]
+    if not header or header[0] != next(line for line in new_lines if line.startswith("| Notebook")):
+        raise ValueError("the existing table has other columns: time every notebook instead")
+    rows, seen = [], set()
+    for line in old_lines:
+        m = _ROW.match(line)
+        if m:
+            rows.append(new_rows.get(m.group(1), line))
+            seen.add(m.group(1))
+    rows += [line for name, line in new_rows.items() if name not in seen]
+    total = sum(parse_duration(line.split("|")[4]) for line in rows)
+    columns = header[0].count("|") - 1
+    total_row = [f"**all {len(rows)}**", "", "", f"**{format_duration(total)}**"]
+    total_row += [""] * (columns - len(total_row))
+    note = next(line for line in old_lines if line.startswith("Measured")).rstrip()
+    note += f" Re-measured {when.isoformat()}: {len(new_rows)} notebook(s) with `{command}`."
+    table = [*header, "|" + "---|" * columns, *rows, "| " + " | ".join(total_row) + " |"]
+    return note + "\n\n" + "\n".join(table) + "\n"
+
+
 def markers(profile: str) -> tuple[str, str]:
     """The two comment lines that enclose the ``profile`` table in README.md."""
     return f"<!-- time-table:{profile}:begin -->", f"<!-- time-table:{profile}:end -->"

@@ -388,7 +388,28 @@ def run_evaluation(
 def random_batches(
     tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Endless random mini-batches (without replacement within an epoch) of in-memory tensors."""
+    """Endless random mini-batches (without replacement within an epoch) of in-memory tensors.
+
+    A batch larger than the data would never fill (the loop would spin without yielding): it is
+    refused at once, saying how large a batch the data allows."""
+    check_batch_fits(batch_size, tensors[0].shape[0])  # now, not at the first batch
+    return _endless_batches(tensors, batch_size, generator)
+
+
+def check_batch_fits(batch_size: int, examples: int) -> None:
+    """Refuse a batch larger than the training data, saying which sizes it allows."""
+    if examples < 1:
+        raise SettingError("there are no training examples to draw batches from")
+    if not 1 <= batch_size <= examples:
+        raise SettingError(
+            f"a batch of {batch_size:,} examples does not fit in the {examples:,} training "
+            f"examples: use --batch-size {min(examples, 64)} or another value from 1 to {examples:,}"
+        )
+
+
+def _endless_batches(
+    tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, ...]]:
     n = tensors[0].shape[0]
     while True:
         order = torch.randperm(n, generator=generator)

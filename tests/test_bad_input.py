@@ -531,3 +531,29 @@ def test_a_bad_option_is_refused_before_pytorch_loads():
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes that pass the range check and still cannot work
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_batch_larger_than_the_data_is_refused_at_once_not_spun_on_forever():
+    from aigc_course.training import random_batches
+
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(errors.SettingError, match="does not fit in the 5 training examples"):
+        next(random_batches((torch.zeros(5, 2),), 6, generator))
+    with pytest.raises(errors.SettingError, match="no training examples"):
+        next(random_batches((torch.zeros(0, 2),), 1, generator))
+    assert next(random_batches((torch.zeros(5, 2),), 5, generator))[0].shape == (5, 2)
+
+
+@pytest.mark.parametrize("model", ["vae", "gan", "diffusion"])
+def test_train_with_a_batch_larger_than_the_training_set_stops_with_one_line(user, model):
+    require_data("fashion-mnist")
+    result = user(
+        "train", model, "--profile", "smoke", "--batch-size", "100000", "--steps", "2",
+        "--out", str(user.work / "run"),
+    )  # fmt: skip
+    assert_clean_error(result, "--batch-size", "does not fit")

@@ -392,3 +392,24 @@ def test_pretrained_gpt_beats_the_bigram_baseline():
         model.generate(torch.tensor([tokenizer.encode("ROMEO:")]), 20, temperature=0)[0].tolist()
     )
     assert text.startswith("ROMEO:") and len(text) == 26
+
+
+def test_a_temperature_too_small_for_float32_is_greedy_not_a_crash():
+    """logits / 1e-45 overflow (or all underflow to -inf) in float32; the softmax would be NaN."""
+    for logits in (torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([[-3.0, -1.0, -2.0]])):
+        for temperature in (1e-45, 1e-300):
+            for top_p in (None, 1e-9, 0.5):
+                picked = sample_next(logits, temperature=temperature, top_p=top_p)
+                assert picked.tolist() == [[int(logits.argmax())]]
+
+
+def test_filter_logits_always_keeps_the_most_probable_token():
+    for logits in (
+        torch.tensor([[float("inf"), 0.0, -1.0]]),
+        torch.tensor([[1e30, 1e30 - 1, 0.0]]),
+        torch.tensor([[0.5, 2.0, 1.0]]),
+    ):
+        for top_p in (1e-12, 0.3, 0.999):
+            kept = filter_logits(logits, top_k=1 if top_p == 0.3 else None, top_p=top_p)
+            best = int(logits.argmax())
+            assert kept[0, best] == logits[0, best], (logits, top_p, kept)

@@ -142,3 +142,29 @@ def test_cli_timing_some_notebooks_leaves_the_readme_alone_unless_asked(course, 
     readme = ["--readme", "README.md"]
     assert cli.main(["time-notebooks", "notebooks/02_quick.ipynb", *readme]) == 0
     assert "`notebooks/02_quick.ipynb` | cpu |" in (course / "README.md").read_text()
+
+
+def test_timing_one_notebook_updates_its_row_and_keeps_the_others(course, capsys):
+    """Timing one lesson used to replace the whole table with a one-row table."""
+    assert cli.main(["time-notebooks", "--profile", "cpu"]) == 0
+    before = (course / "docs" / "time-table-cpu.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["time-notebooks", "--profile", "cpu", "notebooks/02_quick.ipynb"]) == 0
+    after = (course / "docs" / "time-table-cpu.md").read_text()
+    kept = next(line for line in before.splitlines() if "01_memory" in line)
+    assert kept in after and "`notebooks/02_quick.ipynb` | cpu |" in after
+    assert "| **all 2** |" in after and after.count("| `notebooks/") == 2
+    assert "Re-measured" in after and "notebooks/02_quick.ipynb`" in after
+    readme = (course / "README.md").read_text()
+    assert kept in readme, "the README's copy follows the (complete) table"
+    rows = [line for line in after.splitlines() if line.startswith("| `")]
+    total = sum(timing.parse_duration(line.split("|")[4]) for line in rows)
+    assert f"**{timing.format_duration(total)}**" in after
+
+
+def test_merge_table_refuses_a_table_with_other_columns():
+    old = timing.time_table([timing.NotebookTiming("a", "gpu", "H200", 5.0, 2**30, 2**30)], "x")
+    new = timing.time_table([timing.NotebookTiming("a", "cpu", "CPU", 5.0, 2**30)], "y")
+    with pytest.raises(ValueError, match="other columns"):
+        timing.merge_table(old, new, "y")
+    assert timing.parse_duration("1 h 02 min") == 3720 and timing.parse_duration("7 s") == 7

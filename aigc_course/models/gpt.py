@@ -347,6 +347,7 @@ def filter_logits(
         remove_sorted = (
             cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p
         )  # mass before this token
+        remove_sorted[..., 0] = False  # the most probable token stays, whatever the rounding
         remove = remove_sorted.scatter(-1, order, remove_sorted)
         logits = logits.masked_fill(remove, float("-inf"))
     return logits
@@ -363,7 +364,12 @@ def sample_next(
     check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    scaled = logits.float() / temperature
+    if not torch.isfinite(scaled.amax(dim=-1)).all():
+        # So cold that the largest logit overflows (or every logit underflows) in float32: the
+        # distribution is one-hot on the most likely token, which is greedy decoding.
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = filter_logits(scaled, top_k, top_p)
     probabilities = torch.softmax(logits, dim=-1)
     if generator is not None and generator.device != probabilities.device:
         return torch.multinomial(probabilities.cpu(), 1, generator=generator).to(logits.device)

@@ -153,6 +153,7 @@ def train(
     world = distributed.world(device)
     precision = runtime.choose_precision(device)
     train_set = data.load_fashion_mnist("train", val_size=0)
+    training.check_batch_fits(recipe_.batch_size, len(train_set))
     real_test = data.load_fashion_mnist("test").images[: recipe_.fid_images]
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     generator, discriminator = (
