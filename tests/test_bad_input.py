@@ -557,3 +557,60 @@ def test_train_with_a_batch_larger_than_the_training_set_stops_with_one_line(use
         "--out", str(user.work / "run"),
     )  # fmt: skip
     assert_clean_error(result, "--batch-size", "does not fit")
+
+
+# --------------------------------------------------------------------------------------------
+# Trained work is never thrown away or silently replaced
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_output_that_cannot_take_the_checkpoint_is_refused_before_training(user):
+    (user.work / "afile").write_text("not a folder")
+    result = user("train", "gpt", "--profile", "smoke", "--steps", "2", "--out", "afile/runs")
+    assert_clean_error(result, "cannot write the checkpoint")
+    (user.work / "runs" / "gpt.safetensors").mkdir(parents=True)
+    result = user("train", "gpt", "--profile", "smoke", "--steps", "2", "--out", "runs")
+    assert_clean_error(result, "is a folder where the checkpoint file should be")
+    result = user("train", "gpt", "--profile", "smoke", "--steps", "2", "--out", " ")
+    assert_clean_error(result, "--out is empty")
+
+
+def test_retraining_into_a_checkpoint_needs_overwrite_and_a_busy_output_is_refused(user):
+    require_data("tinyshakespeare")
+    argv = ["train", "gpt", "--profile", "smoke", "--steps", "2", "--quiet", "--out", "runs"]
+    assert user(*argv).returncode == 0
+    checkpoint = user.work / "runs" / "gpt.safetensors"
+    first = checkpoint.read_bytes()
+    result = user(*argv)
+    assert_clean_error(result, "already holds a checkpoint (written", "--overwrite")
+    assert checkpoint.read_bytes() == first
+    lock = checkpoint.with_name(".gpt.safetensors.lock")
+    lock.write_text(str(os.getpid()))  # a run that is alive holds it
+    assert_clean_error(user(*argv, "--overwrite"), "another run is writing")
+    lock.write_text("999999999")  # a run that no longer exists left it: taken over
+    assert user(*argv, "--overwrite").returncode == 0
+    assert not lock.exists() and sorted(p.name for p in checkpoint.parent.iterdir()) == [
+        "gpt.safetensors"
+    ]
+
+
+def test_model_variants_never_share_a_default_file():
+    from aigc_course.runtime import Profile
+    from aigc_course.trainers import finetune, gan
+
+    smoke = Profile("smoke")
+    names = {
+        cli._output_path(argparse.Namespace(model="gan", out="x"), gan.variant(recipe)).name
+        for recipe in (gan.recipe(smoke), gan.recipe(smoke, conditional=True))
+    }
+    names |= {
+        cli._output_path(argparse.Namespace(model="finetune", out="x"), method).name
+        for method in ("lora", "full")
+    }
+    assert names == {
+        "gan.safetensors",
+        "gan_conditional.safetensors",
+        "finetune_lora.safetensors",
+        "finetune_full.safetensors",
+    }
+    assert finetune.variant(finetune.recipe(smoke, method="full")) == "full"

@@ -174,6 +174,8 @@ def test_cli_train_gan_smoke(tmp_path, capsys):
         == 0
     )
     assert "classifier accuracy on labelled samples" in capsys.readouterr().out
+    assert (tmp_path / "gan.safetensors").is_file(), "the conditional run kept the first"
+    assert (tmp_path / "gan_conditional.safetensors").is_file()
 
 
 def test_gan_step_clips_both_networks_when_asked():

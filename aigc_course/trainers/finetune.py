@@ -129,6 +129,12 @@ def describe(recipe_: FinetuneRecipe) -> str:
     )
 
 
+def variant(recipe_: FinetuneRecipe) -> str:
+    """The file-name variant of a run's checkpoint: its method (``lora`` or ``full``), so that a full
+    fine-tune and an adapter never share a file."""
+    return recipe_.model.method
+
+
 def checkpoint_name(recipe_: FinetuneRecipe) -> str:
     if recipe_.model.method != "lora":
         raise SettingError(

@@ -87,6 +87,11 @@ def pretrained_name(conditional: bool) -> str:
     return PRETRAINED_NAME + ("_conditional" if conditional else "")
 
 
+def variant(recipe_: GANRecipe) -> str | None:
+    """The file-name variant of a run's checkpoint: ``conditional`` for the class-conditional GAN."""
+    return "conditional" if recipe_.model.n_classes else None
+
+
 def checkpoint_name(recipe_: GANRecipe) -> str:
     return pretrained_name(bool(recipe_.model.n_classes))
 
