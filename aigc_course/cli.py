@@ -138,6 +138,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     from aigc_course import data
 
     names = args.names or [name for name, spec in data.DATASETS.items() if spec.required]
+    for name in names:  # an unknown name stops here, as in `data status`, before any download
+        data.get_spec(name)
     failures = 0
     for name in names:
         try:

@@ -35,6 +35,19 @@ def one_line(error: BaseException) -> str:
     return f"error: {error}"
 
 
+_WARNED: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """Tell the user about something that worked around a problem, as one line on stderr:
+    ``warning: <message>``, once per message in a process (not Python's two-line ``UserWarning``
+    with a source line, repeated for every file a command opens)."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def install_notebook_handler() -> bool:
     """In IPython/Jupyter, show a :class:`CourseError` as its message alone (no traceback).
 

@@ -614,3 +614,9 @@ def test_model_variants_never_share_a_default_file():
         "finetune_full.safetensors",
     }
     assert finetune.variant(finetune.recipe(smoke, method="full")) == "full"
+
+
+def test_an_unknown_data_set_gets_the_same_answer_from_fetch_and_status(user):
+    for command in ("fetch", "status"):
+        result = user("data", command, "bogus")
+        assert_clean_error(result, "unknown data set 'bogus'", "fashion-mnist")

@@ -24,10 +24,10 @@ import hashlib
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aigc_course import errors
 from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path, new_file_mode
 
@@ -380,14 +380,17 @@ def fix_hint(spec: DatasetSpec) -> str:
     return "; ".join(fixes)
 
 
-def locate(spec: DatasetSpec, file_name: str, *, progress: bool = True) -> Path:
-    """A verified local path to one file of ``spec``, downloading it into the cache if needed."""
+def locate(
+    spec: DatasetSpec, file_name: str, *, progress: bool = True, advise: bool = True
+) -> Path:
+    """A verified local path to one file of ``spec``, downloading it into the cache if needed
+    (``advise``: warn, once, about a corrupt copy that was passed over)."""
     data_file = spec.file(file_name)
     lookup = find_local(spec, data_file)
     attempts = lookup.attempts
     for attempt in attempts:
-        if attempt.outcome.startswith("corrupt"):
-            warnings.warn(corrupt_copy_advice(spec, attempt) + ".", stacklevel=2)
+        if advise and attempt.outcome.startswith("corrupt"):
+            errors.warn(corrupt_copy_advice(spec, attempt) + ".")
     if lookup.path is not None:
         return lookup.path
     if offline():
@@ -438,11 +441,9 @@ def fill_cache(name: str, *, progress: bool = True) -> list[tuple[Path, str]]:
             copy_verified(lookup.path, destination, data_file.checksum)
             done.append((destination, f"{replaced}copied from {lookup.path.parent}"))
         else:
-            with warnings.catch_warnings():  # the corrupt cache copy is being replaced: no advice
-                warnings.simplefilter("ignore")
-                done.append(
-                    (locate(spec, data_file.name, progress=progress), f"{replaced}downloaded")
-                )
+            # the corrupt cache copy is being replaced: no advice to replace it
+            path = locate(spec, data_file.name, progress=progress, advise=False)
+            done.append((path, f"{replaced}downloaded"))
     return done
 
 
