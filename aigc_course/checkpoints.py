@@ -223,13 +223,46 @@ def load_model(
             f"{path} holds a {checkpoint.model} model, not a {kind}; give a checkpoint written "
             f"by the matching `aigc-course train` command"
         )
+    where = path if path is not None else pretrained_name
+    names = list(checkpoint.state_dict)
+    if names and all(".lora_" in name for name in names):
+        base = checkpoint.extra.get("base", "its base model")
+        raise CheckpointError(
+            f"{where} is a LoRA adapter (only the lora_A and lora_B weights of {base}), not a "
+            "whole model: it needs its base; load it with aigc_course.trainers.finetune.load, "
+            "which checks the base it was trained on"
+        )
     try:
         model = build(checkpoint.config)
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        raise CheckpointError(
+            f"{where} records a configuration this model cannot take ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}); give a checkpoint written by the matching "
+            "`aigc-course train` command"
+        ) from error
+    problem = _key_mismatch(set(model.state_dict()), set(names))
+    if problem:
+        raise CheckpointError(
+            f"{where} does not fit this model: {problem}; give a checkpoint written by the "
+            "matching `aigc-course train` command"
+        )
+    try:
         model.load_state_dict(checkpoint.state_dict)
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        where = path if path is not None else pretrained_name
+        message = str(error).splitlines()[0][:200]
         raise CheckpointError(
-            f"{where} does not hold this kind of model ({type(error).__name__}: {error}); "
+            f"{where} does not hold this kind of model ({type(error).__name__}: {message}); "
             "give a checkpoint written by the matching `aigc-course train` command"
         ) from error
     return model.eval(), checkpoint
+
+
+def _key_mismatch(expected: set[str], found: set[str]) -> str | None:
+    """What differs between a model's weight names and a checkpoint's, in a few words."""
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weight(s) missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    return "; ".join(parts) or None

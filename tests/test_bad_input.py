@@ -620,3 +620,13 @@ def test_an_unknown_data_set_gets_the_same_answer_from_fetch_and_status(user):
     for command in ("fetch", "status"):
         result = user("data", command, "bogus")
         assert_clean_error(result, "unknown data set 'bogus'", "fashion-mnist")
+
+
+def test_an_adapter_or_another_model_given_as_a_gpt_gets_a_short_answer(user):
+    adapter = checkpoints.PRETRAINED_DIR / "gpt_lora_petruchio.safetensors"
+    result = user("generate", "gpt", "ROMEO:", "--checkpoint", str(adapter))
+    assert_clean_error(result, "is a LoRA adapter", "needs its base", "finetune.load")
+    vae = checkpoints.PRETRAINED_DIR / "vae_fashion_mnist.safetensors"
+    result = user("generate", "gpt", "ROMEO:", "--checkpoint", str(vae))
+    assert_clean_error(result, "configuration this model cannot take")
+    assert len(result.stderr) < 400, "a few names at most, not hundreds of state-dict keys"

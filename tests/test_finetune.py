@@ -35,8 +35,16 @@ def test_the_speakers_text_is_split_at_the_pretraining_cut():
 
 
 def test_a_speaker_without_speeches_on_both_sides_is_refused_with_the_choices():
-    with pytest.raises(SettingError, match="no speeches on both sides.*PETRUCHIO"):
+    with pytest.raises(SettingError, match="no speaker is called 'NOBODY'.*PETRUCHIO"):
         finetune.load_speaker_data("NOBODY")
+    corpus = gpt_trainer.data.load_tiny_shakespeare()
+    boundary = len(gpt_trainer.load_data().train_ids)
+    before, after = gpt_trainer.data.split_speeches(
+        gpt_trainer.data.parse_speeches(corpus), boundary
+    )
+    early = sorted({s.speaker for s in before} - {s.speaker for s in after})[0]
+    with pytest.raises(SettingError, match=f"'{early}' speaks only before the 90% cut.*PETRUCHIO"):
+        finetune.load_speaker_data(early)
 
 
 def test_the_recipe_sets_the_learning_rate_by_method_and_checks_its_settings():

@@ -198,9 +198,15 @@ def load_speaker_data(
     mine = [s for s in before if s.speaker == speaker], [s for s in after if s.speaker == speaker]
     if not (mine[0] and mine[1]):
         names = ", ".join(name for name, _, _ in speakers_on_both_sides(corpus)[:8])
+        if not (mine[0] or mine[1]):
+            raise SettingError(
+                f"no speaker is called {speaker!r} in Tiny Shakespeare (names are in capitals, as "
+                f"the play prints them); speakers who can be fine-tuned on: {names}"
+            )
+        side = "before" if mine[0] else "after"
         raise SettingError(
-            f"{speaker!r} has no speeches on both sides of the 90% cut, so it cannot be fine-tuned "
-            f"on and validated honestly; speakers who have (most held-out text first): {names}"
+            f"{speaker!r} speaks only {side} the 90% cut, so it cannot be fine-tuned on and "
+            f"validated honestly; speakers on both sides (most held-out text first): {names}"
         )
     encode = shakespeare.tokenizer.encode
     general = shakespeare.val_ids
