@@ -51,8 +51,8 @@ def test_data_fetch_offline_fails_clearly(no_data, capsys):
     assert cli.main(["data", "fetch", "fashion-mnist"]) == 1
     err = capsys.readouterr().err
     assert "FAILED fashion-mnist: Fashion-MNIST file" in err and "cannot connect" in err
-    assert cli.main(["data", "fetch", "cifar"]) == 1
-    assert "unknown data set 'cifar'" in capsys.readouterr().err
+    assert cli.main(["data", "fetch", "cifar"]) == 2  # as `data status cifar`: a bad argument
+    assert "error: unknown data set 'cifar'" in capsys.readouterr().err
 
 
 def test_data_fetch_fills_the_cache_from_a_server(tmp_path, monkeypatch, capsys):
