@@ -56,6 +56,16 @@ def count(text: str) -> int:
     return _number(text, int, 1, True, "a whole number of at least 1")
 
 
+def seed(text: str) -> int:
+    """A random seed: a whole number PyTorch's generators take, 0 to 2**64 - 1."""
+    value = _number(text, int, 0, True, "a whole number from 0 to 2**64 - 1")
+    if value >= 2**64:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 0 to 2**64 - 1 (a 64-bit seed), got {text!r}"
+        )
+    return value
+
+
 def non_negative_int(text: str) -> int:
     return _number(text, int, 0, True, "a whole number of 0 or more")
 
@@ -858,7 +868,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-p", type=probability_mass, help="sample within the top-p nucleus (0 < p <= 1)"
     )
     gpt_generate.add_argument(
-        "--seed", type=non_negative_int, help="random seed, for repeatable text"
+        "--seed", type=seed, help="random seed (0 to 2**64 - 1), for repeatable text"
     )
     gpt_generate.add_argument(
         "--checkpoint", help="a checkpoint file (default: the pretrained GPT)"

@@ -83,6 +83,10 @@ def _environment_world() -> World:
     return World(rank, size, local_rank, launched=True)
 
 
+#: The longest wait a collective may be given: a week (an infinite one would hang a run forever).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
 def timeout_seconds() -> float:
     """How long a collective waits for the other ranks (``AIGC_DIST_TIMEOUT``, seconds)."""
     text = os.environ.get("AIGC_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
@@ -90,10 +94,10 @@ def timeout_seconds() -> float:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
-    if not seconds > 0:
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # also refuses inf and nan
         raise RuntimeConfigError(
-            f"AIGC_DIST_TIMEOUT={text!r} must be a positive number of seconds (default "
-            f"{DEFAULT_TIMEOUT_SECONDS})"
+            f"AIGC_DIST_TIMEOUT={text!r} must be a number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_SECONDS:,} (a week; default {DEFAULT_TIMEOUT_SECONDS})"
         )
     return seconds
 

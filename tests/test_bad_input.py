@@ -122,6 +122,8 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str, lin
         (["generate", "gpt", "ROMEO:", "--top-k", "-3"], "--top-k"),
         (["generate", "gpt", "ROMEO:", "--temperature", "-1"], "--temperature"),
         (["generate", "gpt", "ROMEO:", "--tokens", "-5"], "--tokens"),
+        (["generate", "gpt", "ROMEO:", "--seed", str(2**64)], "--seed: expected a whole number"),
+        (["generate", "gpt", "ROMEO:", "--seed", "-1"], "--seed"),
         (["train", "gpt", "--steps", "0"], "--steps: expected a whole number of at least 1"),
         (["train", "gpt", "--steps", "-3"], "--steps"),
         (["train", "vae", "--steps", "-5"], "--steps"),
@@ -219,6 +221,7 @@ def test_debug_shows_the_traceback(user):
 VALIDATING_TYPES = {
     cli.count: ["0", "-1", "-3", "1.5", "nan", "x", ""],
     cli.non_negative_int: ["-1", "1.5", "nan", "x", ""],
+    cli.seed: ["-1", "1.5", "nan", "x", "", str(2**64), "1" + "0" * 30],
     cli.non_negative_float: ["-1", "-0.001", "nan", "inf", "-inf", "1e400", "x", ""],
     cli.positive_float: ["0", "-1", "nan", "inf", "1e400", "x", ""],
     cli.probability_mass: ["0", "-0.5", "1.0001", "2", "nan", "inf", "x", ""],

@@ -227,6 +227,8 @@ def test_a_batch_that_does_not_split_is_refused_with_the_fix():
         ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 does not fit WORLD_SIZE=2"),
         ({"WORLD_SIZE": "two", "RANK": "0"}, "must be whole numbers"),
         ({"WORLD_SIZE": "1", "AIGC_DIST_TIMEOUT": "0"}, "AIGC_DIST_TIMEOUT='0'"),
+        ({"WORLD_SIZE": "1", "AIGC_DIST_TIMEOUT": "inf"}, "AIGC_DIST_TIMEOUT='inf'.*at most"),
+        ({"WORLD_SIZE": "1", "AIGC_DIST_TIMEOUT": "nan"}, "AIGC_DIST_TIMEOUT='nan'"),
     ],
 )
 def test_a_bad_torchrun_environment_is_refused_with_a_clear_error(
