@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import http.server
@@ -161,3 +162,24 @@ def run_benchmark(name: str, *argv: str, monkeypatch, capsys) -> str:
     capsys.readouterr()
     runpy.run_path(str(folder / f"{name}.py"), run_name="__main__")
     return capsys.readouterr().out
+
+
+def check_call(source: str) -> ast.Call | None:
+    """The ``check.NAME(argument)`` call of an exercise notebook's check cell, or None for any
+    other cell (the solution notebooks' tests and the mutation test both find checks by it)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return None
+    call = tree.body[0].value
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "check"
+        and len(call.args) == 1
+    ):
+        return call
+    return None

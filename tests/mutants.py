@@ -39,7 +39,7 @@ import torch
 
 from aigc_course import checks
 from aigc_course.checks._core import compare_tensor, gradient_problem
-from tests.helpers import ROOT
+from tests.helpers import ROOT, check_call
 
 SWAPS = {
     ast.Add: [ast.Sub],
@@ -125,22 +125,8 @@ class Outcome:
 
 def _check_call(source: str) -> tuple[str, str] | None:
     """(check name, argument source) of a ``check.NAME(argument)`` cell, else None."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
-        return None
-    call = tree.body[0].value
-    if (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and isinstance(call.func.value, ast.Name)
-        and call.func.value.id == "check"
-        and len(call.args) == 1
-    ):
-        return call.func.attr, ast.unparse(call.args[0])
-    return None
+    call = check_call(source)
+    return None if call is None else (call.func.attr, ast.unparse(call.args[0]))
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigc_course import checks
-from tests.helpers import ROOT
+from tests.helpers import ROOT, check_call
 
 MACHINERY = {"Case", "CheckFailed", "compare_tensor", "run_check"}
 CHECKS = [name for name in checks.__all__ if name not in MACHINERY]
@@ -2201,32 +2201,12 @@ def test_the_check_rejects_a_classic_mistake_and_names_it(capsys, check, functio
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
-def _check_call(source: str) -> ast.Call | None:
-    """The ``check.NAME(argument)`` call of a check cell, or None for any other cell."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
-        return None
-    call = tree.body[0].value
-    if (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and isinstance(call.func.value, ast.Name)
-        and call.func.value.id == "check"
-        and len(call.args) == 1
-    ):
-        return call
-    return None
-
-
 def _check_cells() -> list[tuple[str, str, str]]:
     """(notebook, check name, argument source) for every check cell of the solutions."""
     found = []
     for path in SOLUTIONS:
         for cell in nbformat.read(path, as_version=4).cells:
-            call = _check_call(cell.source) if cell.cell_type == "code" else None
+            call = check_call(cell.source) if cell.cell_type == "code" else None
             if call is not None:
                 found.append((path.name, call.func.attr, ast.unparse(call.args[0])))
     return found
@@ -2237,7 +2217,7 @@ def _solution_namespace(notebook: str) -> dict:
     """The names a solution notebook defines: every code cell run, except its check cells."""
     namespace: dict = {"__name__": "__solution__"}
     for cell in nbformat.read(ROOT / "solutions" / notebook, as_version=4).cells:
-        if cell.cell_type == "code" and _check_call(cell.source) is None:
+        if cell.cell_type == "code" and check_call(cell.source) is None:
             exec(compile(cell.source, f"{notebook}", "exec"), namespace)
     return namespace
 

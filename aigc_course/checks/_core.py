@@ -278,14 +278,7 @@ def compare_result(got: Any, expected: Any, inputs: Any = torch.float32) -> str 
                 return f"item {index} of the result: {problem}"
         return None
     if isinstance(expected, int | float) and not isinstance(expected, bool):
-        value = as_number(got)
-        if value is None:
-            return f"expected a number, got {type(got).__name__}"
-        rtol, atol = tolerance(number_dtype(got), inputs)
-        if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol):
-            return None
-        want, have = describe_numbers(float(expected), value)
-        return f"wrong value: expected {want}, got {have}"
+        return number_verdict(float(expected), {}, "the result", inputs)(got)
     if got != expected:
         return f"wrong value: expected {_short(expected)}, got {_short(got)}"
     return None
