@@ -158,6 +158,8 @@ def compare_samplers(
     steps also DDPM (ancestral, sigma_t^2 = beta_t). ``len(real)`` samples each, from the same seed,
     timed on the model's device; KID over ``kid_blocks`` disjoint blocks."""
     device = next(model.parameters()).device
+    real_features = metrics.classifier_features(classifier, real)  # the same for every setting
+    real_statistics = metrics.feature_statistics(real_features)
     rows = []
     for count_steps in (s for s in steps if s <= schedule.steps):
         names = ["DDIM", "DDIM, eta = 1"] + (["DDPM"] if count_steps == schedule.steps else [])
@@ -171,19 +173,13 @@ def compare_samplers(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            scores = metrics.sample_scores(classifier, fake, real)
-            kid = metrics.kid(classifier, fake, real, blocks=kid_blocks)
-            rows.append(
-                SamplerFigures(
-                    name,
-                    count_steps,
-                    scores["fid"],
-                    scores["class_entropy"],
-                    seconds,
-                    len(real),
-                    kid,
-                )
+            fake_features = metrics.classifier_features(classifier, fake)  # once, for both scores
+            fid = metrics.frechet_distance(
+                *metrics.feature_statistics(fake_features), *real_statistics
             )
+            kid = metrics.kernel_inception_distance(fake_features, real_features, kid_blocks)
+            entropy = metrics.class_histogram(classifier, fake).entropy
+            rows.append(SamplerFigures(name, count_steps, fid, entropy, seconds, len(real), kid))
     return rows
 
 
