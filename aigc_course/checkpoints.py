@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from aigc_course import files
-from aigc_course.errors import CourseError
+from aigc_course.errors import CourseError, SettingError
 from aigc_course.files import atomic_path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -266,3 +268,69 @@ def _key_mismatch(expected: set[str], found: set[str]) -> str | None:
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
     return "; ".join(parts) or None
+
+
+class OutputClaim:
+    """The checkpoint file a run will write, claimed before training so that nothing trained is
+    lost at the end: the folder is created and a probe file written and removed (a read-only
+    place, a dangling link or a directory in the file's place fails now, not after training); an
+    existing checkpoint needs ``--overwrite``; and a lock file beside it keeps a second run from
+    writing the same file at the same time (a lock left by a process that no longer runs is
+    taken over)."""
+
+    def __init__(self, path: Path, overwrite: bool) -> None:
+        self.path, self.lock = path, path.with_name(f".{path.name}.lock")
+        if path.is_dir():
+            raise SettingError(f"{path} is a folder where the checkpoint file should be; remove it")
+        if path.exists() and not overwrite:
+            made = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            raise SettingError(
+                f"{path} already holds a checkpoint (written {made}); pass --overwrite to replace "
+                "it, or --out another folder"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise SettingError(
+                f"cannot write the checkpoint to {path.parent} ({error.strerror or error}); "
+                "choose a writable folder with --out"
+            ) from None
+        self._take_lock()
+
+    def _take_lock(self) -> None:
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._holder_is_alive():
+                    raise SettingError(
+                        f"another run is writing {self.path} (its lock: {self.lock}); wait for it, "
+                        "or use --out another folder"
+                    ) from None
+                self.lock.unlink(missing_ok=True)  # left by a run that no longer exists
+                continue
+            with os.fdopen(descriptor, "w") as lock:
+                lock.write(str(os.getpid()))
+            return
+        raise SettingError(f"cannot lock {self.path}: {self.lock} keeps reappearing")
+
+    def _holder_is_alive(self) -> bool:
+        try:
+            pid = int(self.lock.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return False
+        if pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def release(self) -> None:
+        self.lock.unlink(missing_ok=True)

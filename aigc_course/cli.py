@@ -25,7 +25,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from aigc_course import PROFILE_NAMES, __version__, errors
@@ -535,72 +534,6 @@ def _output_path(args: argparse.Namespace, variant: str | None = None) -> Path:
     return folder / f"{stem}.safetensors"
 
 
-class _OutputClaim:
-    """The checkpoint file a run will write, claimed before training so that nothing trained is
-    lost at the end: the folder is created and a probe file written and removed (a read-only
-    place, a dangling link or a directory in the file's place fails now, not after training); an
-    existing checkpoint needs ``--overwrite``; and a lock file beside it keeps a second run from
-    writing the same file at the same time (a lock left by a process that no longer runs is
-    taken over)."""
-
-    def __init__(self, path: Path, overwrite: bool) -> None:
-        self.path, self.lock = path, path.with_name(f".{path.name}.lock")
-        if path.is_dir():
-            raise SettingError(f"{path} is a folder where the checkpoint file should be; remove it")
-        if path.exists() and not overwrite:
-            made = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-            raise SettingError(
-                f"{path} already holds a checkpoint (written {made}); pass --overwrite to replace "
-                "it, or --out another folder"
-            )
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as error:
-            raise SettingError(
-                f"cannot write the checkpoint to {path.parent} ({error.strerror or error}); "
-                "choose a writable folder with --out"
-            ) from None
-        self._take_lock()
-
-    def _take_lock(self) -> None:
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if self._holder_is_alive():
-                    raise SettingError(
-                        f"another run is writing {self.path} (its lock: {self.lock}); wait for it, "
-                        "or use --out another folder"
-                    ) from None
-                self.lock.unlink(missing_ok=True)  # left by a run that no longer exists
-                continue
-            with os.fdopen(descriptor, "w") as lock:
-                lock.write(str(os.getpid()))
-            return
-        raise SettingError(f"cannot lock {self.path}: {self.lock} keeps reappearing")
-
-    def _holder_is_alive(self) -> bool:
-        try:
-            pid = int(self.lock.read_text().strip() or "0")
-        except (OSError, ValueError):
-            return False
-        if pid <= 0:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def release(self) -> None:
-        self.lock.unlink(missing_ok=True)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised.
 
@@ -619,7 +552,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_save(args: argparse.Namespace) -> int:
-    from aigc_course import distributed, runtime
+    from aigc_course import checkpoints, distributed, runtime
 
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
@@ -638,7 +571,7 @@ def _train_and_save(args: argparse.Namespace) -> int:
         variant = getattr(trainer, "variant", lambda _: None)(recipe)
         path = _output_path(args, variant)
         if distributed.is_main():
-            claim = _OutputClaim(path, overwrite=args.overwrite)
+            claim = checkpoints.OutputClaim(path, overwrite=args.overwrite)
     try:
         return _train_into(args, trainable, trainer, recipe, profile, device, path, changes)
     finally:
