@@ -5,11 +5,10 @@ IPython/Jupyter, one display hook: the course's own errors (:class:`aigc_course.
 show as their message and fix rather than a page of traceback (``AIGC_DEBUG=1`` turns it off).
 Submodules are imported where they are used, e.g. ``from aigc_course import runtime``.
 
-The package is built in layers, lowest first: ``runtime``, ``files`` and ``errors``; ``data``; ``checkpoints``;
-the mathematics (``divergences``, ``elbo``, ``gan_theory``, ``nn``); ``models``; ``training``;
-``metrics``; ``trainers``; ``checks``; the tools (``doctor``, ``notebook_tools``, ``timing``,
-``workshop``, ``widgets``, ``cli``). A module imports only from its layer and those below; docs/ARCHITECTURE.md
-says why, and where a new model, trainer, check or command goes; tests/test_architecture.py holds it.
+The package is built in layers; a module imports only from its layer and those below. The list
+of layers, why they are so, and where a new model, trainer, check or command goes are in
+docs/ARCHITECTURE.md (the one place the list is written); tests/test_architecture.py reads it
+there and holds the code to it.
 """
 
 __version__ = "0.1.0"

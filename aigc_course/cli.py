@@ -17,12 +17,20 @@ trainer module, whose interface is the same for every model (see :mod:`aigc_cour
 
 from __future__ import annotations
 
+import os
+import sys
+
+from aigc_course import interrupts
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "aigc-course":
+    # Run as the program (`aigc-course`, `python -m aigc_course.cli`): Ctrl-C is answered by the
+    # course from here on, before anything heavy is imported (see aigc_course.interrupts).
+    interrupts.install()
+
 import argparse
 import contextlib
 import importlib
 import math
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -580,43 +588,79 @@ def _train_and_save(args: argparse.Namespace) -> int:
 
 
 def _train_into(args, trainable, trainer, recipe, profile, device, path, changes) -> int:
-    """Train ``recipe`` and save the run at ``path`` (claimed already), then print its summary."""
+    """Train ``recipe`` and save the run at ``path`` (claimed already), then print its summary.
+
+    The weights are saved as soon as the last step is taken, before the final evaluation, and
+    again with the evaluation's figures: Ctrl-C (or an error) during the evaluation loses only the
+    evaluation. A ``--pretrained`` run is saved once, complete (the package records its figures).
+    A save is never cut by Ctrl-C (:func:`interrupts.deferred`)."""
     from aigc_course import checkpoints, distributed
 
     command = _invocation(f"aigc-course train {args.model}")
     print(
         f"training {trainable.title}: profile {profile}, device {device}, {trainer.describe(recipe)}"
     )
+    saved: dict[str, object] = {}  # what is on disk: the sha256, and whether it has its evaluation
+
+    def save(run, evaluated: bool) -> None:
+        with interrupts.deferred():
+            saved.update(digest=trainer.save_run(run, path, command), evaluated=evaluated)
+            if evaluated and args.pretrained and distributed.is_main():
+                checkpoints.register_pretrained(
+                    trainer.checkpoint_name(recipe),
+                    path.name,
+                    command,
+                    run.metrics,
+                    profile=profile.name,
+                    options=changes,
+                )
+
     try:
-        run = trainer.train(recipe, device=device, progress=not args.quiet)
-    except KeyboardInterrupt:
-        state = "is unchanged" if path.exists() else "was not written"
-        print(
-            f"\ninterrupted: the run stopped before its last step and nothing was saved ({path} "
-            f"{state}): a checkpoint is written only when a run completes. For a shorter run, "
-            "pass --minutes M (or --steps N).",
-            file=sys.stderr,
+        run = trainer.train(
+            recipe,
+            device=device,
+            progress=not args.quiet,
+            on_trained=None if args.pretrained else lambda run: save(run, evaluated=False),
         )
-        return 130
-    digest = trainer.save_run(run, path, command)
+        save(run, evaluated=True)
+    except BaseException as error:
+        if interrupts.is_interrupt(error):
+            print(_interrupted(path, saved), file=sys.stderr)
+            return 130
+        if saved:
+            print(
+                f"the trained model was saved before the evaluation failed: {path}", file=sys.stderr
+            )
+        raise
     if not distributed.is_main():
         return 0
-    if args.pretrained:
-        checkpoints.register_pretrained(
-            trainer.checkpoint_name(recipe),
-            path.name,
-            command,
-            run.metrics,
-            profile=profile.name,
-            options=changes,
-        )
     _summary(
         f"{trainable.label} trained:",
-        {**trainer.summary(run), "checkpoint": path, "sha256": digest},
+        {**trainer.summary(run), "checkpoint": path, "sha256": saved["digest"]},
     )
     for warning in getattr(run, "warnings", []):
         print(f"warning: {warning}")
+    if interrupts.received():  # Ctrl-C that some code swallowed: the run still ends as interrupted
+        print(_interrupted(path, saved), file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupted(path: Path, saved: dict[str, object]) -> str:
+    """What Ctrl-C during ``train`` left on disk, in one message."""
+    if not saved:
+        state = "is unchanged" if path.exists() else "was not written"
+        return (
+            f"\ninterrupted: the run stopped before its last step and nothing was saved ({path} "
+            f"{state}): a checkpoint is written when training ends. For a shorter run, pass "
+            "--minutes M (or --steps N)."
+        )
+    if not saved["evaluated"]:
+        return (
+            f"\ninterrupted during the final evaluation: the trained model is saved at {path} "
+            f"(sha256 {saved['digest']}) with its training figures only; the evaluation's are missing."
+        )
+    return f"\ninterrupted after the run: its checkpoint is complete at {path} (sha256 {saved['digest']})."
 
 
 def cmd_generate_gpt(args: argparse.Namespace) -> int:
@@ -815,30 +859,49 @@ def main(argv: list[str] | None = None) -> int:
     errors (settings, data, checkpoints, a diverged run) print ``error: <what and the fix>`` with
     status 2, a file that cannot be written or read status 1, Ctrl-C "interrupted" with status
     130. ``--debug`` or ``AIGC_DEBUG=1`` shows their tracebacks instead. Any other exception is a
-    bug of the course and keeps its traceback."""
-    args = build_parser().parse_args(argv)
-    if args.debug or errors.debug_enabled():
-        return args.run(args)
+    bug of the course and keeps its traceback.
+
+    As a program (``argv`` from the command line), Ctrl-C is answered by
+    :mod:`aigc_course.interrupts` from here on, before anything heavy is imported."""
+    if argv is None:
+        interrupts.install()
     try:
-        status = args.run(args)
-    except CourseError as error:
-        print(errors.one_line(error), file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        status = _run(argv)
+    except BaseException as error:
+        if not interrupts.is_interrupt(error) or isinstance(error, SystemExit):
+            raise
         print("\ninterrupted", file=sys.stderr)
         status = 130
-    if status == 130 and argv is None:
+    if argv is None:
+        if interrupts.received() and status != 130:  # swallowed by some code: still an interrupt
+            print("\ninterrupted", file=sys.stderr)
+            status = 130
         _ignore_further_interrupts()
     return status
 
 
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.debug or errors.debug_enabled():
+        return args.run(args)
+    try:
+        return args.run(args)
+    except CourseError as error:
+        if interrupts.received():
+            raise
+        print(errors.one_line(error), file=sys.stderr)
+        return 2
+    except OSError as error:
+        if interrupts.received():
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
 def _ignore_further_interrupts() -> None:
-    """After Ctrl-C has been reported, exit with status 130 whatever else arrives: a second SIGINT
-    during the exit (a repeated key press; Python restores the default handler while it shuts
-    down) would otherwise kill the process by the signal, with no status. Only when the command
+    """Once the command has decided its status, exit with it whatever else arrives: Ctrl-C during
+    the exit (a repeated key press after an interrupt, or one just as a finished run exits) would
+    otherwise kill the process by the signal, with no status and no message. Only when the command
     runs as a program (``argv`` from the command line), never inside a caller's process."""
     import signal
     import threading
@@ -848,4 +911,12 @@ def _ignore_further_interrupts() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == 130:
+        # Under ``python -m``, CPython exits by SIGINT itself (status -2, not 130) when a Ctrl-C
+        # once escaped some nested code run during an import, even though it was handled since.
+        # Everything is written and released by now: leave with the status the command chose.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

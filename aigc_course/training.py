@@ -248,6 +248,7 @@ def train(
     lr_schedule: Callable[[int, int], float] | None = None,
     units_per_example: int = 1,
     unit: str = "examples",
+    on_trained: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``batches`` (an endless iterator) for ``config.steps`` steps, or for
     ``config.minutes`` of wall-clock time (see :class:`RunClock`).
@@ -258,8 +259,10 @@ def train(
     ``lr_schedule(index, total)`` sets the learning rate of every parameter group before each
     step, from the step's position in the run (:meth:`RunClock.position`). The progress bar
     shows the loss and the rate in ``unit``s per second (``units_per_example`` of them per
-    example, e.g. tokens per sequence). Returns the :class:`History`; the model is trained in
-    place.
+    example, e.g. tokens per sequence). ``on_trained(history)`` is called once, after the last
+    optimizer step and before the final evaluation (the caller saves the weights there, so that
+    an interrupt during the evaluation loses only the evaluation). Returns the :class:`History`;
+    the model is trained in place.
     """
     device = device or runtime.get_device()
     precision = precision or runtime.choose_precision(device)
@@ -314,15 +317,29 @@ def train(
             history.log(step, {**last, "loss": logged})
             rate = history.examples * units_per_example / clock.elapsed()
             bar.set_postfix({"loss": f"{logged:.4g}", f"{unit}/s": f"{rate:,.0f}"})
+        if clock.is_last(step):
+            finish_training(history, clock, on_trained)
         if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
             history.log_eval(step, clock.evaluate(lambda: run_evaluation(model, evaluate)))
-    if history.steps[-1] != clock.done:  # a timed run: its last step, now known
-        history.log(clock.done, {**last, "loss": mean_over_ranks(last["loss"], device, world)})
+    if history.steps_done != clock.done:  # a timed run: its last step, now known
+        if history.steps[-1] != clock.done:
+            history.log(clock.done, {**last, "loss": mean_over_ranks(last["loss"], device, world)})
+        finish_training(history, clock, on_trained)
     if evaluate is not None and (not history.eval_steps or history.eval_steps[-1] != clock.done):
         history.log_eval(clock.done, run_evaluation(model, evaluate))
+    history.seconds = clock.elapsed()  # the run's time, its final evaluation included
+    return history
+
+
+def finish_training(
+    history: History, clock: RunClock, on_trained: Callable[[History], None] | None
+) -> None:
+    """Record the steps taken and the time so far in ``history``, then tell ``on_trained``: the
+    weights are final."""
     history.steps_done = clock.done
     history.seconds = clock.elapsed()
-    return history
+    if on_trained is not None:
+        on_trained(history)
 
 
 def mean_over_ranks(loss: torch.Tensor, device: torch.device, world: distributed.World) -> float:
@@ -477,6 +494,28 @@ class Run:
     recipe: Any
     history: History
     metrics: dict[str, float]
+
+
+#: What a trainer's ``train(..., on_trained=...)`` is given once the weights are final: the run
+#: with its training figures only (speed, time), before any final evaluation.
+OnTrained = Callable[[Run], None]
+
+
+def report_trained(
+    on_trained: OnTrained | None, make_run: Callable[[History], Run]
+) -> Callable[[History], None] | None:
+    """The ``on_trained`` hook for :func:`train`: builds the trainer's :class:`Run` from the history
+    (with :func:`training_figures`) and hands it to the trainer's caller; None without a caller."""
+    if on_trained is None:
+        return None
+    return lambda history: on_trained(make_run(history))
+
+
+def training_figures(
+    history: History, units_per_example: int = 1, rate: str = "images_per_second"
+) -> dict:
+    """A run's figures known when training ends: its speed (``rate``) and its time in seconds."""
+    return {rate: history.examples_per_second * units_per_example, "train_seconds": history.seconds}
 
 
 def describe_length(config: TrainConfig) -> str:

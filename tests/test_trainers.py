@@ -92,3 +92,45 @@ def test_loading_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         TRAINER_MODULES["vae"].load(path)
     with pytest.raises(checkpoints.CheckpointError, match="no tokenizer"):
         TRAINER_MODULES["gpt"].load(path)
+
+
+QUICK_TRAINING = {  # each trainer's cheapest run: no FID, no test set where it can be skipped
+    "classifier": {},
+    "vae": {"test_evaluation": False},
+    "gan": {"evaluate_fid": False},
+    "diffusion": {"evaluate_fid": False},
+    "gpt": {},
+    "finetune": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
+def test_every_trainer_hands_over_its_trained_model_before_the_final_evaluation(name, tmp_path):
+    """``on_trained`` gets the run once, with the final weights and the training figures, and the
+    trainer's ``save_run`` can save it (what ``aigc-course train`` does before evaluating)."""
+    from aigc_course import data
+
+    require(
+        all(s.ready for s in data.dataset_status(["fashion-mnist", "tinyshakespeare"])),
+        "a data set is missing",
+    )
+    assert set(QUICK_TRAINING) == set(TRAINER_MODULES), "a new trainer: add its quick run"
+    trainer = TRAINER_MODULES[name]
+    recipe = trainer.recipe(runtime.Profile("smoke"), steps=3)
+    handed = []
+
+    def on_trained(run):
+        handed.append((run, {k: v.clone() for k, v in run.model.state_dict().items()}))
+
+    run = trainer.train(
+        recipe, torch.device("cpu"), progress=False, on_trained=on_trained, **QUICK_TRAINING[name]
+    )
+    assert len(handed) == 1
+    early, weights = handed[0]
+    assert early.model is run.model and early.history.steps_done == 3
+    assert early.metrics["train_seconds"] > 0
+    for key, value in run.model.state_dict().items():  # the evaluation changed no weight
+        torch.testing.assert_close(weights[key], value, rtol=0, atol=0)
+    digest = trainer.save_run(early, tmp_path / "early.safetensors", "test")
+    assert checkpoints.load(tmp_path / "early.safetensors").extra["steps"] == 3
+    assert digest

@@ -36,9 +36,12 @@ def clock(monkeypatch):
     return fake
 
 
-def run_linear_model(clock, config, step_seconds=1.0, eval_seconds=0.0, lr_schedule=None):
+def run_linear_model(
+    clock, config, step_seconds=1.0, eval_seconds=0.0, lr_schedule=None, events=None
+):
     """A tiny regression trained under ``config``; each step costs ``step_seconds`` of fake time,
-    each evaluation ``eval_seconds``."""
+    each evaluation ``eval_seconds``. ``events`` (a list) records "step", "eval" and "trained"."""
+    events = [] if events is None else events
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
     x, y = torch.randn(64, 3), torch.randn(64, 1)
@@ -48,11 +51,13 @@ def run_linear_model(clock, config, step_seconds=1.0, eval_seconds=0.0, lr_sched
             yield x, y
 
     def loss_fn(m, batch):
+        events.append("step")
         clock.now += step_seconds
         inputs, targets = batch
         return nn.functional.mse_loss(m(inputs), targets), {}
 
     def evaluate(m):
+        events.append("eval")
         clock.now += eval_seconds
         return {"val_loss": nn.functional.mse_loss(m(x), y).item()}
 
@@ -66,8 +71,31 @@ def run_linear_model(clock, config, step_seconds=1.0, eval_seconds=0.0, lr_sched
         compile_model=False,
         progress=False,
         lr_schedule=lr_schedule,
+        on_trained=lambda history: events.append(("trained", history.steps_done)),
     )
     return history, clock.now
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(steps=7, eval_every=3, log_every=2),
+        TrainConfig(steps=6, eval_every=3, log_every=1),
+        TrainConfig(minutes=0.5, eval_every=8, log_every=4),
+        TrainConfig(minutes=0.5, eval_every=5, log_every=1),
+    ],
+    ids=["steps", "steps-eval-on-last", "timed", "timed-logged-last"],
+)
+def test_on_trained_comes_once_after_the_last_step_before_the_final_evaluation(clock, config):
+    """The caller saves the weights there: an interrupt in the final evaluation loses only it."""
+    events = []
+    history, _ = run_linear_model(clock, config, eval_seconds=2.5, events=events)
+    trained = [index for index, event in enumerate(events) if isinstance(event, tuple)]
+    assert len(trained) == 1, events
+    (at,) = trained
+    assert events[at] == ("trained", history.steps_done)
+    assert events[:at].count("step") == history.steps_done  # every step came before it
+    assert events[at + 1 :] == ["eval"]  # the final evaluation, after it
 
 
 def test_a_timed_run_takes_the_steps_that_fit_with_its_final_evaluation(clock):

@@ -45,7 +45,11 @@ def checkpoint_name(recipe_: ClassifierRecipe) -> str:
 
 
 def train(
-    recipe_: ClassifierRecipe, device: torch.device | None = None, progress: bool = True
+    recipe_: ClassifierRecipe,
+    device: torch.device | None = None,
+    progress: bool = True,
+    *,
+    on_trained: training.OnTrained | None = None,
 ) -> Run:
     """Train the classifier on Fashion-MNIST's 60,000 training images; measure it on the test set."""
     runtime.seed_everything(recipe_.train.seed)
@@ -66,6 +70,9 @@ def train(
         device=device,
         progress=progress,
         description="classifier",
+        on_trained=training.report_trained(
+            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+        ),
     )
     model.eval()
     accuracy = metrics.accuracy(model, test_set.images, test_set.labels)

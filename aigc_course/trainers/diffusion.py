@@ -197,6 +197,7 @@ def train(
     progress: bool = True,
     *,
     evaluate_fid: bool = True,
+    on_trained: training.OnTrained | None = None,
 ) -> Run:
     """Train a noise-predicting U-Net with ``recipe_`` on Fashion-MNIST; evaluate its course FID."""
     runtime.seed_everything(recipe_.train.seed)
@@ -230,6 +231,9 @@ def train(
             index, cfg.lr, min(recipe_.warmup_steps, total // 10), total, cfg.lr / 10
         ),
         unit="images",
+        on_trained=training.report_trained(
+            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+        ),
     )
     model.eval()
     run_metrics = {

@@ -341,6 +341,7 @@ def train(
     progress: bool = True,
     *,
     speaker_data: SpeakerData | None = None,
+    on_trained: training.OnTrained | None = None,
 ) -> FinetuneRun:
     """Fine-tune the pretrained GPT with ``recipe_`` on its speaker's speeches."""
     config = recipe_.model
@@ -373,6 +374,17 @@ def train(
         description=f"fine-tune ({config.method})",
         units_per_example=block_size,
         unit="tokens",
+        on_trained=training.report_trained(
+            on_trained,
+            lambda h: FinetuneRun(
+                model,
+                recipe_,
+                h,
+                training.training_figures(h, block_size, "tokens_per_second"),
+                speaker_data.tokenizer,
+                base_sha256=base_sha256(),
+            ),
+        ),
     )
     model.eval()
     trainable, total = lora.parameter_counts(model)

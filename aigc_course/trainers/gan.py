@@ -141,6 +141,7 @@ def train(
     progress: bool = True,
     *,
     evaluate_fid: bool = True,
+    on_trained: training.OnTrained | None = None,
 ) -> GANRun:
     """Train a DCGAN with ``recipe_`` on Fashion-MNIST's training images.
 
@@ -205,6 +206,11 @@ def train(
         if classifier is not None:
             run.history.log_eval(step, clock.evaluate(shared_evaluation))
 
+    def trained(history: History) -> None:
+        run.metrics = training.training_figures(history)
+        if on_trained is not None:
+            on_trained(run)
+
     if clock.timed:
         evaluation(0)  # also measures what the final evaluation will cost
     else:
@@ -257,17 +263,17 @@ def train(
                 loss_g=f"{values['loss_g']:.3f}",
                 d_fake=f"{d_fake:.2f}",
             )
+        if clock.is_last(step):
+            training.finish_training(run.history, clock, trained)
         if step % config.eval_every == 0 or clock.is_last(step):
             evaluation(step)
+    if run.history.steps_done != clock.done:  # a timed run: its last step, now known
+        training.finish_training(run.history, clock, trained)
     if run.snapshots[-1][0] != clock.done:  # a timed run: evaluate after its last step
         evaluation(clock.done)
-    run.history.steps_done = clock.done
     run.history.seconds = clock.elapsed()
     generator.eval()
-    run.metrics = {
-        "images_per_second": run.history.examples_per_second,
-        "train_seconds": run.history.seconds,
-    }
+    run.metrics = training.training_figures(run.history)
     if classifier is not None:
         run.metrics.update({f"test_{k}": v[-1] for k, v in run.history.eval_metrics.items()})
         if conditional:

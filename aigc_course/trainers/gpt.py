@@ -203,6 +203,7 @@ def train(
     *,
     shakespeare: ShakespeareData | None = None,
     model_config: GPTConfig | None = None,
+    on_trained: training.OnTrained | None = None,
 ) -> GPTRun:
     """Train a GPT with ``recipe_`` (or ``model_config`` in its place) on Tiny Shakespeare."""
     runtime.seed_everything(recipe_.train.seed)
@@ -246,6 +247,16 @@ def train(
         ),
         units_per_example=config.block_size,
         unit="tokens",
+        on_trained=training.report_trained(
+            on_trained,
+            lambda h: GPTRun(
+                model,
+                recipe_,
+                h,
+                training.training_figures(h, config.block_size, "tokens_per_second"),
+                shakespeare.tokenizer,
+            ),
+        ),
     )
     model.eval()
     metrics = {

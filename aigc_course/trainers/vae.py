@@ -136,6 +136,7 @@ def train(
     progress: bool = True,
     *,
     test_evaluation: bool = True,
+    on_trained: training.OnTrained | None = None,
 ) -> Run:
     """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it.
 
@@ -168,6 +169,9 @@ def train(
         device=device,
         progress=progress,
         description="VAE",
+        on_trained=training.report_trained(
+            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+        ),
     )
     model.eval()
     metrics = {"images_per_second": history.examples_per_second, "train_seconds": history.seconds}
