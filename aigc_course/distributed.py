@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -116,10 +118,73 @@ def world(device: torch.device | None = None) -> World:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if device.type == "cuda":
             torch.cuda.set_device(found.local_rank)
-        dist.init_process_group(
-            backend_for(device), timeout=datetime.timedelta(seconds=timeout_seconds())
-        )
+        join(found, backend_for(device))
     return found
+
+
+def rendezvous_address() -> tuple[str, int]:
+    """Where the processes of a run meet (``MASTER_ADDR``, ``MASTER_PORT``, which torchrun sets),
+    checked before anything waits on it: both present, the port a number from 1 to 65535, the
+    host a name or address this machine can resolve."""
+    missing = [
+        name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()
+    ]
+    if missing:
+        raise RuntimeConfigError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: the processes "
+            "of a data-parallel run meet at MASTER_ADDR:MASTER_PORT (rank 0's machine and a free "
+            "port). Start the run with torchrun, which sets both"
+        )
+    host, text = os.environ["MASTER_ADDR"].strip(), os.environ["MASTER_PORT"].strip()
+    port = int(text) if text.isdigit() else -1
+    if not 1 <= port <= 65535:
+        raise RuntimeConfigError(
+            f"MASTER_PORT={text!r} is not a port: give a whole number from 1 to 65535 (torchrun "
+            "sets it; --master-port changes it)"
+        )
+    try:
+        socket.getaddrinfo(host, port)
+    except (socket.gaierror, UnicodeError) as error:
+        raise RuntimeConfigError(
+            f"MASTER_ADDR={host!r} is not a host this machine can find ({error}): give the name "
+            "or IP address of rank 0's machine (torchrun --master-addr)"
+        ) from None
+    return host, port
+
+
+def join(found: World, backend: str) -> None:
+    """Join the process group of a torchrun-launched run, or stop with one line that says why the
+    processes did not meet (rank 0 not there, a peer missing, the port taken) and what to check."""
+    host, port = rendezvous_address()
+    seconds = timeout_seconds()
+    problem = (
+        f"rank {found.rank} of {found.size}: the processes of this run did not all meet at "
+        f"{host}:{port} (MASTER_ADDR:MASTER_PORT) within {seconds:g} s (AIGC_DIST_TIMEOUT): start "
+        "all of them with the same torchrun command, and check that rank 0 runs and its port is "
+        "free and reachable"
+    )
+    if found.rank != 0 and not _reachable(host, port, seconds):
+        # Found here rather than by the store's client, whose C++ log of the failure fills the
+        # screen with stack frames before the error arrives.
+        raise RankFailedError(f"{problem}. (Nothing answers at {host}:{port}.)")
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+    except (RuntimeError, ValueError) as error:  # DistNetworkError, DistStoreError, gloo's own
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RankFailedError(f"{problem}. ({type(error).__name__}: {first_line})") from error
+
+
+def _reachable(host: str, port: int, seconds: float) -> bool:
+    """Whether something accepts connections at ``host:port`` within ``seconds`` (rank 0's store)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(1.0, seconds)):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
 
 def is_main() -> bool:

@@ -244,3 +244,72 @@ def test_a_bad_torchrun_environment_is_refused_with_a_clear_error(
 def test_accumulation_steps_must_be_a_whole_number_of_at_least_one():
     with pytest.raises(SettingError, match="accumulation_steps"):
         training.TrainConfig(accumulation_steps=0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+RENDEZVOUS_CASES = {
+    "no MASTER_ADDR": ({"MASTER_PORT": "29500"}, "MASTER_ADDR is not set"),
+    "no MASTER_PORT": ({"MASTER_ADDR": "127.0.0.1"}, "MASTER_PORT is not set"),
+    "neither": ({}, "MASTER_ADDR and MASTER_PORT are not set"),
+    "port not a number": (
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "http"},
+        "'http' is not a port",
+    ),
+    "port too large": (
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
+        "'70000' is not a port",
+    ),
+    "port zero": ({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "0"}, "'0' is not a port"),
+    "unknown host": (
+        {"MASTER_ADDR": "no-such-host.invalid", "MASTER_PORT": "29500"},
+        "'no-such-host.invalid' is not a host this machine can find",
+    ),
+    "a peer never comes": (
+        {"RANK": "0", "WORLD_SIZE": "2"},
+        "rank 0 of 2: the processes of this run did not all meet",
+    ),
+    "rank 0 is not there": (
+        {"RANK": "1", "WORLD_SIZE": "2"},
+        "rank 1 of 2: the processes of this run did not all meet",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RENDEZVOUS_CASES))
+def test_a_rendezvous_that_cannot_happen_is_one_line_naming_it(case, tmp_path):
+    """Missing or malformed torchrun variables, and processes that never meet (a short timeout):
+    ``error: ...`` on one line, status 2, no traceback, no checkpoint."""
+    variables, message = RENDEZVOUS_CASES[case]
+    environment = {k: v for k, v in os.environ.items() if k not in distributed_variables()}
+    environment |= {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "AIGC_DIST_TIMEOUT": "2",
+        "OMP_NUM_THREADS": "1",
+    }
+    if case in ("a peer never comes", "rank 0 is not there"):
+        variables = {**variables, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    environment |= {**variables, "AIGC_DATA_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "aigc_course.cli", "train", "gpt", "--profile", "smoke"]
+        + ["--steps", "2", "--quiet", "--out", str(out)],
+        env=environment, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def distributed_variables() -> tuple[str, ...]:
+    return ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
