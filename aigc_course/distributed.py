@@ -291,14 +291,20 @@ def wrap(
     (BatchNorm's running statistics) instead of copying rank 0's before every forward."""
     if not current.distributed:
         return model
+    import warnings
+
     from torch.nn.parallel import DistributedDataParallel
 
-    return collective(
-        lambda: DistributedDataParallel(
-            model, device_ids=_device_ids(device), broadcast_buffers=broadcast_buffers
-        ),
-        "the start (DDP's weight copy)",
-    )
+    options = {} if broadcast_buffers else {"broadcast_buffers": False}
+
+    def wrapped() -> torch.nn.Module:
+        with warnings.catch_warnings():
+            # Newer PyTorch calls the option deprecated, but its replacement still copies the
+            # buffers once at the start; rank-local buffers need this one (PyTorch's own advice).
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
+            return DistributedDataParallel(model, device_ids=_device_ids(device), **options)
+
+    return collective(wrapped, "the start (DDP's weight copy)")
 
 
 def close() -> None:

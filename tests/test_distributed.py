@@ -148,6 +148,7 @@ def test_the_command_line_trains_under_torchrun_and_prints_once(tmp_path, model,
     finished(process)
     assert process.stdout.count(f"{label} trained:") == 1
     assert [path.name for path in tmp_path.iterdir()] == [f"{model}.safetensors"]
+    assert "Warning" not in process.stderr, process.stderr  # e.g. DDP's deprecation notices
 
 
 def test_the_gan_loop_runs_data_parallel(tmp_path):
