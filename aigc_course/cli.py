@@ -126,12 +126,14 @@ def _repository_root() -> Path:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from aigc_course import doctor, runtime
+    from aigc_course import doctor
 
-    try:
-        print(doctor.describe())
-    except runtime.RuntimeConfigError as error:
-        print(f"NOT READY: {error}")
+    problems = doctor.problems()
+    print(doctor.describe())
+    if problems:
+        print("\nNOT READY:")
+        for line in problems:
+            print(f"  - {line}")
         return 2
     missing = doctor.missing_data()
     if missing:
@@ -881,8 +883,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    """Parse, check the environment variables as the options were checked (``doctor`` reports
+    them instead), run."""
+    from aigc_course import settings
+
     args = build_parser().parse_args(argv)
-    if args.debug or errors.debug_enabled():
+    try:
+        problems = [] if args.command == "doctor" else settings.invalid()
+        if problems:
+            raise settings.RuntimeConfigError(problems[0])
+        debug = args.debug or errors.debug_enabled()
+    except CourseError as error:
+        print(errors.one_line(error), file=sys.stderr)
+        return 2
+    if debug:
         return args.run(args)
     try:
         return args.run(args)

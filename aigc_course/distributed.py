@@ -31,14 +31,17 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from aigc_course import settings
 from aigc_course.errors import CourseError
-from aigc_course.runtime import RuntimeConfigError
+from aigc_course.settings import RuntimeConfigError
 
 T = TypeVar("T")
 
 #: Seconds a rank waits for the others at a collective before it gives up with an error
-#: (``AIGC_DIST_TIMEOUT`` changes it): a crashed or stuck rank ends the run, not hangs it.
-DEFAULT_TIMEOUT_SECONDS = 300
+#: (``AIGC_DIST_TIMEOUT`` changes it, at most a week): a crashed or stuck rank ends the run, not
+#: hangs it.
+DEFAULT_TIMEOUT_SECONDS = settings.DEFAULT_TIMEOUT_SECONDS
+MAX_TIMEOUT_SECONDS = settings.MAX_TIMEOUT_SECONDS
 
 
 class RankFailedError(CourseError, RuntimeError):
@@ -85,23 +88,9 @@ def _environment_world() -> World:
     return World(rank, size, local_rank, launched=True)
 
 
-#: The longest wait a collective may be given: a week (an infinite one would hang a run forever).
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-
-
 def timeout_seconds() -> float:
     """How long a collective waits for the other ranks (``AIGC_DIST_TIMEOUT``, seconds)."""
-    text = os.environ.get("AIGC_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # also refuses inf and nan
-        raise RuntimeConfigError(
-            f"AIGC_DIST_TIMEOUT={text!r} must be a number of seconds above 0 and at most "
-            f"{MAX_TIMEOUT_SECONDS:,} (a week; default {DEFAULT_TIMEOUT_SECONDS})"
-        )
-    return seconds
+    return settings.dist_timeout()
 
 
 def backend_for(device: torch.device) -> str:

@@ -1,7 +1,9 @@
 """The doctor: one report of this environment, and whether everything the lessons need is here.
 
 ``aigc-course doctor`` and lesson 00 print :func:`describe`; :func:`missing_data` lists the
-required data sets that are not found, each with its fix.
+required data sets that are not found, each with its fix, and :func:`problems` what else stops the
+course from working here (an environment variable with a value it cannot take, a data cache that
+cannot be written).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import platform
 
 import torch
 
-from aigc_course import data, runtime
+from aigc_course import data, runtime, settings
 
 
 def _package_versions() -> str:
@@ -27,25 +29,70 @@ def _package_versions() -> str:
 
 def describe() -> str:
     """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
-    device = runtime.get_device()
-    profile = runtime.get_profile(device=device)
-    precision = runtime.choose_precision(device)
-    compile_ok, compile_why = runtime.compile_support(device.type)
     lines = [
         f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
         + (" (Google Colab)" if runtime.in_colab() else ""),
         f"PyTorch    {torch.__version__}",
         f"packages   {_package_versions()}",
-        f"device     {runtime.device_summary(device)}",
-        f"profile    {profile.name} ({profile.source}): {profile.description}",
-        f"precision  {precision.name}"
-        + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
-        f"compile    {'yes' if compile_ok else 'no'}: {compile_why}",
-        f"data cache {data.cache_dir()}",
     ]
+    try:
+        device = runtime.get_device()
+        profile = runtime.get_profile(device=device)
+        precision = runtime.choose_precision(device)
+        compile_ok, compile_why = runtime.compile_support(device.type)
+        lines += [
+            f"device     {runtime.device_summary(device)}",
+            f"profile    {profile.name} ({profile.source}): {profile.description}",
+            f"precision  {precision.name}"
+            + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
+            f"compile    {'yes' if compile_ok else 'no'}: {compile_why}",
+        ]
+    except settings.RuntimeConfigError as error:  # the settings below say which one
+        lines.append(f"device     NOT CHOSEN: {error}")
+    lines.append(f"data cache {data.cache_dir()} ({cache_state()})")
     for status in data.dataset_status():
         lines.append(f"data       {status.summary()}")
+    lines.append("settings   the environment variables the course reads (aigc_course/settings.py):")
+    lines += [f"  {line}" for line in settings.report()]
     return "\n".join(lines)
+
+
+def cache_state() -> str:
+    """ "writable", or why the data cache cannot be written (it is probed: a file made and removed)."""
+    problem = cache_problem()
+    return "writable" if problem is None else f"NOT WRITABLE: {problem}"
+
+
+def cache_problem() -> str | None:
+    """Why files cannot be written into the data cache (downloads, checkpoints), or None."""
+    import tempfile
+
+    folder = data.cache_dir()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder; set AIGC_DATA_DIR to a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as error:
+        return f"{error.strerror or error}; set AIGC_DATA_DIR to a folder you can write"
+    return None
+
+
+def problems() -> list[str]:
+    """What stops the course here besides missing data: invalid settings, an unwritable cache."""
+    found = settings.invalid()
+    try:
+        runtime.get_device()  # AIGC_DEVICE: a name PyTorch knows, a device this machine has
+    except settings.RuntimeConfigError as error:
+        found.append(str(error))
+    problem = cache_problem()
+    if problem is not None:
+        found.append(f"the data cache {data.cache_dir()} cannot be written: {problem}")
+    return found
 
 
 def missing_data() -> list[str]:

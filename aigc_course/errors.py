@@ -12,7 +12,6 @@ The subclasses also derive from the built-in exception they used to be (``ValueE
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -26,8 +25,10 @@ class SettingError(CourseError, ValueError):
 
 
 def debug_enabled() -> bool:
-    """True when ``AIGC_DEBUG`` asks for full tracebacks (``1``, ``true``, ``yes``, ``on``)."""
-    return os.environ.get("AIGC_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    """True when ``AIGC_DEBUG`` asks for full tracebacks (a switch: see :mod:`aigc_course.settings`)."""
+    from aigc_course import settings  # it builds on this module's errors
+
+    return settings.switch("AIGC_DEBUG")
 
 
 def one_line(error: BaseException) -> str:
@@ -57,8 +58,13 @@ def install_notebook_handler() -> bool:
     """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None or debug_enabled():
+    if shell is None:
         return False
+    try:
+        if debug_enabled():
+            return False
+    except SettingError as error:  # importing the package must not fail over it: say so, go on
+        warn(f"{error}; the course's errors show as one line")
 
     def show(shell, error_type, error, traceback, tb_offset=None):
         lines = [

@@ -24,15 +24,12 @@ import numpy as np
 import torch
 
 import aigc_course
-from aigc_course.errors import SettingError
+from aigc_course import settings
+from aigc_course.settings import RuntimeConfigError
 
 ProfileName = Literal["smoke", "cpu", "gpu"]
 PROFILE_NAMES: tuple[ProfileName, ...] = aigc_course.PROFILE_NAMES
 T = TypeVar("T")
-
-
-class RuntimeConfigError(SettingError):
-    """A setting (usually an environment variable) asks for something this machine cannot do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,7 +43,7 @@ def get_device(name: str | None = None) -> torch.device:
     Apple's MPS is used only when asked for (``AIGC_DEVICE=mps``): on some PyTorch versions it
     silently gives wrong training results, and a course must not teach on wrong numbers.
     """
-    requested = name if name is not None else os.environ.get("AIGC_DEVICE", "").strip()
+    requested = name if name is not None else (settings.raw("AIGC_DEVICE") or "")
     if not requested:
         return (
             _local_gpu(torch.device("cuda")) if torch.cuda.is_available() else torch.device("cpu")
@@ -154,13 +151,8 @@ def get_profile(name: str | None = None, device: torch.device | None = None) -> 
     """The run profile: ``name``, else ``$AIGC_PROFILE``, else ``gpu`` on CUDA and ``cpu`` otherwise."""
     if name is not None:
         return Profile(name.strip().lower(), source="argument")  # type: ignore[arg-type]
-    from_env = os.environ.get("AIGC_PROFILE", "").strip().lower()
+    from_env = settings.choice("AIGC_PROFILE")
     if from_env:
-        if from_env not in PROFILE_NAMES:
-            raise RuntimeConfigError(
-                f"AIGC_PROFILE={from_env!r} is not a run profile: use one of "
-                f"{', '.join(PROFILE_NAMES)}, or unset it to choose automatically."
-            )
         return Profile(from_env, source="AIGC_PROFILE")  # type: ignore[arg-type]
     device = device if device is not None else get_device()
     return Profile("gpu" if device.type == "cuda" else "cpu", source="automatic")
@@ -240,8 +232,8 @@ def compile_support(
     system = system if system is not None else platform.system()
     if triton_available is None:
         triton_available = importlib.util.find_spec("triton") is not None
-    env_value = env_value if env_value is not None else os.environ.get("AIGC_COMPILE", "")
-    if env_value.strip() in {"0", "false", "no", "off"}:
+    env_value = env_value if env_value is not None else settings.raw("AIGC_COMPILE")
+    if env_value and not settings.parse_switch("AIGC_COMPILE", env_value):
         return False, "switched off by AIGC_COMPILE"
     if device_type != "cuda":
         return False, f"not used on {device_type} (only worth it on a CUDA GPU)"

@@ -53,7 +53,6 @@ def fixture_spec(
         files=files,
         system_dirs=system_dirs,
         system_install="sudo apt-get install dataset-fixture",
-        used_by="tests",
     )
 
 

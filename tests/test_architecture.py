@@ -18,7 +18,7 @@ PACKAGE = ROOT / "aigc_course"
 ROOT_MODULE = "aigc_course"  # the package's own __init__: its constants
 MATHEMATICS = {"divergences", "elbo", "gan_theory", "nn", "watermark"}
 PURE = MATHEMATICS | {"models"}  # computation only: no data, no checkpoint files
-CHECKS_MAY_IMPORT = {"runtime", "metrics", "models", "checks", *MATHEMATICS}
+CHECKS_MAY_IMPORT = {"runtime", "settings", "metrics", "models", "checks", *MATHEMATICS}
 
 
 def read_layers() -> dict[str, int]:

@@ -44,7 +44,9 @@ def test_doctor_without_fashion_mnist_fails_with_the_fix(no_data, capsys):
 def test_doctor_reports_a_bad_device_setting(monkeypatch, capsys):
     monkeypatch.setenv("AIGC_DEVICE", "warp-drive")
     assert cli.main(["doctor"]) == 2
-    assert "NOT READY: AIGC_DEVICE='warp-drive' is not a device name" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "NOT READY:\n  - AIGC_DEVICE='warp-drive' is not a device name" in out
+    assert "device     NOT CHOSEN: AIGC_DEVICE='warp-drive'" in out  # the report still comes
 
 
 def test_data_fetch_offline_fails_clearly(no_data, capsys):

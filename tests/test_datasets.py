@@ -93,3 +93,29 @@ def test_tokenizer_round_trip_save_load_and_errors(tmp_path):
         data.CharTokenizer.from_dict({"vocabulary": ["a"]})
     with pytest.raises(ValueError, match="repeated"):
         data.CharTokenizer("aa")
+
+
+#: The calls through which a lesson's code loads each data set (directly or through a trainer).
+LOADERS = {
+    "fashion-mnist": ("load_fashion_mnist(", "fixed_test_set(", "compare_samplers("),
+    "tinyshakespeare": ("load_tiny_shakespeare(", "load_data(", "load_speaker_data("),
+}
+
+
+def test_each_data_set_names_the_lessons_that_load_it():
+    """``doctor`` and lesson 00 say which lessons need each data set: the lessons whose code calls
+    one of its loaders, no more and no fewer."""
+    import json
+
+    from tests.helpers import ROOT
+
+    assert set(LOADERS) == set(sources.DATASETS)
+    for name, calls in LOADERS.items():
+        loading = set()
+        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+            code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+            if any(call in code for call in calls):
+                loading.add(int(path.name[:2]))
+        assert sorted(loading) == list(sources.DATASETS[name].lessons), name
+    assert sources.DATASETS["fashion-mnist"].used_by == "lessons 00, 06, 07, 10, 11 and 12"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -346,7 +345,9 @@ def _not_implemented(name: str) -> bool:
 
 def strict_by_default() -> bool:
     """True when ``AIGC_CHECKS_STRICT`` asks failed checks to raise (the test suite sets it)."""
-    return os.environ.get("AIGC_CHECKS_STRICT", "").strip().lower() in {"1", "true", "yes"}
+    from aigc_course import settings
+
+    return settings.switch("AIGC_CHECKS_STRICT")
 
 
 def _floating_tensors(args: Sequence) -> list[int]:

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aigc_course import errors
+from aigc_course import errors, settings
 from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path, new_file_mode
 
@@ -124,7 +124,16 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = ()
     system_install: str | None = None
     required: bool = True
-    used_by: str = ""
+    lessons: tuple[int, ...] = ()  # the lessons that load it (tests/test_datasets.py reads them)
+
+    @property
+    def used_by(self) -> str:
+        """The lessons that load it, in words: "lessons 02, 08 and 09"."""
+        if not self.lessons:
+            return "no lesson"
+        names = [f"{number:02d}" for number in self.lessons]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return f"lesson{'s' if len(names) > 1 else ''} {listed}"
 
     def file(self, name: str) -> DataFile:
         for data_file in self.files:
@@ -168,7 +177,7 @@ FASHION_MNIST = DatasetSpec(
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
     system_install="on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
-    used_by="lessons 06 and 07",
+    lessons=(0, 6, 7, 10, 11, 12),
 )
 
 TINY_SHAKESPEARE = DatasetSpec(
@@ -184,7 +193,7 @@ TINY_SHAKESPEARE = DatasetSpec(
             ),
         ),
     ),
-    used_by="lessons 02 and 08",
+    lessons=(0, 2, 8, 9, 11, 12),
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE)}
@@ -213,8 +222,9 @@ def _repository_root() -> Path | None:
 
 def cache_dir() -> Path:
     """The data and checkpoint cache: ``$AIGC_DATA_DIR``, the clone's ``data/``, or ``~/.cache``."""
-    if os.environ.get("AIGC_DATA_DIR"):
-        return Path(os.environ["AIGC_DATA_DIR"]).expanduser()
+    chosen = settings.path("AIGC_DATA_DIR")
+    if chosen is not None:
+        return chosen
     root = _repository_root()
     if root is not None:
         return root / "data"
@@ -223,22 +233,17 @@ def cache_dir() -> Path:
 
 def search_dirs() -> list[Path]:
     """Extra read-only folders from ``$AIGC_DATA_PATH`` (laid out like the cache)."""
-    value = os.environ.get("AIGC_DATA_PATH", "")
-    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    return settings.paths("AIGC_DATA_PATH")
 
 
 def offline() -> bool:
     """True when downloads are switched off with ``AIGC_OFFLINE=1``."""
-    return _flag("AIGC_OFFLINE")
+    return settings.switch("AIGC_OFFLINE")
 
 
 def system_copies_ignored() -> bool:
     """True when ``AIGC_IGNORE_SYSTEM_DATA=1``: system copies (e.g. Debian's) are not used."""
-    return _flag("AIGC_IGNORE_SYSTEM_DATA")
+    return settings.switch("AIGC_IGNORE_SYSTEM_DATA")
 
 
 def local_candidates(spec: DatasetSpec, data_file: DataFile) -> list[tuple[str, Path]]:

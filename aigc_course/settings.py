@@ -1,0 +1,230 @@
+"""The environment variables the course reads, in one place: name, kind, allowed values, default, help.
+
+Every ``AIGC_*`` variable is declared in :data:`VARIABLES` and read through the functions below,
+which check it as the command line checks an option: a value the variable cannot take stops with
+one line that names the variable, the value and what it accepts (:class:`RuntimeConfigError`).
+Switches accept ``1``/``true``/``yes``/``on`` and ``0``/``false``/``no``/``off`` in any case; an
+empty value is the same as an unset one. ``aigc-course doctor`` prints them all (:func:`report`).
+The variables ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...) are torchrun's and
+are read by :mod:`aigc_course.distributed`.
+
+No PyTorch here: the command reads these before it loads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from aigc_course import PROFILE_NAMES
+from aigc_course.errors import SettingError
+
+
+class RuntimeConfigError(SettingError):
+    """A setting (usually an environment variable) asks for something this machine cannot do."""
+
+
+ON = ("1", "true", "yes", "on")
+OFF = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its ``kind`` (``switch``, ``choice``, ``seconds``, ``path``,
+    ``paths`` or ``device``), what it does, and what happens when it is unset."""
+
+    name: str
+    kind: str
+    help: str
+    unset: str
+    choices: tuple[str, ...] = ()
+
+
+#: The longest wait a collective may be given: a week (an infinite one would hang a run forever).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+DEFAULT_TIMEOUT_SECONDS = 300
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable(
+            "AIGC_DEVICE",
+            "device",
+            "the device to compute on: cpu, cuda, cuda:N or mps",
+            "CUDA if present, else the CPU",
+        ),
+        Variable(
+            "AIGC_PROFILE",
+            "choice",
+            "the run profile of the lessons and commands",
+            "gpu on a CUDA GPU, cpu otherwise",
+            PROFILE_NAMES,
+        ),
+        Variable(
+            "AIGC_COMPILE",
+            "switch",
+            "0 switches torch.compile off",
+            "compiled where it pays off (CUDA with Triton)",
+        ),
+        Variable(
+            "AIGC_DATA_DIR",
+            "path",
+            "the data and checkpoint cache",
+            "the clone's data/ folder, else ~/.cache/aigc-course",
+        ),
+        Variable(
+            "AIGC_DATA_PATH",
+            "paths",
+            f"more read-only data folders, separated by '{os.pathsep}'",
+            "none",
+        ),
+        Variable("AIGC_OFFLINE", "switch", "1: never download", "downloads allowed"),
+        Variable(
+            "AIGC_IGNORE_SYSTEM_DATA",
+            "switch",
+            "1: do not use system copies of the data (Debian's packages)",
+            "system copies used",
+        ),
+        Variable(
+            "AIGC_DIST_TIMEOUT",
+            "seconds",
+            "seconds a process of a data-parallel run waits for the others",
+            f"{DEFAULT_TIMEOUT_SECONDS}",
+        ),
+        Variable(
+            "AIGC_DEBUG", "switch", "1: full tracebacks of the course's errors", "one-line errors"
+        ),
+        Variable(
+            "AIGC_CHECKS_STRICT",
+            "switch",
+            "1: an exercise check also raises on a wrong answer (the test suite)",
+            "a check prints its verdict",
+        ),
+    )
+}
+
+
+def raw(name: str) -> str | None:
+    """The variable's value, stripped; None when it is unset or empty."""
+    _declared(name)
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def switch(name: str) -> bool:
+    """An on/off variable: False when unset."""
+    return parse_switch(name, raw(name))
+
+
+def parse_switch(name: str, value: str | None) -> bool:
+    """``value`` of the switch ``name`` (None or empty: off)."""
+    value = (value or "").strip() or None
+    if value is None or value.lower() in OFF:
+        return False
+    if value.lower() in ON:
+        return True
+    raise RuntimeConfigError(
+        f"{name}={value!r} is not a switch: use 1 or 0 (also true/false, yes/no, on/off), or unset "
+        f"it ({VARIABLES[name].help})"
+    )
+
+
+def choice(name: str) -> str | None:
+    """One of the variable's choices (lower case), or None when unset."""
+    value = raw(name)
+    if value is None:
+        return None
+    options = VARIABLES[name].choices
+    if value.lower() not in options:
+        raise RuntimeConfigError(
+            f"{name}={value!r} is not one of {', '.join(options)}: use one of them, or unset it "
+            f"to get the default ({VARIABLES[name].unset})"
+        )
+    return value.lower()
+
+
+def seconds(name: str, default: float, maximum: float) -> float:
+    """A duration above 0 and at most ``maximum`` seconds (``default`` when unset)."""
+    value = raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 < number <= maximum:  # also refuses inf and nan
+        raise RuntimeConfigError(
+            f"{name}={value!r} must be a number of seconds above 0 and at most {maximum:,.0f} "
+            f"(default {default:g})"
+        )
+    return number
+
+
+def path(name: str) -> Path | None:
+    """A folder (``~`` expanded), or None when unset."""
+    value = raw(name)
+    return Path(value).expanduser() if value is not None else None
+
+
+def paths(name: str) -> list[Path]:
+    """Folders separated by the system's path separator (``:``, ``;`` on Windows)."""
+    value = raw(name) or ""
+    return [Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def dist_timeout() -> float:
+    """How long a collective waits for the other ranks (``AIGC_DIST_TIMEOUT``, seconds)."""
+    return seconds("AIGC_DIST_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)
+
+
+def check(variable: Variable) -> None:
+    """Read ``variable`` the way the course does: raises :class:`RuntimeConfigError` if invalid."""
+    reader = {
+        "switch": switch,
+        "choice": choice,
+        "seconds": lambda name: seconds(name, DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS),
+        "path": path,
+        "paths": paths,
+        "device": raw,  # a device name is checked by runtime.get_device (it needs PyTorch)
+    }[variable.kind]
+    reader(variable.name)
+
+
+def report() -> list[str]:
+    """One line per variable (its value, or what happens unset), invalid values marked, and a line
+    for each ``AIGC_*`` variable the course does not read (a misspelling, probably)."""
+    lines = []
+    for variable in VARIABLES.values():
+        value = raw(variable.name)
+        try:
+            check(variable)
+            problem = ""
+        except RuntimeConfigError as error:
+            problem = f"  INVALID: {error}"
+        shown = f"{value}" if value is not None else f"unset: {variable.unset}"
+        lines.append(f"{variable.name:<24} {shown}{problem}")
+    for name in sorted(os.environ):
+        if name.startswith("AIGC_") and name not in VARIABLES:
+            close = difflib.get_close_matches(name, VARIABLES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            lines.append(f"{name:<24} not a variable the course reads{hint}")
+    return lines
+
+
+def invalid() -> list[str]:
+    """The errors of the variables that are set to a value they cannot take."""
+    problems = []
+    for variable in VARIABLES.values():
+        try:
+            check(variable)
+        except RuntimeConfigError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _declared(name: str) -> None:
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not declared in aigc_course.settings.VARIABLES")
