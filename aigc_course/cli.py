@@ -564,14 +564,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_and_save(args: argparse.Namespace) -> int:
     from aigc_course import checkpoints, distributed, runtime
 
+    if args.pretrained and args.out:
+        raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
+    if args.pretrained and args.overwrite:
+        raise SettingError(
+            "--overwrite is for --out folders; --pretrained always replaces the shipped checkpoint"
+        )
+    if args.force and not args.pretrained:
+        raise SettingError("--force only applies with --pretrained (it allows another profile)")
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
     overrides = _recipe_overrides(args, trainable)
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     recipe = trainer.recipe(profile, **overrides)
-    if args.pretrained and args.out:
-        raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
     changes = _recipe_changes(overrides, trainable)
     claim = None
     if args.pretrained:

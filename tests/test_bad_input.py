@@ -633,3 +633,16 @@ def test_an_adapter_or_another_model_given_as_a_gpt_gets_a_short_answer(user):
     result = user("generate", "gpt", "ROMEO:", "--checkpoint", str(vae))
     assert_clean_error(result, "configuration this model cannot take")
     assert len(result.stderr) < 400, "a few names at most, not hundreds of state-dict keys"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["finetune", "--method", "full", "--rank", "8"], "rank (--rank) is a setting of LoRA's adapters"),
+        (["finetune", "--method", "full", "--alpha", "2", "--targets", "mlp"], "alpha (--alpha) and targets (--targets) are settings"),
+        (["gpt", "--force"], "--force only applies with --pretrained"),
+        (["gpt", "--pretrained", "--overwrite", "--profile", "cpu"], "--overwrite is for --out folders"),
+    ],
+)  # fmt: skip
+def test_an_option_the_run_would_ignore_is_refused(user, argv, message):
+    assert_clean_error(user("train", *argv, "--steps", "1", "--quiet"), message)

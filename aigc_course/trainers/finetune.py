@@ -76,6 +76,10 @@ class FinetuneRecipe:
     eval_batches: int = 20
 
 
+#: The recipe settings that only LoRA has (a full fine-tune refuses them rather than ignore them).
+LORA_SETTINGS = {"rank", "alpha", "targets"}
+
+
 def recipe(
     profile: runtime.Profile | None = None, method: str = "lora", **overrides
 ) -> FinetuneRecipe:
@@ -87,6 +91,14 @@ def recipe(
     (benchmarks/RESULTS.md): all weights at 3e-5 lower the speaker loss through 80 steps, while at
     1e-4 they overfit after 40; LoRA's adapters start at zero and are few, and learn at ten times
     that rate, 3e-4."""
+    lora_only = sorted(set(overrides) & LORA_SETTINGS)
+    if method == "full" and lora_only:
+        names = " and ".join(f"{name} (--{name})" for name in lora_only)
+        raise SettingError(
+            f"{names} {'is a setting' if len(lora_only) == 1 else 'are settings'} of LoRA's "
+            "adapters, and method 'full' (every weight) has none: leave "
+            f"{'it' if len(lora_only) == 1 else 'them'} out, or use method 'lora'"
+        )
     profile = profile or runtime.get_profile()
     finetune = FinetuneConfig(method=method)
     lr = 3e-4 if method == "lora" else 3e-5
