@@ -602,7 +602,7 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
     again with the evaluation's figures: Ctrl-C (or an error) during the evaluation loses only the
     evaluation. A ``--pretrained`` run is saved once, complete (the package records its figures).
     A save is never cut by Ctrl-C (:func:`interrupts.deferred`)."""
-    from aigc_course import checkpoints, distributed
+    from aigc_course import checkpoints, distributed, runtime
 
     command = _invocation(f"aigc-course train {args.model}")
     print(
@@ -639,6 +639,8 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
             print(
                 f"the trained model was saved before the evaluation failed: {path}", file=sys.stderr
             )
+        if runtime.is_out_of_memory(error):
+            raise runtime.out_of_memory(error, device, _size_options(args, trainable)) from None
         raise
     if not distributed.is_main():
         return 0
@@ -652,6 +654,17 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
         print(_interrupted(path, saved), file=sys.stderr)
         return 130
     return 0
+
+
+def _size_options(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
+    """The options given that size the run (numbers: batch, model, schedule), flag -> value."""
+    sized = {"--batch-size": args.batch_size}
+    sized |= {
+        option.flag: getattr(args, option.dest)
+        for option in trainable.options
+        if option.type in (count, positive_float)
+    }
+    return {flag: value for flag, value in sized.items() if value is not None}
 
 
 def _interrupted(path: Path, saved: dict[str, object]) -> str:

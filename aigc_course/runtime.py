@@ -15,6 +15,7 @@ import importlib.util
 import os
 import platform
 import random
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 
 import aigc_course
 from aigc_course import settings
+from aigc_course.errors import CourseError
 from aigc_course.settings import RuntimeConfigError
 
 ProfileName = Literal["smoke", "cpu", "gpu"]
@@ -326,3 +328,58 @@ def device_summary(device: torch.device) -> str:
     if device.type == "mps":
         return "mps (Apple GPU; asked for with AIGC_DEVICE)"
     return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads for torch)"
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+
+class OutOfMemoryError(CourseError, MemoryError):
+    """A run asked for more memory than the device has: a batch, a model or a schedule too large."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocator's refusal: CUDA's ``OutOfMemoryError``, the CPU
+    allocator's "can't allocate memory", or Python's ``MemoryError``."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def out_of_memory(
+    error: BaseException, device: torch.device, sizes: dict[str, object]
+) -> OutOfMemoryError:
+    """The course's one-line error for an allocator's refusal: how much was asked for at once (when
+    the allocator says), on which device, and which of the run's sizes to lower (``sizes``: the
+    options given, e.g. ``{"--latent-dim": 10**9}``)."""
+    asked = re.search(r"allocate (\d+) bytes", str(error)) or re.search(
+        r"allocate ([\d.]+ [KMGT]iB)", str(error)
+    )
+    amount = ""
+    if asked is not None:
+        value = asked.group(1)
+        amount = f" ({_bytes(int(value)) if value.isdigit() else value} at once)"
+    lower = (
+        "lower "
+        + ", ".join(
+            f"{flag} (now {value:,})" if isinstance(value, int) else f"{flag} (now {value})"
+            for flag, value in sizes.items()
+        )
+        if sizes
+        else "lower --batch-size, or use a smaller profile"
+    )
+    return OutOfMemoryError(
+        f"not enough memory on {device.type}{amount}: the run's batch, model or schedule does not "
+        f"fit; {lower}"
+    )
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
