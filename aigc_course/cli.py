@@ -602,7 +602,7 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
     again with the evaluation's figures: Ctrl-C (or an error) during the evaluation loses only the
     evaluation. A ``--pretrained`` run is saved once, complete (the package records its figures).
     A save is never cut by Ctrl-C (:func:`interrupts.deferred`)."""
-    from aigc_course import checkpoints, distributed, runtime
+    from aigc_course import checkpoints, distributed, runtime, training
 
     command = _invocation(f"aigc-course train {args.model}")
     print(
@@ -641,6 +641,9 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
             )
         if runtime.is_out_of_memory(error):
             raise runtime.out_of_memory(error, device, _size_options(args, trainable)) from None
+        if isinstance(error, training.NonFiniteLossError) and _size_options(args, trainable):
+            given = ", ".join(f"{k} {v:g}" for k, v in _size_options(args, trainable).items())
+            raise training.NonFiniteLossError(f"{error} Or an option given: {given}.") from None
         raise
     if not distributed.is_main():
         return 0

@@ -68,7 +68,9 @@ def test_profile_choice(monkeypatch):
     assert (profile.name, profile.source) == ("smoke", "AIGC_PROFILE")
     assert runtime.get_profile("gpu").name == "gpu"
     monkeypatch.setenv("AIGC_PROFILE", "fast")
-    with pytest.raises(RuntimeConfigError, match="AIGC_PROFILE='fast' is not one of smoke, cpu, gpu"):
+    with pytest.raises(
+        RuntimeConfigError, match="AIGC_PROFILE='fast' is not one of smoke, cpu, gpu"
+    ):
         runtime.get_profile()
     with pytest.raises(RuntimeConfigError, match="unknown run profile"):
         runtime.Profile("huge")

@@ -81,6 +81,9 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> DiffusionReci
             fid_images=5_000,
         ),
     )
+    if "diffusion_steps" in overrides and "fid_sampling_steps" not in overrides:
+        # A shorter diffusion than the profile's sampling steps: sample with all of its steps.
+        overrides["fid_sampling_steps"] = min(base.fid_sampling_steps, overrides["diffusion_steps"])
     return training.override(base, **overrides)
 
 
