@@ -4,7 +4,9 @@ not the plumbing. Only widgets that ipywidgets 7.7 (Google Colab) and 8 (Jupyter
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Callable
 
 import ipywidgets as widgets
 
@@ -68,3 +70,39 @@ def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -
 
     button.on_click(on_generate)
     return widgets.VBox([prompt_box, temperature, top_k, top_p, length, button, output])
+
+
+def live_figure(draw: Callable[..., object], **controls) -> widgets.VBox:
+    """Controls (widgets with a ``value``) above a figure that ``draw(**values)`` redraws whenever
+    one of them changes.
+
+    ``draw`` returns a matplotlib figure; it is rendered to a PNG and shown in an image widget,
+    whose value each redraw replaces whole (no clearing of an output area), so the last change
+    always wins, however fast the changes come. A value ``draw`` cannot take (an empty sentence)
+    shows one line saying so under the last good figure; never a traceback."""
+    import matplotlib.pyplot as plt
+
+    image = widgets.Image(format="png")
+    note = widgets.HTML()
+
+    def redraw(_=None) -> None:
+        values = {name: control.value for name, control in controls.items()}
+        try:
+            figure = draw(**values)
+        except Exception as error:  # a widget shows a line, never a traceback
+            note.value = f"<i>cannot draw this: {_escape(str(error) or type(error).__name__)}</i>"
+            return
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
+        image.value = buffer.getvalue()
+        note.value = ""
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([*controls.values(), note, image])
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -292,3 +292,55 @@ def test_lesson_08_runs_with_the_pretrained_gpt_and_the_sampler_writes_text(page
     letters = sum(ch.isalpha() for ch in text)
     assert letters > 0.6 * len(text.replace("\n", "").replace(" ", "")), text[:300]
     page.screenshot(path=str(artifacts_dir() / "lesson08_gpt_sampler.png"))
+
+
+IMAGE_DIGEST = """async (el) => {
+    const img = el.querySelector('img');
+    if (!img || !img.src) return null;
+    const bytes = await (await fetch(img.src)).arrayBuffer();
+    const digest = await crypto.subtle.digest('SHA-256', bytes);
+    return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(page, lab):
+    """Emptying the sentence shows one line (no traceback) under the last figure; two sentences
+    entered in quick succession end with the figure of the second, byte for byte the one it gets
+    when entered alone."""
+    saved = open_and_run_all(page, lab, "04_self_attention.ipynb")
+    assert_ran_cleanly(page, saved)
+    explorer = page.locator(".widget-vbox").filter(
+        has=page.locator(".widget-text", has_text="sentence")
+    )
+    explorer.first.scroll_into_view_if_needed()
+    box = explorer.first.locator(".widget-text input")
+    panel = explorer.first.element_handle()
+
+    def enter(text: str) -> None:
+        box.fill(text)
+        box.press("Enter")
+
+    def settled_digest() -> str:
+        wait_until_idle(page)
+        page.wait_for_timeout(300)  # the last image message reaches the page
+        return page.evaluate(IMAGE_DIGEST, panel)
+
+    original = settled_digest()
+    assert original
+    enter("")
+    page.wait_for_function(
+        "el => el.innerText.includes('cannot draw this')", arg=panel, timeout=60_000
+    )
+    text = explorer.first.inner_text()
+    assert "the sentence has no words" in text and "Traceback" not in text
+    assert settled_digest() == original, "the last good figure stays"
+    enter("the dog ran")
+    enter("a cat and a dog and a cat")  # straight after: two updates in flight
+    fast = settled_digest()
+    enter("something else entirely")
+    settled_digest()
+    enter("a cat and a dog and a cat")
+    alone = settled_digest()
+    assert fast == alone != original
+    assert "cannot draw this" not in explorer.first.inner_text()
+    explorer.first.screenshot(path=str(artifacts_dir() / "lesson04_explorer.png"))

@@ -37,6 +37,8 @@ SHARED_WIDGETS = {
     "Label",
     "Checkbox",
     "Layout",
+    "HTML",
+    "Image",
 }
 NOTEBOOKS = sorted(
     path
@@ -171,4 +173,50 @@ def test_the_gpt_sampler_writes_the_continuation(capsys):
     panel.children[0].value = "€"
     button.click()
     assert "cannot generate" in capsys.readouterr().out
+    panel.close()
+
+
+def test_a_live_figure_says_why_it_cannot_draw_and_the_last_change_wins():
+    """Lesson 04's explorer: an emptied sentence is one line under the last good figure (no
+    traceback), and however fast the sentence changes, the figure is the one of the last value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aigc_course.nn.attention import sentence_attention
+    from aigc_course.widgets import live_figure
+
+    def draw(sentence: str, causal: bool):
+        words, weights = sentence_attention(sentence, causal=causal)
+        figure, ax = plt.subplots(figsize=(3, 3))
+        ax.imshow(weights, vmin=0, vmax=1)
+        ax.set_title(" ".join(words))
+        return figure
+
+    sentence = ipywidgets.Text(value="the cat sat", continuous_update=False)
+    causal = ipywidgets.Checkbox(value=False)
+    panel = live_figure(draw, sentence=sentence, causal=causal)
+    *_, note, picture = panel.children
+
+    class Shown:  # the image's bytes (ipywidgets 8 holds a memoryview, 7.7 bytes)
+        @property
+        def value(self) -> bytes:
+            return bytes(picture.value)
+
+    image = Shown()
+    first = image.value
+    assert first.startswith(b"\x89PNG") and note.value == ""
+    sentence.value = ""
+    assert "cannot draw this: the sentence has no words" in note.value
+    assert image.value == first, "the last good figure stays"
+    for text in ("a b", "a b c", "the dog ran home"):  # quick replacements
+        sentence.value = text
+    fast = image.value
+    sentence.value = "something else"
+    sentence.value = "the dog ran home"
+    assert note.value == "" and fast == image.value != first
+    causal.value = True
+    assert image.value != fast
+    assert not plt.get_fignums(), "every drawn figure is closed (none piles up in the notebook)"
     panel.close()
