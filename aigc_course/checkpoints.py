@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from aigc_course import files
+from aigc_course.data import sources
 from aigc_course.errors import CourseError, SettingError
 from aigc_course.files import atomic_path
 
@@ -334,3 +335,52 @@ class OutputClaim:
 
     def release(self) -> None:
         self.lock.unlink(missing_ok=True)
+
+
+def pretrained_target(
+    name: str, profile: str | None, changes: dict[str, object], force: bool = False
+) -> Path:
+    """Where ``aigc-course train --pretrained`` writes the shipped checkpoint ``name``, after
+    checking the user means to replace it.
+
+    The shipped checkpoints are what every lesson loads, so replacing one is a maintainer's action:
+    it needs the profile recorded for it, named explicitly (``profile``), and no option that changes
+    its recipe (``changes``); ``force`` allows both."""
+    target = PRETRAINED_DIR / f"{name}.safetensors"
+    if force:
+        return target
+    recorded = manifest().get(name, {}).get("profile")
+    shipped = f"the course's shipped checkpoint {name!r}"
+    if profile is None:
+        needed = f"--profile {recorded}" if recorded else "--profile PROFILE"
+        raise SettingError(
+            f"--pretrained replaces {shipped}, which every lesson loads; name the profile it is "
+            f"made with ({needed}), or add --force"
+        )
+    if recorded and profile != recorded:
+        raise SettingError(
+            f"--pretrained: {shipped} is made with --profile {recorded}, not {profile}; "
+            f"use --profile {recorded}, or add --force to replace it with a {profile} model"
+        )
+    if changes:
+        flags = ", ".join("--" + option.replace("_", "-") for option in changes)
+        raise SettingError(
+            f"--pretrained with {flags} changes the recipe of {shipped}; leave those out, or "
+            "add --force to replace it with a different recipe"
+        )
+    return target
+
+
+def output_file(out: str | None, model: str, variant: str | None = None) -> Path:
+    """The checkpoint file of a run: in the folder ``out`` (``--out``), or by default in
+    ``checkpoints/MODEL`` of the data cache; named after the model and its variant
+    (``gan_conditional``, ``finetune_lora``), so that two variants never share a file."""
+    if out is not None and not str(out).strip():
+        raise SettingError("--out is empty; give a folder for the checkpoint (or leave --out out)")
+    folder = Path(out) if out else sources.cache_dir() / "checkpoints" / model
+    if folder.exists() and not folder.is_dir():
+        raise SettingError(
+            f"--out {folder} is a file, not a folder; give a folder for the checkpoint"
+        )
+    stem = model if not variant else f"{model}_{variant}"
+    return folder / f"{stem}.safetensors"

@@ -30,13 +30,20 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "aigc-course":
 import argparse
 import contextlib
 import importlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_course import PROFILE_NAMES, __version__, errors
 from aigc_course.errors import CourseError, SettingError
+from aigc_course.validators import (
+    count,
+    non_negative_float,
+    positive_float,
+    probability_mass,
+    seed,
+    speaker_name,
+)
 
 
 class CourseArgumentParser(argparse.ArgumentParser):
@@ -47,102 +54,30 @@ class CourseArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def _number(text: str, kind: type, lowest: float, inclusive: bool, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    too_low = value < lowest if inclusive else value <= lowest
-    if too_low or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def count(text: str) -> int:
-    """An option that counts something (steps, tokens, images): a whole number of at least 1."""
-    return _number(text, int, 1, True, "a whole number of at least 1")
-
-
-def seed(text: str) -> int:
-    """A random seed: a whole number PyTorch's generators take, 0 to 2**64 - 1."""
-    value = _number(text, int, 0, True, "a whole number from 0 to 2**64 - 1")
-    if value >= 2**64:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 0 to 2**64 - 1 (a 64-bit seed), got {text!r}"
-        )
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    return _number(text, int, 0, True, "a whole number of 0 or more")
-
-
-def non_negative_float(text: str) -> float:
-    return _number(text, float, 0.0, True, "a number of 0 or more")
-
-
-def positive_float(text: str) -> float:
-    return _number(text, float, 0.0, False, "a number above 0")
-
-
-def probability_mass(text: str) -> float:
-    """A top-p nucleus: a number in (0, 1]."""
-    value = _number(text, float, 0.0, False, "a number in (0, 1]")
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def speaker_name(text: str) -> str:
-    """A speaker of the play script as it writes them: letters first, then letters, spaces,
-    apostrophes, dots or hyphens ("PETRUCHIO", "First Citizen")."""
-    import re
-
-    if not re.fullmatch(r"[A-Za-z][A-Za-z .'-]{0,39}", text.strip()):
-        raise argparse.ArgumentTypeError(
-            f"expected a speaker's name as the script writes it (e.g. PETRUCHIO), got {text!r}"
-        )
-    return text.strip()
-
-
-def _find_repository_root() -> Path | None:
-    """The course repository: the current folder or one above it holding solutions/."""
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "solutions").is_dir() and (folder / "pyproject.toml").is_file():
-            return folder
-    return None
-
-
-def _repository_root() -> Path:
-    root = _find_repository_root()
-    if root is not None:
-        return root
-    here = Path.cwd().resolve()
-    raise SystemExit(
-        "error: run this inside the course repository (no folder with solutions/ and "
-        f"pyproject.toml at or above {here})"
-    )
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from aigc_course import doctor
 
-    problems = doctor.problems()
-    print(doctor.describe())
-    if problems:
-        print("\nNOT READY:")
-        for line in problems:
-            print(f"  - {line}")
-        return 2
-    missing = doctor.missing_data()
-    if missing:
-        print("\nNOT READY: required data is missing.")
-        for line in missing:
-            print(f"  - {line}")
-        return 1
-    print("\nREADY: everything the lessons need is here.")
-    return 0
+    return doctor.report()
+
+
+def cmd_time_notebooks(args: argparse.Namespace) -> int:
+    from aigc_course import notebook_tools, timing
+
+    return timing.time_notebooks(
+        notebook_tools.repository_root(),
+        args.paths,
+        args.profile,
+        args.timeout,
+        save=args.save,
+        output=args.output,
+        readme=args.readme,
+    )
+
+
+def cmd_workshop_prepare(args: argparse.Namespace) -> int:
+    from aigc_course import notebook_tools, workshop
+
+    return workshop.prepare(args.data or None, notebook_tools.find_repository_root())
 
 
 def cmd_data_status(args: argparse.Namespace) -> int:
@@ -176,9 +111,10 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_build_exercises(args: argparse.Namespace) -> int:
+    from aigc_course import notebook_tools
     from aigc_course.notebook_tools import SolutionMarkerError, build_exercises
 
-    root = _repository_root()
+    root = notebook_tools.repository_root()
     try:
         report = build_exercises(root, check=args.check)
     except SolutionMarkerError as error:
@@ -198,10 +134,10 @@ def cmd_build_exercises(args: argparse.Namespace) -> int:
 
 
 def cmd_execute_notebooks(args: argparse.Namespace) -> int:
-    from aigc_course.notebook_tools import execute_notebook
+    from aigc_course.notebook_tools import environment, execute_notebook
 
     failures = 0
-    with _environment(AIGC_PROFILE=args.profile):  # the kernels inherit it; restored after
+    with environment(AIGC_PROFILE=args.profile):  # the kernels inherit it; restored after
         for path in args.paths:
             print(f"running {path} ...", flush=True)
             try:
@@ -214,120 +150,6 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
             else:
                 print(f"saved   {path}")
     return 1 if failures else 0
-
-
-@contextlib.contextmanager
-def _environment(**values: str | None):
-    """Set environment variables (None: leave as is) for the block, then restore them."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is not None:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def cmd_time_notebooks(args: argparse.Namespace) -> int:
-    from aigc_course import files, timing
-
-    root = _repository_root()
-    paths = [Path(path).resolve() for path in args.paths] or sorted(
-        (root / "notebooks").glob("*.ipynb")
-    )
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    rows, failures = [], []
-    for path in paths:
-        label = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        print(f"timing  {label} ({args.profile}) ...", flush=True)
-        try:
-            row = timing.time_notebook(
-                path, args.profile, timeout=args.timeout, label=label, save=args.save
-            )
-        except timing.TimingError as error:
-            print(f"FAILED  {error}", file=sys.stderr)
-            failures.append(label)
-            continue
-        print(
-            f"        {timing.format_duration(row.seconds)}, "
-            f"{timing.format_bytes(row.peak_rss_bytes)} RAM on {row.device}"
-        )
-        rows.append(row)
-    if failures:
-        print(f"not written: {len(failures)} notebook(s) failed: {', '.join(failures)}")
-        return 1
-    command = " ".join(["aigc-course time-notebooks", f"--profile {args.profile}", *args.paths])
-    table = timing.time_table(rows, command)
-    output = Path(args.output or root / "docs" / f"time-table-{args.profile}.md")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    title = f"# Time table: the {args.profile} profile\n\n"
-    merged = False
-    if args.paths and output.is_file():  # some notebooks: update their rows, keep the others
-        try:
-            table = timing.merge_table(
-                output.read_text(encoding="utf-8").removeprefix(title), table, command
-            )
-            merged = True
-        except (ValueError, StopIteration) as error:
-            print(f"error: cannot update {output}: {error}", file=sys.stderr)
-            return 2
-    files.write_text(output, title + table)
-    print(f"\n{table}\n{'updated' if merged else 'wrote  '} {output}")
-    if args.paths and not merged and args.readme is None:
-        print("README not updated: it shows every lesson (time them all, or pass --readme)")
-    elif args.readme != "none":
-        readme = Path(args.readme or root / "README.md")
-        try:
-            text = timing.replace_marked_block(
-                readme.read_text(encoding="utf-8"), args.profile, table
-            )
-        except ValueError as error:
-            print(f"README not updated ({readme}): {error}", file=sys.stderr)
-            return 1
-        files.write_text(readme, text)
-        print(f"updated {readme}")
-    return 0
-
-
-def cmd_workshop_prepare(args: argparse.Namespace) -> int:
-    from aigc_course import workshop
-
-    print("Preparing this machine for a workshop.\n\n== data: filling the cache ==", flush=True)
-    items = workshop.data_items(args.data or None)
-    for item in items:
-        print(item.line())
-    items += workshop.software_items() + workshop.checkpoint_items()
-    root = _find_repository_root()
-    if root is not None:
-        items += workshop.exercise_items(root)
-    print("\n== aigc-course doctor ==", flush=True)
-    doctor_ok = cmd_doctor(args) == 0
-    items.append(
-        workshop.Item("doctor", doctor_ok, "READY" if doctor_ok else "NOT READY", "see its report")
-    )
-    print("\n== workshop checklist ==")
-    for item in items:
-        print(item.line())
-    problems = [item for item in items if not item.ready]
-    if problems:
-        print(
-            f"\nNOT READY: {len(problems)} problem(s) above, each with its fix; "
-            "then run `aigc-course workshop prepare` again."
-        )
-        return 1
-    print(
-        "\nREADY for the workshop. To set up machines without internet, copy this clone with its "
-        "data/ folder (or point AIGC_DATA_PATH at a copy of it)."
-    )
-    return 0
 
 
 def _summary(title: str, rows: dict[str, object]) -> None:
@@ -494,56 +316,6 @@ def _recipe_changes(overrides: dict[str, object], trainable: Trainable) -> dict[
     return {key: value for key, value in overrides.items() if key not in naming}
 
 
-def _pretrained_path(args: argparse.Namespace, name: str, overrides: dict) -> Path:
-    """Where ``--pretrained`` writes, after checking the user means to replace a shipped file.
-
-    The shipped checkpoints are what every lesson loads, so replacing one is a maintainer's
-    action: it needs the profile recorded for it, named explicitly, and no option that changes
-    its recipe (``--force`` allows both).
-    """
-    from aigc_course import checkpoints
-
-    recorded = checkpoints.manifest().get(name, {}).get("profile")
-    if args.force:
-        return checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
-    shipped = f"the course's shipped checkpoint {name!r}"
-    if args.profile is None:
-        needed = f"--profile {recorded}" if recorded else "--profile PROFILE"
-        raise SettingError(
-            f"--pretrained replaces {shipped}, which every lesson loads; name the profile it is "
-            f"made with ({needed}), or add --force"
-        )
-    if recorded and args.profile != recorded:
-        raise SettingError(
-            f"--pretrained: {shipped} is made with --profile {recorded}, not {args.profile}; "
-            f"use --profile {recorded}, or add --force to replace it with a {args.profile} model"
-        )
-    if overrides:
-        flags = ", ".join("--" + option.replace("_", "-") for option in overrides)
-        raise SettingError(
-            f"--pretrained with {flags} changes the recipe of {shipped}; leave those out, or "
-            "add --force to replace it with a different recipe"
-        )
-    return checkpoints.PRETRAINED_DIR / f"{name}.safetensors"
-
-
-def _output_path(args: argparse.Namespace, variant: str | None = None) -> Path:
-    """``--out``, or by default ``checkpoints/MODEL`` in the data cache; the file in it, named
-    after the model and its variant (``gan_conditional``, ``finetune_lora``), so that two variants
-    never share a file."""
-    from aigc_course.data import sources
-
-    if args.out is not None and not str(args.out).strip():
-        raise SettingError("--out is empty; give a folder for the checkpoint (or leave --out out)")
-    folder = Path(args.out) if args.out else sources.cache_dir() / "checkpoints" / args.model
-    if folder.exists() and not folder.is_dir():
-        raise SettingError(
-            f"--out {folder} is a file, not a folder; give a folder for the checkpoint"
-        )
-    stem = args.model if not variant else f"{args.model}_{variant}"
-    return folder / f"{stem}.safetensors"
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     """``aigc-course train MODEL``: the model's recipe under the profile, trained, saved, summarised.
 
@@ -582,10 +354,10 @@ def _train_and_save(args: argparse.Namespace) -> int:
     claim = None
     if args.pretrained:
         name = trainer.checkpoint_name(recipe)
-        path = _pretrained_path(args, name, changes)
+        path = checkpoints.pretrained_target(name, args.profile, changes, force=args.force)
     else:
         variant = getattr(trainer, "variant", lambda _: None)(recipe)
-        path = _output_path(args, variant)
+        path = checkpoints.output_file(args.out, args.model, variant)
         if distributed.is_main():
             claim = checkpoints.OutputClaim(path, overwrite=args.overwrite)
     try:

@@ -102,3 +102,23 @@ def missing_data() -> list[str]:
         for status in data.dataset_status()
         if status.spec.required and not status.ready
     ]
+
+
+def report() -> int:
+    """``aigc-course doctor``: print the report, then READY or NOT READY with each fix; returns the
+    exit status (0 ready, 1 data missing, 2 a setting or the cache is wrong)."""
+    found = problems()
+    print(describe())
+    if found:
+        print("\nNOT READY:")
+        for line in found:
+            print(f"  - {line}")
+        return 2
+    missing = missing_data()
+    if missing:
+        print("\nNOT READY: required data is missing.")
+        for line in missing:
+            print(f"  - {line}")
+        return 1
+    print("\nREADY: everything the lessons need is here.")
+    return 0

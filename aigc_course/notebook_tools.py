@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,3 +231,40 @@ def coalesce_streams(outputs: list) -> list:
         else:
             merged.append(output)
     return merged
+
+
+def find_repository_root() -> Path | None:
+    """The course repository: the current folder or one above it holding solutions/."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "solutions").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
+def repository_root() -> Path:
+    root = find_repository_root()
+    if root is not None:
+        return root
+    here = Path.cwd().resolve()
+    raise SystemExit(
+        "error: run this inside the course repository (no folder with solutions/ and "
+        f"pyproject.toml at or above {here})"
+    )
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set environment variables (None: leave as is) for the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

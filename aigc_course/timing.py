@@ -10,9 +10,9 @@ the peak memory torch allocated. :func:`time_table` turns the rows into a markdo
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
+import sys
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -81,13 +81,11 @@ def time_notebook(
     """
     from nbclient.exceptions import CellExecutionError
 
-    from aigc_course.notebook_tools import notebook_client, save_executed
+    from aigc_course.notebook_tools import environment, notebook_client, save_executed
 
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(_PROBE_SOURCE))
-    previous = os.environ.get("AIGC_PROFILE")
-    os.environ["AIGC_PROFILE"] = profile  # the kernel inherits this process's environment
-    try:
+    with environment(AIGC_PROFILE=profile):  # the kernel inherits this process's environment
         client = notebook_client(notebook, path.parent, timeout, kernel_name)
         started = time.perf_counter()
         try:
@@ -96,11 +94,6 @@ def time_notebook(
             message = str(error).strip().splitlines()[-1][:300]
             raise TimingError(f"{path} failed under the {profile} profile: {message}") from None
         seconds = time.perf_counter() - started
-    finally:
-        if previous is None:
-            os.environ.pop("AIGC_PROFILE", None)
-        else:
-            os.environ["AIGC_PROFILE"] = previous
     report = _probe_report(notebook.cells.pop())
     if report is None:
         raise TimingError(f"{path}: the timing probe printed nothing (was the kernel restarted?)")
@@ -237,3 +230,72 @@ def replace_marked_block(text: str, profile: str, block: str) -> str:
             f"{profile} table belongs"
         )
     return pattern.sub(lambda _: f"{begin}\n{block.rstrip()}\n{end}", text)
+
+
+def time_notebooks(
+    root: Path,
+    names: list[str],
+    profile: str,
+    timeout: int,
+    save: bool = False,
+    output: str | None = None,
+    readme: str | None = None,
+) -> int:
+    """``aigc-course time-notebooks``: time ``names`` (default: every lesson of ``root``) under
+    ``profile``, each in a fresh kernel; write the table (or update the rows of the named notebooks
+    in the table already there), and README's copy when every lesson is timed (or ``readme`` says
+    where; "none": skip). Prints its progress; returns the exit status."""
+    from aigc_course import files
+
+    paths = [Path(path).resolve() for path in names] or sorted((root / "notebooks").glob("*.ipynb"))
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows, failures = [], []
+    for path in paths:
+        label = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        print(f"timing  {label} ({profile}) ...", flush=True)
+        try:
+            row = time_notebook(path, profile, timeout=timeout, label=label, save=save)
+        except TimingError as error:
+            print(f"FAILED  {error}", file=sys.stderr)
+            failures.append(label)
+            continue
+        print(
+            f"        {format_duration(row.seconds)}, "
+            f"{format_bytes(row.peak_rss_bytes)} RAM on {row.device}"
+        )
+        rows.append(row)
+    if failures:
+        print(f"not written: {len(failures)} notebook(s) failed: {', '.join(failures)}")
+        return 1
+    command = " ".join(["aigc-course time-notebooks", f"--profile {profile}", *names])
+    table = time_table(rows, command)
+    output = Path(output or root / "docs" / f"time-table-{profile}.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    title = f"# Time table: the {profile} profile\n\n"
+    merged = False
+    if names and output.is_file():  # some notebooks: update their rows, keep the others
+        try:
+            table = merge_table(
+                output.read_text(encoding="utf-8").removeprefix(title), table, command
+            )
+            merged = True
+        except (ValueError, StopIteration) as error:
+            print(f"error: cannot update {output}: {error}", file=sys.stderr)
+            return 2
+    files.write_text(output, title + table)
+    print(f"\n{table}\n{'updated' if merged else 'wrote  '} {output}")
+    if names and not merged and readme is None:
+        print("README not updated: it shows every lesson (time them all, or pass --readme)")
+    elif readme != "none":
+        readme = Path(readme or root / "README.md")
+        try:
+            text = replace_marked_block(readme.read_text(encoding="utf-8"), profile, table)
+        except ValueError as error:
+            print(f"README not updated ({readme}): {error}", file=sys.stderr)
+            return 1
+        files.write_text(readme, text)
+        print(f"updated {readme}")
+    return 0

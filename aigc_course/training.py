@@ -232,9 +232,15 @@ def to_device(batch, device: torch.device):
     return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
 
 
+#: One optimisation step done by the caller: ``update(step, batch)`` with this rank's slice of the
+#: step's batch; it runs the forward and backward passes and its optimisers' steps, and returns the
+#: loss to log (a tensor) and any other figures (floats). The GAN's two networks take one.
+Update = Callable[[int, object], tuple[torch.Tensor, dict[str, float]]]
+
+
 def train(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, object], tuple[torch.Tensor, dict[str, float]]],
+    loss_fn: Callable[[nn.Module, object], tuple[torch.Tensor, dict[str, float]]] | None,
     batches: Iterator,
     config: TrainConfig,
     *,
@@ -249,6 +255,7 @@ def train(
     units_per_example: int = 1,
     unit: str = "examples",
     on_trained: Callable[[History], None] | None = None,
+    update: Update | None = None,
 ) -> History:
     """Train ``model`` on ``batches`` (an endless iterator) for ``config.steps`` steps, or for
     ``config.minutes`` of wall-clock time (see :class:`RunClock`).
@@ -263,21 +270,23 @@ def train(
     optimizer step and before the final evaluation (the caller saves the weights there, so that
     an interrupt during the evaluation loses only the evaluation). Returns the :class:`History`;
     the model is trained in place.
+
+    The step itself is ``loss_fn``'s gradient, averaged over the ranks, clipped, and one step of
+    ``optimizer`` (AdamW by default; see :func:`gradient_update`). A model trained otherwise (two
+    networks, two optimisers) passes its own ``update`` instead, with ``loss_fn=None``: it then
+    owns its networks' wrapping, optimisers and randomness, and this loop brings the rest (the
+    clock, progress, evaluation, logging, the data-parallel slices, ``on_trained``).
     """
     device = device or runtime.get_device()
-    precision = precision or runtime.choose_precision(device)
     world = distributed.world(device)
     model.to(device)
-    optimizer = optimizer or torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    # Data parallel under torchrun: DDP copies rank 0's weights to every rank and averages the
-    # gradients in backward; randomness inside the model (dropout, sampling) differs per rank.
-    parallel_model = distributed.wrap(model, device, world)
-    if world.distributed:
-        torch.manual_seed(config.seed * 100_003 + 1 + world.rank)
-    forward_model = runtime.maybe_compile(parallel_model, device, enabled=compile_model)
-    scaler = precision.grad_scaler()
+    if update is None:
+        optimizer = optimizer or torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        update = gradient_update(
+            model, loss_fn, optimizer, config, device, world, precision, compile_model
+        )
     history = History(budget_minutes=config.minutes)
     clock = RunClock(config, device, world)
     bar = tqdm(
@@ -294,24 +303,10 @@ def train(
         if lr_schedule is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_schedule(*clock.position(step))
-        loss, metrics = accumulate_gradients(
-            forward_model,
-            parallel_model,
-            loss_fn,
-            distributed.shard(global_batch, world),
-            config,
-            step,
-            device,
-            precision,
-            scaler,
-        )
-        grad_norm = runtime.clip_and_step(
-            optimizer, scaler, config.grad_clip, parameters=model.parameters()
-        )
-        if grad_norm is not None:
-            metrics["grad_norm"] = grad_norm
+        loss, metrics = update(step, distributed.shard(global_batch, world))
         history.examples += batch_size_of(global_batch)
-        last = {"loss": loss, "lr": optimizer.param_groups[0]["lr"], **metrics}
+        learning_rate = {"lr": optimizer.param_groups[0]["lr"]} if optimizer is not None else {}
+        last = {"loss": loss, **learning_rate, **metrics}
         if step % config.log_every == 0 or step == 1 or clock.is_last(step):
             logged = mean_over_ranks(loss, device, world)
             history.log(step, {**last, "loss": logged})
@@ -329,6 +324,42 @@ def train(
         history.log_eval(clock.done, run_evaluation(model, evaluate))
     history.seconds = clock.elapsed()  # the run's time, its final evaluation included
     return history
+
+
+def gradient_update(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, object], tuple[torch.Tensor, dict[str, float]]],
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    world: distributed.World,
+    precision: runtime.Precision | None = None,
+    compile_model: bool | None = None,
+) -> Update:
+    """The usual step: ``loss_fn``'s gradients (in micro-batches if asked, see
+    :func:`accumulate_gradients`), clipped, one step of ``optimizer``. Under torchrun the model is
+    wrapped in DDP (which copies rank 0's weights to every rank and averages the gradients in
+    backward) and randomness inside the model (dropout, sampling) differs per rank; it is compiled
+    where :func:`runtime.compile_support` allows (or as ``compile_model`` says)."""
+    precision = precision or runtime.choose_precision(device)
+    parallel_model = distributed.wrap(model, device, world)
+    if world.distributed:
+        torch.manual_seed(config.seed * 100_003 + 1 + world.rank)
+    forward_model = runtime.maybe_compile(parallel_model, device, enabled=compile_model)
+    scaler = precision.grad_scaler()
+
+    def update(step: int, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = accumulate_gradients(
+            forward_model, parallel_model, loss_fn, batch, config, step, device, precision, scaler
+        )
+        grad_norm = runtime.clip_and_step(
+            optimizer, scaler, config.grad_clip, parameters=model.parameters()
+        )
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
+        return loss, metrics
+
+    return update
 
 
 def finish_training(

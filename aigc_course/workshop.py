@@ -13,6 +13,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 MIN_TORCH = (2, 3)
 
@@ -183,3 +184,36 @@ def exercise_items(root) -> list[Item]:
             )
         ]
     return [Item("exercises", True, f"{len(report.up_to_date)} notebooks match their solutions")]
+
+
+def prepare(data_names: list[str] | None, root: Path | None) -> int:
+    """``aigc-course workshop prepare``: fill the data cache, check the software, the shipped
+    checkpoints, the exercises (in a clone at ``root``) and the doctor; print a checklist with a fix
+    for each problem; returns the exit status (0: ready)."""
+    from aigc_course import doctor
+
+    print("Preparing this machine for a workshop.\n\n== data: filling the cache ==", flush=True)
+    items = data_items(data_names)
+    for item in items:
+        print(item.line())
+    items += software_items() + checkpoint_items()
+    if root is not None:
+        items += exercise_items(root)
+    print("\n== aigc-course doctor ==", flush=True)
+    doctor_ok = doctor.report() == 0
+    items.append(Item("doctor", doctor_ok, "READY" if doctor_ok else "NOT READY", "see its report"))
+    print("\n== workshop checklist ==")
+    for item in items:
+        print(item.line())
+    problems = [item for item in items if not item.ready]
+    if problems:
+        print(
+            f"\nNOT READY: {len(problems)} problem(s) above, each with its fix; "
+            "then run `aigc-course workshop prepare` again."
+        )
+        return 1
+    print(
+        "\nREADY for the workshop. To set up machines without internet, copy this clone with its "
+        "data/ folder (or point AIGC_DATA_PATH at a copy of it)."
+    )
+    return 0

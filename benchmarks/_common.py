@@ -13,7 +13,7 @@ from aigc_course import runtime
 def argument_parser(doc: str) -> argparse.ArgumentParser:
     """``--profile`` and ``--steps`` or ``--minutes``, described by the first line of the script's
     docstring."""
-    from aigc_course.cli import count, positive_float
+    from aigc_course.validators import count, positive_float
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--profile", choices=runtime.PROFILE_NAMES)

@@ -21,9 +21,9 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
 from aigc_course import data, runtime
-from aigc_course.cli import count
 from aigc_course.trainers import classifier as classifier_trainer
 from aigc_course.trainers import diffusion as trainer
+from aigc_course.validators import count
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
 from aigc_course import data, metrics, runtime
-from aigc_course.cli import count, positive_float
 from aigc_course.trainers import finetune
 from aigc_course.trainers import gpt as gpt_trainer
+from aigc_course.validators import count, positive_float
 
 
 def mean(values: list[float]) -> float:

@@ -66,6 +66,13 @@ def imported_rooms(source: str, importer_parts: tuple[str, ...] = ()) -> set[str
             else:
                 for alias in node.names:
                     rooms.add(alias.name if alias.name in LAYERS else ROOT_MODULE)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            # A module named in a string is imported later (importlib.import_module, a table of
+            # trainer modules): "aigc_course.trainers.gpt" counts as an import of trainers.
+            match = re.fullmatch(r"aigc_course\.([a-z_]+)(\.[a-z_.]+)?", node.value)
+            room = match.group(1) if match else None
+            if room and any((PACKAGE / name).exists() for name in (room, f"{room}.py")):
+                rooms.add(room)
     return rooms
 
 
@@ -126,3 +133,23 @@ def test_layer_list_is_in_the_expected_order():
     order += ["trainers", "checks", "cli"]
     assert [LAYERS[name] for name in order] == sorted(LAYERS[name] for name in order)
     assert len({LAYERS[name] for name in order}) == len(order)
+
+
+def test_a_module_named_in_a_string_counts_as_an_import():
+    """``importlib.import_module("aigc_course.trainers.gpt")`` and tables of module names."""
+    source = 'TABLE = {"gpt": "aigc_course.trainers.gpt"}\n'
+    assert imported_rooms(source) == {"trainers"}
+    assert violations("checks", imported_rooms(source, ("checks", "x"))) != []
+    assert imported_rooms('print("aigc_course.no_such_room")\n') == set()
+
+
+BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
+def test_benchmarks_use_the_package_below_its_command(path):
+    """``benchmarks/`` stand above the package and run its trainers as the CLI does, without the
+    CLI itself (its option checks come from ``validators``, as the CLI's do)."""
+    rooms = imported_rooms(path.read_text(encoding="utf-8"))
+    assert rooms <= set(LAYERS), f"{path.name} imports rooms on no layer: {rooms - set(LAYERS)}"
+    assert "cli" not in rooms, f"{path.name} imports the CLI"

@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from aigc_course import checkpoints, cli, errors, files
+from aigc_course import checkpoints, cli, errors, files, validators
 from aigc_course.data import sources
 from tests.helpers import (
     ROOT,
@@ -219,13 +219,12 @@ def test_debug_shows_the_traceback(user):
 # --------------------------------------------------------------------------------------------
 
 VALIDATING_TYPES = {
-    cli.count: ["0", "-1", "-3", "1.5", "nan", "x", ""],
-    cli.non_negative_int: ["-1", "1.5", "nan", "x", ""],
-    cli.seed: ["-1", "1.5", "nan", "x", "", str(2**64), "1" + "0" * 30],
-    cli.non_negative_float: ["-1", "-0.001", "nan", "inf", "-inf", "1e400", "x", ""],
-    cli.positive_float: ["0", "-1", "nan", "inf", "1e400", "x", ""],
-    cli.probability_mass: ["0", "-0.5", "1.0001", "2", "nan", "inf", "x", ""],
-    cli.speaker_name: ["", "  ", "ROMEO:", "1st Citizen", "A" * 41],
+    validators.count: ["0", "-1", "-3", "1.5", "nan", "x", ""],
+    validators.seed: ["-1", "1.5", "nan", "x", "", str(2**64), "1" + "0" * 30],
+    validators.non_negative_float: ["-1", "-0.001", "nan", "inf", "-inf", "1e400", "x", ""],
+    validators.positive_float: ["0", "-1", "nan", "inf", "1e400", "x", ""],
+    validators.probability_mass: ["0", "-0.5", "1.0001", "2", "nan", "inf", "x", ""],
+    validators.speaker_name: ["", "  ", "ROMEO:", "1st Citizen", "A" * 41],
 }
 
 
@@ -277,9 +276,9 @@ def test_out_of_range_values_never_reach_the_command(path, positionals, action, 
 
 
 def test_the_validating_types_accept_the_edges():
-    assert cli.count("1") == 1 and cli.non_negative_int("0") == 0
-    assert cli.non_negative_float("0") == 0.0 and cli.probability_mass("1") == 1.0
-    assert cli.probability_mass("0.001") == 0.001
+    assert validators.count("1") == 1 and validators.seed("0") == 0
+    assert validators.non_negative_float("0") == 0.0 and validators.probability_mass("1") == 1.0
+    assert validators.probability_mass("0.001") == 0.001
 
 
 def test_the_library_refuses_what_the_cli_refuses():
@@ -603,13 +602,10 @@ def test_model_variants_never_share_a_default_file():
 
     smoke = Profile("smoke")
     names = {
-        cli._output_path(argparse.Namespace(model="gan", out="x"), gan.variant(recipe)).name
+        checkpoints.output_file("x", "gan", gan.variant(recipe)).name
         for recipe in (gan.recipe(smoke), gan.recipe(smoke, conditional=True))
     }
-    names |= {
-        cli._output_path(argparse.Namespace(model="finetune", out="x"), method).name
-        for method in ("lora", "full")
-    }
+    names |= {checkpoints.output_file("x", "finetune", method).name for method in ("lora", "full")}
     assert names == {
         "gan.safetensors",
         "gan_conditional.safetensors",

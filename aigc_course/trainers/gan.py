@@ -184,13 +184,57 @@ def train(
     run = GANRun(
         generator, recipe_, History(budget_minutes=config.minutes), {}, discriminator=discriminator
     )
-    d_wins, clock = 0, training.RunClock(config, device, world)
+    current = {"step": 0, "d_wins": 0}  # the step being taken, and how long D has rejected all
+
+    def batches():
+        """The global batch of every step, the same on every rank: image indices, and z from the
+        global generator (every rank seeds it alike and draws from it alike; rank 0's
+        evaluations draw from generators of their own)."""
+        while True:
+            index = torch.randint(
+                0, len(train_set), (recipe_.batch_size,), generator=data_generator
+            )
+            yield index, torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
+
+    def update(step: int, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """One step of D and one of G on this rank's slice of the batch (gan_theory.gan_step)."""
+        index, z = batch
+        current["step"] = step
+        real = to_signed_range(train_set.images[index]).to(device)
+        labels = train_set.labels[index].to(device) if conditional else None
+        result = gan_theory.gan_step(
+            forward_g, forward_d, optimizer_g, optimizer_d, real, z, labels,
+            precision=precision, scalers=scalers, grad_clip=config.grad_clip,
+        )  # fmt: skip
+        check_finite(result.loss_d, step, config.lr)
+        check_finite(result.loss_g, step, config.lr)
+        d_fake = torch.sigmoid(result.fake_logits.float()).mean().item()
+        watch_the_discriminator(step, d_fake)
+        return result.loss_d.detach(), {
+            "loss_d": result.loss_d.item(),
+            "loss_g": result.loss_g.item(),
+            "d_real": torch.sigmoid(result.real_logits.float()).mean().item(),
+            "d_fake": d_fake,
+        }
+
+    def watch_the_discriminator(step: int, d_fake: float) -> None:
+        current["d_wins"] = current["d_wins"] + 1 if d_fake < D_WINS_THRESHOLD else 0
+        if current["d_wins"] == D_WINS_STEPS:
+            message = (
+                f"step {step}: the discriminator has rejected every fake (mean D(G(z)) < {D_WINS_THRESHOLD}) "
+                f"for {D_WINS_STEPS} steps: training has likely failed. Try a lower discriminator learning "
+                "rate, fewer D steps, or restart with another seed."
+            )
+            run.warnings.append(message)
+            if world.is_main:
+                tqdm.write(f"warning: {message}")
 
     def snapshot(step: int) -> None:
-        generator.eval()
+        was_training = generator.training
+        generator.eval()  # BatchNorm with its running statistics, which it leaves as they are
         with torch.no_grad():
             run.snapshots.append((step, to_unit_range(generator(fixed_noise, fixed_labels)).cpu()))
-        generator.train()
+        generator.train(was_training)
 
     def shared_evaluation() -> dict[str, float]:
         # FID needs every image's features in one place: rank 0 computes it, the others wait.
@@ -201,77 +245,31 @@ def train(
         values = [result.get(name, 0.0) for name in names]
         return dict(zip(names, distributed.broadcast_floats(values, device, world), strict=True))
 
-    def evaluation(step: int) -> None:
-        snapshot(step)
-        if classifier is not None:
-            run.history.log_eval(step, clock.evaluate(shared_evaluation))
+    def evaluation(_generator) -> dict[str, float]:
+        """A sample grid of the fixed noise, and (with a classifier) the FID of new samples."""
+        snapshot(current["step"])
+        return shared_evaluation() if classifier is not None else {}
 
     def trained(history: History) -> None:
+        run.history = history
         run.metrics = training.training_figures(history)
         if on_trained is not None:
             on_trained(run)
 
-    if clock.timed:
-        evaluation(0)  # also measures what the final evaluation will cost
-    else:
-        snapshot(0)
-    bar = tqdm(
-        clock,
-        total=None if clock.timed else config.steps,
-        desc="GAN",
-        disable=not (progress and world.is_main),
+    if config.minutes is None:
+        snapshot(0)  # a timed run evaluates at step 0 (to measure the cost of the last one)
+    run.history = training.train(
+        generator,
+        None,
+        batches(),
+        config,
+        evaluate=evaluation,
+        device=device,
+        progress=progress,
+        description="GAN",
+        on_trained=trained,
+        update=update,
     )
-    for step in bar:
-        # The global batch (the same on every rank), then this rank's slice of it.
-        index = torch.randint(0, len(train_set), (recipe_.batch_size,), generator=data_generator)
-        # z from the global generator: the same on every rank, as every rank seeds it alike and
-        # draws from it alike (rank 0's evaluations draw from generators of their own).
-        z = torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
-        index, z = distributed.shard((index, z), world)
-        real = to_signed_range(train_set.images[index]).to(device)
-        labels = train_set.labels[index].to(device) if conditional else None
-        step_result = gan_theory.gan_step(
-            forward_g, forward_d, optimizer_g, optimizer_d, real, z, labels,
-            precision=precision, scalers=scalers, grad_clip=config.grad_clip,
-        )  # fmt: skip
-        loss_d, loss_g = step_result.loss_d, step_result.loss_g
-        check_finite(loss_d, step, config.lr)
-        check_finite(loss_g, step, config.lr)
-        real_logits, fake_logits = step_result.real_logits, step_result.fake_logits
-        d_fake = torch.sigmoid(fake_logits.float()).mean().item()
-        d_wins = d_wins + 1 if d_fake < D_WINS_THRESHOLD else 0
-        if d_wins == D_WINS_STEPS:
-            message = (
-                f"step {step}: the discriminator has rejected every fake (mean D(G(z)) < {D_WINS_THRESHOLD}) "
-                f"for {D_WINS_STEPS} steps: training has likely failed. Try a lower discriminator learning "
-                "rate, fewer D steps, or restart with another seed."
-            )
-            run.warnings.append(message)
-            if world.is_main:
-                tqdm.write(f"warning: {message}")
-        run.history.examples += recipe_.batch_size
-        if step % config.log_every == 0 or step == 1:
-            values = {
-                "loss_d": loss_d.item(),
-                "loss_g": loss_g.item(),
-                "d_real": torch.sigmoid(real_logits.float()).mean().item(),
-                "d_fake": d_fake,
-            }
-            run.history.log(step, values)
-            bar.set_postfix(
-                loss_d=f"{values['loss_d']:.3f}",
-                loss_g=f"{values['loss_g']:.3f}",
-                d_fake=f"{d_fake:.2f}",
-            )
-        if clock.is_last(step):
-            training.finish_training(run.history, clock, trained)
-        if step % config.eval_every == 0 or clock.is_last(step):
-            evaluation(step)
-    if run.history.steps_done != clock.done:  # a timed run: its last step, now known
-        training.finish_training(run.history, clock, trained)
-    if run.snapshots[-1][0] != clock.done:  # a timed run: evaluate after its last step
-        evaluation(clock.done)
-    run.history.seconds = clock.elapsed()
     generator.eval()
     run.metrics = training.training_figures(run.history)
     if classifier is not None:
