@@ -16,7 +16,7 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "aigc_course"
 ROOT_MODULE = "aigc_course"  # the package's own __init__: its constants
-MATHEMATICS = {"divergences", "elbo", "gan_theory", "nn", "watermark"}
+MATHEMATICS = {"divergences", "elbo", "gan_theory", "attention", "watermark"}
 PURE = MATHEMATICS | {"models"}  # computation only: no data, no checkpoint files
 CHECKS_MAY_IMPORT = {"runtime", "settings", "metrics", "models", "checks", *MATHEMATICS}
 
@@ -117,14 +117,14 @@ def test_imports_only_from_its_own_layer_or_below(path):
         ("models", "def baseline():\n    from aigc_course.data import load_tiny_shakespeare\n"),
         ("checks", "def check():\n    from aigc_course.trainers.gan import gan_step\n"),
         ("runtime", "def describe():\n    from aigc_course import data\n"),
-        ("nn", "from aigc_course import checkpoints\n"),
+        ("attention", "from aigc_course import checkpoints\n"),
         ("checks", "import aigc_course.cli\n"),
         ("data", "from .. import training\n"),
     ],
 )
 def test_the_rule_catches_crossing_imports(importer, source):
     """The three imports the layer rule was written against (and three more) are caught."""
-    parts = (importer, "module") if importer in {"models", "checks", "nn", "data"} else (importer,)
+    parts = (importer, "module") if importer in {"models", "checks", "attention", "data"} else (importer,)
     assert violations(importer, imported_rooms(source, parts)) != []
 
 

@@ -1,4 +1,4 @@
-"""aigc_course.nn.attention against PyTorch's scaled_dot_product_attention, and its properties."""
+"""aigc_course.attention against PyTorch's scaled_dot_product_attention, and its properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aigc_course.nn import attention as A
+from aigc_course import attention as A
 
 TOLERANCE = {
     torch.float32: (1e-5, 1e-5),

@@ -184,7 +184,7 @@ def test_a_live_figure_says_why_it_cannot_draw_and_the_last_change_wins():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aigc_course.nn.attention import sentence_attention
+    from aigc_course.attention import sentence_attention
     from aigc_course.widgets import live_figure
 
     def draw(sentence: str, causal: bool):

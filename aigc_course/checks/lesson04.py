@@ -18,7 +18,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
-from aigc_course.nn import attention as reference
+from aigc_course import attention as reference
 
 
 def _qkv(seed: int, shape: tuple[int, ...], t_k: int | None = None, d_v: int | None = None):

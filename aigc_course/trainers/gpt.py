@@ -20,7 +20,7 @@ from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.data.text import train_val_ids
 from aigc_course.models import bigram
 from aigc_course.models.gpt import GPT, GPTConfig
-from aigc_course.nn.attention import AttentionConfig, MultiHeadSelfAttention
+from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
 from aigc_course.training import Run, TrainConfig
 
 PRETRAINED_NAME = "gpt_tiny_shakespeare"

@@ -1,1 +1,0 @@
-"""Neural-network building blocks the course builds from scratch (attention, ...)."""
