@@ -152,7 +152,7 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _summary(title: str, rows: dict[str, object]) -> None:
+def print_summary(title: str, rows: dict[str, object]) -> None:
     print(title)
     width = max(len(name) for name in rows)
     for name, value in rows.items():
@@ -349,7 +349,7 @@ def _train_and_save(args: argparse.Namespace) -> int:
     overrides = _recipe_overrides(args, trainable)
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, **overrides)
+    recipe = trainer.recipe_for(profile, **overrides)
     changes = _recipe_changes(overrides, trainable)
     claim = None
     if args.pretrained:
@@ -419,7 +419,7 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
         raise
     if not distributed.is_main():
         return 0
-    _summary(
+    print_summary(
         f"{trainable.label} trained:",
         {**trainer.summary(run), "checkpoint": path, "sha256": saved["digest"]},
     )

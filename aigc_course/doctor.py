@@ -1,6 +1,6 @@
 """The doctor: one report of this environment, and whether everything the lessons need is here.
 
-``aigc-course doctor`` and lesson 00 print :func:`describe`; :func:`missing_data` lists the
+``aigc-course doctor`` and lesson 00 print :func:`environment_report`; :func:`missing_data` lists the
 required data sets that are not found, each with its fix, and :func:`problems` what else stops the
 course from working here (an environment variable with a value it cannot take, a data cache that
 cannot be written).
@@ -27,7 +27,7 @@ def _package_versions() -> str:
     return ", ".join(versions)
 
 
-def describe() -> str:
+def environment_report() -> str:
     """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
     lines = [
         f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
@@ -41,7 +41,7 @@ def describe() -> str:
         precision = runtime.choose_precision(device)
         compile_ok, compile_why = runtime.compile_support(device.type)
         lines += [
-            f"device     {runtime.device_summary(device)}",
+            f"device     {runtime.describe_device(device)}",
             f"profile    {profile.name} ({profile.source}): {profile.description}",
             f"precision  {precision.name}"
             + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
@@ -108,7 +108,7 @@ def report() -> int:
     """``aigc-course doctor``: print the report, then READY or NOT READY with each fix; returns the
     exit status (0 ready, 1 data missing, 2 a setting or the cache is wrong)."""
     found = problems()
-    print(describe())
+    print(environment_report())
     if found:
         print("\nNOT READY:")
         for line in found:

@@ -317,7 +317,7 @@ def clip_and_step(
 # --------------------------------------------------------------------------------------------
 
 
-def device_summary(device: torch.device) -> str:
+def describe_device(device: torch.device) -> str:
     """A short name for the device, with its memory for a GPU."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

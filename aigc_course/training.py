@@ -9,7 +9,7 @@ minimise and a dict of floats to log.
 
 Every trainer module in :mod:`aigc_course.trainers` has the same interface, built on the pieces
 here: a recipe dataclass holding ``model`` (the model's config), ``train`` (a :class:`TrainConfig`)
-and ``batch_size``; ``recipe(profile, **overrides)`` (overrides go through :func:`override`);
+and ``batch_size``; ``recipe_for(profile, **overrides)`` (overrides go through :func:`override`);
 ``train(recipe, device, progress)`` returning a :class:`Run`; ``save_run(run, path, command)``
 (:func:`save_run`) and ``load(path)`` (:func:`aigc_course.checkpoints.load_model`).
 """
@@ -556,7 +556,7 @@ def describe_length(config: TrainConfig) -> str:
     return f"{config.minutes:g} minute{'' if config.minutes == 1 else 's'} of steps"
 
 
-def summary_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_per_second") -> dict:
+def training_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_per_second") -> dict:
     """The first rows of every trainer's summary: steps, training speed and training time."""
     budget = run.history.budget_minutes
     return {

@@ -96,7 +96,7 @@ def software_items() -> list[Item]:
             Item(
                 "device",
                 True,
-                f"{runtime.device_summary(device)}; profile {profile.name}, precision "
+                f"{runtime.describe_device(device)}; profile {profile.name}, precision "
                 f"{precision.name}",
             )
         )

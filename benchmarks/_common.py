@@ -46,7 +46,7 @@ def length(run, unit: str) -> str:
 def environment(profile: runtime.Profile, device: torch.device) -> dict[str, str]:
     """The first figures of every report: device, torch, profile, precision."""
     return {
-        "device": runtime.device_summary(device),
+        "device": runtime.describe_device(device),
         "CPU matmul [GFLOP/s, fp32 512x512]": f"{matmul_gflops():.0f} ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "profile": profile.name,

@@ -42,7 +42,7 @@ def main() -> None:
     device = runtime.get_device()
     figures = dict(_common.environment(profile, device))
     if args.train:
-        recipe = trainer.recipe(profile, steps=args.steps, minutes=args.minutes)
+        recipe = trainer.recipe_for(profile, steps=args.steps, minutes=args.minutes)
         run = trainer.train(recipe, device=device, progress=False, evaluate_fid=False)
         model, schedule = run.model, recipe.noise_schedule()
         figures |= {

@@ -82,7 +82,7 @@ def main() -> None:
             ]
         )
 
-    recipe = finetune.recipe(profile, steps=args.steps)
+    recipe = finetune.recipe_for(profile, steps=args.steps)
     batches = recipe.eval_batches
     base_figures = finetune.evaluate(base, speaker_data, batches, recipe.batch_size)
     rows = [
@@ -92,7 +92,7 @@ def main() -> None:
     settings = [("full", {"lr": args.lr_full})]
     settings += [("lora", {"rank": rank, "lr": args.lr_lora}) for rank in args.ranks]
     for method, options in settings:
-        run_recipe = finetune.recipe(
+        run_recipe = finetune.recipe_for(
             profile, method=method, steps=args.steps, data=args.data, **options
         )
         run = finetune.train(run_recipe, device, progress=False, speaker_data=speaker_data)
@@ -131,8 +131,8 @@ def main() -> None:
             f"({len(speaker_data.train_ids):,} characters), {len(held)} short held-out speeches "
             f"scored one by one, {len(others)} of other speakers for the style measure",
             "steps": f"{recipe.train.steps} x {recipe.batch_size} sequences, learning rates: "
-            f"full {args.lr_full or finetune.recipe(profile, method='full').train.lr:g}, "
-            f"LoRA {args.lr_lora or finetune.recipe(profile, method='lora').train.lr:g}",
+            f"full {args.lr_full or finetune.recipe_for(profile, method='full').train.lr:g}, "
+            f"LoRA {args.lr_lora or finetune.recipe_for(profile, method='lora').train.lr:g}",
         }
     )
     print()

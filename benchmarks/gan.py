@@ -26,7 +26,7 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(
+    recipe = trainer.recipe_for(
         profile, conditional=args.conditional, steps=args.steps, minutes=args.minutes
     )
     run = trainer.train(recipe, device=device, progress=False)

@@ -37,7 +37,7 @@ def main() -> None:
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe(profile, steps=args.steps, minutes=args.minutes)
+    recipe = trainer.recipe_for(profile, steps=args.steps, minutes=args.minutes)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run = trainer.train(recipe, device=device, progress=False)

@@ -35,7 +35,7 @@ VARIANTS = ("baseline", "fused AdamW", "channels-last", "torch.compile")
 
 def gpt_step(variant: str) -> tuple[Callable[[], None], int, str]:
     """One GPT step of the cpu recipe: (step function, examples per step, unit)."""
-    recipe = gpt_trainer.recipe(CPU)
+    recipe = gpt_trainer.recipe_for(CPU)
     model = GPT(recipe.model)
     optimizer = model.configure_optimizer(
         recipe.train.lr, recipe.train.weight_decay, fused=variant == "fused AdamW"
@@ -53,7 +53,7 @@ def gpt_step(variant: str) -> tuple[Callable[[], None], int, str]:
 
 def vae_step(variant: str) -> tuple[Callable[[], None], int, str]:
     """One VAE step of the cpu recipe."""
-    recipe = vae_trainer.recipe(CPU)
+    recipe = vae_trainer.recipe_for(CPU)
     model = VAE(recipe.model)
     x = torch.bernoulli(torch.rand(recipe.batch_size, 1, 28, 28))
     if variant == "channels-last":
@@ -72,7 +72,7 @@ def vae_step(variant: str) -> tuple[Callable[[], None], int, str]:
 
 def gan_step(variant: str) -> tuple[Callable[[], None], int, str]:
     """One DCGAN step of the cpu recipe (a discriminator step and a generator step)."""
-    recipe = gan_trainer.recipe(CPU)
+    recipe = gan_trainer.recipe_for(CPU)
     generator, discriminator = Generator(recipe.model), Discriminator(recipe.model)
     real = torch.rand(recipe.batch_size, 1, 28, 28) * 2 - 1
     if variant == "channels-last":

@@ -86,7 +86,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.candidates or list(CANDIDATES):
         for minutes in args.minutes:
-            recipe = trainer.recipe(profile, minutes=minutes, **CANDIDATES[name])
+            recipe = trainer.recipe_for(profile, minutes=minutes, **CANDIDATES[name])
             if args.eval_characters < EVAL_CHARACTERS:
                 batches = eval_batches(args.eval_characters, recipe.model.block_size)
                 recipe = training.override(recipe, eval_batches=min(batches, recipe.eval_batches))

@@ -42,7 +42,7 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     channels = tuple(args.channels) if args.channels else None
-    recipe = trainer.recipe(profile, steps=args.steps, minutes=args.minutes, channels=channels)
+    recipe = trainer.recipe_for(profile, steps=args.steps, minutes=args.minutes, channels=channels)
     if args.model == "mlp":
         recipe = dataclasses.replace(recipe, model=MLPVAEConfig())
     run = trainer.train(recipe, device=device, progress=False)

@@ -97,7 +97,7 @@ def gan_weights(steps: int = 3) -> dict[str, torch.Tensor]:
     from aigc_course.runtime import get_profile
     from aigc_course.trainers import gan
 
-    recipe = gan.recipe(get_profile("smoke"), steps=max(steps, 1))
+    recipe = gan.recipe_for(get_profile("smoke"), steps=max(steps, 1))
     if steps == 0:
         torch.manual_seed(recipe.train.seed)
         generator, discriminator = gan.Generator(recipe.model), gan.Discriminator(recipe.model)

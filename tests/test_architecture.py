@@ -124,7 +124,11 @@ def test_imports_only_from_its_own_layer_or_below(path):
 )
 def test_the_rule_catches_crossing_imports(importer, source):
     """The three imports the layer rule was written against (and three more) are caught."""
-    parts = (importer, "module") if importer in {"models", "checks", "attention", "data"} else (importer,)
+    parts = (
+        (importer, "module")
+        if importer in {"models", "checks", "attention", "data"}
+        else (importer,)
+    )
     assert violations(importer, imported_rooms(source, parts)) != []
 
 

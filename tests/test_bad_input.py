@@ -299,9 +299,9 @@ def test_the_library_refuses_what_the_cli_refuses():
         with pytest.raises(errors.SettingError):
             TrainConfig(**settings)
     with pytest.raises(errors.SettingError, match="batch_size"):
-        gpt_trainer.recipe(batch_size=0)
+        gpt_trainer.recipe_for(batch_size=0)
     with pytest.raises(errors.SettingError, match="no setting 'stepz'"):
-        gpt_trainer.recipe(stepz=3)
+        gpt_trainer.recipe_for(stepz=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,7 +603,7 @@ def test_model_variants_never_share_a_default_file():
     smoke = Profile("smoke")
     names = {
         checkpoints.output_file("x", "gan", gan.variant(recipe)).name
-        for recipe in (gan.recipe(smoke), gan.recipe(smoke, conditional=True))
+        for recipe in (gan.recipe_for(smoke), gan.recipe_for(smoke, conditional=True))
     }
     names |= {checkpoints.output_file("x", "finetune", method).name for method in ("lora", "full")}
     assert names == {
@@ -612,7 +612,7 @@ def test_model_variants_never_share_a_default_file():
         "finetune_lora.safetensors",
         "finetune_full.safetensors",
     }
-    assert finetune.variant(finetune.recipe(smoke, method="full")) == "full"
+    assert finetune.variant(finetune.recipe_for(smoke, method="full")) == "full"
 
 
 def test_an_unknown_data_set_gets_the_same_answer_from_fetch_and_status(user):

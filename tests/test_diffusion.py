@@ -133,7 +133,7 @@ def test_unet_shapes_time_dependence_and_conditioning():
 
 
 def test_a_short_seeded_run_lowers_the_loss_and_the_checkpoint_round_trips(tmp_path):
-    recipe = trainer.recipe(SMOKE, steps=60, eval_every=60, batch_size=32, train_limit=512)
+    recipe = trainer.recipe_for(SMOKE, steps=60, eval_every=60, batch_size=32, train_limit=512)
     run = trainer.train(recipe, torch.device("cpu"), progress=False, evaluate_fid=False)
     losses = run.history.metrics["loss"]  # every log_every steps
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:3]) / 3, losses
@@ -148,9 +148,9 @@ def test_a_short_seeded_run_lowers_the_loss_and_the_checkpoint_round_trips(tmp_p
 
 def test_the_recipe_checks_its_settings():
     with pytest.raises(SettingError, match="schedule must be one of linear, cosine"):
-        trainer.recipe(SMOKE, schedule="quadratic")
+        trainer.recipe_for(SMOKE, schedule="quadratic")
     with pytest.raises(SettingError, match="fid_sampling_steps must be 1 to diffusion_steps"):
-        trainer.recipe(SMOKE, fid_sampling_steps=0)
+        trainer.recipe_for(SMOKE, fid_sampling_steps=0)
 
 
 @pytest.mark.parametrize(

@@ -48,19 +48,19 @@ def test_a_speaker_without_speeches_on_both_sides_is_refused_with_the_choices():
 
 
 def test_the_recipe_sets_the_learning_rate_by_method_and_checks_its_settings():
-    assert finetune.recipe(SMOKE, method="lora").train.lr == pytest.approx(
-        10 * finetune.recipe(SMOKE, method="full").train.lr
+    assert finetune.recipe_for(SMOKE, method="lora").train.lr == pytest.approx(
+        10 * finetune.recipe_for(SMOKE, method="full").train.lr
     )
-    assert finetune.recipe(SMOKE, rank=16).model.rank == 16
+    assert finetune.recipe_for(SMOKE, rank=16).model.rank == 16
     with pytest.raises(SettingError, match="method must be one of full, lora"):
-        finetune.recipe(SMOKE, method="half")
+        finetune.recipe_for(SMOKE, method="half")
     with pytest.raises(SettingError, match="LoRA rank"):
-        finetune.recipe(SMOKE, rank=0)
+        finetune.recipe_for(SMOKE, rank=0)
 
 
 @pytest.fixture(scope="module")
 def lora_run(speaker_data):
-    recipe = finetune.recipe(
+    recipe = finetune.recipe_for(
         SMOKE, method="lora", steps=20, rank=2, lr=3e-4, batch_size=16, eval_batches=40
     )
     return finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
@@ -76,7 +76,7 @@ def test_a_short_seeded_lora_fine_tune_lowers_the_speaker_loss(lora_run):
 
 
 def test_full_fine_tuning_trains_every_weight(speaker_data):
-    recipe = finetune.recipe(SMOKE, method="full", steps=3)
+    recipe = finetune.recipe_for(SMOKE, method="full", steps=3)
     run = finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
     assert run.metrics["trainable_parameters"] == run.metrics["parameters"]
     assert not lora.lora_layers(run.model)
@@ -109,7 +109,7 @@ def test_an_adapter_refuses_a_base_with_another_sha256(lora_run, tmp_path):
 
 
 def test_a_full_fine_tune_saves_a_whole_gpt(speaker_data, tmp_path):
-    recipe = finetune.recipe(SMOKE, method="full", steps=2)
+    recipe = finetune.recipe_for(SMOKE, method="full", steps=2)
     run = finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
     path = tmp_path / "full.safetensors"
     finetune.save_run(run, path, "test")
@@ -120,7 +120,7 @@ def test_a_full_fine_tune_saves_a_whole_gpt(speaker_data, tmp_path):
 
 def test_the_pretrained_option_refuses_a_full_fine_tune():
     with pytest.raises(SettingError, match="ships a LoRA adapter only"):
-        finetune.checkpoint_name(finetune.recipe(SMOKE, method="full"))
+        finetune.checkpoint_name(finetune.recipe_for(SMOKE, method="full"))
 
 
 def test_the_pretrained_adapter_loads_onto_the_course_gpt_verified():
@@ -170,7 +170,7 @@ def test_the_held_out_source_fine_tunes_on_unseen_speeches_and_validates_on_othe
     general = held_out.tokenizer.decode(held_out.general_val_ids.tolist())
     assert "PETRUCHIO:" not in general and "KATHARINA:" in general
     with pytest.raises(SettingError, match="data must be one of pretraining, held-out"):
-        finetune.recipe(SMOKE, data="elsewhere")
+        finetune.recipe_for(SMOKE, data="elsewhere")
 
 
 def test_the_style_comparison_takes_other_speakers_from_the_validation_scenes(speaker_data):

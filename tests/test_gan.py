@@ -131,7 +131,7 @@ def test_classifier_reaches_its_recorded_accuracy():
 
 
 def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
-    recipe = trainer.recipe(runtime.Profile("smoke"), steps=300, eval_every=300, fid_images=500)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=300, eval_every=300, fid_images=500)
     run = trainer.train(recipe, progress=False)
     classifier = classifier_trainer.load_pretrained()
     real = data.load_fashion_mnist("test").images[:500]

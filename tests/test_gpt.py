@@ -318,7 +318,7 @@ def test_checkpoint_round_trip_includes_the_tokenizer(tmp_path):
     model = GPT(SMALL).eval()
 
     run = trainer.GPTRun(
-        model, trainer.recipe(Profile("smoke")), History(), {"val_loss": 2.0}, tokenizer
+        model, trainer.recipe_for(Profile("smoke")), History(), {"val_loss": 2.0}, tokenizer
     )
     path = tmp_path / "gpt.safetensors"
     digest = trainer.save_run(run, path, "test")

@@ -160,7 +160,7 @@ def test_optimizer_step_clears_backpropagates_clips_and_steps():
 
 def test_describe_reports_every_line(monkeypatch):
     monkeypatch.setenv("AIGC_PROFILE", "smoke")
-    report = doctor.describe()
+    report = doctor.environment_report()
     for label in ("Python", "PyTorch", "device", "profile", "precision", "compile", "data cache"):
         assert any(line.startswith(label) for line in report.splitlines()), label
     assert "smoke (AIGC_PROFILE)" in report

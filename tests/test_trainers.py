@@ -14,7 +14,7 @@ from aigc_course.training import TrainConfig
 from tests.helpers import require
 
 TRAINER_MODULES = {name: importlib.import_module(t.module) for name, t in cli.TRAINERS.items()}
-INTERFACE = ("recipe", "train", "save_run", "load", "describe", "summary", "checkpoint_name")
+INTERFACE = ("recipe_for", "train", "save_run", "load", "describe", "summary", "checkpoint_name")
 
 
 @pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
@@ -23,7 +23,7 @@ def test_every_trainer_has_the_one_interface(name, profile):
     trainer = TRAINER_MODULES[name]
     missing = [function for function in INTERFACE if not callable(getattr(trainer, function, None))]
     assert missing == []
-    recipe = trainer.recipe(runtime.Profile(profile))
+    recipe = trainer.recipe_for(runtime.Profile(profile))
     assert isinstance(recipe.train, TrainConfig)
     assert recipe.batch_size > 0 and recipe.train.steps > 0
     assert callable(getattr(recipe.model, "to_dict", None)), "the model config is saved as a dict"
@@ -33,8 +33,8 @@ def test_every_trainer_has_the_one_interface(name, profile):
 
 def test_override_puts_each_setting_where_it_lives():
     trainer = TRAINER_MODULES["vae"]
-    base = trainer.recipe(runtime.Profile("smoke"))
-    recipe = trainer.recipe(
+    base = trainer.recipe_for(runtime.Profile("smoke"))
+    recipe = trainer.recipe_for(
         runtime.Profile("smoke"), steps=7, lr=5e-4, latent_dim=2, beta=4.0, batch_size=None
     )
     assert (recipe.train.steps, recipe.train.lr) == (7, 5e-4)
@@ -46,12 +46,12 @@ def test_override_puts_each_setting_where_it_lives():
 @pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
 def test_override_refuses_a_setting_that_does_not_exist(name):
     with pytest.raises(ValueError, match="no setting 'bogus'.*steps"):
-        TRAINER_MODULES[name].recipe(runtime.Profile("smoke"), bogus=1)
+        TRAINER_MODULES[name].recipe_for(runtime.Profile("smoke"), bogus=1)
 
 
 def test_gpt_weight_decay_is_the_train_config_s_and_reaches_the_optimizer():
     trainer = TRAINER_MODULES["gpt"]
-    recipe = trainer.recipe(runtime.Profile("smoke"), weight_decay=0.05)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), weight_decay=0.05)
     assert recipe.train.weight_decay == 0.05
     assert not hasattr(recipe, "weight_decay"), "one place for one setting"
 
@@ -71,7 +71,7 @@ def test_classifier_trains_honours_its_batch_size_and_round_trips(tmp_path):
         all(s.ready for s in data.dataset_status(["fashion-mnist"])), "Fashion-MNIST is missing"
     )
     trainer = TRAINER_MODULES["classifier"]
-    recipe = trainer.recipe(runtime.Profile("smoke"), steps=15, batch_size=16)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=15, batch_size=16)
     run = trainer.train(recipe, device=torch.device("cpu"), progress=False)
     assert run.history.examples == 15 * 16, "--batch-size is honoured"
     assert run.metrics["test_accuracy"] > 0.2, "15 steps already beat chance (0.1): 0.33 seeded"
@@ -116,7 +116,7 @@ def test_every_trainer_hands_over_its_trained_model_before_the_final_evaluation(
     )
     assert set(QUICK_TRAINING) == set(TRAINER_MODULES), "a new trainer: add its quick run"
     trainer = TRAINER_MODULES[name]
-    recipe = trainer.recipe(runtime.Profile("smoke"), steps=3)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=3)
     handed = []
 
     def on_trained(run):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from aigc_course.attention import sentence_attention
 from aigc_course.models import vae as vae_tools
 from aigc_course.models.gpt import sample_text
-from aigc_course.attention import sentence_attention
 
 SENTENCE = "the cat sat on the mat because the cat was tired"
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from aigc_course import attention as reference
 from aigc_course.checks._core import (
     Case,
     Draws,
@@ -18,7 +19,6 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
-from aigc_course import attention as reference
 
 
 def _qkv(seed: int, shape: tuple[int, ...], t_k: int | None = None, d_v: int | None = None):

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_course.errors import SettingError
 from aigc_course.attention import attention, merge_heads, split_heads
+from aigc_course.errors import SettingError
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ class ClassifierRecipe:
     batch_size: int = 128
 
 
-def recipe(profile: runtime.Profile | None = None, **overrides) -> ClassifierRecipe:
+def recipe_for(profile: runtime.Profile | None = None, **overrides) -> ClassifierRecipe:
     """The classifier recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     steps = profile.select(smoke=20, cpu=3_000, gpu=6_000)
@@ -36,49 +36,49 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> ClassifierRec
     return training.override(base, **overrides)
 
 
-def describe(recipe_: ClassifierRecipe) -> str:
-    return f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
+def describe(recipe: ClassifierRecipe) -> str:
+    return f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
 
 
-def checkpoint_name(recipe_: ClassifierRecipe) -> str:
+def checkpoint_name(recipe: ClassifierRecipe) -> str:
     return PRETRAINED_NAME
 
 
 def train(
-    recipe_: ClassifierRecipe,
+    recipe: ClassifierRecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
     on_trained: training.OnTrained | None = None,
 ) -> Run:
     """Train the classifier on Fashion-MNIST's 60,000 training images; measure it on the test set."""
-    runtime.seed_everything(recipe_.train.seed)
+    runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
     train_set = data.load_fashion_mnist("train", val_size=0)
     test_set = data.load_fashion_mnist("test")
-    model = FashionClassifier(recipe_.model)
+    model = FashionClassifier(recipe.model)
     batches = training.random_batches(
         (train_set.images, train_set.labels),
-        recipe_.batch_size,
-        torch.Generator().manual_seed(recipe_.train.seed),
+        recipe.batch_size,
+        torch.Generator().manual_seed(recipe.train.seed),
     )
     history = training.train(
         model,
         lambda m, batch: (F.cross_entropy(m(batch[0]), batch[1]), {}),
         batches,
-        recipe_.train,
+        recipe.train,
         device=device,
         progress=progress,
         description="classifier",
         on_trained=training.report_trained(
-            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+            on_trained, lambda h: Run(model, recipe, h, training.training_figures(h))
         ),
     )
     model.eval()
     accuracy = metrics.accuracy(model, test_set.images, test_set.labels)
     return Run(
         model,
-        recipe_,
+        recipe,
         history,
         {
             "test_accuracy": accuracy,
@@ -89,7 +89,7 @@ def train(
 
 
 def summary(run: Run) -> dict[str, object]:
-    return {**training.summary_rows(run), "test accuracy": run.metrics["test_accuracy"]}
+    return {**training.training_rows(run), "test accuracy": run.metrics["test_accuracy"]}
 
 
 def save_run(run: Run, path: str | Path, command: str) -> str:

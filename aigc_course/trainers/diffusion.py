@@ -54,7 +54,7 @@ class DiffusionRecipe:
         return NoiseSchedule.make(self.schedule, self.diffusion_steps)
 
 
-def recipe(profile: runtime.Profile | None = None, **overrides) -> DiffusionRecipe:
+def recipe_for(profile: runtime.Profile | None = None, **overrides) -> DiffusionRecipe:
     """The diffusion recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     base = profile.select(
@@ -87,15 +87,15 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> DiffusionReci
     return training.override(base, **overrides)
 
 
-def describe(recipe_: DiffusionRecipe) -> str:
+def describe(recipe: DiffusionRecipe) -> str:
     return (
-        f"U-Net width {recipe_.model.channels}, {recipe_.schedule} schedule over "
-        f"{recipe_.diffusion_steps} steps, {training.describe_length(recipe_.train)} of "
-        f"{recipe_.batch_size} images"
+        f"U-Net width {recipe.model.channels}, {recipe.schedule} schedule over "
+        f"{recipe.diffusion_steps} steps, {training.describe_length(recipe.train)} of "
+        f"{recipe.batch_size} images"
     )
 
 
-def checkpoint_name(recipe_: DiffusionRecipe) -> str:
+def checkpoint_name(recipe: DiffusionRecipe) -> str:
     return PRETRAINED_NAME
 
 
@@ -195,32 +195,32 @@ def evaluate(
 
 
 def train(
-    recipe_: DiffusionRecipe,
+    recipe: DiffusionRecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
     evaluate_fid: bool = True,
     on_trained: training.OnTrained | None = None,
 ) -> Run:
-    """Train a noise-predicting U-Net with ``recipe_`` on Fashion-MNIST; evaluate its course FID."""
-    runtime.seed_everything(recipe_.train.seed)
+    """Train a noise-predicting U-Net with ``recipe`` on Fashion-MNIST; evaluate its course FID."""
+    runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
-    images = to_model_range(data.load_fashion_mnist("train", limit=recipe_.train_limit).images)
-    schedule = recipe_.noise_schedule()
-    generator = torch.Generator().manual_seed(recipe_.train.seed)
-    batches = (x for (x,) in training.random_batches((images,), recipe_.batch_size, generator))
-    model = UNet(recipe_.model)
+    images = to_model_range(data.load_fashion_mnist("train", limit=recipe.train_limit).images)
+    schedule = recipe.noise_schedule()
+    generator = torch.Generator().manual_seed(recipe.train.seed)
+    batches = (x for (x,) in training.random_batches((images,), recipe.batch_size, generator))
+    model = UNet(recipe.model)
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
-    real = data.load_fashion_mnist("test").images[: recipe_.fid_images] if evaluate_fid else None
+    real = data.load_fashion_mnist("test").images[: recipe.fid_images] if evaluate_fid else None
     device_schedule = schedule.to(device)
 
     def loss_fn(m, x):
         return diffusion_loss(m, x, device_schedule), {}
 
     def evaluation(m) -> dict[str, float]:
-        return evaluate(m, schedule, classifier, real, recipe_.fid_sampling_steps)
+        return evaluate(m, schedule, classifier, real, recipe.fid_sampling_steps)
 
-    cfg = recipe_.train
+    cfg = recipe.train
     history = training.train(
         model,
         loss_fn,
@@ -231,11 +231,11 @@ def train(
         progress=progress,
         description="diffusion",
         lr_schedule=lambda index, total: training.warmup_cosine(
-            index, cfg.lr, min(recipe_.warmup_steps, total // 10), total, cfg.lr / 10
+            index, cfg.lr, min(recipe.warmup_steps, total // 10), total, cfg.lr / 10
         ),
         unit="images",
         on_trained=training.report_trained(
-            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+            on_trained, lambda h: Run(model, recipe, h, training.training_figures(h))
         ),
     )
     model.eval()
@@ -249,16 +249,16 @@ def train(
         run_metrics |= {
             "test_fid": final["fid"],
             "test_class_entropy": final["class_entropy"],
-            "fid_images": recipe_.fid_images,
-            "fid_sampling_steps": recipe_.fid_sampling_steps,
+            "fid_images": recipe.fid_images,
+            "fid_sampling_steps": recipe.fid_sampling_steps,
             "fid_seconds": time.perf_counter() - started,
         }
-    return Run(model, recipe_, history, run_metrics)
+    return Run(model, recipe, history, run_metrics)
 
 
 def summary(run: Run) -> dict[str, object]:
     m = run.metrics
-    rows = training.summary_rows(run)
+    rows = training.training_rows(run)
     if "test_fid" in m:
         rows[f"FID, {m['fid_images']} DDIM-{m['fid_sampling_steps']} samples vs test"] = m[
             "test_fid"

@@ -80,7 +80,7 @@ class FinetuneRecipe:
 LORA_SETTINGS = {"rank", "alpha", "targets"}
 
 
-def recipe(
+def recipe_for(
     profile: runtime.Profile | None = None, method: str = "lora", **overrides
 ) -> FinetuneRecipe:
     """The fine-tuning recipe of a profile for ``method``; any field may be overridden (see
@@ -126,8 +126,8 @@ def recipe(
     return training.override(base, **overrides)
 
 
-def describe(recipe_: FinetuneRecipe) -> str:
-    c = recipe_.model
+def describe(recipe: FinetuneRecipe) -> str:
+    c = recipe.model
     how = (
         f"LoRA rank {c.rank}, alpha {c.alpha:g}, on the "
         + {"both": "attention and MLP", "mlp": "MLP"}.get(c.targets, c.targets)
@@ -137,18 +137,18 @@ def describe(recipe_: FinetuneRecipe) -> str:
     )
     return (
         f"{c.speaker}'s speeches, {how}, "
-        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} sequences"
+        f"{training.describe_length(recipe.train)} of {recipe.batch_size} sequences"
     )
 
 
-def variant(recipe_: FinetuneRecipe) -> str:
+def variant(recipe: FinetuneRecipe) -> str:
     """The file-name variant of a run's checkpoint: its method (``lora`` or ``full``), so that a full
     fine-tune and an adapter never share a file."""
-    return recipe_.model.method
+    return recipe.model.method
 
 
-def checkpoint_name(recipe_: FinetuneRecipe) -> str:
-    if recipe_.model.method != "lora":
+def checkpoint_name(recipe: FinetuneRecipe) -> str:
+    if recipe.model.method != "lora":
         raise SettingError(
             "the course ships a LoRA adapter only; --pretrained needs --method lora "
             "(a full fine-tune is a whole GPT: save it with --out)"
@@ -348,16 +348,16 @@ def prepare(model: GPT, config: FinetuneConfig, lr: float, weight_decay: float):
 
 
 def train(
-    recipe_: FinetuneRecipe,
+    recipe: FinetuneRecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
     speaker_data: SpeakerData | None = None,
     on_trained: training.OnTrained | None = None,
 ) -> FinetuneRun:
-    """Fine-tune the pretrained GPT with ``recipe_`` on its speaker's speeches."""
-    config = recipe_.model
-    runtime.seed_everything(recipe_.train.seed)
+    """Fine-tune the pretrained GPT with ``recipe`` on its speaker's speeches."""
+    config = recipe.model
+    runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
     speaker_data = speaker_data or load_speaker_data(config.speaker, source=config.data)
     model, _, _ = gpt_trainer.load()
@@ -366,19 +366,19 @@ def train(
     world = distributed.world(device)
 
     def evaluation(m: GPT) -> dict:
-        return evaluate(m, speaker_data, recipe_.eval_batches, recipe_.batch_size, world)
+        return evaluate(m, speaker_data, recipe.eval_batches, recipe.batch_size, world)
 
     before = training.run_evaluation(model, evaluation)
-    optimizer = prepare(model, config, recipe_.train.lr, recipe_.train.weight_decay)
-    generator = torch.Generator().manual_seed(recipe_.train.seed)
+    optimizer = prepare(model, config, recipe.train.lr, recipe.train.weight_decay)
+    generator = torch.Generator().manual_seed(recipe.train.seed)
     batches = gpt_trainer.random_blocks(
-        speaker_data.train_ids, block_size, recipe_.batch_size, generator
+        speaker_data.train_ids, block_size, recipe.batch_size, generator
     )
     history = training.train(
         model,
         lambda m, batch: (m(*batch)[1], {}),
         batches,
-        recipe_.train,
+        recipe.train,
         evaluate=evaluation,
         optimizer=optimizer,
         device=device,
@@ -390,7 +390,7 @@ def train(
             on_trained,
             lambda h: FinetuneRun(
                 model,
-                recipe_,
+                recipe,
                 h,
                 training.training_figures(h, block_size, "tokens_per_second"),
                 speaker_data.tokenizer,
@@ -413,14 +413,14 @@ def train(
         "train_seconds": history.seconds,
     }
     return FinetuneRun(
-        model, recipe_, history, metrics, speaker_data.tokenizer, base_sha256=base_sha256()
+        model, recipe, history, metrics, speaker_data.tokenizer, base_sha256=base_sha256()
     )
 
 
 def summary(run: FinetuneRun) -> dict[str, object]:
     m = run.metrics
     return {
-        **training.summary_rows(run, "tokens/s", "tokens_per_second"),
+        **training.training_rows(run, "tokens/s", "tokens_per_second"),
         "trainable parameters": f"{m['trainable_parameters']:,} of {m['parameters']:,}",
         "optimizer state [KiB]": m["optimizer_state_bytes"] / 1024,
         f"{run.recipe.model.speaker} loss [nats/char]": f"{m['base_speaker_loss']:.4f} -> {m['speaker_loss']:.4f}",

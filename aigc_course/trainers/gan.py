@@ -49,7 +49,7 @@ def _train_config(steps: int, eval_every: int) -> TrainConfig:
     return TrainConfig(steps=steps, lr=2e-4, grad_clip=None, eval_every=eval_every, log_every=10)
 
 
-def recipe(
+def recipe_for(
     profile: runtime.Profile | None = None, conditional: bool = False, **overrides
 ) -> GANRecipe:
     """The DCGAN recipe of a profile (``conditional``: a class-conditional GAN); any field may be
@@ -74,11 +74,11 @@ def recipe(
     return training.override(base, **overrides)
 
 
-def describe(recipe_: GANRecipe) -> str:
-    kind = "class-conditional, " if recipe_.model.n_classes else ""
+def describe(recipe: GANRecipe) -> str:
+    kind = "class-conditional, " if recipe.model.n_classes else ""
     return (
-        f"{kind}{recipe_.model.channels} channels, latent {recipe_.model.latent_dim}, "
-        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
+        f"{kind}{recipe.model.channels} channels, latent {recipe.model.latent_dim}, "
+        f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
     )
 
 
@@ -87,13 +87,13 @@ def pretrained_name(conditional: bool) -> str:
     return PRETRAINED_NAME + ("_conditional" if conditional else "")
 
 
-def variant(recipe_: GANRecipe) -> str | None:
+def variant(recipe: GANRecipe) -> str | None:
     """The file-name variant of a run's checkpoint: ``conditional`` for the class-conditional GAN."""
-    return "conditional" if recipe_.model.n_classes else None
+    return "conditional" if recipe.model.n_classes else None
 
 
-def checkpoint_name(recipe_: GANRecipe) -> str:
-    return pretrained_name(bool(recipe_.model.n_classes))
+def checkpoint_name(recipe: GANRecipe) -> str:
+    return pretrained_name(bool(recipe.model.n_classes))
 
 
 @dataclass
@@ -136,19 +136,19 @@ def evaluate(
 
 
 def train(
-    recipe_: GANRecipe,
+    recipe: GANRecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
     evaluate_fid: bool = True,
     on_trained: training.OnTrained | None = None,
 ) -> GANRun:
-    """Train a DCGAN with ``recipe_`` on Fashion-MNIST's training images.
+    """Train a DCGAN with ``recipe`` on Fashion-MNIST's training images.
 
     Under torchrun each rank trains on its slice of every global batch (images and noise, drawn
     the same on every rank from the run's seed), DDP averages both networks' gradients, rank 0
     computes the FID and tells the others: the same run as on one process."""
-    config = recipe_.train
+    config = recipe.train
     if config.accumulation_steps != 1:
         raise SettingError(
             "the GAN's loop has no gradient accumulation (accumulation_steps must be 1): its D "
@@ -159,15 +159,15 @@ def train(
     world = distributed.world(device)
     precision = runtime.choose_precision(device)
     train_set = data.load_fashion_mnist("train", val_size=0)
-    training.check_batch_fits(recipe_.batch_size, len(train_set))
-    real_test = data.load_fashion_mnist("test").images[: recipe_.fid_images]
+    training.check_batch_fits(recipe.batch_size, len(train_set))
+    real_test = data.load_fashion_mnist("test").images[: recipe.fid_images]
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     generator, discriminator = (
-        Generator(recipe_.model).to(device),
-        Discriminator(recipe_.model).to(device),
+        Generator(recipe.model).to(device),
+        Discriminator(recipe.model).to(device),
     )
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=recipe_.betas)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=recipe_.betas)
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=recipe.betas)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=recipe.betas)
     scalers = (precision.grad_scaler(), precision.grad_scaler())
     # Each rank keeps its own BatchNorm running statistics (rank 0's are saved): copying them
     # before every forward would also break D's two forwards before one backward on older PyTorch.
@@ -175,14 +175,14 @@ def train(
         runtime.maybe_compile(distributed.wrap(net, device, world, broadcast_buffers=False), device)
         for net in (generator, discriminator)
     )
-    conditional = recipe_.model.n_classes > 0
+    conditional = recipe.model.n_classes > 0
     data_generator = torch.Generator().manual_seed(config.seed)
     fixed_noise = torch.randn(
-        40, recipe_.model.latent_dim, generator=torch.Generator().manual_seed(123)
+        40, recipe.model.latent_dim, generator=torch.Generator().manual_seed(123)
     ).to(device)
     fixed_labels = (torch.arange(40) % 10).to(device) if conditional else None
     run = GANRun(
-        generator, recipe_, History(budget_minutes=config.minutes), {}, discriminator=discriminator
+        generator, recipe, History(budget_minutes=config.minutes), {}, discriminator=discriminator
     )
     current = {"step": 0, "d_wins": 0}  # the step being taken, and how long D has rejected all
 
@@ -191,10 +191,8 @@ def train(
         global generator (every rank seeds it alike and draws from it alike; rank 0's
         evaluations draw from generators of their own)."""
         while True:
-            index = torch.randint(
-                0, len(train_set), (recipe_.batch_size,), generator=data_generator
-            )
-            yield index, torch.randn(recipe_.batch_size, recipe_.model.latent_dim, device=device)
+            index = torch.randint(0, len(train_set), (recipe.batch_size,), generator=data_generator)
+            yield index, torch.randn(recipe.batch_size, recipe.model.latent_dim, device=device)
 
     def update(step: int, batch) -> tuple[torch.Tensor, dict[str, float]]:
         """One step of D and one of G on this rank's slice of the batch (gan_theory.gan_step)."""
@@ -275,15 +273,15 @@ def train(
     if classifier is not None:
         run.metrics.update({f"test_{k}": v[-1] for k, v in run.history.eval_metrics.items()})
         if conditional:
-            labels = torch.arange(recipe_.fid_images) % 10
-            images = generate(generator, recipe_.fid_images, seed=2, labels=labels)
+            labels = torch.arange(recipe.fid_images) % 10
+            images = generate(generator, recipe.fid_images, seed=2, labels=labels)
             run.metrics["conditional_accuracy"] = metrics.accuracy(classifier, images, labels)
     return run
 
 
 def summary(run: GANRun) -> dict[str, object]:
     m = run.metrics
-    rows = training.summary_rows(run)
+    rows = training.training_rows(run)
     if "test_fid" in m:
         rows[f"FID vs {run.recipe.fid_images} test images"] = m["test_fid"]
         rows["class-histogram entropy [nats]"] = m["test_class_entropy"]

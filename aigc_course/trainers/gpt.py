@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigc_course import checkpoints, data, distributed, runtime, training
+from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
 from aigc_course.data.text import train_val_ids
 from aigc_course.models import bigram
 from aigc_course.models.gpt import GPT, GPTConfig
-from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
 from aigc_course.training import Run, TrainConfig
 
 PRETRAINED_NAME = "gpt_tiny_shakespeare"
@@ -36,7 +36,7 @@ class GPTRecipe:
     eval_batches: int = 50  # fixed validation batches for the loss estimate
 
 
-def recipe(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
+def recipe_for(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
     """The GPT recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     base = profile.select(
@@ -67,15 +67,15 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
     return training.override(base, **overrides)
 
 
-def describe(recipe_: GPTRecipe) -> str:
-    c = recipe_.model
+def describe(recipe: GPTRecipe) -> str:
+    c = recipe.model
     return (
         f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, "
-        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} sequences"
+        f"{training.describe_length(recipe.train)} of {recipe.batch_size} sequences"
     )
 
 
-def checkpoint_name(recipe_: GPTRecipe) -> str:
+def checkpoint_name(recipe: GPTRecipe) -> str:
     return PRETRAINED_NAME
 
 
@@ -197,7 +197,7 @@ class GPTRun(Run):
 
 
 def train(
-    recipe_: GPTRecipe,
+    recipe: GPTRecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
@@ -205,24 +205,24 @@ def train(
     model_config: GPTConfig | None = None,
     on_trained: training.OnTrained | None = None,
 ) -> GPTRun:
-    """Train a GPT with ``recipe_`` (or ``model_config`` in its place) on Tiny Shakespeare."""
-    runtime.seed_everything(recipe_.train.seed)
+    """Train a GPT with ``recipe`` (or ``model_config`` in its place) on Tiny Shakespeare."""
+    runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
     shakespeare = shakespeare or load_data()
     config = dataclasses.replace(
-        model_config or recipe_.model, vocab_size=shakespeare.tokenizer.vocab_size
+        model_config or recipe.model, vocab_size=shakespeare.tokenizer.vocab_size
     )
     model = GPT(config)
-    generator = torch.Generator().manual_seed(recipe_.train.seed)
-    batches = random_blocks(shakespeare.train_ids, config.block_size, recipe_.batch_size, generator)
-    steps = recipe_.train.steps
+    generator = torch.Generator().manual_seed(recipe.train.seed)
+    batches = random_blocks(shakespeare.train_ids, config.block_size, recipe.batch_size, generator)
+    steps = recipe.train.steps
 
     world = distributed.world(device)
 
     def evaluate(m: GPT) -> dict[str, float]:
         return {
             "val_loss": estimate_loss(
-                m, shakespeare.val_ids, recipe_.eval_batches, recipe_.batch_size, world=world
+                m, shakespeare.val_ids, recipe.eval_batches, recipe.batch_size, world=world
             )
         }
 
@@ -230,9 +230,9 @@ def train(
         model,
         lambda m, batch: (m(*batch)[1], {}),
         batches,
-        recipe_.train,
+        recipe.train,
         evaluate=evaluate,
-        optimizer=model.configure_optimizer(recipe_.train.lr, recipe_.train.weight_decay),
+        optimizer=model.configure_optimizer(recipe.train.lr, recipe.train.weight_decay),
         device=device,
         progress=progress,
         description="GPT",
@@ -240,10 +240,10 @@ def train(
         # on a grid of `total` points, with the warm-up the same share of the run.
         lr_schedule=lambda index, total: training.warmup_cosine(
             index,
-            recipe_.train.lr,
-            round(recipe_.warmup_steps * total / steps),
+            recipe.train.lr,
+            round(recipe.warmup_steps * total / steps),
             total,
-            recipe_.min_lr,
+            recipe.min_lr,
         ),
         units_per_example=config.block_size,
         unit="tokens",
@@ -251,7 +251,7 @@ def train(
             on_trained,
             lambda h: GPTRun(
                 model,
-                recipe_,
+                recipe,
                 h,
                 training.training_figures(h, config.block_size, "tokens_per_second"),
                 shakespeare.tokenizer,
@@ -262,14 +262,14 @@ def train(
     metrics = {
         "val_loss": history.eval_metrics["val_loss"][-1],
         "train_loss_estimate": estimate_loss(
-            model, shakespeare.train_ids, recipe_.eval_batches, recipe_.batch_size, world=world
+            model, shakespeare.train_ids, recipe.eval_batches, recipe.batch_size, world=world
         ),
         "tokens_per_second": history.examples_per_second * config.block_size,
         "train_seconds": history.seconds,
         "parameters": model.num_parameters(),
         "bigram_val_loss": bigram_baseline(shakespeare).val_nll,
     }
-    return GPTRun(model, recipe_, history, metrics, shakespeare.tokenizer)
+    return GPTRun(model, recipe, history, metrics, shakespeare.tokenizer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def summary(run: GPTRun) -> dict[str, object]:
     m = run.metrics
     return {
         "parameters": m["parameters"],
-        **training.summary_rows(run, "tokens/s", "tokens_per_second"),
+        **training.training_rows(run, "tokens/s", "tokens_per_second"),
         "val loss [nats/char]": m["val_loss"],
         "  [bits/char]": m["val_loss"] / math.log(2),
         "bigram baseline [nats/char]": m["bigram_val_loss"],

@@ -42,7 +42,7 @@ class VAERecipe:
     iwae_k: int = 100
 
 
-def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
+def recipe_for(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
     """The VAE recipe of a profile; any field may be overridden (see :func:`training.override`)."""
     profile = profile or runtime.get_profile()
     base = profile.select(
@@ -69,14 +69,14 @@ def recipe(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
     return training.override(base, **overrides)
 
 
-def describe(recipe_: VAERecipe) -> str:
+def describe(recipe: VAERecipe) -> str:
     return (
-        f"latent {recipe_.model.latent_dim}, beta {recipe_.beta:g}, "
-        f"{training.describe_length(recipe_.train)} of {recipe_.batch_size} images"
+        f"latent {recipe.model.latent_dim}, beta {recipe.beta:g}, "
+        f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
     )
 
 
-def checkpoint_name(recipe_: VAERecipe) -> str:
+def checkpoint_name(recipe: VAERecipe) -> str:
     return PRETRAINED_NAME
 
 
@@ -131,46 +131,46 @@ def iwae_nll(
 
 
 def train(
-    recipe_: VAERecipe,
+    recipe: VAERecipe,
     device: torch.device | None = None,
     progress: bool = True,
     *,
     test_evaluation: bool = True,
     on_trained: training.OnTrained | None = None,
 ) -> Run:
-    """Train a VAE with ``recipe_`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it.
+    """Train a VAE with ``recipe`` on binarised Fashion-MNIST (dynamic binarisation) and evaluate it.
 
     ``test_evaluation=False`` skips every test-set evaluation, during training and after: a quick run
     (all of its time goes to training) whose model the caller looks at itself."""
-    runtime.seed_everything(recipe_.train.seed)
+    runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
-    train_images = data.load_fashion_mnist("train", limit=recipe_.train_limit).images
-    test_x = fixed_test_set(recipe_.eval_images)
-    generator = torch.Generator().manual_seed(recipe_.train.seed)
+    train_images = data.load_fashion_mnist("train", limit=recipe.train_limit).images
+    test_x = fixed_test_set(recipe.eval_images)
+    generator = torch.Generator().manual_seed(recipe.train.seed)
 
     # A fresh binarisation every time an image is used (dynamic binarisation).
     batches = (
         binarize(x, generator)
-        for (x,) in training.random_batches((train_images,), recipe_.batch_size, generator)
+        for (x,) in training.random_batches((train_images,), recipe.batch_size, generator)
     )
 
     def loss_fn(model, x):
-        loss, reconstruction, kl = model(x, recipe_.beta)
+        loss, reconstruction, kl = model(x, recipe.beta)
         return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
 
-    model = build_vae(recipe_.model)
+    model = build_vae(recipe.model)
     world = distributed.world(device)
     history = training.train(
         model,
         loss_fn,
         batches,
-        recipe_.train,
+        recipe.train,
         evaluate=(lambda m: evaluate(m, test_x, world=world)) if test_evaluation else None,
         device=device,
         progress=progress,
         description="VAE",
         on_trained=training.report_trained(
-            on_trained, lambda h: Run(model, recipe_, h, training.training_figures(h))
+            on_trained, lambda h: Run(model, recipe, h, training.training_figures(h))
         ),
     )
     model.eval()
@@ -178,21 +178,21 @@ def train(
     if test_evaluation:
         metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x, world=world).items()})
         started = time.perf_counter()
-        iwae_x = fixed_test_set(recipe_.iwae_images)
-        nll = iwae_nll(model, iwae_x, recipe_.iwae_k, world=world)
+        iwae_x = fixed_test_set(recipe.iwae_images)
+        nll = iwae_nll(model, iwae_x, recipe.iwae_k, world=world)
         metrics.update(
             test_iwae_nll=nll,
             test_iwae_bits_per_dim=float(nats_to_bits_per_dim(nll)),
-            iwae_k=recipe_.iwae_k,
-            iwae_images=recipe_.iwae_images,
+            iwae_k=recipe.iwae_k,
+            iwae_images=recipe.iwae_images,
             iwae_seconds=time.perf_counter() - started,
         )
-    return Run(model, recipe_, history, metrics)
+    return Run(model, recipe, history, metrics)
 
 
 def summary(run: Run) -> dict[str, object]:
     m = run.metrics
-    rows = training.summary_rows(run)
+    rows = training.training_rows(run)
     if "test_neg_elbo" in m:
         rows.update(
             {
