@@ -21,6 +21,7 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
 from aigc_course import data, runtime
+from aigc_course.lessons import lesson10
 from aigc_course.trainers import classifier as classifier_trainer
 from aigc_course.trainers import diffusion as trainer
 from aigc_course.validators import count
@@ -61,7 +62,7 @@ def main() -> None:
     classifier = classifier_trainer.load_pretrained(device)
     real = data.load_fashion_mnist("test").images[: args.samples]
     steps = tuple(s for s in args.sampling_steps if s <= schedule.steps)
-    rows = trainer.compare_samplers(model, schedule, classifier, real, steps)
+    rows = lesson10.compare_samplers(model, schedule, classifier, real, steps)
     _common.print_figures(figures)
     print(f"\n{'sampler':16s} {'steps':>6s} {'FID':>8s} {'entropy':>8s} {'s / 1000 samples':>17s}")
     for row in rows:

@@ -26,6 +26,7 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 
 from aigc_course import data, metrics, runtime
+from aigc_course.lessons import lesson09
 from aigc_course.trainers import finetune
 from aigc_course.trainers import gpt as gpt_trainer
 from aigc_course.validators import count, positive_float
@@ -62,13 +63,13 @@ def main() -> None:
     shakespeare = gpt_trainer.load_data()
     speaker_data = finetune.load_speaker_data(shakespeare=shakespeare, source=args.data)
     speaker = speaker_data.speaker
-    held = finetune.short_speeches(speaker_data.val_speeches)
+    held = lesson09.short_speeches(speaker_data.val_speeches)
     if profile.name == "smoke":
         held = held[:6]
     _, after = data.split_speeches(
         data.parse_speeches(data.load_tiny_shakespeare()), len(shakespeare.train_ids)
     )
-    others = finetune.short_speeches(finetune.others_alongside(speaker_data, after))
+    others = lesson09.short_speeches(lesson09.others_alongside(speaker_data, after))
     base, tokenizer, _ = gpt_trainer.load()
     base = base.to(device).eval()
 
@@ -77,7 +78,7 @@ def main() -> None:
         after its tag, and after the ``shots`` speeches before it."""
         return mean(
             [
-                finetune.in_context_loss(model, tokenizer, held[i], held[i - shots : i])
+                lesson09.in_context_loss(model, tokenizer, held[i], held[i - shots : i])
                 for i in range(args.shots, len(held))
             ]
         )
@@ -98,7 +99,7 @@ def main() -> None:
         run = finetune.train(run_recipe, device, progress=False, speaker_data=speaker_data)
         model = run.model.eval()
         ratios = [
-            [finetune.speaker_likelihood_ratio(model, base, tokenizer, s, speaker) for s in group]
+            [lesson09.speaker_likelihood_ratio(model, base, tokenizer, s, speaker) for s in group]
             for group in (held, others)
         ]
         name = "full fine-tuning" if method == "full" else f"LoRA r={options['rank']}"

@@ -9,6 +9,7 @@ import torch
 from aigc_course import checkpoints, runtime
 from aigc_course.checkpoints import CheckpointError
 from aigc_course.errors import SettingError
+from aigc_course.lessons import lesson09
 from aigc_course.models import lora
 from aigc_course.trainers import finetune
 from aigc_course.trainers import gpt as gpt_trainer
@@ -176,7 +177,7 @@ def test_the_held_out_source_fine_tunes_on_unseen_speeches_and_validates_on_othe
 def test_the_style_comparison_takes_other_speakers_from_the_validation_scenes(speaker_data):
     corpus = gpt_trainer.data.load_tiny_shakespeare()
     speeches = gpt_trainer.data.parse_speeches(corpus)
-    others = finetune.others_alongside(speaker_data, speeches)
+    others = lesson09.others_alongside(speaker_data, speeches)
     start, end = speaker_data.val_speeches[0].start, speaker_data.val_speeches[-1].end
     assert len(others) > len(speaker_data.val_speeches)  # there is something to compare with
     assert all(s.speaker != "PETRUCHIO" and start <= s.start and s.end <= end for s in others)

@@ -1,0 +1,115 @@
+"""Lesson 08's ablation: from a bigram to a GPT, one ingredient at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc_course import training
+from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
+from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.trainers.gpt import ShakespeareData, estimate_loss, random_blocks
+from aigc_course.training import TrainConfig
+
+INGREDIENTS = (
+    "1 embedding only",
+    "2 + one attention head",
+    "3 + multi-head",
+    "4 + MLP",
+    "5 + residual, LayerNorm",
+    "6 four blocks (GPT)",
+)
+
+
+class IngredientModel(nn.Module):
+    """Stages 1-5 of the ablation (stage 6 is the :class:`GPT` itself): each adds one ingredient.
+
+    1 a token embedding and a linear head (a bigram model in neural form); 2 + learned positions and
+    one causal attention head; 3 several heads; 4 an MLP after the attention; 5 residual connections
+    around both, each reading through a LayerNorm (a pre-LN block).
+    """
+
+    def __init__(self, stage: int, vocab_size: int, block_size: int, n_embd: int, n_head: int):
+        super().__init__()
+        self.stage = stage
+        self.config = GPTConfig(vocab_size, block_size, n_embd=n_embd, n_head=n_head)
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.head = nn.Linear(n_embd, vocab_size)
+        if stage >= 2:
+            self.wpe = nn.Embedding(block_size, n_embd)
+            heads = 1 if stage == 2 else n_head
+            self.attn = MultiHeadSelfAttention(AttentionConfig(n_embd, heads, causal=True))
+        if stage >= 4:
+            self.mlp = nn.Sequential(
+                nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)
+            )
+        if stage >= 5:
+            self.ln_1, self.ln_2, self.ln_f = (nn.LayerNorm(n_embd) for _ in range(3))
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token ids ``(B, T)`` -> logits ``(B, T, V)`` and the mean next-token loss if ``targets``."""
+        x = self.wte(idx)
+        if self.stage >= 2:
+            x = x + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.stage in (2, 3):
+            x = self.attn(x)
+        elif self.stage == 4:
+            x = self.mlp(self.attn(x))
+        elif self.stage == 5:
+            x = x + self.attn(self.ln_1(x))
+            x = self.ln_f(x + self.mlp(self.ln_2(x)))
+        logits = self.head(x)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    val_loss: float  # nats per character
+    parameters: int  # every parameter, position embeddings included
+
+
+def ingredient_ablation(
+    shakespeare: ShakespeareData,
+    steps: int,
+    eval_batches: int,
+    device: torch.device | None = None,
+    block_size: int = 64,
+    n_embd: int = 64,
+    n_head: int = 4,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+) -> dict[str, AblationRow]:
+    """Train each stage of :data:`INGREDIENTS` from the same seed on the same batches for ``steps``
+    steps, and measure its validation loss on the same ``eval_batches`` blocks."""
+    vocab_size = shakespeare.tokenizer.vocab_size
+    size = {"block_size": block_size, "n_embd": n_embd, "n_head": n_head}
+    results = {}
+    for stage, name in enumerate(INGREDIENTS, start=1):
+        torch.manual_seed(0)
+        if stage < 6:
+            model: nn.Module = IngredientModel(stage, vocab_size, **size)
+        else:
+            model = GPT(GPTConfig(vocab_size=vocab_size, n_layer=4, dropout=0.0, **size))
+        batches = random_blocks(
+            shakespeare.train_ids, block_size, batch_size, torch.Generator().manual_seed(0)
+        )
+        training.train(
+            model,
+            lambda m, batch: (m(*batch)[1], {}),
+            batches,
+            TrainConfig(steps=steps, lr=lr, log_every=max(steps // 10, 1)),
+            device=device,
+            progress=False,
+        )
+        model.eval()
+        results[name] = AblationRow(
+            estimate_loss(model, shakespeare.val_ids, eval_batches, batch_size),
+            sum(p.numel() for p in model.parameters()),
+        )
+    return results
