@@ -466,7 +466,8 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     from aigc_course.trainers import gpt as trainer
 
     device = runtime.get_device()
-    model, tokenizer, _ = trainer.load(Path(args.checkpoint) if args.checkpoint else None)
+    loaded = trainer.load(Path(args.checkpoint) if args.checkpoint else None)
+    model, tokenizer = loaded.model, loaded.tokenizer
     try:
         prompt = tokenizer.encode(args.prompt)
     except ValueError as error:  # a character the model never saw

@@ -549,6 +549,18 @@ def training_figures(
     return {rate: history.examples_per_second * units_per_example, "train_seconds": history.seconds}
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What every trainer's ``load`` returns: the model (in eval mode), its checkpoint (config,
+    metrics, the command that made it), and what using the model needs besides: a GPT's
+    ``tokenizer``, a diffusion model's noise ``schedule`` (None for a model that needs neither)."""
+
+    model: nn.Module
+    checkpoint: checkpoints.Checkpoint
+    tokenizer: Any = None
+    schedule: Any = None
+
+
 def describe_length(config: TrainConfig) -> str:
     """How long a run is, for a trainer's one-line description: "2000 steps" or "3 minutes of steps"."""
     if config.minutes is None:

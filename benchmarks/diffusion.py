@@ -53,7 +53,8 @@ def main() -> None:
             "training time [s]": f"{run.metrics['train_seconds']:.1f}",
         }
     else:
-        model, schedule, checkpoint = trainer.load(args.checkpoint)
+        loaded = trainer.load(args.checkpoint)
+        model, schedule, checkpoint = loaded.model, loaded.schedule, loaded.checkpoint
         figures["model"] = (
             f"{args.checkpoint or 'the pretrained model'}: {checkpoint.extra['command']}"
         )

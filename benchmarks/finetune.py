@@ -70,7 +70,8 @@ def main() -> None:
         data.parse_speeches(data.load_tiny_shakespeare()), len(shakespeare.train_ids)
     )
     others = lesson09.short_speeches(lesson09.others_alongside(speaker_data, after))
-    base, tokenizer, _ = gpt_trainer.load()
+    loaded = gpt_trainer.load()
+    base, tokenizer = loaded.model, loaded.tokenizer
     base = base.to(device).eval()
 
     def per_speech(model, shots: int = 0) -> float:

@@ -139,7 +139,8 @@ def test_a_short_seeded_run_lowers_the_loss_and_the_checkpoint_round_trips(tmp_p
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:3]) / 3, losses
     path = tmp_path / "diffusion.safetensors"
     trainer.save_run(run, path, command="test")
-    model, schedule, checkpoint = trainer.load(path)
+    loaded = trainer.load(path)
+    model, schedule, checkpoint = loaded.model, loaded.schedule, loaded.checkpoint
     assert schedule.steps == recipe.diffusion_steps and checkpoint.extra["schedule"] == "linear"
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([10, 500])
     with torch.no_grad():

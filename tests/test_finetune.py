@@ -92,7 +92,8 @@ def test_an_adapter_checkpoint_holds_only_the_adapters_and_loads_onto_its_base(l
         path.stat().st_size
         < 0.1 * (checkpoints.PRETRAINED_DIR / "gpt_tiny_shakespeare.safetensors").stat().st_size
     )
-    model, tokenizer, _ = finetune.load(path)
+    loaded = finetune.load(path)
+    model, tokenizer = loaded.model, loaded.tokenizer
     x = torch.tensor([tokenizer.encode("PETRUCHIO:\nGood morrow, Kate")])
     torch.testing.assert_close(model(x)[0], lora_run.model.eval()(x)[0])
 
@@ -100,7 +101,8 @@ def test_an_adapter_checkpoint_holds_only_the_adapters_and_loads_onto_its_base(l
 def test_an_adapter_refuses_a_base_with_another_sha256(lora_run, tmp_path):
     path = tmp_path / "adapter.safetensors"
     finetune.save_run(lora_run, path, "test")
-    base, _, checkpoint = gpt_trainer.load()
+    loaded = gpt_trainer.load()
+    base, checkpoint = loaded.model, loaded.checkpoint
     with torch.no_grad():
         base.lm_head.weight[0, 0] += 1.0  # another base: one number changed
     other = tmp_path / "other_base.safetensors"
@@ -114,7 +116,7 @@ def test_a_full_fine_tune_saves_a_whole_gpt(speaker_data, tmp_path):
     run = finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)
     path = tmp_path / "full.safetensors"
     finetune.save_run(run, path, "test")
-    model, _, _ = finetune.load(path)
+    model = finetune.load(path).model
     for name, tensor in run.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], tensor)
 
@@ -125,7 +127,8 @@ def test_the_pretrained_option_refuses_a_full_fine_tune():
 
 
 def test_the_pretrained_adapter_loads_onto_the_course_gpt_verified():
-    model, tokenizer, checkpoint = finetune.load()
+    loaded = finetune.load()
+    model, tokenizer, checkpoint = loaded.model, loaded.tokenizer, loaded.checkpoint
     entry = checkpoints.manifest()[finetune.PRETRAINED_NAME]
     assert entry["profile"] == "cpu" and checkpoint.extra["base_sha256"] == finetune.base_sha256()
     assert len(lora.lora_layers(model)) == 4 * model.config.n_layer  # attention and MLP, each block

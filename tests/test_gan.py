@@ -142,7 +142,8 @@ def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
     assert [step for step, _ in run.snapshots] == [0, 300]
     path = tmp_path / "gan.safetensors"
     digest = trainer.save_run(run, path, "test")
-    loaded, checkpoint = trainer.load(path, expected_sha256=digest)
+    restored = trainer.load(path, expected_sha256=digest)
+    loaded, checkpoint = restored.model, restored.checkpoint
     torch.testing.assert_close(
         trainer.generate(loaded, 4), trainer.generate(run.generator, 4), rtol=0, atol=0
     )
@@ -213,8 +214,9 @@ def test_frechet_distance_of_correlated_covariances_matches_the_2x2_closed_form(
 
 
 def test_the_shipped_generators_load_verified_and_the_cgan_draws_the_class_asked_for():
-    generator, checkpoint = trainer.load()
-    conditional, conditional_checkpoint = trainer.load(conditional=True)
+    generator = trainer.load().model
+    loaded = trainer.load(conditional=True)
+    conditional, conditional_checkpoint = loaded.model, loaded.checkpoint
     assert generator.config.n_classes == 0 and conditional.config.n_classes == 10
     assert conditional_checkpoint.extra["command"].startswith("aigc-course train gan --conditional")
     classifier = classifier_trainer.load_pretrained()

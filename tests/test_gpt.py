@@ -322,7 +322,8 @@ def test_checkpoint_round_trip_includes_the_tokenizer(tmp_path):
     )
     path = tmp_path / "gpt.safetensors"
     digest = trainer.save_run(run, path, "test")
-    loaded, loaded_tokenizer, checkpoint = trainer.load(path, expected_sha256=digest)
+    restored = trainer.load(path, expected_sha256=digest)
+    loaded, loaded_tokenizer, checkpoint = restored.model, restored.tokenizer, restored.checkpoint
     assert loaded_tokenizer == tokenizer and checkpoint.metrics == {"val_loss": 2.0}
     assert loaded.lm_head.weight is loaded.wte.weight, "tying survives the round trip"
     idx = torch.randint(0, 20, (2, 16))
@@ -358,7 +359,8 @@ def test_pretrained_gpt_beats_the_bigram_baseline():
     entry = checkpoints.manifest()[trainer.PRETRAINED_NAME]
     assert (checkpoints.PRETRAINED_DIR / entry["file"]).stat().st_size <= 8 * 2**20
     assert entry["command"].startswith("aigc-course train gpt")
-    model, tokenizer, checkpoint = trainer.load()
+    loaded = trainer.load()
+    model, tokenizer, checkpoint = loaded.model, loaded.tokenizer, loaded.checkpoint
     assert checkpoint.metrics["val_loss"] < checkpoint.metrics["bigram_val_loss"] - 0.5
     assert tokenizer.vocab_size == model.config.vocab_size == 65
     # Measured, not read from the file: the loss of these weights on 64 random blocks of the

@@ -77,7 +77,8 @@ def test_classifier_trains_honours_its_batch_size_and_round_trips(tmp_path):
     assert run.metrics["test_accuracy"] > 0.2, "15 steps already beat chance (0.1): 0.33 seeded"
     path = tmp_path / "classifier.safetensors"
     digest = trainer.save_run(run, path, "test")
-    loaded, checkpoint = trainer.load(path, expected_sha256=digest)
+    restored = trainer.load(path, expected_sha256=digest)
+    loaded, checkpoint = restored.model, restored.checkpoint
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(loaded(x), run.model.eval()(x), rtol=0, atol=0)
     assert checkpoint.extra["steps"] == 15 and checkpoint.extra["batch_size"] == 16

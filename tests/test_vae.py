@@ -262,7 +262,8 @@ def test_pretrained_vae_is_verified_and_works():
     entry = checkpoints.manifest()[trainer.PRETRAINED_NAME]
     assert (checkpoints.PRETRAINED_DIR / entry["file"]).stat().st_size <= 8 * 2**20
     assert entry["command"].startswith("aigc-course train vae")
-    model, checkpoint = trainer.load()
+    loaded = trainer.load()
+    model, checkpoint = loaded.model, loaded.checkpoint
     assert checkpoint.metrics["test_iwae_nll"] <= checkpoint.metrics["test_neg_elbo"]
     # The weights in the file reproduce the recorded number: the negative ELBO on the first 1000
     # of the 10 000 test images it was recorded on, within 5 standard errors of that subset's

@@ -97,20 +97,20 @@ def save_run(run: Run, path: str | Path, command: str) -> str:
     return training.save_run(run, path, command)
 
 
-def load(
-    path: str | Path | None = None, expected_sha256: str | None = None
-) -> tuple[FashionClassifier, checkpoints.Checkpoint]:
+def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
     """The classifier from a checkpoint file, or the course's pretrained one (verified) by default."""
-    return checkpoints.load_model(
-        lambda config: FashionClassifier(ClassifierConfig(**config)),
-        PRETRAINED_NAME,
-        path,
-        expected_sha256,
-        kind=FashionClassifier.__name__,
+    return training.Loaded(
+        *checkpoints.load_model(
+            lambda config: FashionClassifier(ClassifierConfig(**config)),
+            PRETRAINED_NAME,
+            path,
+            expected_sha256,
+            kind=FashionClassifier.__name__,
+        )
     )
 
 
 def load_pretrained(device: torch.device | None = None) -> FashionClassifier:
     """The pretrained classifier alone, in eval mode, on ``device``: what FID needs."""
-    model, _ = load()
+    model = load().model
     return model.to(device) if device is not None else model

@@ -218,9 +218,7 @@ def save_run(run: Run, path: str | Path, command: str) -> str:
     )
 
 
-def load(
-    path: str | Path | None = None, expected_sha256: str | None = None
-) -> tuple[UNet, NoiseSchedule, checkpoints.Checkpoint]:
+def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
     """A U-Net and its noise schedule from a checkpoint file, or the course's pretrained one."""
     model, checkpoint = checkpoints.load_model(
         lambda config: UNet(UNetConfig(**config)),
@@ -230,4 +228,5 @@ def load(
         kind=UNet.__name__,
     )
     extra = checkpoint.extra
-    return model, NoiseSchedule.make(extra["schedule"], extra["diffusion_steps"]), checkpoint
+    schedule = NoiseSchedule.make(extra["schedule"], extra["diffusion_steps"])
+    return training.Loaded(model, checkpoint, schedule=schedule)

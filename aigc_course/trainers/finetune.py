@@ -308,7 +308,7 @@ def train(
     runtime.seed_everything(recipe.train.seed)
     device = device or runtime.get_device()
     speaker_data = speaker_data or load_speaker_data(config.speaker, source=config.data)
-    model, _, _ = gpt_trainer.load()
+    model = gpt_trainer.load().model
     model.to(device).train()
     block_size = model.config.block_size
     world = distributed.world(device)
@@ -392,9 +392,7 @@ def save_run(run: FinetuneRun, path: str | Path, command: str) -> str | None:
     return training.save_run(run, path, command, keep=lambda name: ".lora_" in name, **extra)
 
 
-def load(
-    path: str | Path | None = None, base: str | Path | None = None
-) -> tuple[GPT, data.CharTokenizer, checkpoints.Checkpoint]:
+def load(path: str | Path | None = None, base: str | Path | None = None) -> training.Loaded:
     """A fine-tuned GPT: from ``path``, or the course's pretrained adapter by default.
 
     A LoRA checkpoint goes onto its base GPT: the course's pretrained one, or the GPT checkpoint
@@ -420,7 +418,8 @@ def load(
             "on. Load them onto that base, or train new ones on this base (aigc-course train "
             "finetune --method lora)."
         )
-    model, tokenizer, _ = gpt_trainer.load(base, expected_sha256=expected)
+    based = gpt_trainer.load(base, expected_sha256=expected)
+    model = based.model
     lora.add_lora(model, FinetuneConfig(**finetune).lora())
     adapters = lora.adapter_state_dict(model)
     if adapters.keys() != checkpoint.state_dict.keys():
@@ -428,4 +427,4 @@ def load(
             f"{where}: its adapters do not match the layers its settings name ({finetune})"
         )
     model.load_state_dict(checkpoint.state_dict, strict=False)
-    return model.eval(), tokenizer, checkpoint
+    return training.Loaded(model.eval(), checkpoint, tokenizer=based.tokenizer)

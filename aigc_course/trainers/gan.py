@@ -299,13 +299,15 @@ def load(
     path: str | Path | None = None,
     expected_sha256: str | None = None,
     conditional: bool = False,
-) -> tuple[Generator, checkpoints.Checkpoint]:
+) -> training.Loaded:
     """A generator from a checkpoint file, or the course's pretrained one (verified) by default:
     the class-conditional one with ``conditional``."""
-    return checkpoints.load_model(
-        lambda config: Generator(GANConfig(**config)),
-        pretrained_name(conditional),
-        path,
-        expected_sha256,
-        kind=Generator.__name__,
+    return training.Loaded(
+        *checkpoints.load_model(
+            lambda config: Generator(GANConfig(**config)),
+            pretrained_name(conditional),
+            path,
+            expected_sha256,
+            kind=Generator.__name__,
+        )
     )

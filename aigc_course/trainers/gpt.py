@@ -286,10 +286,8 @@ def save_run(run: GPTRun, path: str | Path, command: str) -> str:
     return training.save_run(run, path, command, tokenizer=run.tokenizer.to_dict())
 
 
-def load(
-    path: str | Path | None = None, expected_sha256: str | None = None
-) -> tuple[GPT, data.CharTokenizer, checkpoints.Checkpoint]:
-    """(model, tokenizer, checkpoint) from a file, or the course's pretrained GPT (verified) by default."""
+def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
+    """The GPT and its tokenizer from a file, or the course's pretrained GPT (verified) by default."""
     model, checkpoint = checkpoints.load_model(
         lambda config: GPT(GPTConfig(**config)),
         PRETRAINED_NAME,
@@ -301,4 +299,5 @@ def load(
         raise checkpoints.CheckpointError(
             f"{path or PRETRAINED_NAME} has no tokenizer: it is not a GPT checkpoint of the course"
         )
-    return model, data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"]), checkpoint
+    tokenizer = data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"])
+    return training.Loaded(model, checkpoint, tokenizer=tokenizer)

@@ -211,14 +211,14 @@ def save_run(run: Run, path: str | Path, command: str) -> str:
     return training.save_run(run, path, command, beta=run.recipe.beta)
 
 
-def load(
-    path: str | Path | None = None, expected_sha256: str | None = None
-) -> tuple[VAE, checkpoints.Checkpoint]:
+def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
     """A VAE from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
-    return checkpoints.load_model(
-        lambda config: VAE(VAEConfig.from_dict(config)),
-        PRETRAINED_NAME,
-        path,
-        expected_sha256,
-        kind=VAE.__name__,
+    return training.Loaded(
+        *checkpoints.load_model(
+            lambda config: VAE(VAEConfig.from_dict(config)),
+            PRETRAINED_NAME,
+            path,
+            expected_sha256,
+            kind=VAE.__name__,
+        )
     )
