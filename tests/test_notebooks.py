@@ -114,3 +114,39 @@ def test_exercise_notebook_runs_and_every_check_says_not_implemented(path):
         assert "⏳" in text and "not implemented yet" in text, cell.source
     errors = [o for cell in code_cells(notebook) for o in cell.outputs if o.output_type == "error"]
     assert errors == [], "an unfinished exercise must not crash the notebook"
+
+
+def trailing_claims(source: str) -> int:
+    """How many lines of assertions end a cell after other code (0 if none, or if the cell is all
+    assertions): top-level ``assert`` statements, or ``if`` blocks of them (a profile branch)."""
+    import ast
+
+    def claims(node) -> bool:
+        if isinstance(node, ast.Assert):
+            return True
+        return isinstance(node, ast.If) and all(claims(n) for n in node.body + node.orelse)
+
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return 0
+    k = len(body)
+    while k and claims(body[k - 1]):
+        k -= 1
+    if k in (0, len(body)):
+        return 0
+    return body[-1].end_lineno - body[k].lineno + 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_claim_assertions_sit_in_collapsed_cells_after_the_output_they_back(path):
+    """COURSE.md rule 5: a learner reads prose, code, output. Assertions of the prose's claims
+    that end a longer cell go into a collapsed cell of their own (JupyterLab's ``source_hidden``),
+    right after it, where nbval still runs them; a one-line claim after a short cell may stay."""
+    for cell in code_cells(read(path))[1:]:
+        if cell.metadata.get("jupyter", {}).get("source_hidden"):
+            continue
+        lines = len([line for line in cell.source.splitlines() if line.strip()])
+        tail = trailing_claims(cell.source)
+        assert not (tail >= 2 or (tail and lines > 12)), cell.source[:300]
+    assert trailing_claims("x = 1\nassert x == 1\nassert x > 0\n") == 2
