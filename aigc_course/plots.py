@@ -10,7 +10,7 @@ import torch
 
 
 def image_grid(
-    rows: Sequence[torch.Tensor],
+    rows: Sequence[torch.Tensor] | torch.Tensor,
     *,
     row_labels: Sequence[str] | None = None,
     column_titles: Sequence[str] | None = None,
@@ -20,12 +20,16 @@ def image_grid(
     size: float = 1.1,
 ) -> plt.Figure:
     """Images in a grid: one row per entry of ``rows``, each a batch ``(N, 1, H, W)`` or
-    ``(N, H, W)`` of grey images (the first ``columns`` of them, default all of the first row's).
+    ``(N, H, W)`` of grey images (the first ``columns`` of them, default all of the first row's);
+    or one batch, laid out in rows of ``columns`` (default 10).
 
     ``row_labels`` name the rows (at their left), ``column_titles`` the columns (above the first
     row), ``title`` the figure. Pixel values map to grey through ``scale`` (``(0, 1)``: pixel
     probabilities and images; None: each image's own range), dark for high values as on paper.
     Each image takes ``size`` inches. Returns the figure (shown at the end of the cell)."""
+    if isinstance(rows, torch.Tensor):  # one batch: rows of `columns` images
+        columns = columns or 10
+        rows = [rows[start : start + columns] for start in range(0, len(rows), columns)]
     batches = [row.detach().cpu().reshape(len(row), *row.shape[-2:]) for row in rows]
     columns = columns or len(batches[0])
     fig, axes = plt.subplots(

@@ -33,3 +33,10 @@ def test_image_grid_takes_a_column_count_and_its_own_range():
     low, high = figure.axes[2].images[0].get_clim()
     assert (low, high) == pytest.approx((180.0, 260.0))  # the image's own range
     plt.close(figure)
+
+
+def test_image_grid_lays_one_batch_out_in_rows():
+    figure = image_grid(torch.rand(25, 1, 8, 8), columns=10)
+    assert len(figure.axes) == 30  # three rows of ten, the last one five short
+    assert sum(bool(ax.images) for ax in figure.axes) == 25
+    plt.close(figure)
