@@ -7,7 +7,8 @@ had happened. The ``aigc-course`` command installs :func:`handler` first, before
 it records that the user asked to stop, then raises ``KeyboardInterrupt`` as usual. Whatever
 exception the interrupt turns into, :func:`is_interrupt` knows it for what it is, and a run that
 swallowed it still ends as interrupted (status 130). :func:`deferred` marks a short section that
-must not be cut (writing a checkpoint and recording it): Ctrl-C there takes effect at its end.
+must not be cut (writing a checkpoint and recording it): Ctrl-C there takes effect at its end; inside
+an import it takes effect just after (an exception raised there can abort the process).
 
 Outside the command (a notebook, the tests) nothing is installed and nothing here changes how
 Python behaves.
@@ -15,6 +16,7 @@ Python behaves.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,13 +34,36 @@ def install() -> bool:
 
 
 def handler(signum: int, frame: object) -> None:
-    """Remember the interrupt; raise ``KeyboardInterrupt`` now, or at the end of a :func:`deferred`
-    section."""
+    """Remember the interrupt; raise ``KeyboardInterrupt`` now, at the end of a :func:`deferred`
+    section, or, when it arrives inside an import, a moment later.
+
+    An exception raised inside an import can land in C++ code that called back into Python
+    (PyTorch's modules run such code as they load); it cannot pass through there, and the process
+    aborts (SIGABRT, a page of C++ frames). So inside an import the signal is sent again shortly,
+    until it arrives where Python can stop cleanly."""
     _state["received"] = True
     if _state["deferring"]:
         _state["pending"] = True
         return
+    if _importing(frame):
+        _send_again(signum)
+        return
     raise KeyboardInterrupt
+
+
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import (a frame of Python's import machinery above it)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again(signum: int, seconds: float = 0.05) -> None:
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 def received() -> bool:

@@ -162,3 +162,29 @@ def test_without_the_handler_python_behaves_as_usual():
     assert done and interrupts.received()
     assert interrupts.is_interrupt(RecursionError("an import cut short"))
     interrupts.reset()
+
+
+def test_ctrl_c_inside_an_import_waits_until_the_import_is_done(tmp_path, monkeypatch):
+    """An exception raised inside an import can land in C++ code that called back into Python
+    (PyTorch's modules do, as they load), where it aborts the process: inside an import the
+    handler does not raise; it sends the signal again, and the interrupt comes just after."""
+    (tmp_path / "slow_module.py").write_text(
+        "import signal, sys, time\n"
+        "from aigc_course import interrupts\n"
+        "interrupts.handler(signal.SIGINT, sys._getframe())  # Ctrl-C while this module loads\n"
+        "LOADED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    interrupts.reset()
+    previous = signal.signal(signal.SIGINT, interrupts.handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import slow_module  # noqa: F401
+
+            time.sleep(5)  # the interrupt arrives here, after the import
+        assert sys.modules["slow_module"].LOADED, "the import ran to its end"
+        assert interrupts.received()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupts.reset()
+        sys.modules.pop("slow_module", None)
