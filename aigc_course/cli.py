@@ -358,9 +358,12 @@ def _train_and_save(args: argparse.Namespace) -> int:
     else:
         variant = getattr(trainer, "variant", lambda _: None)(recipe)
         path = checkpoints.output_file(args.out, args.model, variant)
-        if distributed.is_main():
-            claim = checkpoints.OutputClaim(path, overwrite=args.overwrite)
     try:
+        # Taking the claim (its lock file) is not cut by Ctrl-C: an interrupt there comes once the
+        # claim is held, inside this try, whose finally releases it; no lock is left behind.
+        with interrupts.deferred():
+            if not args.pretrained and distributed.is_main():
+                claim = checkpoints.OutputClaim(path, overwrite=args.overwrite)
         return _train_into(args, trainable, trainer, recipe, profile, device, path, changes)
     finally:
         if claim is not None:

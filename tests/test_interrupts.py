@@ -188,3 +188,18 @@ def test_ctrl_c_inside_an_import_waits_until_the_import_is_done(tmp_path, monkey
         signal.signal(signal.SIGINT, previous)
         interrupts.reset()
         sys.modules.pop("slow_module", None)
+
+
+def test_ctrl_c_while_the_output_is_claimed_leaves_no_lock(gpt_run, monkeypatch, capsys):
+    """The signal arrives just after the lock file is made: the run stops, and the lock is gone."""
+    take_lock = checkpoints.OutputClaim._take_lock
+
+    def take_lock_then_signal(self):
+        take_lock(self)
+        assert self.lock.exists()
+        interrupts.handler(signal.SIGINT, None)  # as if Ctrl-C came now
+
+    monkeypatch.setattr(checkpoints.OutputClaim, "_take_lock", take_lock_then_signal)
+    assert cli.main([*RUN, "--out", str(gpt_run)]) == 130
+    assert capsys.readouterr().err.strip().startswith("interrupted")
+    assert assert_nothing_half_written(gpt_run) == []
