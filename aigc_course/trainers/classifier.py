@@ -80,11 +80,7 @@ def train(
         model,
         recipe,
         history,
-        {
-            "test_accuracy": accuracy,
-            "images_per_second": history.examples_per_second,
-            "train_seconds": history.seconds,
-        },
+        {"test_accuracy": accuracy, **training.training_figures(history)},
     )
 
 

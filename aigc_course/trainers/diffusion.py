@@ -182,10 +182,7 @@ def train(
         ),
     )
     model.eval()
-    run_metrics = {
-        "images_per_second": history.examples_per_second,
-        "train_seconds": history.seconds,
-    }
+    run_metrics = training.training_figures(history)
     if evaluate_fid:
         started = time.perf_counter()
         final = evaluation(model)

@@ -357,8 +357,7 @@ def train(
         "trainable_parameters": trainable,
         "parameters": total,
         "optimizer_state_bytes": optimizer_state_bytes(optimizer),
-        "tokens_per_second": history.examples_per_second * block_size,
-        "train_seconds": history.seconds,
+        **training.training_figures(history, block_size, "tokens_per_second"),
     }
     return FinetuneRun(
         model, recipe, history, metrics, speaker_data.tokenizer, base_sha256=base_sha256()

@@ -262,8 +262,7 @@ def train(
         "train_loss_estimate": estimate_loss(
             model, shakespeare.train_ids, recipe.eval_batches, recipe.batch_size, world=world
         ),
-        "tokens_per_second": history.examples_per_second * config.block_size,
-        "train_seconds": history.seconds,
+        **training.training_figures(history, config.block_size, "tokens_per_second"),
         "parameters": model.num_parameters(),
         "bigram_val_loss": bigram_baseline(shakespeare).val_nll,
     }

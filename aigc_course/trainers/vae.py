@@ -174,7 +174,7 @@ def train(
         ),
     )
     model.eval()
-    metrics = {"images_per_second": history.examples_per_second, "train_seconds": history.seconds}
+    metrics = training.training_figures(history)
     if test_evaluation:
         metrics.update({f"test_{k}": v for k, v in evaluate(model, test_x, world=world).items()})
         started = time.perf_counter()
