@@ -8,11 +8,14 @@ aigc-course execute-notebooks PATH...  run notebooks top to bottom and save thei
 aigc-course time-notebooks [--profile P] [PATH ...]
                                        time each notebook; write the table (and README's copy)
 aigc-course workshop prepare           fill the data cache, verify checkpoints: ready or not
-aigc-course train MODEL [options]      train vae, gpt, gan or classifier under a profile; save it
+aigc-course train MODEL [options]      train a model (vae, gpt, gan, diffusion, finetune,
+                                       classifier) under a profile; save it
 aigc-course generate gpt PROMPT        continue a text with the pretrained (or a given) GPT
 
 The command is a thin layer: each ``train MODEL`` goes through one table (:data:`TRAINERS`) to its
-trainer module, whose interface is the same for every model (see :mod:`aigc_course.training`).
+trainer module, whose interface is the same for every model (see :mod:`aigc_course.training`); a
+model's own options are its recipe's settings, declared where they live
+(:func:`aigc_course.validators.setting`).
 """
 
 from __future__ import annotations
@@ -30,19 +33,19 @@ if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "aigc-course":
 import argparse
 import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_course import PROFILE_NAMES, __version__, errors
 from aigc_course.errors import CourseError, SettingError
 from aigc_course.validators import (
+    CommandOption,
     count,
     non_negative_float,
     positive_float,
     probability_mass,
     seed,
-    speaker_name,
 )
 
 
@@ -167,126 +170,39 @@ def _invocation(default: str) -> str:
 
 
 @dataclass(frozen=True)
-class Option:
-    """A ``train MODEL`` option of one model only: ``--flag`` sets the recipe setting ``dest``."""
-
-    flag: str
-    dest: str
-    help: str
-    type: Callable | None = None  # None: a switch (store_true), unless choices are given
-    choices: tuple[str, ...] | None = None
-    names_checkpoint: bool = False  # picks which checkpoint (e.g. the cGAN's), not a recipe change
-
-
-@dataclass(frozen=True)
 class Trainable:
     """A model ``aigc-course train`` knows: its trainer module (the one trainer interface of
-    :mod:`aigc_course.training`), what it is, what a batch holds, and the options only it has."""
+    :mod:`aigc_course.training`), what it is and what a batch holds. Its own options come from its
+    recipe (:func:`aigc_course.training.command_options`)."""
 
     module: str
     label: str  # "VAE trained:"
     title: str
     items: str
-    options: tuple[Option, ...] = ()
 
 
 #: Every trainable model, by the name ``aigc-course train NAME`` takes.
 TRAINERS: dict[str, Trainable] = {
     "vae": Trainable(
-        "aigc_course.trainers.vae",
-        "VAE",
-        "the lesson-06 VAE on Fashion-MNIST",
-        "images",
-        (
-            Option(
-                "--beta", "beta", "weight of the KL term (default 1: the ELBO)", non_negative_float
-            ),
-            Option("--latent-dim", "latent_dim", "size of z (default 16)", count),
-        ),
+        "aigc_course.trainers.vae", "VAE", "the lesson-06 VAE on Fashion-MNIST", "images"
     ),
     "gpt": Trainable(
         "aigc_course.trainers.gpt", "GPT", "the lesson-08 GPT on Tiny Shakespeare", "sequences"
     ),
     "gan": Trainable(
-        "aigc_course.trainers.gan",
-        "GAN",
-        "the lesson-07 DCGAN on Fashion-MNIST",
-        "images",
-        (
-            Option(
-                "--conditional",
-                "conditional",
-                "condition on the class (a cGAN)",
-                names_checkpoint=True,
-            ),
-        ),
+        "aigc_course.trainers.gan", "GAN", "the lesson-07 DCGAN on Fashion-MNIST", "images"
     ),
     "diffusion": Trainable(
         "aigc_course.trainers.diffusion",
         "diffusion model",
         "the lesson-10 diffusion model (a noise-predicting U-Net) on Fashion-MNIST",
         "images",
-        (
-            Option(
-                "--schedule",
-                "schedule",
-                "the noise schedule: linear (default) or cosine",
-                None,
-                ("linear", "cosine"),
-            ),
-            Option(
-                "--diffusion-steps", "diffusion_steps", "the noising steps T (default 1000)", count
-            ),
-            Option(
-                "--sampling-steps",
-                "fid_sampling_steps",
-                "DDIM steps for the samples the FID is measured on (default 50)",
-                count,
-            ),
-        ),
     ),
     "finetune": Trainable(
         "aigc_course.trainers.finetune",
         "fine-tuned GPT",
         "the pretrained GPT fine-tuned on one speaker (lesson 09)",
         "sequences",
-        (
-            Option(
-                "--method",
-                "method",
-                "full (every weight) or lora (default)",
-                None,
-                ("full", "lora"),
-            ),
-            Option("--rank", "rank", "LoRA's rank r (default 4)", count),
-            Option(
-                "--alpha",
-                "alpha",
-                "LoRA's alpha: the update is scaled by alpha / r (default 8)",
-                positive_float,
-            ),
-            Option(
-                "--targets",
-                "targets",
-                "the layers LoRA adapts (default both)",
-                None,
-                ("attention", "mlp", "both"),
-            ),
-            Option(
-                "--speaker",
-                "speaker",
-                "the speaker to fine-tune on (default PETRUCHIO)",
-                speaker_name,
-            ),
-            Option(
-                "--data",
-                "data",
-                "held-out (default: half of the speaker's unseen speeches; the other half "
-                "validates) or pretraining (the speaker's speeches the GPT was pre-trained on)",
-                None,
-                ("held-out", "pretraining"),
-            ),
-        ),
     ),
     "classifier": Trainable(
         "aigc_course.trainers.classifier",
@@ -297,7 +213,7 @@ TRAINERS: dict[str, Trainable] = {
 }
 
 
-def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
+def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The recipe settings the command line changes (the options given, nothing else)."""
     given = {
         "steps": args.steps,
@@ -305,14 +221,14 @@ def _recipe_overrides(args: argparse.Namespace, trainable: Trainable) -> dict[st
         "batch_size": args.batch_size,
         "accumulation_steps": args.accumulation_steps,
     }
-    given |= {option.dest: getattr(args, option.dest) for option in trainable.options}
-    return {name: value for name, value in given.items() if value not in (None, False)}
+    given |= {name: getattr(args, name) for name in args.model_options}
+    return {name: value for name, value in given.items() if value is not None}
 
 
-def _recipe_changes(overrides: dict[str, object], trainable: Trainable) -> dict[str, object]:
+def _recipe_changes(args: argparse.Namespace, overrides: dict[str, object]) -> dict[str, object]:
     """The overrides that change a checkpoint's recipe: not those that pick which checkpoint
     (``--conditional`` makes the cGAN's own checkpoint, not a changed DCGAN)."""
-    naming = {option.dest for option in trainable.options if option.names_checkpoint}
+    naming = {name for name, option in args.model_options.items() if option.names_checkpoint}
     return {key: value for key, value in overrides.items() if key not in naming}
 
 
@@ -346,11 +262,11 @@ def _train_and_save(args: argparse.Namespace) -> int:
         raise SettingError("--force only applies with --pretrained (it allows another profile)")
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
-    overrides = _recipe_overrides(args, trainable)
+    overrides = _recipe_overrides(args)
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     recipe = trainer.recipe_for(profile, **overrides)
-    changes = _recipe_changes(overrides, trainable)
+    changes = _recipe_changes(args, overrides)
     claim = None
     if args.pretrained:
         name = trainer.checkpoint_name(recipe)
@@ -415,9 +331,9 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
                 f"the trained model was saved before the evaluation failed: {path}", file=sys.stderr
             )
         if runtime.is_out_of_memory(error):
-            raise runtime.out_of_memory(error, device, _size_options(args, trainable)) from None
-        if isinstance(error, training.NonFiniteLossError) and _size_options(args, trainable):
-            given = ", ".join(f"{k} {v:g}" for k, v in _size_options(args, trainable).items())
+            raise runtime.out_of_memory(error, device, _size_options(args)) from None
+        if isinstance(error, training.NonFiniteLossError) and _size_options(args):
+            given = ", ".join(f"{k} {v:g}" for k, v in _size_options(args).items())
             raise training.NonFiniteLossError(f"{error} Or an option given: {given}.") from None
         raise
     if not distributed.is_main():
@@ -434,13 +350,13 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
     return 0
 
 
-def _size_options(args: argparse.Namespace, trainable: Trainable) -> dict[str, object]:
+def _size_options(args: argparse.Namespace) -> dict[str, object]:
     """The options given that size the run (numbers: batch, model, schedule), flag -> value."""
     sized = {"--batch-size": args.batch_size}
     sized |= {
-        option.flag: getattr(args, option.dest)
-        for option in trainable.options
-        if option.type in (count, positive_float)
+        option.flag_for(name): getattr(args, name)
+        for name, option in args.model_options.items()
+        if option.sizes_the_run()
     }
     return {flag: value for flag, value in sized.items() if value is not None}
 
@@ -493,8 +409,9 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_commands(commands) -> None:
-    """``aigc-course train MODEL``, one sub-command per entry of :data:`TRAINERS`."""
+def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> None:
+    """``aigc-course train MODEL``, one sub-command per entry of :data:`TRAINERS`; the options of the
+    ``named`` models' recipes are added (their trainers are imported: PyTorch loads)."""
     train_parser = commands.add_parser("train", help="train a model of the course")
     models = train_parser.add_subparsers(dest="model", required=True)
     for name, trainable in TRAINERS.items():
@@ -541,26 +458,63 @@ def _add_train_commands(commands) -> None:
             help="with --pretrained: allow another profile or changed settings",
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
-        for option in trainable.options:
-            if option.choices:
-                parser.add_argument(
-                    option.flag, dest=option.dest, choices=option.choices, help=option.help
-                )
-            elif option.type is None:
-                parser.add_argument(
-                    option.flag, dest=option.dest, action="store_true", help=option.help
-                )
-            else:
-                parser.add_argument(
-                    option.flag,
-                    dest=option.dest,
-                    type=option.type,
-                    help=option.help,
-                )
-        parser.set_defaults(run=cmd_train)
+        options = _add_recipe_options(parser, trainable, argv) if name in named else {}
+        parser.set_defaults(run=cmd_train, model_options=options)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_recipe_options(
+    parser: argparse.ArgumentParser, trainable: Trainable, argv: list[str]
+) -> dict[str, CommandOption]:
+    """The options a model's recipe offers (fields declared with :func:`validators.setting`), with
+    the defaults of the profile that ``argv`` names (or the automatic one), by field name."""
+    from aigc_course import runtime, training
+
+    given = (
+        argv[argv.index("--profile") + 1 : argv.index("--profile") + 2]
+        if "--profile" in argv
+        else []
+    )
+    try:
+        profile = runtime.get_profile(given[0] if given and given[0] in PROFILE_NAMES else None)
+    except CourseError:  # a bad AIGC_PROFILE: reported once the options are parsed
+        profile = runtime.get_profile("cpu")
+    recipe = importlib.import_module(trainable.module).recipe_for(profile)
+    options = {}
+    for name, option, value in training.command_options(recipe):
+        help_text = (
+            f"{option.help} (default {value:g})"
+            if isinstance(value, float)
+            else f"{option.help} (default {value})"
+        )
+        if option.switch is not None:
+            parser.add_argument(
+                option.flag_for(name), dest=name, action="store_const", const=option.switch,
+                help=option.help,
+            )  # fmt: skip
+        else:
+            parser.add_argument(
+                option.flag_for(name), dest=name, type=option.parse, choices=option.choices,
+                help=help_text, metavar=None if option.choices else name.upper(),
+            )  # fmt: skip
+        options[name] = option
+    return options
+
+
+def _named_models(argv: list[str]) -> list[str]:
+    """The model ``argv`` trains (``train MODEL ...``), if any: only its trainer is imported."""
+    if "train" not in argv:
+        return []
+    following = argv[argv.index("train") + 1 :]
+    return [word for word in following[:1] if word in TRAINERS]
+
+
+def build_parser(
+    argv: list[str] | None = None, models: Collection[str] | None = None
+) -> argparse.ArgumentParser:
+    """The command's parser. ``train MODEL``'s own options come from the recipe of each model in
+    ``models`` (default: the one ``argv`` names), so ``aigc-course --help`` loads no PyTorch."""
+    argv = sys.argv[1:] if argv is None else argv
+    models = _named_models(argv) if models is None else models
     parser = CourseArgumentParser(
         prog="aigc-course", description="Generative AI from the math up: the course's tools."
     )
@@ -627,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.set_defaults(run=cmd_workshop_prepare)
 
-    _add_train_commands(commands)
+    _add_train_commands(commands, argv, models)
 
     generate = commands.add_parser("generate", help="generate with a trained model")
     generators = generate.add_subparsers(dest="model", required=True)
@@ -685,7 +639,7 @@ def _run(argv: list[str] | None) -> int:
     them instead), run."""
     from aigc_course import settings
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         problems = [] if args.command == "doctor" else settings.invalid()
         if problems:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from aigc_course import checkpoints, distributed, runtime
 from aigc_course.errors import CourseError, SettingError
+from aigc_course.validators import CommandOption
 
 R = TypeVar("R")
 
@@ -484,6 +485,23 @@ def warmup_cosine(
 # --------------------------------------------------------------------------------------------
 
 
+def _recipe_parts(recipe: Any) -> dict[str, Any]:
+    """Where a recipe's settings live: the recipe itself, its ``train`` and its ``model`` config."""
+    return {"recipe": recipe, "train": recipe.train, "model": recipe.model}
+
+
+def command_options(recipe: Any) -> list[tuple[str, CommandOption, Any]]:
+    """The settings of ``recipe`` that ``aigc-course train`` offers, as ``(name, option, value)``:
+    every field declared with :func:`aigc_course.validators.setting`, in the recipe, its ``train``
+    or its ``model`` config (``value`` is this recipe's). :func:`override` takes them by ``name``."""
+    found = []
+    for obj in _recipe_parts(recipe).values():
+        for setting in dataclasses.fields(obj):
+            if "option" in setting.metadata:
+                found.append((setting.name, setting.metadata["option"], getattr(obj, setting.name)))
+    return found
+
+
 def override(recipe: R, **overrides: Any) -> R:
     """``recipe`` with some fields replaced, each where it lives: a field of the recipe itself,
     of its ``train`` config (:class:`TrainConfig`: ``steps``, ``lr``, ...) or of its ``model``
@@ -492,7 +510,7 @@ def override(recipe: R, **overrides: Any) -> R:
     exist, so no option is ever silently ignored; so does a batch size below 1.
     """
     overrides = {name: value for name, value in overrides.items() if value is not None}
-    parts = {"recipe": recipe, "train": recipe.train, "model": recipe.model}
+    parts = _recipe_parts(recipe)
     fields = {part: {f.name for f in dataclasses.fields(obj)} for part, obj in parts.items()}
     fields["recipe"] -= {"train", "model"}
     changes: dict[str, dict[str, Any]] = {part: {} for part in parts}

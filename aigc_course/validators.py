@@ -5,13 +5,20 @@ Each function takes the text of an option and returns its value, or raises
 ``error: argument --NAME: expected ..., got ...``). Numbers must be finite. No PyTorch here: the
 command checks its options before it loads it. The environment variables are checked by
 :mod:`aigc_course.settings`.
+
+A recipe setting that ``aigc-course train MODEL`` may change is declared where the setting lives, with
+:func:`setting` (its default, help and check as field metadata); the command reads its options from
+the recipe (:func:`aigc_course.training.command_options`), so there is no second table to keep in step.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 
 def _number(text: str, kind: type, lowest: float, inclusive: bool, what: str):
@@ -64,3 +71,33 @@ def speaker_name(text: str) -> str:
             f"expected a speaker's name as the script writes it (e.g. PETRUCHIO), got {text!r}"
         )
     return text.strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandOption:
+    """How ``aigc-course train MODEL`` exposes one recipe setting: ``--flag`` (default: the field's
+    name with dashes) checked by ``parse`` (one of the functions above), or one of ``choices``, or a
+    switch that sets the field to ``switch``. ``names_checkpoint``: the option picks which shipped
+    checkpoint a run makes (the cGAN's), rather than changing the recipe of one."""
+
+    help: str
+    parse: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    flag: str | None = None
+    switch: Any = None
+    names_checkpoint: bool = False
+
+    def flag_for(self, name: str) -> str:
+        return self.flag or "--" + name.replace("_", "-")
+
+    def sizes_the_run(self) -> bool:
+        """A number that sizes the model, the batch or the schedule (named when memory runs out)."""
+        return self.parse in (count, positive_float)
+
+
+def setting(default: Any, help: str, parse: Callable[[str], Any] | None = None, **how: Any) -> Any:
+    """A dataclass field that ``aigc-course train`` offers as an option: ``latent_dim: int =
+    setting(16, "size of z", count)`` gives ``--latent-dim N`` (checked by :func:`count`)."""
+    return dataclasses.field(
+        default=default, metadata={"option": CommandOption(help, parse, **how)}
+    )

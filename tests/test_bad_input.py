@@ -238,7 +238,7 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 
 def _numeric_options():
-    for path, parser in _commands(cli.build_parser()):
+    for path, parser in _commands(cli.build_parser([], models=cli.TRAINERS)):
         positionals = [
             "x" for action in parser._actions if not action.option_strings and action.dest != "run"
             if not isinstance(action, argparse._SubParsersAction) and action.nargs != "*"
@@ -519,11 +519,17 @@ def test_a_course_error_in_a_notebook_shows_its_message_not_a_traceback(tmp_path
     assert notebook.cells[2].outputs == []
 
 
-def test_a_bad_option_is_refused_before_pytorch_loads():
-    """Parsing needs no PyTorch: `aigc-course --help` and a mistyped option answer at once."""
+@pytest.mark.parametrize(
+    "argv",
+    [["generate", "gpt", "x", "--top-k", "0"], ["--help"], ["train", "--help"], ["data", "--help"]],
+    ids=" ".join,
+)
+def test_a_bad_option_or_help_answers_before_pytorch_loads(argv):
+    """Parsing needs no PyTorch: `aigc-course --help`, `train --help` and a mistyped option answer
+    at once (only `train MODEL` imports its trainer, to read its recipe's options)."""
     code = (
         "import sys\nfrom aigc_course import cli\n"
-        "try:\n    cli.main(['generate', 'gpt', 'x', '--top-k', '0'])\n"
+        f"try:\n    cli.main({argv!r})\n"
         "except SystemExit as stop:\n    print(stop.code, 'torch' in sys.modules)"
     )
     result = subprocess.run(
@@ -532,7 +538,8 @@ def test_a_bad_option_is_refused_before_pytorch_loads():
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert result.stdout.split() == ["2", "False"], result.stdout + result.stderr
+    status = "0" if "--help" in argv else "2"
+    assert result.stdout.split()[-2:] == [status, "False"], result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------------------------

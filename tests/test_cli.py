@@ -76,3 +76,59 @@ def test_data_fetch_fills_the_cache_from_a_server(tmp_path, monkeypatch, capsys)
     assert sorted(path.name for path in (tmp_path / "cache" / "fixture").iterdir()) == sorted(
         path.name for path in served.iterdir()
     )
+
+
+# --------------------------------------------------------------------------------------------
+# train MODEL: its options come from its recipe
+# --------------------------------------------------------------------------------------------
+
+#: A value for each recipe option that differs from every profile's default (the switch: its own).
+CHANGED = {
+    "beta": "0.5", "latent_dim": "8", "n_classes": None, "schedule": "cosine",
+    "diffusion_steps": "500", "fid_sampling_steps": "7", "method": "full", "rank": "2",
+    "alpha": "4", "targets": "mlp", "speaker": "KATHARINA", "data": "pretraining",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", list(cli.TRAINERS))
+def test_every_recipe_setting_is_an_option_that_changes_the_recipe(model):
+    """Each field declared with ``validators.setting`` is an option of ``train MODEL`` (nothing in
+    the CLI names it), and giving it changes exactly that setting of the recipe the run gets."""
+    import importlib
+
+    from aigc_course import runtime, training
+
+    trainer = importlib.import_module(cli.TRAINERS[model].module)
+    smoke = runtime.get_profile("smoke")
+    defaults = {
+        name: value for name, _, value in training.command_options(trainer.recipe_for(smoke))
+    }
+    options = {
+        name: option for name, option, _ in training.command_options(trainer.recipe_for(smoke))
+    }
+    assert set(options) <= set(CHANGED), "give the new setting a changed value in CHANGED"
+    for name, option in options.items():
+        text = CHANGED[name]
+        argv = ["train", model, "--profile", "smoke", option.flag_for(name)]
+        args = cli.build_parser(argv).parse_args(argv if text is None else [*argv, text])
+        overrides = cli._recipe_overrides(args)
+        assert list(overrides) == [name], argv
+        recipe = trainer.recipe_for(smoke, **overrides)
+        values = {name: value for name, _, value in training.command_options(recipe)}
+        expected = option.switch if text is None else (option.parse or str)(text)
+        assert values[name] == expected != defaults[name], (name, values[name])
+        assert {n: v for n, v in values.items() if n != name} == {
+            n: v for n, v in defaults.items() if n != name
+        }
+
+
+def test_train_help_shows_each_option_with_its_profile_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "diffusion", "--profile", "smoke", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--diffusion-steps DIFFUSION_STEPS the noising steps T (default 1000)" in out
+    assert (
+        "--sampling-steps FID_SAMPLING_STEPS DDIM steps for the samples the FID is measured on (default 5)"
+        in out
+    )
+    assert "--schedule {linear,cosine} the noise schedule (default linear)" in out

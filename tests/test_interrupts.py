@@ -73,9 +73,10 @@ def test_ctrl_c_at_any_moment_ends_the_run_cleanly(tmp_path):
     stdout, stderr = whole.communicate(timeout=300)
     duration = time.perf_counter() - began
     assert whole.returncode == 0, stderr
-    earliest = seconds_to_handler()
     # Geometric moments from the handler's installation to the end of the run: dense where the
-    # imports are, then through training, the evaluation and the save.
+    # imports are, then through training, the evaluation and the save. The start-up is timed on a
+    # busy machine too (CI's other workers): a margin keeps the first moment after it.
+    earliest = 1.5 * seconds_to_handler()
     moments = [earliest * (duration / earliest) ** (i / 11) for i in range(12)]
     outcomes = []
     for index, moment in enumerate(moments):
@@ -89,6 +90,11 @@ def test_ctrl_c_at_any_moment_ends_the_run_cleanly(tmp_path):
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
         context = f"SIGINT at {moment:.2f} s: status {process.returncode}\n{stderr}"
+        if "Fatal Python error: init_import_site" in stderr:
+            # Still inside Python's own start-up (its `site` module), before any code of the
+            # course, or of any program, runs: the interpreter's answer, not the course's.
+            outcomes.append((moment, "during Python's start-up"))
+            continue
         if process.returncode == 0:  # it came as the finished command was exiting
             assert "sha256" in stdout and not stderr, context
             assert_nothing_half_written(out)
@@ -102,7 +108,7 @@ def test_ctrl_c_at_any_moment_ends_the_run_cleanly(tmp_path):
         if saved:
             assert str(saved[0]) in message[0], context  # the message says where the model is
         outcomes.append((moment, message[0][:40]))
-    interrupted = [outcome for outcome in outcomes if outcome[1] != "finished first"]
+    interrupted = [outcome for outcome in outcomes if outcome[1].startswith("interrupted")]
     assert len(interrupted) >= 8, outcomes  # most moments fell inside the run
 
 

@@ -24,12 +24,20 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from aigc_course.validators import setting
+
 
 @dataclass(frozen=True)
 class GANConfig:
     latent_dim: int = 64
     channels: int = 64  # c
-    n_classes: int = 0  # 0: unconditional; 10: conditioned on the Fashion-MNIST class
+    n_classes: int = setting(  # 0: unconditional; 10: conditioned on the Fashion-MNIST class
+        0,
+        "condition on the class (a cGAN)",
+        flag="--conditional",
+        switch=10,
+        names_checkpoint=True,
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)

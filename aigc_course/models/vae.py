@@ -34,13 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigc_course.divergences import kl_standard_normal
+from aigc_course.validators import count, setting
 
 PIXELS = 28 * 28
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    latent_dim: int = 16
+    latent_dim: int = setting(16, "size of z", count)
     channels: tuple[int, int] = (32, 64)
     hidden: int = 128
 

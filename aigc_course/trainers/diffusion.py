@@ -21,6 +21,7 @@ from aigc_course.models.diffusion import SCHEDULES, NoiseSchedule, diffusion_los
 from aigc_course.models.unet import UNet, UNetConfig
 from aigc_course.trainers import classifier as classifier_trainer
 from aigc_course.training import Run, TrainConfig
+from aigc_course.validators import count, setting
 
 PRETRAINED_NAME = "diffusion_fashion_mnist"
 
@@ -30,12 +31,14 @@ class DiffusionRecipe:
     model: UNetConfig
     train: TrainConfig
     batch_size: int
-    schedule: str = "linear"
-    diffusion_steps: int = 1000  # T
+    schedule: str = setting("linear", "the noise schedule", choices=SCHEDULES)
+    diffusion_steps: int = setting(1000, "the noising steps T", count)
     warmup_steps: int = 100
     train_limit: int | None = None  # use only the first N training images (smoke)
     fid_images: int = 1000  # generated and test images for the FID
-    fid_sampling_steps: int = 50  # DDIM steps for the evaluation samples
+    fid_sampling_steps: int = setting(
+        50, "DDIM steps for the samples the FID is measured on", count, flag="--sampling-steps"
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 2:

@@ -32,6 +32,7 @@ from aigc_course.models import lora
 from aigc_course.models.gpt import GPT
 from aigc_course.trainers import gpt as gpt_trainer
 from aigc_course.training import Run, TrainConfig
+from aigc_course.validators import count, positive_float, setting, speaker_name
 
 PRETRAINED_NAME = "gpt_lora_petruchio"
 BASE_NAME = gpt_trainer.PRETRAINED_NAME
@@ -47,12 +48,17 @@ class FinetuneConfig:
     """What to adapt and how: ``method`` (``full`` or ``lora``), and for LoRA its ``rank``,
     ``alpha`` and ``targets`` (see :class:`~aigc_course.models.lora.LoRAConfig`)."""
 
-    method: str = "lora"
-    rank: int = 4
-    alpha: float = 8.0
-    targets: str = "both"
-    speaker: str = SPEAKER
-    data: str = "held-out"  # see load_speaker_data
+    method: str = setting("lora", "full (every weight) or lora", choices=METHODS)
+    rank: int = setting(4, "LoRA's rank r", count)
+    alpha: float = setting(8.0, "LoRA's alpha: the update is scaled by alpha / r", positive_float)
+    targets: str = setting("both", "the layers LoRA adapts", choices=tuple(lora.TARGET_LAYERS))
+    speaker: str = setting(SPEAKER, "the speaker to fine-tune on", speaker_name)
+    data: str = setting(  # see load_speaker_data
+        "held-out",
+        "held-out (half of the speaker's unseen speeches; the other half validates) or "
+        "pretraining (the speaker's speeches the GPT was pre-trained on)",
+        choices=DATA_SOURCES,
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

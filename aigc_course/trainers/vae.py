@@ -23,6 +23,7 @@ from aigc_course.models.vae import (
     nats_to_bits_per_dim,
 )
 from aigc_course.training import Run, TrainConfig
+from aigc_course.validators import non_negative_float, setting
 
 PRETRAINED_NAME = "vae_fashion_mnist"
 
@@ -35,7 +36,7 @@ class VAERecipe:
     model: VAEConfig | MLPVAEConfig
     train: TrainConfig
     batch_size: int
-    beta: float = 1.0
+    beta: float = setting(1.0, "weight of the KL term (1: the ELBO)", non_negative_float)
     train_limit: int | None = None  # use only the first N training images (smoke)
     eval_images: int = 10_000  # test images for the negative ELBO
     iwae_images: int = 1_000  # test images for the IWAE estimate
