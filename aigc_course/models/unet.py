@@ -1,6 +1,6 @@
 """A small U-Net that predicts the noise in a noised 1x28x28 image, given the step t (Ho et al., 2020).
 
-    x_t (B, 1, 28, 28), t (B,)
+    x_t (B, 1, 28, 28), t (B,); c = config.channels, the width of the first level
     time      t -> sinusoidal embedding (B, c) -> MLP -> (B, 4c), added inside every residual block
     down      conv 3x3 -> (B, c, 28, 28) -> res -> (B, c, 28, 28) -> downsample -> (B, c, 14, 14)
               -> res -> (B, 2c, 14, 14) -> downsample -> (B, 2c, 7, 7) -> res -> (B, 2c, 7, 7)
@@ -28,7 +28,7 @@ from torch import nn
 
 @dataclass(frozen=True)
 class UNetConfig:
-    channels: int = 32  # c: the first level's width; the lower levels have 2c
+    channels: int = 32  # the first level's width; the lower levels have twice as many
     groups: int = 8  # GroupNorm groups
     n_classes: int = 0  # 0: unconditional; 10: conditioned on the Fashion-MNIST class
 
@@ -48,7 +48,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 class ResidualBlock(nn.Module):
-    """``(B, c_in, H, W)`` and a time embedding ``(B, e)`` -> ``(B, c_out, H, W)``:
+    """``(B, c_in, H, W)`` and a step embedding ``(B, embedding)`` -> ``(B, c_out, H, W)``:
     norm, SiLU, conv; add the projected time embedding; norm, SiLU, conv; add the (projected) input."""
 
     def __init__(self, c_in: int, c_out: int, embedding: int, groups: int) -> None:
@@ -68,38 +68,50 @@ class ResidualBlock(nn.Module):
 
 
 class UNet(nn.Module):
+    """Three levels: 28x28 with ``width`` feature maps, 14x14 and 7x7 with ``2 * width``; every
+    residual block also reads the step's embedding (``4 * width`` numbers)."""
+
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
-        c, g, e = config.channels, config.groups, 4 * config.channels
-        self.time_mlp = nn.Sequential(nn.Linear(c, e), nn.SiLU(), nn.Linear(e, e))
-        self.label_embedding = nn.Embedding(config.n_classes, e) if config.n_classes else None
-        self.stem = nn.Conv2d(1, c, 3, padding=1)
+        width, embedding_dim = config.channels, 4 * config.channels
+
+        def block(c_in: int, c_out: int) -> ResidualBlock:
+            return ResidualBlock(c_in, c_out, embedding_dim, config.groups)
+
+        self.time_mlp = nn.Sequential(
+            nn.Linear(width, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim)
+        )
+        self.label_embedding = (
+            nn.Embedding(config.n_classes, embedding_dim) if config.n_classes else None
+        )
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
         self.down = nn.ModuleList(
-            [
-                ResidualBlock(c, c, e, g),
-                ResidualBlock(c, 2 * c, e, g),
-                ResidualBlock(2 * c, 2 * c, e, g),
-            ]
+            [block(width, width), block(width, 2 * width), block(2 * width, 2 * width)]
         )
         self.downsample = nn.ModuleList(
             [
-                nn.Conv2d(c, c, 3, stride=2, padding=1),
-                nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+                nn.Conv2d(width, width, 3, stride=2, padding=1),
+                nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
             ]
         )
-        self.middle = ResidualBlock(2 * c, 2 * c, e, g)
+        self.middle = block(2 * width, 2 * width)
         self.up = nn.ModuleList(
             [
-                ResidualBlock(4 * c, 2 * c, e, g),  # 7x7: the middle and the skip from down[2]
-                ResidualBlock(4 * c, c, e, g),  # 14x14: and the skip from down[1]
-                ResidualBlock(2 * c, c, e, g),  # 28x28: and the skip from down[0]
+                block(4 * width, 2 * width),  # 7x7: the middle and the skip from down[2]
+                block(4 * width, width),  # 14x14: and the skip from down[1]
+                block(2 * width, width),  # 28x28: and the skip from down[0]
             ]
         )
         self.upsample = nn.ModuleList(
-            [nn.ConvTranspose2d(2 * c, 2 * c, 4, 2, 1), nn.ConvTranspose2d(c, c, 4, 2, 1)]
+            [
+                nn.ConvTranspose2d(2 * width, 2 * width, 4, stride=2, padding=1),
+                nn.ConvTranspose2d(width, width, 4, stride=2, padding=1),
+            ]
         )
-        self.out = nn.Sequential(nn.GroupNorm(g, c), nn.SiLU(), nn.Conv2d(c, 1, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(config.groups, width), nn.SiLU(), nn.Conv2d(width, 1, 3, padding=1)
+        )
         nn.init.zeros_(self.out[-1].weight)  # start by predicting zero noise: a calm first step
         nn.init.zeros_(self.out[-1].bias)
 
@@ -107,19 +119,19 @@ class UNet(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Noised images ``(B, 1, 28, 28)`` at steps ``t`` ``(B,)`` -> predicted noise ``(B, 1, 28, 28)``."""
-        embedding = self.time_mlp(timestep_embedding(t, self.config.channels))  # (B, 4c)
+        embedding = self.time_mlp(timestep_embedding(t, self.config.channels))  # (B, 4 width)
         if self.label_embedding is not None:
             if labels is None:
                 raise ValueError("this U-Net is class-conditional: pass labels (B,)")
             embedding = embedding + self.label_embedding(labels)
-        h = self.stem(x)  # (B, c, 28, 28)
+        h = self.stem(x)  # (B, width, 28, 28)
         skips = []
         for level, block in enumerate(self.down):
             h = block(h, embedding)
-            skips.append(h)  # (B, c, 28, 28), (B, 2c, 14, 14), (B, 2c, 7, 7)
+            skips.append(h)  # (B, width, 28, 28), (B, 2 width, 14, 14), (B, 2 width, 7, 7)
             if level < len(self.downsample):
                 h = self.downsample[level](h)
-        h = self.middle(h, embedding)  # (B, 2c, 7, 7)
+        h = self.middle(h, embedding)  # (B, 2 width, 7, 7)
         for level, block in enumerate(self.up):
             h = block(torch.cat([h, skips.pop()], dim=1), embedding)
             if level < len(self.upsample):
