@@ -12,23 +12,24 @@ import ipywidgets as widgets
 
 from aigc_course.models.gpt import GPT, Tokenizer, sample_text
 
+#: A control's style that shows its whole description (ipywidgets cuts long ones by default).
+FULL_LABEL = {"description_width": "initial"}
+
 
 def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -> widgets.VBox:
     """Lesson 08's sampler: a prompt, temperature, top-k, top-p and length, and a *generate* button
     that prints a new continuation (seeded by the clock, so each press differs)."""
-    prompt_box = widgets.Text(
-        value=prompt, description="prompt", style={"description_width": "initial"}
-    )
+    prompt_box = widgets.Text(value=prompt, description="prompt", style=FULL_LABEL)
     temperature = widgets.FloatSlider(
         value=0.8,
         min=0.1,
         max=2.0,
         step=0.1,
         description="temperature",
-        style={"description_width": "initial"},
+        style=FULL_LABEL,
     )
     top_k = widgets.IntSlider(
-        value=0, min=0, max=40, description="top-k (0: off)", style={"description_width": "initial"}
+        value=0, min=0, max=40, description="top-k (0: off)", style=FULL_LABEL
     )
     top_p = widgets.FloatSlider(
         value=1.0,
@@ -36,7 +37,7 @@ def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -
         max=1.0,
         step=0.05,
         description="top-p (1: off)",
-        style={"description_width": "initial"},
+        style=FULL_LABEL,
     )
     length = widgets.IntSlider(
         value=200,
@@ -44,7 +45,7 @@ def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -
         max=600,
         step=20,
         description="characters",
-        style={"description_width": "initial"},
+        style=FULL_LABEL,
     )
     button = widgets.Button(description="generate")
     output = widgets.Output()
