@@ -6,6 +6,7 @@ Colab's T4 and a large GPU. Environment variables override the automatic choices
 - ``AIGC_DEVICE``  = ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``  (MPS only ever when asked for)
 - ``AIGC_PROFILE`` = ``smoke`` | ``cpu`` | ``gpu``
 - ``AIGC_COMPILE`` = ``0`` to switch ``torch.compile`` off
+- ``AIGC_COMPILE_MODE``: ``torch.compile``'s mode (e.g. ``reduce-overhead``: CUDA graphs)
 """
 
 from __future__ import annotations
@@ -251,11 +252,14 @@ def maybe_compile(
     model: torch.nn.Module, device: torch.device | None = None, enabled: bool | None = None
 ) -> torch.nn.Module:
     """``torch.compile(model)`` where :func:`compile_support` allows it (or where ``enabled`` says
-    so, when given), else ``model`` unchanged. The compiled module shares ``model``'s parameters."""
+    so, when given), in the mode ``AIGC_COMPILE_MODE`` names (PyTorch's default when unset), else
+    ``model`` unchanged. The compiled module shares ``model``'s parameters."""
     if enabled is None:
         device = device if device is not None else get_device()
         enabled = compile_support(device.type)[0]
-    return torch.compile(model) if enabled else model
+    if not enabled:
+        return model
+    return torch.compile(model, mode=settings.choice("AIGC_COMPILE_MODE"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,13 +273,14 @@ def optimizer_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
     parameters: Iterable[torch.nn.Parameter] | None = None,
-) -> float | None:
+) -> torch.Tensor | None:
     """Clear the gradients, backpropagate ``loss``, clip, and step: the one update every loop uses.
 
     With an fp16 ``scaler`` the loss is scaled before backward and the gradients unscaled before
     clipping (a disabled scaler, or None, changes nothing). ``grad_clip`` clips the global L2 norm
     of the gradients of ``parameters`` (default: the optimiser's). Returns that norm before
-    clipping, or None without clipping.
+    clipping (a 0-d tensor on the device: reading it is the caller's choice, a host sync on a
+    GPU), or None without clipping.
     """
     optimizer.zero_grad(set_to_none=True)
     backward(loss, scaler)
@@ -296,9 +301,10 @@ def clip_and_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
     parameters: Iterable[torch.nn.Parameter] | None = None,
-) -> float | None:
+) -> torch.Tensor | None:
     """The second half of :func:`optimizer_step`: unscale, clip (returning the norm before
-    clipping, or None without clipping) and step with the gradients gathered so far."""
+    clipping as a 0-d tensor, not read, or None without clipping) and step with the gradients
+    gathered so far."""
     if scaler is None:
         scaler = torch.amp.GradScaler("cpu", enabled=False)
     norm = None
@@ -306,7 +312,7 @@ def clip_and_step(
         scaler.unscale_(optimizer)
         if parameters is None:
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        norm = float(torch.nn.utils.clip_grad_norm_(parameters, grad_clip))
+        norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip).detach()
     scaler.step(optimizer)
     scaler.update()
     return norm

@@ -70,6 +70,14 @@ VARIABLES: dict[str, Variable] = {
             "compiled where it pays off (CUDA with Triton)",
         ),
         Variable(
+            "AIGC_COMPILE_MODE",
+            "choice",
+            "torch.compile's mode where the course compiles: reduce-overhead replays CUDA graphs "
+            "(fewer kernel launches: a small model's steps), max-autotune also tunes the kernels",
+            "PyTorch's default mode",
+            ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        ),
+        Variable(
             "AIGC_DATA_DIR",
             "path",
             "the data and checkpoint cache",

@@ -102,10 +102,12 @@ class History:
     steps_done: int = 0
     budget_minutes: float | None = None
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
+    def log(self, step: int, metrics: dict[str, float | torch.Tensor]) -> None:
+        """Record a step's figures; a tensor (a loss or norm left on the device by the step) is
+        read here, on the logged steps only."""
         self.steps.append(step)
         for name, value in metrics.items():
-            self.metrics.setdefault(name, []).append(value)
+            self.metrics.setdefault(name, []).append(float(value))
 
     def log_eval(self, step: int, metrics: dict[str, float]) -> None:
         self.eval_steps.append(step)
@@ -138,6 +140,32 @@ def check_finite(loss: torch.Tensor, step: int, lr: float) -> None:
         )
 
 
+class LossWatch:
+    """Catches a loss that is NaN or infinite without reading it every step: reading a GPU
+    tensor on the host waits for the GPU (a sync), which would stall a small model's steps. The
+    first bad step and its loss are kept on the device; :meth:`check` reads them (the loop does at
+    its logged steps and at the end) and raises :class:`NonFiniteLossError` naming that step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad_step = torch.zeros((), dtype=torch.long, device=device)  # 0: none yet
+        self.bad_loss = torch.zeros((), device=device)
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        first = ~torch.isfinite(loss) & (self.first_bad_step == 0)
+        self.first_bad_step = torch.where(first, step, self.first_bad_step)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+
+    def check(self, lr: float) -> None:
+        step = int(self.first_bad_step)
+        if step:
+            check_finite(self.bad_loss, step, lr)
+
+
+#: In a timed data-parallel run, the most steps taken between two agreements of the ranks on the
+#: clock (see :class:`RunClock`): each is a broadcast that waits for the device.
+AGREE_EVERY = 8
+
 #: Under a time budget, a learning-rate schedule sees the share of the budget spent as a position on
 #: a grid of this many points (see :meth:`RunClock.position`).
 SCHEDULE_RESOLUTION = 10_000
@@ -153,9 +181,10 @@ class RunClock:
     included, ends on time; at least one step is always taken. ``done`` is the steps taken.
 
     In a data-parallel run (``world``, see :mod:`aigc_course.distributed`) each process reads its own
-    clock, so under a budget rank 0 decides before every step whether to stop and how much of the
-    budget is spent, and the other ranks follow: all stop on the same step, with the same learning
-    rate at every step.
+    clock, so under a budget rank 0 decides, and the other ranks follow: every :data:`AGREE_EVERY`
+    steps at most (an agreement is a broadcast, which waits for the device), rank 0 says how many
+    more steps fit (from its time per step so far), how much of the budget is spent and how much
+    a step spends. All ranks stop on the same step, with the same learning rate at every step.
     """
 
     def __init__(
@@ -172,6 +201,9 @@ class RunClock:
         self.world = world or distributed.World()
         self.device = device or torch.device("cpu")
         self.agreed_spent: float | None = None  # rank 0's share of the budget spent, in a group
+        self.agreed_step_share = 0.0  # and the share one step spends
+        self.agreed_at = 0  # the steps done at the last agreement
+        self.agreed_steps_left = 0  # the steps still to take before the next one
 
     @property
     def timed(self) -> bool:
@@ -186,18 +218,34 @@ class RunClock:
             if self.budget is None:
                 if self.done >= self.steps:
                     return
-            else:
-                stop = self.done >= 1 and self.elapsed() + self.reserve >= self.budget
-                if self.world.distributed:
-                    spent = min(self.elapsed() / self.budget, 1.0)
-                    agreed = distributed.broadcast_floats(
-                        [float(stop), spent], self.device, self.world
-                    )
-                    stop, self.agreed_spent = bool(agreed[0]), agreed[1]
-                if stop:
-                    return
+            elif self.world.distributed:
+                if self.agreed_steps_left == 0:
+                    self.agree()
+                    if self.agreed_steps_left == 0:
+                        return
+                self.agreed_steps_left -= 1
+            elif self.done >= 1 and self.elapsed() + self.reserve >= self.budget:
+                return
             self.done += 1
             yield self.done
+
+    def agree(self) -> None:
+        """Rank 0's decision for the next steps of a timed data-parallel run, sent to every rank:
+        how many fit (at least one while time is left, at most :data:`AGREE_EVERY`; 0: stop),
+        the share of the budget spent, and the share a step spends."""
+        elapsed = self.elapsed()
+        remaining = self.budget - elapsed - self.reserve
+        if self.done == 0:
+            fit, step_share = 1.0, 0.0  # the first step is always taken, and timed
+        else:
+            per_step = elapsed / self.done
+            fit = 0.0 if remaining <= 0 else max(1, min(AGREE_EVERY, int(remaining // per_step)))
+            step_share = per_step / self.budget
+        spent = min(elapsed / self.budget, 1.0)
+        agreed = distributed.broadcast_floats([fit, spent, step_share], self.device, self.world)
+        self.agreed_steps_left = int(agreed[0])
+        self.agreed_spent, self.agreed_step_share = agreed[1], agreed[2]
+        self.agreed_at = self.done
 
     def is_last(self, step: int) -> bool:
         """True for the last step of a run by steps (a timed run learns its last step only after)."""
@@ -209,9 +257,11 @@ class RunClock:
         as a point of a grid of :data:`SCHEDULE_RESOLUTION`."""
         if self.budget is None:
             return step - 1, self.steps
-        spent = self.agreed_spent
-        if spent is None:
-            spent = min(self.elapsed() / self.budget, 1.0)
+        if self.agreed_spent is not None:  # the same on every rank: the agreement, stepped on
+            spent = self.agreed_spent + (step - 1 - self.agreed_at) * self.agreed_step_share
+        else:
+            spent = self.elapsed() / self.budget
+        spent = min(spent, 1.0)
         return min(int(spent * SCHEDULE_RESOLUTION), SCHEDULE_RESOLUTION - 1), SCHEDULE_RESOLUTION
 
     def evaluate(self, evaluate: Callable[[], R]) -> R:
@@ -298,6 +348,7 @@ def train(
     )
     if clock.timed and evaluate is not None:
         history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)))
+    watch = LossWatch(device)
     for step in bar:
         model.train()
         global_batch = next(batches)
@@ -305,10 +356,14 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr_schedule(*clock.position(step))
         loss, metrics = update(step, distributed.shard(global_batch, world))
+        watch.observe(loss, step)
         history.examples += batch_size_of(global_batch)
         learning_rate = {"lr": optimizer.param_groups[0]["lr"]} if optimizer is not None else {}
         last = {"loss": loss, **learning_rate, **metrics}
+        # Nothing above reads a number back from the device: on a GPU the steps queue up. The
+        # loss is read (and checked) on the logged steps only.
         if step % config.log_every == 0 or step == 1 or clock.is_last(step):
+            watch.check(config.lr)
             logged = mean_over_ranks(loss, device, world)
             history.log(step, {**last, "loss": logged})
             rate = history.examples * units_per_example / clock.elapsed()
@@ -318,6 +373,7 @@ def train(
         if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
             history.log_eval(step, clock.evaluate(lambda: run_evaluation(model, evaluate)))
     if history.steps_done != clock.done:  # a timed run: its last step, now known
+        watch.check(config.lr)
         if history.steps[-1] != clock.done:
             history.log(clock.done, {**last, "loss": mean_over_ranks(last["loss"], device, world)})
         finish_training(history, clock, on_trained)
@@ -410,7 +466,6 @@ def accumulate_gradients(
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
             with precision.autocast():
                 loss, metrics = loss_fn(forward_model, micro)
-            check_finite(loss, step, config.lr)
             scaled = loss / parts if parts > 1 else loss
             # Under DDP the last backward also averages the gradients over the ranks.
             backward = functools.partial(runtime.backward, scaled, scaler)
@@ -500,6 +555,27 @@ def command_options(recipe: Any) -> list[tuple[str, CommandOption, Any]]:
             if "option" in setting.metadata:
                 found.append((setting.name, setting.metadata["option"], getattr(obj, setting.name)))
     return found
+
+
+@dataclass(frozen=True)
+class BudgetRecipe:
+    """A row of a trainer's table of recipes by time budget: for a run of at most ``up_to_minutes``
+    on the profile the table is for, the recipe with ``changes`` (any :func:`override` names) is
+    the best measured (the measurement: ``measured``, a section of benchmarks/RESULTS.md)."""
+
+    up_to_minutes: float
+    changes: dict[str, Any]
+    measured: str = ""
+
+
+def for_budget(recipe: R, table: tuple[BudgetRecipe, ...], minutes: float | None) -> R:
+    """``recipe`` with the changes of the first row of ``table`` whose budget covers ``minutes``
+    (a run by the clock); unchanged for a run by steps or beyond the table's last budget. A
+    learner's own options are applied after it, so they always win."""
+    if minutes is None:
+        return recipe
+    row = next((row for row in table if minutes <= row.up_to_minutes), None)
+    return recipe if row is None else override(recipe, **row.changes)
 
 
 def override(recipe: R, **overrides: Any) -> R:

@@ -23,6 +23,19 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """``--batch-size`` and ``--lr``: the two settings a throughput study changes together (a larger
+    batch per step, with the learning rate scaled for it)."""
+    from aigc_course.validators import count, positive_float
+
+    parser.add_argument(
+        "--batch-size", type=count, help="examples per step (default: the recipe's)"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, help="peak learning rate (default: the recipe's)"
+    )
+
+
 def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
     """This machine's float32 matrix-product speed, GFLOP/s of a ``size`` x ``size`` product on the
     CPU with torch's threads: the yardstick beside every CPU figure (machines differ by 2x and more)."""

@@ -1,6 +1,7 @@
 """Benchmark the lesson-08 GPT: train under a profile and print one figure a line.
 
-    python benchmarks/gpt.py [--profile smoke|cpu|gpu] [--steps N | --minutes M]
+    python benchmarks/gpt.py [--profile smoke|cpu|gpu] [--steps N | --minutes M] [--batch-size B]
+                             [--lr LR]      (AIGC_COMPILE_MODE=reduce-overhead: CUDA graphs)
 
 Prints: device, torch version, model size, parameters, tokens/s, MFU (CUDA only: FLOPs per token
 6N + 12 L H d T, times tokens/s, against the device's bf16 dense peak), validation loss against the
@@ -16,7 +17,7 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
-from aigc_course import runtime
+from aigc_course import runtime, settings
 from aigc_course.trainers import gpt as trainer
 
 # Dense bf16 peak FLOP/s of GPUs the course has been run on (from the vendors' data sheets).
@@ -32,12 +33,15 @@ def peak_flops(device: torch.device) -> float | None:
 
 def main() -> None:
     parser = _common.argument_parser(__doc__)
+    _common.add_recipe_options(parser)
     args = parser.parse_args()
 
     started = time.perf_counter()
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
-    recipe = trainer.recipe_for(profile, steps=args.steps, minutes=args.minutes)
+    recipe = trainer.recipe_for(
+        profile, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run = trainer.train(recipe, device=device, progress=False)
@@ -56,6 +60,8 @@ def main() -> None:
         **_common.environment(profile, device),
         "model": f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, dropout {c.dropout}",
         "parameters": f"{m['parameters']:,}",
+        "batch, learning rate": f"{recipe.batch_size} sequences, {recipe.train.lr:g}",
+        "compile mode": settings.raw("AIGC_COMPILE_MODE") or "default (when compiled)",
         "steps": _common.length(run, "sequences"),
         "tokens/s": f"{m['tokens_per_second']:.0f}",
         "MFU": mfu,

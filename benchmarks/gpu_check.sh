@@ -7,8 +7,10 @@
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_PROFILE (gpu), GPU_CHECK_LESSONS (08),
 # GPU_CHECK_WHEELS (.gpu-wheels), GPU_CHECK_SITE (/tmp/aigc-site: where the wheels are installed),
-# GPU_CHECK_PYTHON_VERSION (3.12: the GPU machine's, for --prepare), GPU_CHECK_STEPS (all: the
-# names of the steps to run, e.g. "install environment time-lessons" to repeat one that failed).
+# GPU_CHECK_PYTHON_VERSION (3.12: the GPU machine's, for --prepare), GPU_CHECK_STEPS (the names of
+# the steps to run, e.g. "install environment time-lessons" to repeat one that failed; default: all
+# but torchrun-gpt and time-lessons, which ran before and would take the script past 8 minutes;
+# "all" runs every step).
 #
 # The GPU machine has its own python3 with a CUDA PyTorch, and no network and no Jupyter packages.
 # `--prepare` (run where pip can reach PyPI) downloads the missing packages as wheels into
@@ -19,7 +21,10 @@
 #      alone) and puts that folder and the course on PYTHONPATH, which notebook kernels inherit;
 #   2. reports the environment (`aigc-course doctor`);
 #   3. runs the GPU tests (`pytest -m gpu`: AMP dtype, compile, SDPA flash, KV cache, checkpoints);
-#   4. runs the three benchmarks under the gpu profile, each with a time budget (--minutes);
+#   4. runs the benchmarks under the gpu profile, each with a time budget (--minutes); the GPT three
+#      ways for its throughput (tokens/s, MFU): as it is, with CUDA graphs
+#      (AIGC_COMPILE_MODE=reduce-overhead: fewer kernel launches), and with CUDA graphs and a batch
+#      four times larger (the learning rate scaled by its square root);
 #   5. trains the GPT for the same minute under torchrun, one process per GPU (data parallel, DDP;
 #      GPU_CHECK_NPROC overrides the count), for tokens/s beside the single process's;
 #   6. times the model lessons under the gpu profile (`aigc-course time-notebooks`).
@@ -37,6 +42,8 @@ MISSING_PACKAGES="pooch ipywidgets nbformat nbclient ipykernel"
 ALREADY_THERE="attrs certifi charset_normalizer idna packaging psutil pygments python_dateutil
 requests six typing_extensions tzdata urllib3"
 SITE=${GPU_CHECK_SITE:-/tmp/aigc-site}
+DEFAULT_STEPS="install environment gpu-tests bench-gpt bench-gpt-graphs bench-gpt-batch bench-vae
+bench-gan bench-diffusion"
 TRAVEL_LIMIT_MB=64
 
 if [[ ! -f pyproject.toml || ! -d aigc_course ]]; then
@@ -82,7 +89,8 @@ export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 step() {
     local name=$1 limit=$2
     shift 2
-    if [[ -n ${GPU_CHECK_STEPS:-} && " $GPU_CHECK_STEPS " != *" $name "* ]]; then
+    local wanted=${GPU_CHECK_STEPS:-$DEFAULT_STEPS}
+    if [[ $wanted != all && " $wanted " != *" $name "* ]]; then
         return 0
     fi
     local start=$SECONDS
@@ -137,6 +145,9 @@ step environment 30 report_versions
 # Only the GPU tests: the project's pytest options name nbval, which the GPU machine lacks.
 step gpu-tests 90 "$PYTHON" -m pytest -o addopts= -p no:cacheprovider -q -rs tests/test_gpu.py
 step bench-gpt 110 run_benchmark gpt.py 1
+step bench-gpt-graphs 70 env AIGC_COMPILE_MODE=reduce-overhead bash -c 'run_benchmark gpt.py 0.5'
+step bench-gpt-batch 70 env AIGC_COMPILE_MODE=reduce-overhead bash -c \
+    'run_benchmark gpt.py 0.5 --batch-size 256 --lr 2e-3'
 step bench-vae 80 run_benchmark vae.py 0.5
 step bench-gan 70 run_benchmark gan.py 0.5
 step bench-diffusion 90 run_benchmark diffusion.py 0.5 --train --samples 1000

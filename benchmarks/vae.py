@@ -34,6 +34,7 @@ def main() -> None:
         "--model", choices=("conv", "mlp"), default="conv", help="the VAE to train (default: conv)"
     )
     parser.add_argument("--channels", type=int, nargs=2, help="the conv VAE's channel counts")
+    _common.add_recipe_options(parser)
     args = parser.parse_args()
     if args.channels and args.model != "conv":
         parser.error("--channels is a setting of the conv VAE (--model conv)")
@@ -42,7 +43,10 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     channels = tuple(args.channels) if args.channels else None
-    recipe = trainer.recipe_for(profile, steps=args.steps, minutes=args.minutes, channels=channels)
+    recipe = trainer.recipe_for(
+        profile, steps=args.steps, minutes=args.minutes, channels=channels, lr=args.lr,
+        batch_size=args.batch_size,
+    )  # fmt: skip
     if args.model == "mlp":
         recipe = dataclasses.replace(recipe, model=MLPVAEConfig())
     run = trainer.train(recipe, device=device, progress=False)
@@ -53,6 +57,7 @@ def main() -> None:
         "model": f"{args.model} ({sum(p.numel() for p in run.model.parameters()):,} parameters)",
         "steps": _common.length(run, "images"),
         "batch size": recipe.batch_size,
+        "learning rate": f"{recipe.train.lr:g}",
         "images/s (training)": f"{m['images_per_second']:.0f}",
         "test negative ELBO [nats]": f"{m['test_neg_elbo']:.2f} ({recipe.eval_images} images)",
         f"test IWAE NLL, K={m['iwae_k']} [nats]": f"{m['test_iwae_nll']:.2f} ({m['iwae_images']} images)",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_course import doctor, runtime
+from aigc_course import doctor, runtime, settings
 from aigc_course.runtime import RuntimeConfigError
 
 
@@ -151,7 +151,7 @@ def test_optimizer_step_clears_backpropagates_clips_and_steps():
     weight.grad = torch.full((3,), 100.0)  # a stale gradient: the step must clear it first
     loss = (weight * torch.tensor([3.0, 4.0, 0.0])).sum()  # gradient (3, 4, 0), norm 5
     norm = runtime.optimizer_step(loss, optimizer, grad_clip=1.0)
-    assert norm == pytest.approx(5.0), "the norm before clipping"
+    assert float(norm) == pytest.approx(5.0), "the norm before clipping"
     torch.testing.assert_close(weight.detach(), torch.tensor([1 - 0.6, 1 - 0.8, 1.0]))
     loss = (weight * torch.tensor([3.0, 4.0, 0.0])).sum()
     assert runtime.optimizer_step(loss, optimizer) is None, "no clipping, no norm"
@@ -174,3 +174,25 @@ def test_in_colab_follows_the_module(monkeypatch):
     assert not runtime.in_colab()
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert runtime.in_colab()
+
+
+@pytest.mark.parametrize("mode", [None, "reduce-overhead", "max-autotune"])
+def test_the_compile_mode_comes_from_aigc_compile_mode(monkeypatch, mode):
+    """CUDA graphs (``reduce-overhead``) cut a small model's kernel launches on a GPU; the mode is
+    the user's choice, passed to torch.compile as it is (no compilation happens here)."""
+    seen = {}
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: seen.update(kwargs) or model)
+    if mode:
+        monkeypatch.setenv("AIGC_COMPILE_MODE", mode.upper())
+    else:
+        monkeypatch.delenv("AIGC_COMPILE_MODE", raising=False)
+    model = torch.nn.Linear(2, 2)
+    assert runtime.maybe_compile(model, enabled=True) is model
+    assert seen == {"mode": mode}
+    assert runtime.maybe_compile(model, enabled=False) is model and len(seen) == 1
+
+
+def test_a_misspelt_compile_mode_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv("AIGC_COMPILE_MODE", "fast")
+    with pytest.raises(settings.RuntimeConfigError, match="reduce-overhead"):
+        runtime.maybe_compile(torch.nn.Linear(2, 2), enabled=True)

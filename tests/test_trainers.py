@@ -11,7 +11,7 @@ import torch
 from aigc_course import checkpoints, cli, runtime, training
 from aigc_course.models.gpt import GPT, GPTConfig
 from aigc_course.training import TrainConfig
-from tests.helpers import require
+from tests.helpers import ROOT, require
 
 TRAINER_MODULES = {name: importlib.import_module(t.module) for name, t in cli.TRAINERS.items()}
 INTERFACE = ("recipe_for", "train", "save_run", "load", "describe", "summary", "checkpoint_name")
@@ -135,3 +135,32 @@ def test_every_trainer_hands_over_its_trained_model_before_the_final_evaluation(
     digest = trainer.save_run(early, tmp_path / "early.safetensors", "test")
     assert checkpoints.load(tmp_path / "early.safetensors").extra["steps"] == 3
     assert digest
+
+
+def test_a_cpu_run_by_the_clock_starts_from_the_recipe_measured_for_its_budget():
+    """``train gpt --minutes M`` on the cpu profile trains the best recipe measured for M minutes
+    (its row of CPU_BUDGETS), not the step-count recipe cut short; a learner's option still wins,
+    and a run by steps or on another profile is unchanged."""
+    from aigc_course import runtime
+    from aigc_course.trainers import gpt
+
+    cpu, gpu = runtime.get_profile("cpu"), runtime.get_profile("gpu")
+    (row,) = [row for row in gpt.CPU_BUDGETS if 2.0 <= row.up_to_minutes][:1]
+    timed = gpt.recipe_for(cpu, minutes=2.0)
+    for name, value in row.changes.items():
+        assert {**timed.model.__dict__, **timed.train.__dict__, **timed.__dict__}[name] == value
+    assert gpt.recipe_for(cpu, minutes=2.0, batch_size=40).batch_size == 40
+    assert gpt.recipe_for(cpu) == gpt.recipe_for(cpu, steps=2_000)
+    assert gpt.recipe_for(cpu).model.block_size != timed.model.block_size
+    beyond = max(row.up_to_minutes for row in gpt.CPU_BUDGETS) + 1
+    assert gpt.recipe_for(cpu, minutes=beyond).model == gpt.recipe_for(cpu).model
+    assert gpt.recipe_for(gpu, minutes=2.0).model == gpt.recipe_for(gpu).model
+
+
+def test_each_budget_row_names_the_measurement_that_chose_it():
+    from aigc_course.trainers import gpt
+
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    sections = [line for line in results.splitlines() if line.startswith("#")]
+    for row in gpt.CPU_BUDGETS:
+        assert row.measured and any(row.measured in title for title in sections), row

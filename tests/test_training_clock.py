@@ -184,12 +184,12 @@ def test_the_sweep_script_prints_a_row_per_candidate_and_budget(monkeypatch, cap
     require_data("tinyshakespeare")
     out = run_benchmark(
         "sweep", "--minutes", "0.01", "--candidates", "recipe", "3layers-ctx64",
-        "--eval-characters", "4096", monkeypatch=monkeypatch, capsys=capsys,
+        "--scorer", "blocks", "--eval-characters", "4096", monkeypatch=monkeypatch, capsys=capsys,
     )  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith("| recipe |")]
     rows += [line for line in out.splitlines() if line.startswith("| 3layers-ctx64 |")]
     assert len(rows) == 2 and all("| 0.01 |" in row for row in rows), out
-    loss = float(rows[0].split("|")[7])
+    loss = float(rows[0].split("|")[8])
     assert 0 < loss < 6, "a scored run: a loss in nats per character (ln 65 = 4.17 untrained)"
     assert "CPU matmul [GFLOP/s, fp32 512x512]" in out
 
@@ -218,3 +218,91 @@ def test_the_live_runs_of_the_model_lessons_go_by_the_clock_on_the_cpu_profile(l
         )
         assert budget, f"a live run without a cpu time budget:\n{source[:300]}"
         assert 0 < float(budget.group(1)) <= 2.5
+
+
+def test_timed_ranks_agree_every_few_steps_not_every_step(clock, monkeypatch):
+    """In a timed data-parallel run rank 0's clock decides; each agreement is a broadcast (a wait
+    for the device), so there is one every AGREE_EVERY steps at most, yet the run ends on time and
+    the schedule's position still moves at every step."""
+    from aigc_course import distributed
+
+    sent = []
+
+    def broadcast(values, device, world):
+        sent.append(list(values))
+        return list(values)
+
+    monkeypatch.setattr(distributed, "broadcast_floats", broadcast)
+    run_clock = RunClock(TrainConfig(minutes=0.5), world=distributed.World(0, 2, 0, True))
+    positions = []
+    for step in run_clock:
+        clock.now += 1.0  # each step takes one second of the 30
+        positions.append(run_clock.position(step)[0])
+    single = RunClock(TrainConfig(minutes=0.5))
+    steps_alone = sum(1 for _ in single if not setattr(clock, "now", clock.now + 1.0))
+    assert run_clock.done == steps_alone == 30, "the same steps as one process"
+    assert len(sent) <= 2 + run_clock.done // training.AGREE_EVERY + 1
+    assert all(0 < count <= training.AGREE_EVERY for count, _, _ in sent[:-1])
+    assert sent[-1][0] == 0, "the last agreement: stop"
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert positions[-1] < training.SCHEDULE_RESOLUTION
+
+
+def test_the_loop_reads_nothing_from_the_device_between_logged_steps(monkeypatch):
+    """On a GPU, reading a tensor on the host (``.item()``, ``float()``, ``bool()``, ``tolist()``)
+    waits for every queued kernel. The course's loop and step read the loss, the gradient norm and
+    the check for NaN only on logged steps; the steps between them queue freely."""
+    reads_by_step: list[int] = []
+    reads = {"count": 0}
+
+    def counting(method):
+        def wrapper(self, *args, **kwargs):
+            caller = __import__("sys")._getframe(1).f_globals.get("__name__", "")
+            if caller.startswith("aigc_course"):  # not PyTorch's own bookkeeping
+                reads["count"] += 1
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(getattr(torch.Tensor, name)))
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+
+    def loss_fn(m, batch):
+        reads_by_step.append(reads["count"])
+        return nn.functional.mse_loss(m(batch[0]), batch[1]), {"scale": batch[1].abs().mean()}
+
+    config = TrainConfig(steps=24, log_every=8, grad_clip=1.0)
+    history = training.train(
+        model, loss_fn, iter(lambda: (x, y), None), config,
+        device=torch.device("cpu"), compile_model=False, progress=False,
+    )  # fmt: skip
+    per_step = [b - a for a, b in zip(reads_by_step, reads_by_step[1:], strict=False)]
+    logged = set(history.steps)
+    assert history.steps == [1, 8, 16, 24]
+    quiet = [count for step, count in enumerate(per_step, 1) if step not in logged]
+    assert quiet == [0] * len(quiet), per_step  # steps 2-7, 9-15, 17-23: no read at all
+    assert all(per_step[step - 1] > 0 for step in (1, 8, 16)), "the logged steps read the loss"
+    assert set(history.metrics) >= {"loss", "grad_norm", "scale"}
+    assert all(isinstance(value, float) for value in history.metrics["grad_norm"])
+
+
+def test_a_nan_loss_is_reported_at_its_own_step_once_read(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    steps = iter(range(1, 100))
+
+    def loss_fn(m, batch):
+        loss = nn.functional.mse_loss(m(batch[0]), batch[1])
+        return (loss * float("nan") if next(steps) == 5 else loss), {}
+
+    config = TrainConfig(steps=24, log_every=8)
+    with pytest.raises(training.NonFiniteLossError, match=r"became nan at step 5; training"):
+        training.train(
+            model, loss_fn, iter(lambda: (x, y), None), config,
+            device=torch.device("cpu"), compile_model=False, progress=False,
+            on_trained=lambda history: pytest.fail("a diverged run is not handed over"),
+        )  # fmt: skip

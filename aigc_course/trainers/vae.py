@@ -157,7 +157,7 @@ def train(
 
     def loss_fn(model, x):
         loss, reconstruction, kl = model(x, recipe.beta)
-        return loss, {"reconstruction": reconstruction.item(), "kl": kl.item()}
+        return loss, {"reconstruction": reconstruction.detach(), "kl": kl.detach()}
 
     model = build_vae(recipe.model)
     world = distributed.world(device)
