@@ -95,22 +95,29 @@ class History:
 
     steps: list[int] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)  # the run's time at each logged step
     eval_steps: list[int] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)  # the run's time when each began
     eval_metrics: dict[str, list[float]] = field(default_factory=dict)
     examples: int = 0
     seconds: float = 0.0
     steps_done: int = 0
     budget_minutes: float | None = None
 
-    def log(self, step: int, metrics: dict[str, float | torch.Tensor]) -> None:
-        """Record a step's figures; a tensor (a loss or norm left on the device by the step) is
-        read here, on the logged steps only."""
+    def log(
+        self, step: int, metrics: dict[str, float | torch.Tensor], seconds: float = math.nan
+    ) -> None:
+        """Record a step's figures, ``seconds`` into the run; a tensor (a loss or norm left on the
+        device by the step) is read here, on the logged steps only."""
         self.steps.append(step)
+        self.step_seconds.append(seconds)
         for name, value in metrics.items():
             self.metrics.setdefault(name, []).append(float(value))
 
-    def log_eval(self, step: int, metrics: dict[str, float]) -> None:
+    def log_eval(self, step: int, metrics: dict[str, float], seconds: float = math.nan) -> None:
+        """Record an evaluation after ``step`` steps, begun ``seconds`` into the run."""
         self.eval_steps.append(step)
+        self.eval_seconds.append(seconds)
         for name, value in metrics.items():
             self.eval_metrics.setdefault(name, []).append(value)
 
@@ -347,7 +354,8 @@ def train(
         disable=not (progress and world.is_main),
     )
     if clock.timed and evaluate is not None:
-        history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)))
+        began = clock.elapsed()
+        history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)), seconds=began)
     watch = LossWatch(device)
     for step in bar:
         model.train()
@@ -365,20 +373,25 @@ def train(
         if step % config.log_every == 0 or step == 1 or clock.is_last(step):
             watch.check(config.lr)
             logged = mean_over_ranks(loss, device, world)
-            history.log(step, {**last, "loss": logged})
+            history.log(step, {**last, "loss": logged}, seconds=clock.elapsed())
             rate = history.examples * units_per_example / clock.elapsed()
             bar.set_postfix({"loss": f"{logged:.4g}", f"{unit}/s": f"{rate:,.0f}"})
         if clock.is_last(step):
             finish_training(history, clock, on_trained)
         if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
-            history.log_eval(step, clock.evaluate(lambda: run_evaluation(model, evaluate)))
+            began = clock.elapsed()
+            history.log_eval(
+                step, clock.evaluate(lambda: run_evaluation(model, evaluate)), seconds=began
+            )
     if history.steps_done != clock.done:  # a timed run: its last step, now known
         watch.check(config.lr)
         if history.steps[-1] != clock.done:
-            history.log(clock.done, {**last, "loss": mean_over_ranks(last["loss"], device, world)})
+            logged = mean_over_ranks(last["loss"], device, world)
+            history.log(clock.done, {**last, "loss": logged}, seconds=clock.elapsed())
         finish_training(history, clock, on_trained)
     if evaluate is not None and (not history.eval_steps or history.eval_steps[-1] != clock.done):
-        history.log_eval(clock.done, run_evaluation(model, evaluate))
+        began = clock.elapsed()
+        history.log_eval(clock.done, run_evaluation(model, evaluate), seconds=began)
     history.seconds = clock.elapsed()  # the run's time, its final evaluation included
     return history
 

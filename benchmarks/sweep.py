@@ -51,6 +51,7 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "3layers-ctx64-lr3e-3": {"n_layer": 3, "block_size": 64, "batch_size": 16, "lr": 3e-3},
     "3layers-ctx64-batch8": {"n_layer": 3, "block_size": 64, "batch_size": 8},
     "2layers-ctx64": {"n_layer": 2, "block_size": 64, "batch_size": 16},
+    "2layers-ctx64-lr3e-3": {"n_layer": 2, "block_size": 64, "batch_size": 16, "lr": 3e-3},
     "3layers-ctx32": {"n_layer": 3, "block_size": 32, "batch_size": 32},
     "nanogpt-cpu": {
         "block_size": 64,

@@ -306,3 +306,13 @@ def test_a_nan_loss_is_reported_at_its_own_step_once_read(monkeypatch):
             device=torch.device("cpu"), compile_model=False, progress=False,
             on_trained=lambda history: pytest.fail("a diverged run is not handed over"),
         )  # fmt: skip
+
+
+def test_the_history_records_when_each_logged_step_and_evaluation_happened(clock):
+    """Lesson 08 plots loss against seconds: each logged step and each evaluation carries the run's
+    time (the fake clock: one second a step, 2.5 s an evaluation)."""
+    config = TrainConfig(steps=6, eval_every=3, log_every=2)
+    history, _ = run_linear_model(clock, config, step_seconds=1.0, eval_seconds=2.5)
+    assert history.steps == [1, 2, 4, 6]
+    assert history.step_seconds == [1.0, 2.0, 6.5, 8.5]  # the evaluation after step 3 took 2.5 s
+    assert history.eval_steps == [3, 6] and history.eval_seconds == [3.0, 8.5]

@@ -1,4 +1,5 @@
-"""Lesson 08's ablation: from a bigram to a GPT, one ingredient at a time."""
+"""Lesson 08's experiments: the ablation (from a bigram to a GPT, one ingredient at a time), and
+three shapes of GPT raced for the same minutes (which model is best for a budget)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_course import training
+from aigc_course import runtime, training
 from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
 from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.trainers import gpt as gpt_trainer
 from aigc_course.trainers.gpt import ShakespeareData, estimate_loss, random_blocks
 from aigc_course.training import TrainConfig
 
@@ -113,3 +115,39 @@ def ingredient_ablation(
             sum(p.numel() for p in model.parameters()),
         )
     return results
+
+
+#: Three shapes raced for the same minutes: the cpu profile's step-count recipe, the recipe the
+#: sweep found best for a few CPU-minutes (trainers.gpt.CPU_BUDGETS: fewer layers, a shorter context,
+#: smaller batches, a larger learning rate: more, cheaper steps), and a larger model. Changes to the cpu profile's GPT recipe.
+SHAPES: dict[str, dict[str, int]] = {
+    "4 layers x 128, context 128, batch 32": {},
+    "2 layers x 128, context 64, batch 16": {
+        "n_layer": 2,
+        "block_size": 64,
+        "batch_size": 16,
+        "lr": 3e-3,
+    },
+    "6 layers x 192, context 128, batch 32": {"n_layer": 6, "n_embd": 192, "n_head": 6},
+}
+
+
+def race(
+    profile: runtime.Profile,
+    shakespeare: ShakespeareData,
+    minutes: float | None,
+    steps: int | None = None,
+    device: torch.device | None = None,
+) -> dict[str, gpt_trainer.GPTRun]:
+    """Train each of :data:`SHAPES` for the same wall-clock ``minutes`` (or ``steps``: the smoke
+    profile's quick check), scored once at the end on the same 20 fixed validation batches.
+    Each run's ``history`` holds its training loss against ``step_seconds``."""
+    runs = {}
+    for name, changes in SHAPES.items():
+        recipe = gpt_trainer.recipe_for(profile, **changes)  # by steps: not the budget's recipe
+        recipe = training.override(
+            recipe, minutes=minutes, steps=steps or recipe.train.steps, eval_every=10**9,
+            eval_batches=20, log_every=5,
+        )  # fmt: skip
+        runs[name] = gpt_trainer.train(recipe, device, progress=False, shakespeare=shakespeare)
+    return runs

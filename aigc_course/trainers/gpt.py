@@ -40,6 +40,11 @@ class GPTRecipe:
 #: large enough for the data, not the compute, to be the limit (then the larger model catches up).
 CPU_BUDGETS: tuple[training.BudgetRecipe, ...] = (
     training.BudgetRecipe(
+        5.0,
+        {"n_layer": 2, "block_size": 64, "batch_size": 16, "lr": 3e-3},
+        "GPT by budget against nanoGPT's CPU command",
+    ),
+    training.BudgetRecipe(
         10.0,
         {"n_layer": 3, "block_size": 64, "batch_size": 16},
         "GPT recipes per CPU-minute",
