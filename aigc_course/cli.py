@@ -469,13 +469,9 @@ def _add_recipe_options(
     the defaults of the profile that ``argv`` names (or the automatic one), by field name."""
     from aigc_course import runtime, training
 
-    given = (
-        argv[argv.index("--profile") + 1 : argv.index("--profile") + 2]
-        if "--profile" in argv
-        else []
-    )
+    named = argv[argv.index("--profile") + 1] if "--profile" in argv[:-1] else None
     try:
-        profile = runtime.get_profile(given[0] if given and given[0] in PROFILE_NAMES else None)
+        profile = runtime.get_profile(named if named in PROFILE_NAMES else None)
     except CourseError:  # a bad AIGC_PROFILE: reported once the options are parsed
         profile = runtime.get_profile("cpu")
     recipe = importlib.import_module(trainable.module).recipe_for(profile)

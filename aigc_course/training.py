@@ -353,9 +353,16 @@ def train(
         desc=description,
         disable=not (progress and world.is_main),
     )
-    if clock.timed and evaluate is not None:
+
+    def log_evaluation(step: int, measured: bool = True) -> None:
+        """Evaluate and log it with the time it began (``measured``: its duration is kept free
+        at the end of a timed run, see :meth:`RunClock.evaluate`)."""
         began = clock.elapsed()
-        history.log_eval(0, clock.evaluate(lambda: run_evaluation(model, evaluate)), seconds=began)
+        evaluation = functools.partial(run_evaluation, model, evaluate)
+        history.log_eval(step, clock.evaluate(evaluation) if measured else evaluation(), began)
+
+    if clock.timed and evaluate is not None:
+        log_evaluation(0)
     watch = LossWatch(device)
     for step in bar:
         model.train()
@@ -379,10 +386,7 @@ def train(
         if clock.is_last(step):
             finish_training(history, clock, on_trained)
         if evaluate is not None and (step % config.eval_every == 0 or clock.is_last(step)):
-            began = clock.elapsed()
-            history.log_eval(
-                step, clock.evaluate(lambda: run_evaluation(model, evaluate)), seconds=began
-            )
+            log_evaluation(step)
     if history.steps_done != clock.done:  # a timed run: its last step, now known
         watch.check(config.lr)
         if history.steps[-1] != clock.done:
@@ -390,8 +394,7 @@ def train(
             history.log(clock.done, {**last, "loss": logged}, seconds=clock.elapsed())
         finish_training(history, clock, on_trained)
     if evaluate is not None and (not history.eval_steps or history.eval_steps[-1] != clock.done):
-        began = clock.elapsed()
-        history.log_eval(clock.done, run_evaluation(model, evaluate), seconds=began)
+        log_evaluation(clock.done, measured=False)
     history.seconds = clock.elapsed()  # the run's time, its final evaluation included
     return history
 
@@ -581,13 +584,18 @@ class BudgetRecipe:
     measured: str = ""
 
 
-def for_budget(recipe: R, table: tuple[BudgetRecipe, ...], minutes: float | None) -> R:
-    """``recipe`` with the changes of the first row of ``table`` whose budget covers ``minutes``
-    (a run by the clock); unchanged for a run by steps or beyond the table's last budget. A
-    learner's own options are applied after it, so they always win."""
+def budget_row(table: tuple[BudgetRecipe, ...], minutes: float | None) -> BudgetRecipe | None:
+    """The first row of ``table`` whose budget covers ``minutes`` (a run by the clock); None for a
+    run by steps or beyond the table's last budget."""
     if minutes is None:
-        return recipe
-    row = next((row for row in table if minutes <= row.up_to_minutes), None)
+        return None
+    return next((row for row in table if minutes <= row.up_to_minutes), None)
+
+
+def for_budget(recipe: R, table: tuple[BudgetRecipe, ...], minutes: float | None) -> R:
+    """``recipe`` with the changes of :func:`budget_row`'s row, or unchanged without one. A
+    learner's own options are applied after it, so they always win."""
+    row = budget_row(table, minutes)
     return recipe if row is None else override(recipe, **row.changes)
 
 

@@ -133,8 +133,9 @@ def main() -> None:
             tokens = history.examples * recipe.model.block_size
             changes = ", ".join(f"{k}={v}" for k, v in CANDIDATES[name].items()) or "(none)"
             if name == "budget":
-                changes = trainer.describe(recipe).split(", ")[0:2]
-                changes = "the budget's: " + ", ".join(changes)
+                row = training.budget_row(trainer.CPU_BUDGETS, minutes)
+                chosen = ", ".join(f"{k}={v}" for k, v in row.changes.items()) if row else "(none)"
+                changes = f"the budget's: {chosen}"
             print(
                 f"| {name} | {changes} | {'-' if minutes is None else f'{minutes:g}'} "
                 f"| {history.seconds:.0f} | {history.steps_done} × {recipe.batch_size} "

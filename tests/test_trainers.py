@@ -164,3 +164,18 @@ def test_each_budget_row_names_the_measurement_that_chose_it():
     sections = [line for line in results.splitlines() if line.startswith("#")]
     for row in gpt.CPU_BUDGETS:
         assert row.measured and any(row.measured in title for title in sections), row
+
+
+def test_lesson_08s_race_names_each_shape_as_its_recipe_is():
+    """The race's labels are what the learner reads in the plot: each must describe its recipe
+    (the cheap shape comes from the budget table, so a new table row cannot leave a stale label)."""
+    from aigc_course.lessons import lesson08
+    from aigc_course.trainers import gpt
+
+    cpu = runtime.get_profile("cpu")
+    for name, changes in lesson08.SHAPES.items():
+        recipe = gpt.recipe_for(cpu, **changes)
+        c = recipe.model
+        assert name == (
+            f"{c.n_layer} layers x {c.n_embd}, context {c.block_size}, batch {recipe.batch_size}"
+        )
