@@ -4,6 +4,9 @@ aigc-course doctor                     report the environment; exit 1 with fixes
 aigc-course data status                where each data set is (nothing is downloaded)
 aigc-course data fetch [NAME ...]      fill the cache ahead of time (default: the required sets)
 aigc-course build-exercises [--check]  make exercises/ from solutions/ (--check: only compare)
+aigc-course build-translations [--check | --sync]
+                                       build the Chinese edition (notebooks/zh, solutions/zh,
+                                       exercises/zh) from the English notebooks and translations/
 aigc-course execute-notebooks PATH...  run notebooks top to bottom and save their outputs
 aigc-course time-notebooks [--profile P] [PATH ...]
                                        time each notebook; write the table (and README's copy)
@@ -134,6 +137,29 @@ def cmd_build_exercises(args: argparse.Namespace) -> int:
             print("Run `aigc-course build-exercises` to regenerate exercises/.", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_build_translations(args: argparse.Namespace) -> int:
+    from aigc_course import notebook_tools
+    from aigc_course.notebook_tools import SolutionMarkerError
+    from aigc_course.translations import TranslationFormatError, build_translations
+
+    root = notebook_tools.repository_root()
+    try:
+        report = build_translations(root, args.language, check=args.check, sync=args.sync)
+    except (TranslationFormatError, SolutionMarkerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in report.written:
+        print(f"wrote      {path.relative_to(root)}")
+    for problem in report.problems:
+        print(f"TRANSLATION {problem}", file=sys.stderr)
+    for problem in report.out_of_date:
+        print(f"OUT OF SYNC {problem}", file=sys.stderr)
+    print(f"{len(report.up_to_date)} files up to date, {len(report.written)} written")
+    if report.out_of_date and args.check:
+        print("Run `aigc-course build-translations` to rebuild the edition.", file=sys.stderr)
+    return 1 if report.out_of_date or report.problems else 0
 
 
 def cmd_execute_notebooks(args: argparse.Namespace) -> int:
@@ -539,6 +565,21 @@ def build_parser(
         "--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of sync"
     )
     exercises.set_defaults(run=cmd_build_exercises)
+
+    translations = commands.add_parser(
+        "build-translations", help="build the Chinese edition from the English notebooks"
+    )
+    mode = translations.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the edition is out of date"
+    )
+    mode.add_argument(
+        "--sync",
+        action="store_true",
+        help="rewrite translations/ in cell order, adding each untranslated cell's English text",
+    )
+    translations.add_argument("--language", default="zh", choices=["zh"], help="the edition")
+    translations.set_defaults(run=cmd_build_translations)
 
     execute = commands.add_parser(
         "execute-notebooks", help="run notebooks in fresh kernels and save their outputs"

@@ -41,17 +41,25 @@ def badge_targets(markdown: str) -> list[str]:
     return _BADGE_LINK.findall(markdown)
 
 
-def colab_setup_source() -> str:
+LANGUAGE_COMMENTS = {
+    "en": "the language of feedback and messages (the Chinese edition, notebooks/zh: zh)",
+    "zh": "反馈与提示信息的语言（英文版 notebooks/ 中为 en）",
+}
+
+
+def colab_setup_source(language: str = "en") -> str:
     """The first code cell of every notebook: installs the course in Colab, does nothing elsewhere.
 
     It is safe to run twice (the clone is skipped when present), and it keeps Colab's own torch
     and ipywidgets: the course's requirements (``torch>=2.3``, ``ipywidgets>=7.7``) accept them.
+    Its language line (``AIGC_LANG``) is the one line of code in which the editions differ.
     """
-    return f"""# Set-up: in Google Colab this installs the course (safe to run again); elsewhere it does nothing.
+    return f"""# Set-up: the language of messages; in Google Colab, also installs the course (safe to run again).
+import os
 import sys
 
+os.environ["AIGC_LANG"] = "{language}"  # {LANGUAGE_COMMENTS[language]}
 if "google.colab" in sys.modules:
-    import os
     import subprocess
 
     REPOSITORY = "{REPOSITORY_URL}"

@@ -78,6 +78,14 @@ VARIABLES: dict[str, Variable] = {
             ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
         ),
         Variable(
+            "AIGC_LANG",
+            "choice",
+            "the language of the checks' feedback, the course's errors and lesson 00's report "
+            "(every notebook's set-up cell sets it: the Chinese edition's to zh)",
+            "en",
+            ("en", "zh"),
+        ),
+        Variable(
             "AIGC_DATA_DIR",
             "path",
             "the data and checkpoint cache",
