@@ -13,6 +13,18 @@ import platform
 import torch
 
 from aigc_course import data, runtime, settings
+from aigc_course.i18n import _
+
+LABEL_WIDTH = 11  # display columns: a CJK character takes two
+
+
+def _row(label: str, value: str) -> str:
+    """``label`` padded to :data:`LABEL_WIDTH` display columns, then ``value``."""
+    width = sum(
+        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1
+        for character in label
+    )
+    return label + " " * max(1, LABEL_WIDTH - width) + value
 
 
 def _package_versions() -> str:
@@ -23,17 +35,24 @@ def _package_versions() -> str:
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            versions.append(f"{name} MISSING (pip install {name})")
+            versions.append(_("{name} MISSING (pip install {name})").format(name=name))
     return ", ".join(versions)
 
 
 def environment_report() -> str:
     """One short report of this environment: the setup notebook and ``aigc-course doctor`` print it."""
     lines = [
-        f"Python     {platform.python_version()} on {platform.system()} {platform.machine()}"
-        + (" (Google Colab)" if runtime.in_colab() else ""),
-        f"PyTorch    {torch.__version__}",
-        f"packages   {_package_versions()}",
+        _row(
+            "Python",
+            _("{version} on {system} {machine}").format(
+                version=platform.python_version(),
+                system=platform.system(),
+                machine=platform.machine(),
+            )
+            + (" (Google Colab)" if runtime.in_colab() else ""),
+        ),
+        _row("PyTorch", torch.__version__),
+        _row(_("packages"), _package_versions()),
     ]
     try:
         device = runtime.get_device()
@@ -41,18 +60,23 @@ def environment_report() -> str:
         precision = runtime.choose_precision(device)
         compile_ok, compile_why = runtime.compile_support(device.type)
         lines += [
-            f"device     {runtime.describe_device(device)}",
-            f"profile    {profile.name} ({profile.source}): {profile.description}",
-            f"precision  {precision.name}"
-            + (" with a gradient scaler" if precision.needs_grad_scaler else ""),
-            f"compile    {'yes' if compile_ok else 'no'}: {compile_why}",
+            _row(_("device"), runtime.describe_device(device)),
+            _row(_("profile"), f"{profile.name} ({profile.source}): {profile.description}"),
+            _row(_("precision"), precision.name)
+            + (_(" with a gradient scaler") if precision.needs_grad_scaler else ""),
+            _row(_("compile"), (_("yes") if compile_ok else _("no")) + f": {compile_why}"),
         ]
     except settings.RuntimeConfigError as error:  # the settings below say which one
-        lines.append(f"device     NOT CHOSEN: {error}")
-    lines.append(f"data cache {data.cache_dir()} ({cache_state()})")
+        lines.append(_row(_("device"), _("NOT CHOSEN: {error}").format(error=error)))
+    lines.append(_row(_("data cache"), f"{data.cache_dir()} ({cache_state()})"))
     for status in data.dataset_status():
-        lines.append(f"data       {status.summary()}")
-    lines.append("settings   the environment variables the course reads (aigc_course/settings.py):")
+        lines.append(_row(_("data"), status.summary()))
+    lines.append(
+        _row(
+            _("settings"),
+            _("the environment variables the course reads (aigc_course/settings.py):"),
+        )
+    )
     lines += [f"  {line}" for line in settings.report()]
     return "\n".join(lines)
 
@@ -60,7 +84,9 @@ def environment_report() -> str:
 def cache_state() -> str:
     """ "writable", or why the data cache cannot be written (it is probed: a file made and removed)."""
     problem = cache_problem()
-    return "writable" if problem is None else f"NOT WRITABLE: {problem}"
+    return (
+        _("writable") if problem is None else _("NOT WRITABLE: {problem}").format(problem=problem)
+    )
 
 
 def cache_problem() -> str | None:
@@ -72,13 +98,17 @@ def cache_problem() -> str | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return f"{existing} is a file, not a folder; set AIGC_DATA_DIR to a folder"
+        return _("{path} is a file, not a folder; set AIGC_DATA_DIR to a folder").format(
+            path=existing
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
             pass
     except OSError as error:
-        return f"{error.strerror or error}; set AIGC_DATA_DIR to a folder you can write"
+        return _("{error}; set AIGC_DATA_DIR to a folder you can write").format(
+            error=error.strerror or error
+        )
     return None
 
 
@@ -91,7 +121,11 @@ def problems() -> list[str]:
         found.append(str(error))
     problem = cache_problem()
     if problem is not None:
-        found.append(f"the data cache {data.cache_dir()} cannot be written: {problem}")
+        found.append(
+            _("the data cache {path} cannot be written: {problem}").format(
+                path=data.cache_dir(), problem=problem
+            )
+        )
     return found
 
 
@@ -110,15 +144,15 @@ def report() -> int:
     found = problems()
     print(environment_report())
     if found:
-        print("\nNOT READY:")
+        print("\n" + _("NOT READY:"))
         for line in found:
             print(f"  - {line}")
         return 2
     missing = missing_data()
     if missing:
-        print("\nNOT READY: required data is missing.")
+        print("\n" + _("NOT READY: required data is missing."))
         for line in missing:
             print(f"  - {line}")
         return 1
-    print("\nREADY: everything the lessons need is here.")
+    print("\n" + _("READY: everything the lessons need is here."))
     return 0

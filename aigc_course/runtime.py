@@ -28,6 +28,7 @@ import torch
 import aigc_course
 from aigc_course import settings
 from aigc_course.errors import CourseError
+from aigc_course.i18n import _
 from aigc_course.settings import RuntimeConfigError
 
 ProfileName = Literal["smoke", "cpu", "gpu"]
@@ -141,9 +142,9 @@ class Profile:
     @property
     def description(self) -> str:
         return {
-            "smoke": "smallest runs that exercise every code path (CI, quick checks)",
-            "cpu": "real results in minutes on a laptop CPU",
-            "gpu": "the full recipe on a CUDA GPU",
+            "smoke": _("smallest runs that exercise every code path (CI, quick checks)"),
+            "cpu": _("real results in minutes on a laptop CPU"),
+            "gpu": _("the full recipe on a CUDA GPU"),
         }[self.name]
 
     def __str__(self) -> str:
@@ -237,15 +238,18 @@ def compile_support(
         triton_available = importlib.util.find_spec("triton") is not None
     env_value = env_value if env_value is not None else settings.raw("AIGC_COMPILE")
     if env_value and not settings.parse_switch("AIGC_COMPILE", env_value):
-        return False, "switched off by AIGC_COMPILE"
+        return False, _("switched off by AIGC_COMPILE")
     if device_type != "cuda":
-        return False, f"not used on {device_type} (only worth it on a CUDA GPU)"
+        return False, _("not used on {device} (only worth it on a CUDA GPU)").format(
+            device=device_type
+        )
     if not hasattr(torch, "compile"):
-        return False, f"torch {torch.__version__} has no torch.compile"
+        return False, _("torch {version} has no torch.compile").format(version=torch.__version__)
     if not triton_available:
-        where = "on Windows " if system == "Windows" else ""
-        return False, f"Triton is not installed {where}(torch.compile needs it for CUDA)"
-    return True, "CUDA with Triton"
+        if system == "Windows":
+            return False, _("Triton is not installed on Windows (torch.compile needs it for CUDA)")
+        return False, _("Triton is not installed (torch.compile needs it for CUDA)")
+    return True, _("CUDA with Triton")
 
 
 def maybe_compile(
@@ -327,13 +331,18 @@ def describe_device(device: torch.device) -> str:
     """A short name for the device, with its memory for a GPU."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return (
-            f"{device} ({props.name}, {props.total_memory / 2**30:.1f} GiB, "
-            f"compute capability {props.major}.{props.minor})"
+        return _("{device} ({name}, {memory} GiB, compute capability {major}.{minor})").format(
+            device=device,
+            name=props.name,
+            memory=f"{props.total_memory / 2**30:.1f}",
+            major=props.major,
+            minor=props.minor,
         )
     if device.type == "mps":
-        return "mps (Apple GPU; asked for with AIGC_DEVICE)"
-    return f"cpu ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads for torch)"
+        return _("mps (Apple GPU; asked for with AIGC_DEVICE)")
+    return _("cpu ({cores} logical cores, {threads} threads for torch)").format(
+        cores=os.cpu_count(), threads=torch.get_num_threads()
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from aigc_course import PROFILE_NAMES
 from aigc_course.errors import SettingError
+from aigc_course.i18n import N_, _
 
 
 class RuntimeConfigError(SettingError):
@@ -53,71 +54,78 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "AIGC_DEVICE",
             "device",
-            "the device to compute on: cpu, cuda, cuda:N or mps",
-            "CUDA if present, else the CPU",
+            N_("the device to compute on: cpu, cuda, cuda:N or mps"),
+            N_("CUDA if present, else the CPU"),
         ),
         Variable(
             "AIGC_PROFILE",
             "choice",
-            "the run profile of the lessons and commands",
-            "gpu on a CUDA GPU, cpu otherwise",
+            N_("the run profile of the lessons and commands"),
+            N_("gpu on a CUDA GPU, cpu otherwise"),
             PROFILE_NAMES,
         ),
         Variable(
             "AIGC_COMPILE",
             "switch",
-            "0 switches torch.compile off",
-            "compiled where it pays off (CUDA with Triton)",
+            N_("0 switches torch.compile off"),
+            N_("compiled where it pays off (CUDA with Triton)"),
         ),
         Variable(
             "AIGC_COMPILE_MODE",
             "choice",
-            "torch.compile's mode where the course compiles: reduce-overhead replays CUDA graphs "
-            "(fewer kernel launches: a small model's steps), max-autotune also tunes the kernels",
-            "PyTorch's default mode",
+            N_(
+                "torch.compile's mode where the course compiles: reduce-overhead replays CUDA graphs "
+                "(fewer kernel launches: a small model's steps), max-autotune also tunes the kernels"
+            ),
+            N_("PyTorch's default mode"),
             ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
         ),
         Variable(
             "AIGC_LANG",
             "choice",
-            "the language of the checks' feedback, the course's errors and lesson 00's report "
-            "(every notebook's set-up cell sets it: the Chinese edition's to zh)",
-            "en",
+            N_(
+                "the language of the checks' feedback, the course's errors and lesson 00's report "
+                "(every notebook's set-up cell sets it: the Chinese edition's to zh)"
+            ),
+            N_("en"),
             ("en", "zh"),
         ),
         Variable(
             "AIGC_DATA_DIR",
             "path",
-            "the data and checkpoint cache",
-            "the clone's data/ folder, else ~/.cache/aigc-course",
+            N_("the data and checkpoint cache"),
+            N_("the clone's data/ folder, else ~/.cache/aigc-course"),
         ),
         Variable(
             "AIGC_DATA_PATH",
             "paths",
-            f"more read-only data folders, separated by '{os.pathsep}'",
-            "none",
+            N_("more read-only data folders, separated by the system's path separator (: or ;)"),
+            N_("none"),
         ),
-        Variable("AIGC_OFFLINE", "switch", "1: never download", "downloads allowed"),
+        Variable("AIGC_OFFLINE", "switch", N_("1: never download"), N_("downloads allowed")),
         Variable(
             "AIGC_IGNORE_SYSTEM_DATA",
             "switch",
-            "1: do not use system copies of the data (Debian's packages)",
-            "system copies used",
+            N_("1: do not use system copies of the data (Debian's packages)"),
+            N_("system copies used"),
         ),
         Variable(
             "AIGC_DIST_TIMEOUT",
             "seconds",
-            "seconds a process of a data-parallel run waits for the others",
+            N_("seconds a process of a data-parallel run waits for the others"),
             f"{DEFAULT_TIMEOUT_SECONDS}",
         ),
         Variable(
-            "AIGC_DEBUG", "switch", "1: full tracebacks of the course's errors", "one-line errors"
+            "AIGC_DEBUG",
+            "switch",
+            N_("1: full tracebacks of the course's errors"),
+            N_("one-line errors"),
         ),
         Variable(
             "AIGC_CHECKS_STRICT",
             "switch",
-            "1: an exercise check also raises on a wrong answer (the test suite)",
-            "a check prints its verdict",
+            N_("1: an exercise check also raises on a wrong answer (the test suite)"),
+            N_("a check prints its verdict"),
         ),
     )
 }
@@ -143,8 +151,10 @@ def parse_switch(name: str, value: str | None) -> bool:
     if value.lower() in ON:
         return True
     raise RuntimeConfigError(
-        f"{name}={value!r} is not a switch: use 1 or 0 (also true/false, yes/no, on/off), or unset "
-        f"it ({VARIABLES[name].help})"
+        _(
+            "{setting} is not a switch: use 1 or 0 (also true/false, yes/no, on/off), or unset "
+            "it ({help})"
+        ).format(setting=f"{name}={value!r}", help=_(VARIABLES[name].help))
     )
 
 
@@ -156,8 +166,14 @@ def choice(name: str) -> str | None:
     options = VARIABLES[name].choices
     if value.lower() not in options:
         raise RuntimeConfigError(
-            f"{name}={value!r} is not one of {', '.join(options)}: use one of them, or unset it "
-            f"to get the default ({VARIABLES[name].unset})"
+            _(
+                "{setting} is not one of {choices}: use one of them, or unset it to get the "
+                "default ({default})"
+            ).format(
+                setting=f"{name}={value!r}",
+                choices=", ".join(options),
+                default=_(VARIABLES[name].unset),
+            )
         )
     return value.lower()
 
@@ -173,8 +189,10 @@ def seconds(name: str, default: float, maximum: float) -> float:
         number = math.nan
     if not 0 < number <= maximum:  # also refuses inf and nan
         raise RuntimeConfigError(
-            f"{name}={value!r} must be a number of seconds above 0 and at most {maximum:,.0f} "
-            f"(default {default:g})"
+            _(
+                "{setting} must be a number of seconds above 0 and at most {maximum} "
+                "(default {default})"
+            ).format(setting=f"{name}={value!r}", maximum=f"{maximum:,.0f}", default=f"{default:g}")
         )
     return number
 
@@ -219,14 +237,18 @@ def report() -> list[str]:
             check(variable)
             problem = ""
         except RuntimeConfigError as error:
-            problem = f"  INVALID: {error}"
-        shown = f"{value}" if value is not None else f"unset: {variable.unset}"
+            problem = "  " + _("INVALID: {error}").format(error=error)
+        shown = (
+            f"{value}"
+            if value is not None
+            else _("unset: {default}").format(default=_(variable.unset))
+        )
         lines.append(f"{variable.name:<24} {shown}{problem}")
     for name in sorted(os.environ):
         if name.startswith("AIGC_") and name not in VARIABLES:
             close = difflib.get_close_matches(name, VARIABLES, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            lines.append(f"{name:<24} not a variable the course reads{hint}")
+            hint = _(" (did you mean {name}?)").format(name=close[0]) if close else ""
+            lines.append(f"{name:<24} " + _("not a variable the course reads") + hint)
     return lines
 
 

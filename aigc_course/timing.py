@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from aigc_course.errors import CourseError
+from aigc_course.i18n import _
 
 PROBE_TAG = "AIGC_TIMING "
 
@@ -92,11 +93,19 @@ def time_notebook(
             client.execute()
         except CellExecutionError as error:
             message = str(error).strip().splitlines()[-1][:300]
-            raise TimingError(f"{path} failed under the {profile} profile: {message}") from None
+            raise TimingError(
+                _("{path} failed under the {profile} profile: {message}").format(
+                    path=path, profile=profile, message=message
+                )
+            ) from None
         seconds = time.perf_counter() - started
     report = _probe_report(notebook.cells.pop())
     if report is None:
-        raise TimingError(f"{path}: the timing probe printed nothing (was the kernel restarted?)")
+        raise TimingError(
+            _("{path}: the timing probe printed nothing (was the kernel restarted?)").format(
+                path=path
+            )
+        )
     if save:
         save_executed(notebook, path)
     return NotebookTiming(
@@ -142,7 +151,7 @@ def format_bytes(count: int | None) -> str:
 def time_table(rows: list[NotebookTiming], command: str, when: date | None = None) -> str:
     """The markdown table of ``rows``, with a line saying how and where it was measured."""
     if not rows:
-        raise ValueError("no notebooks were timed: nothing to put in a table")
+        raise ValueError(_("no notebooks were timed: nothing to put in a table"))
     when = when or date.today()
     with_gpu = any(row.gpu_peak_bytes is not None for row in rows)
     header = ["Notebook", "Profile", "Device", "Wall time", "Peak memory (RAM)"]
@@ -179,7 +188,7 @@ def parse_duration(text: str) -> int:
     units = {"h": 3600, "min": 60, "s": 1}
     found = re.findall(r"(\d+) (h|min|s)\b", text)
     if not found:
-        raise ValueError(f"not a duration: {text!r}")
+        raise ValueError(_("not a duration: {text}").format(text=repr(text)))
     return sum(int(number) * units[unit] for number, unit in found)
 
 
@@ -197,7 +206,7 @@ def merge_table(existing: str, update: str, command: str, when: date | None = No
     new_rows = {m.group(1): line for line in new_lines if (m := _ROW.match(line))}
     header = [line for line in old_lines if line.startswith("| Notebook")]
     if not header or header[0] != next(line for line in new_lines if line.startswith("| Notebook")):
-        raise ValueError("the existing table has other columns: time every notebook instead")
+        raise ValueError(_("the existing table has other columns: time every notebook instead"))
     rows, seen = [], set()
     for line in old_lines:
         m = _ROW.match(line)
@@ -226,10 +235,12 @@ def replace_marked_block(text: str, profile: str, block: str) -> str:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.DOTALL)
     if len(pattern.findall(text)) != 1:
         raise ValueError(
-            f"expected exactly one pair of markers {begin} ... {end}; add them where the "
-            f"{profile} table belongs"
+            _(
+                "expected exactly one pair of markers {begin} ... {end}; add them where the "
+                "{profile} table belongs"
+            ).format(begin=begin, end=end, profile=profile)
         )
-    return pattern.sub(lambda _: f"{begin}\n{block.rstrip()}\n{end}", text)
+    return pattern.sub(lambda _match: f"{begin}\n{block.rstrip()}\n{end}", text)
 
 
 def time_notebooks(
@@ -250,25 +261,39 @@ def time_notebooks(
     paths = [Path(path).resolve() for path in names] or sorted((root / "notebooks").glob("*.ipynb"))
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        print(
+            _("error: no such notebook: {paths}").format(paths=", ".join(missing)),
+            file=sys.stderr,
+        )
         return 2
     rows, failures = [], []
     for path in paths:
         label = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-        print(f"timing  {label} ({profile}) ...", flush=True)
+        print(
+            _("timing  {notebook} ({profile}) ...").format(notebook=label, profile=profile),
+            flush=True,
+        )
         try:
             row = time_notebook(path, profile, timeout=timeout, label=label, save=save)
         except TimingError as error:
-            print(f"FAILED  {error}", file=sys.stderr)
+            print(_("FAILED  {error}").format(error=error), file=sys.stderr)
             failures.append(label)
             continue
         print(
-            f"        {format_duration(row.seconds)}, "
-            f"{format_bytes(row.peak_rss_bytes)} RAM on {row.device}"
+            "        "
+            + _("{duration}, {memory} RAM on {device}").format(
+                duration=format_duration(row.seconds),
+                memory=format_bytes(row.peak_rss_bytes),
+                device=row.device,
+            )
         )
         rows.append(row)
     if failures:
-        print(f"not written: {len(failures)} notebook(s) failed: {', '.join(failures)}")
+        print(
+            _("not written: {count} notebook(s) failed: {notebooks}").format(
+                count=len(failures), notebooks=", ".join(failures)
+            )
+        )
         return 1
     command = " ".join(["aigc-course time-notebooks", f"--profile {profile}", *names])
     table = time_table(rows, command)
@@ -283,19 +308,26 @@ def time_notebooks(
             )
             merged = True
         except (ValueError, StopIteration) as error:
-            print(f"error: cannot update {output}: {error}", file=sys.stderr)
+            print(
+                _("error: cannot update {path}: {error}").format(path=output, error=error),
+                file=sys.stderr,
+            )
             return 2
     files.write_text(output, title + table)
-    print(f"\n{table}\n{'updated' if merged else 'wrote  '} {output}")
+    written = _("updated {path}") if merged else _("wrote   {path}")
+    print(f"\n{table}\n" + written.format(path=output))
     if names and not merged and readme is None:
-        print("README not updated: it shows every lesson (time them all, or pass --readme)")
+        print(_("README not updated: it shows every lesson (time them all, or pass --readme)"))
     elif readme != "none":
         readme = Path(readme or root / "README.md")
         try:
             text = replace_marked_block(readme.read_text(encoding="utf-8"), profile, table)
         except ValueError as error:
-            print(f"README not updated ({readme}): {error}", file=sys.stderr)
+            print(
+                _("README not updated ({path}): {error}").format(path=readme, error=error),
+                file=sys.stderr,
+            )
             return 1
         files.write_text(readme, text)
-        print(f"updated {readme}")
+        print(_("updated {path}").format(path=readme))
     return 0

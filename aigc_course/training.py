@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from aigc_course import checkpoints, distributed, runtime
 from aigc_course.errors import CourseError, SettingError
+from aigc_course.i18n import N_, _
 from aigc_course.validators import CommandOption
 
 R = TypeVar("R")
@@ -68,7 +69,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise SettingError(
-                f"minutes must be a positive number of minutes, got {self.minutes!r}"
+                _("minutes must be a positive number of minutes, got {value}").format(
+                    value=repr(self.minutes)
+                )
             )
         counts = {
             "steps": self.steps,
@@ -78,14 +81,26 @@ class TrainConfig:
         }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
-                raise SettingError(f"{name} must be a whole number of at least 1, got {value!r}")
+                raise SettingError(
+                    _("{name} must be a whole number of at least 1, got {value}").format(
+                        name=name, value=repr(value)
+                    )
+                )
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise SettingError(f"the learning rate must be positive, got {self.lr!r}")
+            raise SettingError(
+                _("the learning rate must be positive, got {value}").format(value=repr(self.lr))
+            )
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise SettingError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+            raise SettingError(
+                _("weight_decay must be 0 or more, got {value}").format(
+                    value=repr(self.weight_decay)
+                )
+            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise SettingError(
-                f"grad_clip must be positive (or None: no clipping), got {self.grad_clip!r}"
+                _("grad_clip must be positive (or None: no clipping), got {value}").format(
+                    value=repr(self.grad_clip)
+                )
             )
 
 
@@ -141,9 +156,11 @@ def check_finite(loss: torch.Tensor, step: int, lr: float) -> None:
     value = loss.detach().float().item()
     if not math.isfinite(value):
         raise NonFiniteLossError(
-            f"the loss became {value} at step {step}; training stopped. Try: a lower learning rate "
-            f"(now {lr:g}), gradient clipping (TrainConfig.grad_clip), checking the inputs for NaN, "
-            "or full precision (AIGC_DEVICE=cpu, or a GPU with bf16)."
+            _(
+                "the loss became {value} at step {step}; training stopped. Try: a lower learning "
+                "rate (now {lr}), gradient clipping (TrainConfig.grad_clip), checking the inputs "
+                "for NaN, or full precision (AIGC_DEVICE=cpu, or a GPU with bf16)."
+            ).format(value=value, step=step, lr=f"{lr:g}")
         )
 
 
@@ -308,7 +325,7 @@ def train(
     precision: runtime.Precision | None = None,
     compile_model: bool | None = None,
     progress: bool = True,
-    description: str = "training",
+    description: str = N_("training"),
     lr_schedule: Callable[[int, int], float] | None = None,
     units_per_example: int = 1,
     unit: str = "examples",
@@ -322,12 +339,12 @@ def train(
     without gradients (under a time budget also before the first, to measure its cost).
     ``compile_model=None`` compiles where :func:`runtime.compile_support` allows it.
     ``lr_schedule(index, total)`` sets the learning rate of every parameter group before each
-    step, from the step's position in the run (:meth:`RunClock.position`). The progress bar
-    shows the loss and the rate in ``unit``s per second (``units_per_example`` of them per
-    example, e.g. tokens per sequence). ``on_trained(history)`` is called once, after the last
-    optimizer step and before the final evaluation (the caller saves the weights there, so that
-    an interrupt during the evaluation loses only the evaluation). Returns the :class:`History`;
-    the model is trained in place.
+    step, from the step's position in the run (:meth:`RunClock.position`). The progress bar,
+    titled ``description`` (marked with ``N_``, shown translated), shows the loss and the rate in
+    ``unit``s per second (``units_per_example`` of them per example, e.g. tokens per sequence).
+    ``on_trained(history)`` is called once, after the last optimizer step and before the final
+    evaluation (the caller saves the weights there, so that an interrupt during the evaluation
+    loses only the evaluation). Returns the :class:`History`; the model is trained in place.
 
     The step itself is ``loss_fn``'s gradient, averaged over the ranks, clipped, and one step of
     ``optimizer`` (AdamW by default; see :func:`gradient_update`). A model trained otherwise (two
@@ -350,7 +367,7 @@ def train(
     bar = tqdm(
         clock,
         total=None if clock.timed else config.steps,
-        desc=description,
+        desc=_(description),
         disable=not (progress and world.is_main),
     )
 
@@ -473,10 +490,11 @@ def accumulate_gradients(
     no_sync = getattr(parallel_model, "no_sync", None)  # DDP's; a plain module has none
     total_loss = torch.zeros((), device=device)
     sums: dict[str, float] = {}
+    # The words of the errors below, looked up once per step rather than per micro-batch.
+    micro_batches, options = _("micro-batches"), _("--batch-size or --accumulation-steps")
+    averaging = _("gradient averaging")
     for index in range(parts):
-        micro = distributed.slice_rows(
-            batch, index, parts, "micro-batches", "--batch-size or --accumulation-steps"
-        )
+        micro = distributed.slice_rows(batch, index, parts, micro_batches, options)
         micro = to_device(micro, device)
         last = index == parts - 1
         with contextlib.nullcontext() if last or no_sync is None else no_sync():
@@ -485,7 +503,7 @@ def accumulate_gradients(
             scaled = loss / parts if parts > 1 else loss
             # Under DDP the last backward also averages the gradients over the ranks.
             backward = functools.partial(runtime.backward, scaled, scaler)
-            distributed.collective(backward, "gradient averaging")
+            distributed.collective(backward, averaging)
         total_loss += loss.detach().float()
         for name, value in metrics.items():
             sums[name] = sums.get(name, 0.0) + value
@@ -519,11 +537,15 @@ def random_batches(
 def check_batch_fits(batch_size: int, examples: int) -> None:
     """Refuse a batch larger than the training data, saying which sizes it allows."""
     if examples < 1:
-        raise SettingError("there are no training examples to draw batches from")
+        raise SettingError(_("there are no training examples to draw batches from"))
     if not 1 <= batch_size <= examples:
         raise SettingError(
-            f"a batch of {batch_size:,} examples does not fit in the {examples:,} training "
-            f"examples: use --batch-size {min(examples, 64)} or another value from 1 to {examples:,}"
+            _(
+                "a batch of {batch_size} examples does not fit in the {examples} training "
+                "examples: use --batch-size {suggested} or another value from 1 to {examples}"
+            ).format(
+                batch_size=f"{batch_size:,}", examples=f"{examples:,}", suggested=min(examples, 64)
+            )
         )
 
 
@@ -616,7 +638,9 @@ def override(recipe: R, **overrides: Any) -> R:
         if owner is None:
             known = sorted(set().union(*fields.values()))
             raise SettingError(
-                f"{type(recipe).__name__} has no setting {name!r}; the settings are: {', '.join(known)}"
+                _("{recipe} has no setting {name}; the settings are: {settings}").format(
+                    recipe=type(recipe).__name__, name=repr(name), settings=", ".join(known)
+                )
             )
         changes[owner][name] = value
     changed = dataclasses.replace(
@@ -627,7 +651,11 @@ def override(recipe: R, **overrides: Any) -> R:
     )
     batch_size = getattr(changed, "batch_size", 1)
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise SettingError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        raise SettingError(
+            _("batch_size must be a whole number of at least 1, got {value}").format(
+                value=repr(batch_size)
+            )
+        )
     return changed
 
 
@@ -679,19 +707,26 @@ class Loaded:
 def describe_length(config: TrainConfig) -> str:
     """How long a run is, for a trainer's one-line description: "2000 steps" or "3 minutes of steps"."""
     if config.minutes is None:
-        return f"{config.steps} steps"
-    return f"{config.minutes:g} minute{'' if config.minutes == 1 else 's'} of steps"
+        return _("{steps} steps").format(steps=config.steps)
+    if config.minutes == 1:
+        return _("{minutes} minute of steps").format(minutes=f"{config.minutes:g}")
+    return _("{minutes} minutes of steps").format(minutes=f"{config.minutes:g}")
 
 
-def training_rows(run: Run, rate: str = "images/s", rate_metric: str = "images_per_second") -> dict:
-    """The first rows of every trainer's summary: steps, training speed and training time."""
+def training_rows(
+    run: Run, rate: str = N_("images/s"), rate_metric: str = "images_per_second"
+) -> dict:
+    """The first rows of every trainer's summary: steps, training speed and training time (the
+    rows' names translated; ``rate``, the speed's, marked with ``N_``)."""
     budget = run.history.budget_minutes
     return {
-        "steps": run.history.steps_done
+        _("steps"): run.history.steps_done
         if budget is None
-        else f"{run.history.steps_done:,} in a budget of {budget:g} min",
-        rate: run.metrics[rate_metric],
-        "train time [s]": run.metrics["train_seconds"],
+        else _("{steps} in a budget of {minutes} min").format(
+            steps=f"{run.history.steps_done:,}", minutes=f"{budget:g}"
+        ),
+        _(rate): run.metrics[rate_metric],
+        _("train time [s]"): run.metrics["train_seconds"],
     }
 
 

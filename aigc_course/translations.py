@@ -152,7 +152,8 @@ class NotebookProblems:
         kinds = [
             ("has no translation", self.missing),
             (
-                "changed in English after it was translated (rewrite it, then update its hash)",
+                "changed in English after it was translated (rewrite it, then give its header "
+                "the new hash after the arrow)",
                 self.stale,
             ),
             ("holds no Chinese yet", self.untranslated),
@@ -182,7 +183,9 @@ def translate_notebook(
             problems.missing.append(cell.id)
             continue
         if entry.english_hash != source_hash(cell.source):
-            problems.stale.append(cell.id)
+            problems.stale.append(
+                f"{cell.id} (en {entry.english_hash} → {source_hash(cell.source)})"
+            )
         if not has_chinese(entry.text):
             problems.untranslated.append(cell.id)
         cell.source = localise_links(entry.text, language)

@@ -20,46 +20,55 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aigc_course.i18n import _
 
-def _number(text: str, kind: type, lowest: float, inclusive: bool, what: str):
+
+def _number(text: str, kind: type, lowest: float, inclusive: bool, expected: str):
+    """``text`` as a ``kind`` of at least (or, not ``inclusive``, above) ``lowest``; otherwise the
+    message ``expected`` (a translated ``"expected ..., got {given}"``)."""
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(expected.format(given=repr(text))) from None
     too_low = value < lowest if inclusive else value <= lowest
     if too_low or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        raise argparse.ArgumentTypeError(expected.format(given=repr(text)))
     return value
 
 
 def count(text: str) -> int:
     """An option that counts something (steps, tokens, images): a whole number of at least 1."""
-    return _number(text, int, 1, True, "a whole number of at least 1")
+    return _number(text, int, 1, True, _("expected a whole number of at least 1, got {given}"))
 
 
 def seed(text: str) -> int:
     """A random seed: a whole number PyTorch's generators take, 0 to 2**64 - 1."""
-    value = _number(text, int, 0, True, "a whole number from 0 to 2**64 - 1")
+    value = _number(
+        text, int, 0, True, _("expected a whole number from 0 to 2**64 - 1, got {given}")
+    )
     if value >= 2**64:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number from 0 to 2**64 - 1 (a 64-bit seed), got {text!r}"
+            _("expected a whole number from 0 to 2**64 - 1 (a 64-bit seed), got {given}").format(
+                given=repr(text)
+            )
         )
     return value
 
 
 def non_negative_float(text: str) -> float:
-    return _number(text, float, 0.0, True, "a number of 0 or more")
+    return _number(text, float, 0.0, True, _("expected a number of 0 or more, got {given}"))
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, 0.0, False, "a number above 0")
+    return _number(text, float, 0.0, False, _("expected a number above 0, got {given}"))
 
 
 def probability_mass(text: str) -> float:
     """A top-p nucleus: a number in (0, 1]."""
-    value = _number(text, float, 0.0, False, "a number in (0, 1]")
+    expected = _("expected a number in (0, 1], got {given}")
+    value = _number(text, float, 0.0, False, expected)
     if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(expected.format(given=repr(text)))
     return value
 
 
@@ -68,7 +77,9 @@ def speaker_name(text: str) -> str:
     apostrophes, dots or hyphens ("PETRUCHIO", "First Citizen")."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z .'-]{0,39}", text.strip()):
         raise argparse.ArgumentTypeError(
-            f"expected a speaker's name as the script writes it (e.g. PETRUCHIO), got {text!r}"
+            _(
+                "expected a speaker's name as the script writes it (e.g. PETRUCHIO), got {given}"
+            ).format(given=repr(text))
         )
     return text.strip()
 
@@ -78,7 +89,8 @@ class CommandOption:
     """How ``aigc-course train MODEL`` exposes one recipe setting: ``--flag`` (default: the field's
     name with dashes) checked by ``parse`` (one of the functions above), or one of ``choices``, or a
     switch that sets the field to ``switch``. ``names_checkpoint``: the option picks which shipped
-    checkpoint a run makes (the cGAN's), rather than changing the recipe of one."""
+    checkpoint a run makes (the cGAN's), rather than changing the recipe of one. ``help`` is marked
+    with ``N_`` where the setting is declared and shown translated (``_(option.help)``)."""
 
     help: str
     parse: Callable[[str], Any] | None = None
@@ -97,7 +109,7 @@ class CommandOption:
 
 def setting(default: Any, help: str, parse: Callable[[str], Any] | None = None, **how: Any) -> Any:
     """A dataclass field that ``aigc-course train`` offers as an option: ``latent_dim: int =
-    setting(16, "size of z", count)`` gives ``--latent-dim N`` (checked by :func:`count`)."""
+    setting(16, N_("size of z"), count)`` gives ``--latent-dim N`` (checked by :func:`count`)."""
     return dataclasses.field(
         default=default, metadata={"option": CommandOption(help, parse, **how)}
     )

@@ -18,7 +18,7 @@ PACKAGE = ROOT / "aigc_course"
 ROOT_MODULE = "aigc_course"  # the package's own __init__: its constants
 MATHEMATICS = {"divergences", "elbo", "gan_theory", "attention", "watermark"}
 PURE = MATHEMATICS | {"models"}  # computation only: no data, no checkpoint files
-CHECKS_MAY_IMPORT = {"runtime", "settings", "metrics", "models", "checks", *MATHEMATICS}
+CHECKS_MAY_IMPORT = {"runtime", "settings", "i18n", "metrics", "models", "checks", *MATHEMATICS}
 
 
 def read_layers() -> dict[str, int]:
@@ -27,7 +27,7 @@ def read_layers() -> dict[str, int]:
     section = text.split("## The layers", 1)[1].split("\n## ", 1)[0]
     layers: dict[str, int] = {ROOT_MODULE: 1}
     for number, line in re.findall(r"^(\d+)\. (.+)$", section, flags=re.MULTILINE):
-        names = re.findall(r"`([a-z_]+)`", line.split(" — ")[0])
+        names = re.findall(r"`([a-z_0-9]+)`", line.split(" — ")[0])
         for name in names:
             layers[name] = int(number)
     return layers

@@ -99,6 +99,7 @@ def test_tokenizer_round_trip_save_load_and_errors(tmp_path):
 LOADERS = {
     "fashion-mnist": ("load_fashion_mnist(", "fixed_test_set(", "compare_samplers("),
     "tinyshakespeare": ("load_tiny_shakespeare(", "load_data(", "load_speaker_data("),
+    "tang300": ("load_tang_poems(", "load_poem_corpus("),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from aigc_course.i18n import _
+
 
 class CheckFailed(AssertionError):
     """Raised after a failed check when ``AIGC_CHECKS_STRICT=1``."""
@@ -115,7 +117,7 @@ class Draws:
         """``count`` cases drawn from a generator seeded with ``seed`` (default: the check's)."""
         generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
         drawn = []
-        for _ in range(self.count):
+        for _draw in range(self.count):
             description, args, kwargs = self.draw(generator)
             with torch.no_grad():
                 expected = self.reference(*copy.deepcopy(args), **kwargs)
@@ -123,7 +125,7 @@ class Draws:
             rtol, atol = tolerance(*_input_dtypes(args, kwargs))
             drawn.append(
                 Case(
-                    f"a drawn input: {description}",
+                    _("a drawn input: {description}").format(description=description),
                     args,
                     expected,
                     kwargs=kwargs,
@@ -187,17 +189,31 @@ def _non_finite(got: torch.Tensor, expected: torch.Tensor) -> str:
     """Where a result holds NaN or inf: how many entries, the first one, and what belongs there."""
     bad = ~(torch.isfinite(got) | (got == expected))
     first = tuple(bad.nonzero()[0].tolist())
-    kinds = " and ".join(
+    kinds = _(" and ").join(
         kind
         for kind, present in (("NaN", got[bad].isnan().any()), ("inf", got[bad].isinf().any()))
         if present
     )
+    return _(
+        "the result contains NaN or inf: {count} of {total} entries are {kinds}, the first at "
+        "index {first} ({value}, expected {expected_value})"
+    ).format(
+        count=int(bad.sum()),
+        total=got.numel(),
+        kinds=kinds,
+        first=first,
+        value=got[first].item(),
+        expected_value=f"{expected[first].item():.4g}",
+    ) + _expected_got(expected, got)
+
+
+def _expected_got(expected: Any, got: Any) -> str:
+    """The two lines under a wrong value: what was expected, what came back."""
     return (
-        f"the result contains NaN or inf: {int(bad.sum())} of {got.numel()} entries are {kinds}, "
-        f"the first at "
-        f"index {first} ({got[first].item()}, expected {expected[first].item():.4g})\n"
-        f"   expected: {_short(expected)}\n"
-        f"   got:      {_short(got)}"
+        "\n   "
+        + _("expected: {value}").format(value=_short(expected))
+        + "\n   "
+        + _("got:      {value}").format(value=_short(got))
     )
 
 
@@ -208,13 +224,17 @@ def compare_tensor(
 
     Without ``rtol``/``atol`` the tolerance is that of the less precise of the two dtypes."""
     if not isinstance(got, torch.Tensor):
-        return f"expected a torch.Tensor, got {type(got).__name__}"
+        return _("expected a torch.Tensor, got {type}").format(type=type(got).__name__)
     if rtol is None or atol is None:
         rtol, atol = tolerance(got.dtype, expected.dtype)
     if got.shape != expected.shape:
-        return f"wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+        return _("wrong shape: expected {expected}, got {got}").format(
+            expected=tuple(expected.shape), got=tuple(got.shape)
+        )
     if got.is_floating_point() != expected.is_floating_point():
-        return f"wrong dtype: expected {expected.dtype}, got {got.dtype}"
+        return _("wrong dtype: expected {expected}, got {got}").format(
+            expected=expected.dtype, got=got.dtype
+        )
     if got.dtype == torch.float64 and expected.dtype in (
         torch.float32,
         torch.float16,
@@ -222,10 +242,10 @@ def compare_tensor(
     ):
         # A float64 constant or NumPy value in the computation promotes the result; the models run
         # in float32 (or lower), where float64 would double the memory and, on a GPU, be far slower.
-        return (
-            f"wrong dtype: expected {expected.dtype}, got float64; a float64 tensor or NumPy "
+        return _(
+            "wrong dtype: expected {expected}, got float64; a float64 tensor or NumPy "
             "value in the computation promotes the result: keep it out"
-        )
+        ).format(expected=expected.dtype)
     got_cpu = got.detach().cpu().to(expected.dtype)
     if (
         expected.is_floating_point()
@@ -238,11 +258,9 @@ def compare_tensor(
     if not expected.is_floating_point():
         if not torch.equal(got_cpu, expected):
             wrong = (got_cpu != expected).sum().item()
-            return (
-                f"wrong value ({wrong} of {expected.numel()} entries differ)\n"
-                f"   expected: {_short(expected)}\n"
-                f"   got:      {_short(got_cpu)}"
-            )
+            return _("wrong value ({wrong} of {total} entries differ)").format(
+                wrong=wrong, total=expected.numel()
+            ) + _expected_got(expected, got_cpu)
         return None
     if not torch.allclose(got_cpu, expected, rtol=rtol, atol=atol):
         difference = (got_cpu - expected).abs()
@@ -252,13 +270,12 @@ def compare_tensor(
             else ()
         )
         want, have = describe_numbers(expected[worst].item(), got_cpu[worst].item())
-        where = f" at index {worst}" if worst else ""
-        return (
-            f"wrong value (largest difference {difference.max().item():.3g}{where}: "
-            f"expected {want}, got {have})\n"
-            f"   expected: {_short(expected)}\n"
-            f"   got:      {_short(got_cpu)}"
-        )
+        where = _(" at index {index}").format(index=worst) if worst else ""
+        return _(
+            "wrong value (largest difference {difference}{where}: expected {want}, got {have})"
+        ).format(
+            difference=f"{difference.max().item():.3g}", where=where, want=want, have=have
+        ) + _expected_got(expected, got_cpu)
     return None
 
 
@@ -270,16 +287,22 @@ def compare_result(got: Any, expected: Any, inputs: Any = torch.float32) -> str 
         return compare_tensor(got, expected)
     if isinstance(expected, tuple | list):
         if not isinstance(got, tuple | list) or len(got) != len(expected):
-            return f"expected a {type(expected).__name__} of {len(expected)}, got {_short(got)}"
+            return _("expected a {type} of {length}, got {got}").format(
+                type=type(expected).__name__, length=len(expected), got=_short(got)
+            )
         for index, (g, e) in enumerate(zip(got, expected, strict=True)):
             problem = compare_result(g, e, inputs)
             if problem is not None:
-                return f"item {index} of the result: {problem}"
+                return _("item {index} of the result: {problem}").format(
+                    index=index, problem=problem
+                )
         return None
     if isinstance(expected, int | float) and not isinstance(expected, bool):
-        return number_verdict(float(expected), {}, "the result", inputs)(got)
+        return number_verdict(float(expected), {}, _("the result"), inputs)(got)
     if got != expected:
-        return f"wrong value: expected {_short(expected)}, got {_short(got)}"
+        return _("wrong value: expected {want}, got {have}").format(
+            want=_short(expected), have=_short(got)
+        )
     return None
 
 
@@ -325,7 +348,7 @@ def recognise_mistake(
     ]
     if not matching:
         return None
-    return matching[0] if len(matching) == 1 else "either " + "; or ".join(matching)
+    return matching[0] if len(matching) == 1 else _("either ") + _("; or ").join(matching)
 
 
 def _changed_inputs(before: Sequence, after: Sequence) -> bool:
@@ -337,8 +360,10 @@ def _changed_inputs(before: Sequence, after: Sequence) -> bool:
 
 def _not_implemented(name: str) -> bool:
     print(
-        f"⏳ {name}: not implemented yet. Replace `raise NotImplementedError` in the "
-        "exercise cell with your code, run that cell, then run this check again."
+        _(
+            "⏳ {name}: not implemented yet. Replace `raise NotImplementedError` in the "
+            "exercise cell with your code, run that cell, then run this check again."
+        ).format(name=name)
     )
     return False
 
@@ -369,8 +394,8 @@ def _argument_names(function: Callable, count: int) -> list[str]:
         ]
     except (TypeError, ValueError):
         names = []
-    names += [f"argument {i + 1}" for i in range(len(names), count)]
-    return [f"`{n}`" if not n.startswith("argument") else n for n in names]
+    named = [f"`{n}`" for n in names]
+    return named + [_("argument {number}").format(number=i + 1) for i in range(len(names), count)]
 
 
 def _gradients(
@@ -408,19 +433,19 @@ def gradient_problem(
     missing or wrong. ``on_simplex``: the inputs are probability vectors along the last axis, and
     only the gradients' components along the simplex (their mean over that axis removed) must
     agree: an answer that normalises its input first is right and differs off the simplex."""
-    want, _ = _gradients(reference, args, kwargs, upstream_seed=7)
+    want = _gradients(reference, args, kwargs, upstream_seed=7)[0]
     try:
         got, outputs = _gradients(function, args, kwargs, upstream_seed=7)
     except Exception as error:
-        return (
+        return _(
             "the values are right, but the function fails when its inputs require gradients "
-            f"({type(error).__name__}: {str(error).splitlines()[0]}): NumPy, `.item()` or an "
-            "in-place change cannot follow gradients; compute it with torch operations"
-        )
+            "({error}): NumPy, `.item()` or an in-place change cannot follow gradients; compute "
+            "it with torch operations"
+        ).format(error=f"{type(error).__name__}: {str(error).splitlines()[0]}")
     names = _argument_names(function, len(args))
     floating = _floating_tensors(args)
     if outputs and not any(o.requires_grad for o in outputs) and any(w is not None for w in want):
-        return (
+        return _(
             "the result is cut from the autograd graph: no gradient flows back to the inputs "
             "(a `.detach()`, `torch.no_grad()`, `.item()`, `.data` or a NumPy step in between); "
             "compute it with differentiable torch operations"
@@ -430,18 +455,18 @@ def gradient_problem(
         if w is None or not bool(w.abs().max() > atol):
             continue
         if g is None or not bool(g.abs().max() > 0 or on_simplex):
-            return (
-                f"no gradient reaches {names[index]}: that input is cut from the autograd graph "
+            return _(
+                "no gradient reaches {name}: that input is cut from the autograd graph "
                 "(a `.detach()`, `torch.no_grad()` or a constant in its place)"
-            )
+            ).format(name=names[index])
         if on_simplex:  # only the gradient along the simplex is defined by the exercise
             g, w = g - g.mean(-1, keepdim=True), w - w.mean(-1, keepdim=True)
         if g.shape != w.shape or not torch.allclose(g.to(w.dtype), w, rtol=rtol, atol=atol):
-            return (
-                f"the values are right but the gradient with respect to {names[index]} is "
+            return _(
+                "the values are right but the gradient with respect to {name} is "
                 "wrong: part of the computation is detached, or done in a way autograd "
                 "cannot follow"
-            )
+            ).format(name=names[index])
     return None
 
 
@@ -462,14 +487,14 @@ def module_gradient_problem(
         with torch.enable_grad():
             out = module(leaf)
             if not isinstance(out, torch.Tensor) or not out.requires_grad:
-                return {"the input `x`": None, **dict.fromkeys(named)}
+                return {_("the input `x`"): None, **dict.fromkeys(named)}
             upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(11))
             found = torch.autograd.grad(
                 (out * upstream.to(out.dtype)).sum(),
                 [leaf, *named.values()],
                 allow_unused=True,
             )
-        return dict(zip(["the input `x`", *named], found, strict=True))
+        return dict(zip([_("the input `x`"), *named], found, strict=True))
 
     want, got = gradients(reference), gradients(layer)
     for name, expected in want.items():
@@ -477,15 +502,15 @@ def module_gradient_problem(
         if expected is None:
             continue
         if found is None or not bool(found.abs().sum() > 0):
-            return (
-                f"no gradient reaches {name}: part of the layer is cut from the autograd graph "
+            return _(
+                "no gradient reaches {name}: part of the layer is cut from the autograd graph "
                 "(a `.detach()`, `torch.no_grad()` or `.data`), so training would not update it"
-            )
+            ).format(name=name)
         if not torch.allclose(found, expected, rtol=1e-4, atol=1e-5):
-            return (
-                f"the output is right but the gradient with respect to {name} is wrong: part of "
+            return _(
+                "the output is right but the gradient with respect to {name} is wrong: part of "
                 "the computation is detached or done in place"
-            )
+            ).format(name=name)
     return None
 
 
@@ -507,13 +532,15 @@ def run_check(
     def _report(message: str, hint: str | None) -> bool:
         print(f"❌ {name}: {message}")
         if hint:
-            print(f"   hint: {hint}")
+            print("   " + _("hint: {hint}").format(hint=hint))
         if strict:
             raise CheckFailed(f"{name}: {message}")
         return False
 
     if not callable(function):
-        return _report(f"expected a function, got {type(function).__name__}", hint)
+        return _report(
+            _("expected a function, got {type}").format(type=type(function).__name__), hint
+        )
     cases = list(cases) + (draws.cases() if draws is not None else [])
     for case in cases:
         rtol, atol = case.rtol, case.atol
@@ -528,13 +555,17 @@ def run_check(
             return _not_implemented(name)
         except Exception as error:  # the learner's code may raise anything: report, never crash
             return _report(
-                f"raised {type(error).__name__}: {error} (on {case.description})",
+                _("raised {error} (on {case})").format(
+                    error=f"{type(error).__name__}: {error}", case=case.description
+                ),
                 case.hint or hint,
             )
         if _changed_inputs(case.args, args):
             return _report(
-                f"changed its input in place (on {case.description}); return a new tensor",
-                "avoid in-place operations such as `x -= ...` or `x.exp_()` on the arguments",
+                _("changed its input in place (on {case}); return a new tensor").format(
+                    case=case.description
+                ),
+                _("avoid in-place operations such as `x -= ...` or `x.exp_()` on the arguments"),
             )
         try:
             if callable(case.expected):
@@ -562,14 +593,17 @@ def run_check(
         except NotImplementedError:  # e.g. a learner's class whose methods are still exercises
             return _not_implemented(name)
         except Exception as error:  # a result so unexpected that comparing it fails
-            problem = (
-                f"returned something the check cannot compare ({type(error).__name__}: {error})"
+            problem = _("returned something the check cannot compare ({error})").format(
+                error=f"{type(error).__name__}: {error}"
             )
         if problem is not None:
-            headline, _, details = problem.partition("\n")
-            message = f"{headline} (on {case.description})" + (f"\n{details}" if details else "")
+            headline, _newline, details = problem.partition("\n")
+            message = _("{problem} (on {case})").format(problem=headline, case=case.description) + (
+                f"\n{details}" if details else ""
+            )
             return _report(message, case.hint or hint)
-    print(f"✅ {name}: passed ({len(cases)} case{'' if len(cases) == 1 else 's'})")
+    passed = _("passed (1 case)") if len(cases) == 1 else _("passed ({count} cases)")
+    print(f"✅ {name}: " + passed.format(count=len(cases)))
     return True
 
 
@@ -611,13 +645,15 @@ def number_verdict(
     def verdict(got: Any) -> str | None:
         value = as_number(got)
         if value is None:
-            return f"return {what} as one number (a float), got {type(got).__name__}"
+            return _("return {what} as one number (a float), got {type}").format(
+                what=what, type=type(got).__name__
+            )
         rtol, atol = tolerance(number_dtype(got), inputs)
         if math.isclose(value, expected, rel_tol=rtol, abs_tol=atol * scale):
             return None
         mistake = recognise_mistake(value, mistakes, rtol, atol * scale)
         want, have = describe_numbers(expected, value)
-        return mistake or f"wrong value: expected {want}, got {have}"
+        return mistake or _("wrong value: expected {want}, got {have}").format(want=want, have=have)
 
     return verdict
 
@@ -629,10 +665,12 @@ def pair_verdict(
 
     def verdict(got: Any) -> str | None:
         if not isinstance(got, tuple | list) or len(got) != 2:
-            return f"return a pair ({names}), got {type(got).__name__}"
+            return _("return a pair ({names}), got {type}").format(
+                names=names, type=type(got).__name__
+            )
         values = tuple(as_number(v) for v in got)
         if None in values:
-            return f"return {names} as two numbers (floats)"
+            return _("return {names} as two numbers (floats)").format(names=names)
         rtol, atol = tolerance(*(number_dtype(v) for v in got), torch.float32)
         if all(
             math.isclose(v, e, rel_tol=rtol, abs_tol=atol)
@@ -641,9 +679,15 @@ def pair_verdict(
             return None
         mistake = recognise_mistake(values, mistakes, rtol, atol)
         shown = [describe_numbers(e, v) for e, v in zip(expected, values, strict=True)]
-        return mistake or (
-            f"wrong value: expected ({names}) = ({shown[0][0]}, {shown[1][0]}), "
-            f"got ({shown[0][1]}, {shown[1][1]})"
+        return mistake or _(
+            "wrong value: expected ({names}) = ({want_first}, {want_second}), "
+            "got ({have_first}, {have_second})"
+        ).format(
+            names=names,
+            want_first=shown[0][0],
+            want_second=shown[1][0],
+            have_first=shown[0][1],
+            have_second=shown[1][1],
         )
 
     return verdict

@@ -18,6 +18,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 
 
 def _distributions(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -28,23 +29,31 @@ def _distributions(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
 def _entropy_mistakes(p: torch.Tensor) -> dict[str, torch.Tensor]:
     plogp = torch.xlogy(p, p)
     mistakes = {
-        "the sign: entropy is -sum p log p, which is >= 0 (you returned +sum p log p)": plogp.sum(
-            -1
-        ),
-        "0 * log 0 gave nan: its limit is 0, so use torch.xlogy(p, p) (or "
-        "torch.where(p > 0, p * p.log(), 0))": -(p * p.log()).sum(-1),
-        "the units: the course measures entropy in nats, with the natural log (you returned "
-        "bits, log base 2)": -plogp.sum(-1) / math.log(2),
-        "sum over the outcomes, not the mean: -(p * log p).sum(dim=-1)": -plogp.mean(-1),
+        _(
+            "the sign: entropy is -sum p log p, which is >= 0 (you returned +sum p log p)"
+        ): plogp.sum(-1),
+        _(
+            "0 * log 0 gave nan: its limit is 0, so use torch.xlogy(p, p) (or "
+            "torch.where(p > 0, p * p.log(), 0))"
+        ): -(p * p.log()).sum(-1),
+        _(
+            "the units: the course measures entropy in nats, with the natural log (you returned "
+            "bits, log base 2)"
+        ): -plogp.sum(-1) / math.log(2),
+        _("sum over the outcomes, not the mean: -(p * log p).sum(dim=-1)"): -plogp.mean(-1),
     }
     if p.ndim > 1:
         mistakes[
-            "sum over the last dimension (dim=-1), one entropy per distribution: you "
-            "summed over dim 0, across the batch"
+            _(
+                "sum over the last dimension (dim=-1), one entropy per distribution: you "
+                "summed over dim 0, across the batch"
+            )
         ] = -plogp.sum(0)
         mistakes[
-            "sum over the last dimension only (dim=-1), one entropy per distribution: you "
-            "summed over the whole batch"
+            _(
+                "sum over the last dimension only (dim=-1), one entropy per distribution: you "
+                "summed over the whole batch"
+            )
         ] = -plogp.sum()
     return mistakes
 
@@ -60,49 +69,59 @@ def entropy(function: Callable[..., torch.Tensor], *, strict: bool | None = None
     batch = _distributions(0, (3, 5))
     cases = [
         Case(
-            "uniform over 4 outcomes (answer: log 4)",
+            _("uniform over 4 outcomes (answer: log 4)"),
             (uniform,),
             divergences.entropy(uniform),
             mistakes=_entropy_mistakes(uniform),
         ),
         Case(
-            "a certain outcome [0, 1, 0] (answer: 0)",
+            _("a certain outcome [0, 1, 0] (answer: 0)"),
             (one_hot,),
             torch.tensor(0.0),
-            hint="0 * log 0 is nan in floating point, but its limit is 0: use torch.xlogy(p, p), "
-            "or torch.where(p > 0, p * p.log(), 0)",
+            hint=_(
+                "0 * log 0 is nan in floating point, but its limit is 0: use torch.xlogy(p, p), "
+                "or torch.where(p > 0, p * p.log(), 0)"
+            ),
             mistakes=_entropy_mistakes(one_hot),
         ),
         Case(
-            "a batch of 3 distributions",
+            _("a batch of 3 distributions"),
             (batch,),
             divergences.entropy(batch),
             mistakes=_entropy_mistakes(batch),
         ),
     ]
-    hint = "sum over the last dimension (dim=-1), and mind the minus sign: entropy is >= 0"
+    hint = _("sum over the last dimension (dim=-1), and mind the minus sign: entropy is >= 0")
     return run_check("entropy", function, cases, hint, strict, ENTROPY)
 
 
 def _kl_categorical_mistakes(p: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
     kl = (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
     mistakes = {
-        "you computed KL(q || p): KL is not symmetric; the weights are p, the first argument": (
+        _("you computed KL(q || p): KL is not symmetric; the weights are p, the first argument"): (
             torch.xlogy(q, q) - torch.xlogy(q, p)
         ).sum(-1),
-        "the sign: KL(p || q) = sum p log(p / q), which is >= 0 (you returned sum p log(q / p))": -kl,
-        "that is the cross-entropy H(p, q) = -sum p log q; the KL subtracts the entropy: "
-        "sum p (log p - log q)": -torch.xlogy(p, q).sum(-1),
-        "weight each term by p: KL(p || q) = sum p * (log p - log q), not sum (log p - log q)": (
+        _(
+            "the sign: KL(p || q) = sum p log(p / q), which is >= 0 (you returned sum p log(q / p))"
+        ): -kl,
+        _(
+            "that is the cross-entropy H(p, q) = -sum p log q; the KL subtracts the entropy: "
+            "sum p (log p - log q)"
+        ): -torch.xlogy(p, q).sum(-1),
+        _("weight each term by p: KL(p || q) = sum p * (log p - log q), not sum (log p - log q)"): (
             p.log() - q.log()
         ).sum(-1),
-        "0 * log 0 gave nan: terms where p = 0 contribute 0; use torch.xlogy(p, p) - "
-        "torch.xlogy(p, q)": (p * (p / q).log()).sum(-1),
+        _(
+            "0 * log 0 gave nan: terms where p = 0 contribute 0; use torch.xlogy(p, p) - "
+            "torch.xlogy(p, q)"
+        ): (p * (p / q).log()).sum(-1),
     }
     if p.ndim > 1:
         mistakes[
-            "sum over the last dimension (dim=-1), one KL per pair: you summed over "
-            "dim 0, across the batch"
+            _(
+                "sum over the last dimension (dim=-1), one KL per pair: you summed over "
+                "dim 0, across the batch"
+            )
         ] = (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(0)
     return mistakes
 
@@ -118,33 +137,33 @@ def kl_categorical(function: Callable[..., torch.Tensor], *, strict: bool | None
     target = torch.tensor([0.2, 0.3, 0.5])
     cases = [
         Case(
-            "p = q (answer: 0)",
+            _("p = q (answer: 0)"),
             (p, p.clone()),
             torch.zeros(4),
             mistakes=_kl_categorical_mistakes(p, p.clone()),
         ),
         Case(
-            "a batch of 4 pairs",
+            _("a batch of 4 pairs"),
             (p, q),
             divergences.kl_categorical(p, q),
             mistakes=_kl_categorical_mistakes(p, q),
         ),
         Case(
-            "the other direction, KL(q || p)",
+            _("the other direction, KL(q || p)"),
             (q, p),
             divergences.kl_categorical(q, p),
-            hint="KL is not symmetric: the weights are p, the first argument",
+            hint=_("KL is not symmetric: the weights are p, the first argument"),
             mistakes=_kl_categorical_mistakes(q, p),
         ),
         Case(
-            "p with a zero entry",
+            _("p with a zero entry"),
             (with_zero, target),
             divergences.kl_categorical(with_zero, target),
-            hint="terms where p = 0 contribute 0: use torch.xlogy(p, p) - torch.xlogy(p, q)",
+            hint=_("terms where p = 0 contribute 0: use torch.xlogy(p, p) - torch.xlogy(p, q)"),
             mistakes=_kl_categorical_mistakes(with_zero, target),
         ),
     ]
-    hint = "KL(p || q) = sum over the last dimension of p * (log p - log q)"
+    hint = _("KL(p || q) = sum over the last dimension of p * (log p - log q)")
     return run_check("kl_categorical", function, cases, hint, strict, KL_CATEGORICAL)
 
 
@@ -156,20 +175,23 @@ def _kl_gaussians_mistakes(
 
     log_ratio = torch.log(std_q / std_p)
     return {
-        "std_p and std_q are standard deviations, not variances: square them in the formula "
-        "(the log term is log(std_q / std_p))": kl(0.5 * log_ratio, std_p, std_q),
-        "you computed KL(q || p): KL is not symmetric; p is the first Gaussian "
-        "(mean_p, std_p)": divergences.kl_gaussians(mean_q, std_q, mean_p, std_p),
-        "the constant: the closed form ends in - 1/2 (the KL of a Gaussian with itself is 0)": kl(
-            log_ratio, std_p**2, std_q**2, half=0.0
-        ),
-        "the sign of the log term: it is log(std_q / std_p), not log(std_p / std_q)": kl(
+        _(
+            "std_p and std_q are standard deviations, not variances: square them in the formula "
+            "(the log term is log(std_q / std_p))"
+        ): kl(0.5 * log_ratio, std_p, std_q),
+        _(
+            "you computed KL(q || p): KL is not symmetric; p is the first Gaussian (mean_p, std_p)"
+        ): divergences.kl_gaussians(mean_q, std_q, mean_p, std_p),
+        _(
+            "the constant: the closed form ends in - 1/2 (the KL of a Gaussian with itself is 0)"
+        ): kl(log_ratio, std_p**2, std_q**2, half=0.0),
+        _("the sign of the log term: it is log(std_q / std_p), not log(std_p / std_q)"): kl(
             -log_ratio, std_p**2, std_q**2
         ),
-        "square std_p in the numerator: (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)": kl(
+        _("square std_p in the numerator: (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)"): kl(
             log_ratio, std_p, std_q**2
         ),
-        "the factor 2: the fraction is (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)": kl(
+        _("the factor 2: the fraction is (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2)"): kl(
             log_ratio, std_p**2, std_q**2, two=1.0
         ),
     }
@@ -188,33 +210,36 @@ def kl_gaussians(function: Callable[..., torch.Tensor], *, strict: bool | None =
     one, zero, two = torch.tensor(1.0), torch.tensor(0.0), torch.tensor(2.0)
     cases = [
         Case(
-            "N(0, 1) against itself (answer: 0)",
+            _("N(0, 1) against itself (answer: 0)"),
             (zero, one, zero, one),
             torch.tensor(0.0),
             mistakes=_kl_gaussians_mistakes(zero, one, zero, one),
         ),
         Case(
-            "N(1, 1) || N(0, 1) (answer: 1/2)",
+            _("N(1, 1) || N(0, 1) (answer: 1/2)"),
             (one, one, zero, one),
             torch.tensor(0.5),
-            hint="with equal variances the KL is (mean_p - mean_q)^2 / (2 std^2)",
+            hint=_("with equal variances the KL is (mean_p - mean_q)^2 / (2 std^2)"),
             mistakes=_kl_gaussians_mistakes(one, one, zero, one),
         ),
         Case(
-            "N(0, 1) || N(0, 2^2)",
+            _("N(0, 1) || N(0, 2^2)"),
             (zero, one, zero, two),
             divergences.kl_gaussians(zero, one, zero, two),
-            hint="the formula uses standard deviations: log(std_q / std_p) + "
-            "(std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2",
+            hint=_(
+                "the formula uses standard deviations: log(std_q / std_p) + "
+                "(std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2"
+            ),
             mistakes=_kl_gaussians_mistakes(zero, one, zero, two),
         ),
         Case(
-            "5 random pairs",
+            _("5 random pairs"),
             (mean_p, std_p, mean_q, std_q),
             divergences.kl_gaussians(mean_p, std_p, mean_q, std_q),
             mistakes=_kl_gaussians_mistakes(mean_p, std_p, mean_q, std_q),
         ),
     ]
+    # a formula, the same in every language: not translated
     hint = "log(std_q / std_p) + (std_p^2 + (mean_p - mean_q)^2) / (2 std_q^2) - 1/2"
     return run_check("kl_gaussians", function, cases, hint, strict, KL_GAUSSIANS)
 
@@ -236,31 +261,41 @@ def monte_carlo_kl(function: Callable[..., torch.Tensor], *, strict: bool | None
 
     log_ratio = log_p(samples) - log_q(samples)
     mistakes = {
-        "the order: KL(p || q) averages log p(x) - log q(x) (you returned log q - log p, "
-        "minus the KL)": (-log_ratio).mean(),
-        "average over the samples (.mean()), not the sum: the estimate must not grow with the "
-        "number of samples": log_ratio.sum(),
-        "return one number, the average over the samples (a 0-dim tensor), not one value per "
-        "sample": log_ratio,
-        "do not weight by p(x): the samples already come from p, so the plain average of "
-        "log p(x) - log q(x) estimates the expectation": (log_p(samples).exp() * log_ratio).mean(),
+        _(
+            "the order: KL(p || q) averages log p(x) - log q(x) (you returned log q - log p, "
+            "minus the KL)"
+        ): (-log_ratio).mean(),
+        _(
+            "average over the samples (.mean()), not the sum: the estimate must not grow with the "
+            "number of samples"
+        ): log_ratio.sum(),
+        _(
+            "return one number, the average over the samples (a 0-dim tensor), not one value per "
+            "sample"
+        ): log_ratio,
+        _(
+            "do not weight by p(x): the samples already come from p, so the plain average of "
+            "log p(x) - log q(x) estimates the expectation"
+        ): (log_p(samples).exp() * log_ratio).mean(),
     }
     cases = [
         Case(
-            "1000 samples of N(0, 1) against N(1, 2^2)",
+            _("1000 samples of N(0, 1) against N(1, 2^2)"),
             (samples, log_p, log_q),
             log_ratio.mean(),
-            hint="the estimate is the average of log p(x) - log q(x) over the samples; return a "
-            "0-dim tensor (use .mean())",
+            hint=_(
+                "the estimate is the average of log p(x) - log q(x) over the samples; return a "
+                "0-dim tensor (use .mean())"
+            ),
             mistakes=mistakes,
         ),
         Case(
-            "the same samples, p = q (answer: exactly 0)",
+            _("the same samples, p = q (answer: exactly 0)"),
             (samples, log_p, log_p),
             torch.tensor(0.0),
         ),
     ]
-    hint = "average log_p(samples) - log_q(samples): the samples come from p"
+    hint = _("average log_p(samples) - log_q(samples): the samples come from p")
     return run_check("monte_carlo_kl", function, cases, hint, strict, MONTE_CARLO_KL)
 
 
@@ -275,22 +310,25 @@ def _draw_distribution(generator: torch.Generator, shape: tuple[int, ...], dtype
 
 def _draw_p(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
-    return f"p of shape {shape}, {dtype}", (_draw_distribution(generator, shape, dtype),), {}
+    description = _("p of shape {shape}, {dtype}").format(shape=shape, dtype=dtype)
+    return description, (_draw_distribution(generator, shape, dtype),), {}
 
 
 def _draw_p_q(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
-    p, q = (_draw_distribution(generator, shape, dtype) for _ in range(2))
-    return f"p and q of shape {shape}, {dtype}", (p, q), {}
+    p, q = (_draw_distribution(generator, shape, dtype) for _index in range(2))
+    return _("p and q of shape {shape}, {dtype}").format(shape=shape, dtype=dtype), (p, q), {}
 
 
 def _draw_gaussians(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 0, 2)
     scale = draw_choice(generator, (0.1, 1.0, 5.0))
-    means = [scale * randn(generator, *shape, dtype=dtype) for _ in range(2)]
-    stds = [scale * (0.2 + randn(generator, *shape, dtype=dtype).abs()) for _ in range(2)]
+    means = [scale * randn(generator, *shape, dtype=dtype) for _index in range(2)]
+    stds = [scale * (0.2 + randn(generator, *shape, dtype=dtype).abs()) for _index in range(2)]
     return (
-        f"Gaussians of shape {shape} at scale {scale:g}, {dtype}",
+        _("Gaussians of shape {shape} at scale {scale}, {dtype}").format(
+            shape=shape, scale=f"{scale:g}", dtype=dtype
+        ),
         (means[0], stds[0], means[1], stds[1]),
         {},
     )
@@ -298,8 +336,8 @@ def _draw_gaussians(generator: torch.Generator) -> tuple[str, tuple, dict]:
 
 def _draw_monte_carlo(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, n = draw_dtype(generator), draw_int(generator, 1, 300)
-    mean_p, mean_q = (draw_choice(generator, (-1.0, 0.0, 2.0)) for _ in range(2))
-    std_p, std_q = (draw_choice(generator, (0.5, 1.0, 3.0)) for _ in range(2))
+    mean_p, mean_q = (draw_choice(generator, (-1.0, 0.0, 2.0)) for _index in range(2))
+    std_p, std_q = (draw_choice(generator, (0.5, 1.0, 3.0)) for _index in range(2))
     samples = mean_p + std_p * randn(generator, n, dtype=dtype)
 
     def log_p(x: torch.Tensor) -> torch.Tensor:
@@ -313,7 +351,16 @@ def _draw_monte_carlo(generator: torch.Generator) -> tuple[str, tuple, dict]:
         )
 
     return (
-        f"{n} samples of N({mean_p:g}, {std_p:g}^2) against N({mean_q:g}, {std_q:g}^2), {dtype}",
+        _(
+            "{count} samples of N({mean_p}, {std_p}^2) against N({mean_q}, {std_q}^2), {dtype}"
+        ).format(
+            count=n,
+            mean_p=f"{mean_p:g}",
+            std_p=f"{std_p:g}",
+            mean_q=f"{mean_q:g}",
+            std_q=f"{std_q:g}",
+            dtype=dtype,
+        ),
         (samples, log_p, log_q),
         {},
     )

@@ -18,6 +18,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 from aigc_course.models import bigram
 
 
@@ -37,12 +38,12 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
 
         def verdict(got) -> str | None:
             if not isinstance(got, tuple) or len(got) != 2:
-                return f"expected a tuple (mean, std), got {type(got).__name__}"
+                return _("expected a tuple (mean, std), got {type}").format(type=type(got).__name__)
             problem = compare_tensor(got[0], mean)
             if problem:
-                return f"the mean: {problem}"
+                return _("the mean: {problem}").format(problem=problem)
             problem = compare_tensor(got[1], std)
-            return f"the std: {problem}" if problem else None
+            return _("the std: {problem}").format(problem=problem) if problem else None
 
         return verdict
 
@@ -50,24 +51,28 @@ def gaussian_mle(function: Callable[..., tuple], *, strict: bool | None = None) 
         mean = samples.mean()
         variance = ((samples - mean) ** 2).mean()
         return {
-            "the std divides by n - 1 (torch.std's default, the unbiased estimate): the MLE "
-            "divides by n, x.std(unbiased=False)": (mean, samples.std(unbiased=True)),
-            "you returned the variance: the std is its square root": (mean, variance),
-            "subtract the mean before squaring: std = sqrt(mean of (x - mean)^2), not "
-            "sqrt(mean of x^2)": (mean, (samples**2).mean().sqrt()),
-            "the order: return (mean, std), the mean first": (variance.sqrt(), mean),
+            _(
+                "the std divides by n - 1 (torch.std's default, the unbiased estimate): the MLE "
+                "divides by n, x.std(unbiased=False)"
+            ): (mean, samples.std(unbiased=True)),
+            _("you returned the variance: the std is its square root"): (mean, variance),
+            _(
+                "subtract the mean before squaring: std = sqrt(mean of (x - mean)^2), not "
+                "sqrt(mean of x^2)"
+            ): (mean, (samples**2).mean().sqrt()),
+            _("the order: return (mean, std), the mean first"): (variance.sqrt(), mean),
         }
 
     cases = [
         Case(
-            "x = [1, 2, 3, 6] (answer: mean 3, std sqrt(3.5))",
+            _("x = [1, 2, 3, 6] (answer: mean 3, std sqrt(3.5))"),
             (small,),
             expect(small),
             mistakes=mistakes(small),
         ),
-        Case("50 samples", (x,), expect(x), mistakes=mistakes(x)),
+        Case(_("50 samples"), (x,), expect(x), mistakes=mistakes(x)),
     ]
-    hint = "mean = x.mean(); std = sqrt(mean of (x - mean)^2), i.e. x.std(unbiased=False)"
+    hint = _("mean = x.mean(); std = sqrt(mean of (x - mean)^2), i.e. x.std(unbiased=False)")
     return run_check("gaussian_mle", function, cases, hint, strict, GAUSSIAN_MLE)
 
 
@@ -84,36 +89,46 @@ def bigram_counts(function: Callable[..., torch.Tensor], *, strict: bool | None 
     def mistakes(ids: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor]:
         counts = bigram.pair_counts(ids, vocab_size)
         return {
-            "rows and columns are swapped: C[a, b] counts b *following* a, so the row is the "
-            "current token ids[t] and the column the next one ids[t+1]": counts.T,
-            "one pair too many: the last token has no successor (torch.roll wraps around to "
-            "the first); the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2": counts
-            + bigram.pair_counts(torch.stack([ids[-1], ids[0]]), vocab_size),
-            "the last pair is missing: the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2, "
-            "i.e. range(len(ids) - 1)": bigram.pair_counts(ids[:-1], vocab_size),
-            "return the counts, not probabilities: normalising is the next exercise": counts
+            _(
+                "rows and columns are swapped: C[a, b] counts b *following* a, so the row is the "
+                "current token ids[t] and the column the next one ids[t+1]"
+            ): counts.T,
+            _(
+                "one pair too many: the last token has no successor (torch.roll wraps around to "
+                "the first); the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2"
+            ): counts + bigram.pair_counts(torch.stack([ids[-1], ids[0]]), vocab_size),
+            _(
+                "the last pair is missing: the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2, "
+                "i.e. range(len(ids) - 1)"
+            ): bigram.pair_counts(ids[:-1], vocab_size),
+            _("return the counts, not probabilities: normalising is the next exercise"): counts
             / counts.sum(dim=1, keepdim=True).clamp_min(1),
-            "a pair that occurs more than once is counted once: `C[a, b] += 1` with index "
-            "tensors writes each cell once; accumulate with torch.bincount, index_put_(..., "
-            "accumulate=True) or a loop over the pairs": (counts > 0).to(counts.dtype),
+            _(
+                "a pair that occurs more than once is counted once: `C[a, b] += 1` with index "
+                "tensors writes each cell once; accumulate with torch.bincount, index_put_(..., "
+                "accumulate=True) or a loop over the pairs"
+            ): (counts > 0).to(counts.dtype),
         }
 
     cases = [
         Case(
-            "ids [0, 1, 0, 1, 2, 0] with 3 tokens",
+            _("ids [0, 1, 0, 1, 2, 0] with 3 tokens"),
             (short, 3),
             bigram.pair_counts(short, 3).float(),
-            hint="the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2: (0,1), (1,0), (0,1), (1,2), (2,0)",
+            hint=_(
+                "the pairs are (ids[t], ids[t+1]) for t = 0 .. N-2: "
+                "(0,1), (1,0), (0,1), (1,2), (2,0)"
+            ),
             mistakes=mistakes(short, 3),
         ),
         Case(
-            "500 random ids with 7 tokens",
+            _("500 random ids with 7 tokens"),
             (longer, 7),
             bigram.pair_counts(longer, 7).float(),
             mistakes=mistakes(longer, 7),
         ),
     ]
-    hint = "rows are the current token, columns the next one; a (V, V) float tensor"
+    hint = _("rows are the current token, columns the next one; a (V, V) float tensor")
     return run_check("bigram_counts", function, cases, hint, strict, BIGRAM_COUNTS)
 
 
@@ -131,37 +146,46 @@ def bigram_probabilities(
         smoothed = counts + alpha
         only_zeros = torch.where(counts == 0, alpha, counts)
         return {
-            "each *row* must sum to 1 (the next token given the current one): divide by the "
-            "row sums, sum(dim=1), not the column sums": smoothed
-            / smoothed.sum(dim=0, keepdim=True),
-            "divide each row by its own sum (dim=1, keepdim=True), not by the total of the "
-            "whole table": smoothed / smoothed.sum(),
-            "keepdim=True is missing: without it the row sums (V,) broadcast along the wrong "
-            "axis and divide the columns": smoothed / smoothed.sum(dim=1),
-            "add alpha to every cell *before* normalising (the result is a distribution per "
-            "row)": counts / counts.sum(dim=1, keepdim=True) + alpha,
-            "add alpha to every cell, not only to the zero counts": only_zeros
+            _(
+                "each *row* must sum to 1 (the next token given the current one): divide by the "
+                "row sums, sum(dim=1), not the column sums"
+            ): smoothed / smoothed.sum(dim=0, keepdim=True),
+            _(
+                "divide each row by its own sum (dim=1, keepdim=True), not by the total of the "
+                "whole table"
+            ): smoothed / smoothed.sum(),
+            _(
+                "keepdim=True is missing: without it the row sums (V,) broadcast along the wrong "
+                "axis and divide the columns"
+            ): smoothed / smoothed.sum(dim=1),
+            _(
+                "add alpha to every cell *before* normalising (the result is a distribution per "
+                "row)"
+            ): counts / counts.sum(dim=1, keepdim=True) + alpha,
+            _("add alpha to every cell, not only to the zero counts"): only_zeros
             / only_zeros.sum(dim=1, keepdim=True),
-            "the denominator needs alpha once per cell (row sum + V * alpha): normalise "
-            "counts + alpha by its own row sums": smoothed
-            / (counts.sum(dim=1, keepdim=True) + alpha),
+            _(
+                "the denominator needs alpha once per cell (row sum + V * alpha): normalise "
+                "counts + alpha by its own row sums"
+            ): smoothed / (counts.sum(dim=1, keepdim=True) + alpha),
         }
 
     cases = [
         Case(
-            "alpha = 0 (plain maximum likelihood)",
+            _("alpha = 0 (plain maximum likelihood)"),
             (counts, 0.0),
             bigram.probabilities_from_counts(counts, 0.0).float(),
             mistakes=mistakes(0.0),
         ),
         Case(
-            "alpha = 1 (add-one smoothing)",
+            _("alpha = 1 (add-one smoothing)"),
             (counts, 1.0),
             bigram.probabilities_from_counts(counts, 1.0).float(),
-            hint="add alpha to every cell first, then divide each row by its own sum",
+            hint=_("add alpha to every cell first, then divide each row by its own sum"),
             mistakes=mistakes(1.0),
         ),
     ]
+    # code, the same in every language: not translated
     hint = "(counts + alpha) / (counts + alpha).sum(dim=1, keepdim=True)"
     return run_check("bigram_probabilities", function, cases, hint, strict, BIGRAM_PROBABILITIES)
 
@@ -182,39 +206,45 @@ def average_nll(function: Callable[..., float], *, strict: bool | None = None) -
         pairs = probabilities.double()[ids[:-1], ids[1:]]
         nll = -pairs.log().mean().item()
         return {
-            "the index order: P[a, b] is the probability of b *after* a, so look up "
-            "P[ids[:-1], ids[1:]] (current token first)": bigram.average_nll(
-                probabilities.double().T, ids
-            ),
-            "average over the N - 1 pairs, not the N tokens": -pairs.log().sum().item() / len(ids),
-            "the sign: a negative log-likelihood is -log P, which is >= 0": -nll,
-            "the units: use the natural log (nats), not log base 2 (bits)": nll / math.log(2),
-            "average the log-probabilities, not the probabilities: -mean(log P), not "
-            "-log(mean P)": -math.log(pairs.mean().item()),
+            _(
+                "the index order: P[a, b] is the probability of b *after* a, so look up "
+                "P[ids[:-1], ids[1:]] (current token first)"
+            ): bigram.average_nll(probabilities.double().T, ids),
+            _("average over the N - 1 pairs, not the N tokens"): -pairs.log().sum().item()
+            / len(ids),
+            _("the sign: a negative log-likelihood is -log P, which is >= 0"): -nll,
+            _("the units: use the natural log (nats), not log base 2 (bits)"): nll / math.log(2),
+            _(
+                "average the log-probabilities, not the probabilities: -mean(log P), not "
+                "-log(mean P)"
+            ): -math.log(pairs.mean().item()),
         }
 
     cases = [
         Case(
-            "ids [0, 1, 1, 0, 0] (4 pairs)",
+            _("ids [0, 1, 1, 0, 0] (4 pairs)"),
             (probabilities, ids),
             number_verdict(
                 bigram.average_nll(probabilities.double(), ids),
                 mistakes(probabilities, ids),
-                "the average NLL",
+                _("the average NLL"),
             ),
-            hint="average over the 4 pairs (not the 5 tokens), and use the natural log",
+            hint=_("average over the 4 pairs (not the 5 tokens), and use the natural log"),
         ),
         Case(
-            "an asymmetric 3-token table, ids [0, 1, 2, 2, 0, 0, 1]",
+            _("an asymmetric 3-token table, ids [0, 1, 2, 2, 0, 0, 1]"),
             (table, sentence),
             number_verdict(
                 bigram.average_nll(table.double(), sentence),
                 mistakes(table, sentence),
-                "the average NLL",
+                _("the average NLL"),
             ),
-            hint="rows are the current token, columns the next: probabilities[ids[:-1], ids[1:]]",
+            hint=_(
+                "rows are the current token, columns the next: probabilities[ids[:-1], ids[1:]]"
+            ),
         ),
     ]
+    # code, the same in every language: not translated
     hint = "-probabilities[ids[:-1], ids[1:]].log().mean()"
     return run_check("average_nll", function, cases, hint, strict, AVERAGE_NLL)
 
@@ -226,7 +256,10 @@ def _draw_samples(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, n = draw_dtype(generator), draw_int(generator, 1, 80)
     mean, std = draw_choice(generator, (-5.0, 0.0, 3.0)), draw_choice(generator, (0.1, 1.0, 7.0))
     x = mean + std * randn(generator, n, dtype=dtype)
-    return f"{n} samples of N({mean:g}, {std:g}^2), {dtype}", (x,), {}
+    description = _("{count} samples of N({mean}, {std}^2), {dtype}").format(
+        count=n, mean=f"{mean:g}", std=f"{std:g}", dtype=dtype
+    )
+    return description, (x,), {}
 
 
 def _gaussian_mle_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,7 +270,7 @@ def _gaussian_mle_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 def _draw_ids(generator: torch.Generator) -> tuple[str, tuple, dict]:
     vocab, n = draw_int(generator, 1, 6), draw_int(generator, 1, 40)
     ids = torch.randint(0, vocab, (n,), generator=generator)
-    return f"{n} ids of {vocab} tokens", (ids, vocab), {}
+    return _("{count} ids of {vocab} tokens").format(count=n, vocab=vocab), (ids, vocab), {}
 
 
 def _counts_reference(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -248,7 +281,10 @@ def _draw_counts(generator: torch.Generator) -> tuple[str, tuple, dict]:
     vocab, dtype = draw_int(generator, 1, 6), draw_dtype(generator)
     counts = torch.randint(0, 6, (vocab, vocab), generator=generator).to(dtype)
     alpha = draw_choice(generator, (0.01, 0.5, 1.0, 3.0))
-    return f"{vocab} x {vocab} counts, alpha = {alpha:g}, {dtype}", (counts, alpha), {}
+    description = _("{vocab} x {vocab} counts, alpha = {alpha}, {dtype}").format(
+        vocab=vocab, alpha=f"{alpha:g}", dtype=dtype
+    )
+    return description, (counts, alpha), {}
 
 
 def _probabilities_reference(counts: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -260,7 +296,10 @@ def _draw_table_and_ids(generator: torch.Generator) -> tuple[str, tuple, dict]:
     vocab, n, dtype = draw_int(generator, 1, 6), draw_int(generator, 2, 40), draw_dtype(generator)
     table = torch.softmax(2 * randn(generator, vocab, vocab, dtype=dtype), dim=1)
     ids = torch.randint(0, vocab, (n,), generator=generator)
-    return f"a {vocab}-token table and {n} ids, {dtype}", (table, ids), {}
+    description = _("a {vocab}-token table and {count} ids, {dtype}").format(
+        vocab=vocab, count=n, dtype=dtype
+    )
+    return description, (table, ids), {}
 
 
 GAUSSIAN_MLE = Draws(_draw_samples, _gaussian_mle_reference, gradients=True)

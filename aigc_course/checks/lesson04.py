@@ -19,6 +19,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 
 
 def _qkv(seed: int, shape: tuple[int, ...], t_k: int | None = None, d_v: int | None = None):
@@ -51,28 +52,36 @@ def _attention_mistakes(
         return torch.softmax(logits, dim=dim) @ v
 
     mistakes = {
-        "scaled by sqrt(d_v): the scale is 1 / sqrt(d_k), with d_k = q.size(-1) (the size of "
-        "the vectors in the dot product), not v.size(-1)": attend(d_v**-0.5),
-        "the scores are not scaled: divide q k^T by sqrt(d_k) before the softmax": attend(1.0),
-        "divide by sqrt(d_k), not by d_k": attend(1 / d_k),
-        "divide the scores by sqrt(d_k), do not multiply": attend(d_k**0.5),
-        "the softmax runs over the queries (dim=-2): each query's weights over the keys must "
-        "sum to 1, so use dim=-1": attend(d_k**-0.5, dim=-2),
-        "the softmax is missing: weights = softmax(q k^T / sqrt(d_k)), then weights @ v": scaled
+        _(
+            "scaled by sqrt(d_v): the scale is 1 / sqrt(d_k), with d_k = q.size(-1) (the size of "
+            "the vectors in the dot product), not v.size(-1)"
+        ): attend(d_v**-0.5),
+        _("the scores are not scaled: divide q k^T by sqrt(d_k) before the softmax"): attend(1.0),
+        _("divide by sqrt(d_k), not by d_k"): attend(1 / d_k),
+        _("divide the scores by sqrt(d_k), do not multiply"): attend(d_k**0.5),
+        _(
+            "the softmax runs over the queries (dim=-2): each query's weights over the keys must "
+            "sum to 1, so use dim=-1"
+        ): attend(d_k**-0.5, dim=-2),
+        _("the softmax is missing: weights = softmax(q k^T / sqrt(d_k)), then weights @ v"): scaled
         @ v,
     }
     if mask is not None:
         mistakes[
-            "the mask is inverted: True means *may attend*, so fill the scores where ~mask "
-            "(mask == False) with -inf"
+            _(
+                "the mask is inverted: True means *may attend*, so fill the scores where ~mask "
+                "(mask == False) with -inf"
+            )
         ] = attend(d_k**-0.5, flip=True)
         mistakes[
-            "masked scores must be -inf (not 0) before the softmax, so that they get weight 0"
+            _("masked scores must be -inf (not 0) before the softmax, so that they get weight 0")
         ] = attend(d_k**-0.5, masked_with=0.0)
         weights = torch.softmax(scaled, dim=-1) * mask
         mistakes[
-            "the mask goes on the scores *before* the softmax (masked_fill with -inf); "
-            "zeroing weights after it leaves rows that do not sum to 1"
+            _(
+                "the mask goes on the scores *before* the softmax (masked_fill with -inf); "
+                "zeroing weights after it leaves rows that do not sum to 1"
+            )
         ] = weights @ v
     return mistakes
 
@@ -93,30 +102,32 @@ def scaled_dot_product_attention(
     causal = torch.ones(4, 4, dtype=torch.bool).tril()
     cases = [
         Case(
-            "a batch of 2, 4 tokens, d_k = 8, d_v = 3",
+            _("a batch of 2, 4 tokens, d_k = 8, d_v = 3"),
             (q, k, v),
             F.scaled_dot_product_attention(q, k, v),
-            hint="scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax over the last "
-            "dimension (the keys); output = weights @ v",
+            hint=_(
+                "scores = q @ k.transpose(-2, -1) / sqrt(d_k); weights = softmax over the last "
+                "dimension (the keys); output = weights @ v"
+            ),
             mistakes=_attention_mistakes(q, k, v),
         ),
         Case(
-            "heads and 5 queries against 7 keys, d_k = 16, d_v = 4",
+            _("heads and 5 queries against 7 keys, d_k = 16, d_v = 4"),
             (q2, k2, v2),
             F.scaled_dot_product_attention(q2, k2, v2),
-            hint="use q.size(-1) for d_k, and transpose only the last two dimensions of k",
+            hint=_("use q.size(-1) for d_k, and transpose only the last two dimensions of k"),
             mistakes=_attention_mistakes(q2, k2, v2),
         ),
         Case(
-            "a causal boolean mask (True = may attend)",
+            _("a causal boolean mask (True = may attend)"),
             (q, k, v),
             F.scaled_dot_product_attention(q, k, v, attn_mask=causal),
             kwargs={"mask": causal},
-            hint="scores.masked_fill(~mask, float('-inf')) before the softmax",
+            hint=_("scores.masked_fill(~mask, float('-inf')) before the softmax"),
             mistakes=_attention_mistakes(q, k, v, causal),
         ),
     ]
-    hint = "softmax(q k^T / sqrt(d_k)) v; the softmax is over the keys (dim=-1)"
+    hint = _("softmax(q k^T / sqrt(d_k)) v; the softmax is over the keys (dim=-1)")
     return run_check("scaled_dot_product_attention", function, cases, hint, strict, ATTENTION)
 
 
@@ -129,7 +140,9 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
     def expect(length: int):
         def verdict(got) -> str | None:
             if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
-                return f"expected a bool tensor (True = may attend), got {got.dtype}"
+                return _("expected a bool tensor (True = may attend), got {dtype}").format(
+                    dtype=got.dtype
+                )
             return compare_tensor(got, reference.causal_mask(length), 0, 0)
 
         return verdict
@@ -137,24 +150,28 @@ def causal_mask(function: Callable[..., torch.Tensor], *, strict: bool | None = 
     def mistakes(length: int) -> dict[str, torch.Tensor]:
         ones = torch.ones(length, length, dtype=torch.bool)
         return {
-            "the mask is transposed: row i is the query, column j the key, and a query may see "
-            "keys j <= i, on and *below* the diagonal (tril, not triu)": ones.triu(),
-            "the diagonal is missing: a position may attend to itself (j <= i, so tril(), not "
-            "tril(-1))": ones.tril(-1),
-            "the mask is inverted: True means *may attend* (j <= i), not *hidden*": ~ones.tril(),
+            _(
+                "the mask is transposed: row i is the query, column j the key, and a query may see "
+                "keys j <= i, on and *below* the diagonal (tril, not triu)"
+            ): ones.triu(),
+            _(
+                "the diagonal is missing: a position may attend to itself (j <= i, so tril(), not "
+                "tril(-1))"
+            ): ones.tril(-1),
+            _("the mask is inverted: True means *may attend* (j <= i), not *hidden*"): ~ones.tril(),
         }
 
     cases = [
         Case(
-            "T = 4",
+            _("T = 4"),
             (4,),
             expect(4),
-            hint="True on and below the diagonal: torch.ones(T, T, dtype=torch.bool).tril()",
+            hint=_("True on and below the diagonal: torch.ones(T, T, dtype=torch.bool).tril()"),
             mistakes=mistakes(4),
         ),
-        Case("T = 1", (1,), expect(1), mistakes=mistakes(1)),
+        Case(_("T = 1"), (1,), expect(1), mistakes=mistakes(1)),
     ]
-    hint = "row i (a query) may see columns 0..i (keys up to its own position)"
+    hint = _("row i (a query) may see columns 0..i (keys up to its own position)")
     return run_check("causal_mask", function, cases, hint, strict, CAUSAL_MASK)
 
 
@@ -168,25 +185,33 @@ def split_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
     batch, length, channels = x.shape
     heads, size = 4, 2
     mistakes = {
-        "a reshape straight to (B, H, T, C/H) mixes up tokens and channels: view as "
-        "(B, T, H, C/H) first, then transpose(1, 2)": x.reshape(batch, heads, length, size),
-        "the transpose is missing: after the view to (B, T, H, C/H), swap the token and head "
-        "axes with transpose(1, 2)": x.view(batch, length, heads, size),
-        "the heads are interleaved: head h must get the *contiguous* channels "
-        "h*C/H .. (h+1)*C/H, so view as (B, T, H, C/H), not (B, T, C/H, H)": x.view(
-            batch, length, size, heads
-        ).permute(0, 3, 1, 2),
+        _(
+            "a reshape straight to (B, H, T, C/H) mixes up tokens and channels: view as "
+            "(B, T, H, C/H) first, then transpose(1, 2)"
+        ): x.reshape(batch, heads, length, size),
+        _(
+            "the transpose is missing: after the view to (B, T, H, C/H), swap the token and head "
+            "axes with transpose(1, 2)"
+        ): x.view(batch, length, heads, size),
+        _(
+            "the heads are interleaved: head h must get the *contiguous* channels "
+            "h*C/H .. (h+1)*C/H, so view as (B, T, H, C/H), not (B, T, C/H, H)"
+        ): x.view(batch, length, size, heads).permute(0, 3, 1, 2),
     }
     cases = [
         Case(
-            "x of shape (2, 3, 8) into 4 heads",
+            _("x of shape (2, 3, 8) into 4 heads"),
             (x, 4),
             reference.split_heads(x, 4),
-            hint="view as (B, T, H, C/H), then transpose(1, 2): head h gets channels h*C/H .. (h+1)*C/H",
+            hint=_(
+                "view as (B, T, H, C/H), then transpose(1, 2): head h gets channels "
+                "h*C/H .. (h+1)*C/H"
+            ),
             mistakes=mistakes,
         ),
-        Case("into 1 head", (x, 1), reference.split_heads(x, 1)),
+        Case(_("into 1 head"), (x, 1), reference.split_heads(x, 1)),
     ]
+    # code, the same in every language: not translated
     hint = "x.view(B, T, n_heads, C // n_heads).transpose(1, 2)"
     return run_check("split_heads", function, cases, hint, strict, SPLIT_HEADS)
 
@@ -199,25 +224,30 @@ def merge_heads(function: Callable[..., torch.Tensor], *, strict: bool | None = 
     x = torch.arange(2 * 4 * 3 * 2, dtype=torch.float32).reshape(2, 4, 3, 2)
     batch, heads, length, size = x.shape
     mistakes = {
-        "the transpose is missing: a reshape of (B, H, T, D) straight to (B, T, H * D) mixes "
-        "tokens of different heads; transpose(1, 2) first": x.reshape(batch, length, heads * size),
-        "the channels are interleaved: each head's D channels must stay together, so "
-        "transpose(1, 2) to (B, T, H, D) before the reshape (not permute(0, 2, 3, 1))": x.permute(
-            0, 2, 3, 1
-        ).reshape(batch, length, heads * size),
-        "concatenate the heads (H * D channels), do not add them up": x.sum(1),
-        "concatenate the heads (H * D channels), do not average them": x.mean(1),
+        _(
+            "the transpose is missing: a reshape of (B, H, T, D) straight to (B, T, H * D) mixes "
+            "tokens of different heads; transpose(1, 2) first"
+        ): x.reshape(batch, length, heads * size),
+        _(
+            "the channels are interleaved: each head's D channels must stay together, so "
+            "transpose(1, 2) to (B, T, H, D) before the reshape (not permute(0, 2, 3, 1))"
+        ): x.permute(0, 2, 3, 1).reshape(batch, length, heads * size),
+        _("concatenate the heads (H * D channels), do not add them up"): x.sum(1),
+        _("concatenate the heads (H * D channels), do not average them"): x.mean(1),
     }
     cases = [
         Case(
-            "x of shape (2, 4, 3, 2)",
+            _("x of shape (2, 4, 3, 2)"),
             (x,),
             reference.merge_heads(x),
-            hint="transpose(1, 2) first, so that the heads of one token sit next to each other, "
-            "then reshape (a plain view would fail: the transpose is not contiguous)",
+            hint=_(
+                "transpose(1, 2) first, so that the heads of one token sit next to each other, "
+                "then reshape (a plain view would fail: the transpose is not contiguous)"
+            ),
             mistakes=mistakes,
         ),
     ]
+    # code, the same in every language: not translated
     hint = "x.transpose(1, 2).reshape(B, T, H * D)"
     return run_check("merge_heads", function, cases, hint, strict, MERGE_HEADS)
 
@@ -242,8 +272,15 @@ def _draw_attention(generator: torch.Generator) -> tuple[str, tuple, dict]:
         mask = torch.rand(t_q, t_k, generator=generator) < 0.6
         mask[torch.arange(t_q), torch.randint(0, t_k, (t_q,), generator=generator)] = True
         kwargs["mask"] = mask
-    shape = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
-    return f"{shape}, mask: {kind}, {dtype}", (q, k, v), kwargs
+    descriptions = {
+        "none": _("q {q_shape}, k {k_shape}, v {v_shape}, mask: none, {dtype}"),
+        "causal": _("q {q_shape}, k {k_shape}, v {v_shape}, mask: causal, {dtype}"),
+        "random": _("q {q_shape}, k {k_shape}, v {v_shape}, mask: random, {dtype}"),
+    }
+    description = descriptions[kind].format(
+        q_shape=tuple(q.shape), k_shape=tuple(k.shape), v_shape=tuple(v.shape), dtype=dtype
+    )
+    return description, (q, k, v), kwargs
 
 
 def _attention_reference(q, k, v, mask=None) -> torch.Tensor:
@@ -252,19 +289,23 @@ def _attention_reference(q, k, v, mask=None) -> torch.Tensor:
 
 def _draw_length(generator: torch.Generator) -> tuple[str, tuple, dict]:
     length = draw_int(generator, 1, 12)
-    return f"T = {length}", (length,), {}
+    return _("T = {length}").format(length=length), (length,), {}
 
 
 def _draw_channels(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, heads, size = draw_dtype(generator), draw_int(generator, 1, 4), draw_int(generator, 1, 4)
     batch, length = draw_int(generator, 1, 3), draw_int(generator, 1, 5)
     x = randn(generator, batch, length, heads * size, dtype=dtype)
-    return f"x {tuple(x.shape)} into {heads} heads, {dtype}", (x, heads), {}
+    description = _("x {shape} into {heads} heads, {dtype}").format(
+        shape=tuple(x.shape), heads=heads, dtype=dtype
+    )
+    return description, (x, heads), {}
 
 
 def _draw_heads(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 4, 4, 1, 4)
-    return f"x {shape}, {dtype}", (randn(generator, *shape, dtype=dtype),), {}
+    description = _("x {shape}, {dtype}").format(shape=shape, dtype=dtype)
+    return description, (randn(generator, *shape, dtype=dtype),), {}
 
 
 ATTENTION = Draws(

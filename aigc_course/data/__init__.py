@@ -1,4 +1,4 @@
-"""The course's data: Fashion-MNIST and Tiny Shakespeare, found locally or downloaded.
+"""The course's data: Fashion-MNIST, Tiny Shakespeare and 唐诗三百首, found locally or downloaded.
 
 See :mod:`aigc_course.data.sources` for where files are looked for and how they are verified.
 """
@@ -30,9 +30,13 @@ from aigc_course.data.sources import (
 )
 from aigc_course.data.text import (
     CharTokenizer,
+    Poem,
     Speech,
+    load_tang_poems,
     load_tiny_shakespeare,
+    parse_poems,
     parse_speeches,
+    poems_corpus,
     speaker_counts,
     split_speeches,
 )
@@ -50,6 +54,7 @@ __all__ = [
     "DownloadError",
     "IDXFormatError",
     "ImageDataset",
+    "Poem",
     "Speech",
     "cache_dir",
     "dataset_status",
@@ -58,6 +63,9 @@ __all__ = [
     "fill_cache",
     "get_spec",
     "load_fashion_mnist",
+    "load_tang_poems",
+    "parse_poems",
+    "poems_corpus",
     "load_idx_pair",
     "load_tiny_shakespeare",
     "locate",

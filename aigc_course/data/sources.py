@@ -30,6 +30,7 @@ from pathlib import Path
 from aigc_course import errors, settings
 from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path, new_file_mode
+from aigc_course.i18n import N_, _
 
 CHUNK_BYTES = 1 << 20
 
@@ -130,10 +131,13 @@ class DatasetSpec:
     def used_by(self) -> str:
         """The lessons that load it, in words: "lessons 02, 08 and 09"."""
         if not self.lessons:
-            return "no lesson"
+            return _("no lesson")
         names = [f"{number:02d}" for number in self.lessons]
-        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-        return f"lesson{'s' if len(names) > 1 else ''} {listed}"
+        if len(names) == 1:
+            return _("lesson {number}").format(number=names[0])
+        return _("lessons {numbers} and {last}").format(
+            numbers=_(", ").join(names[:-1]), last=names[-1]
+        )
 
     def file(self, name: str) -> DataFile:
         for data_file in self.files:
@@ -176,7 +180,7 @@ FASHION_MNIST = DatasetSpec(
         },
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
-    system_install="on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist",
+    system_install=N_("on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist"),
     lessons=(0, 6, 7, 10, 11, 12),
 )
 
@@ -196,11 +200,31 @@ TINY_SHAKESPEARE = DatasetSpec(
     lessons=(0, 2, 8, 9, 11, 12),
 )
 
-DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE)}
+TANG_POEMS = DatasetSpec(
+    name="tang300",
+    title="唐诗三百首 (Three Hundred Tang Poems)",
+    files=(
+        DataFile(
+            "tang300",
+            Checksum("sha256", "b69cab0cb84c49dc1808d95aea7156c8911a7022ec630e194eecf360b78feff5"),
+            ("https://salsa.debian.org/chinese-team/fortunes-zh/-/raw/master/tang300",),
+        ),
+    ),
+    # Debian's fortunes-zh (GPL-3.0+, a licence other than the course's: found or fetched at run
+    # time, never committed). Its title and author lines are coloured with terminal escapes.
+    system_dirs=("/usr/share/games/fortunes",),
+    system_install=N_("on Debian/Ubuntu: sudo apt-get install fortunes-zh"),
+    required=False,
+    lessons=(8,),
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec for spec in (FASHION_MNIST, TINY_SHAKESPEARE, TANG_POEMS)
+}
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The data set called ``name`` (``fashion-mnist``, ``tinyshakespeare``)."""
+    """The data set called ``name`` (``fashion-mnist``, ``tinyshakespeare``, ``tang300``)."""
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
         raise UnknownDatasetError(
@@ -378,11 +402,11 @@ def _describe_error(error: BaseException) -> str:
 
 def fix_hint(spec: DatasetSpec) -> str:
     """The commands that make ``spec`` available, for error messages and the doctor."""
-    fixes = [f"on a machine with internet: aigc-course data fetch {spec.name}"]
+    fixes = [_("on a machine with internet: aigc-course data fetch {name}").format(name=spec.name)]
     if spec.system_install:
-        fixes.append(spec.system_install)
-    fixes.append(f"or copy the files into {cache_dir() / spec.name}")
-    return "; ".join(fixes)
+        fixes.append(_(spec.system_install))
+    fixes.append(_("or copy the files into {path}").format(path=cache_dir() / spec.name))
+    return _("; ").join(fixes)
 
 
 def locate(
@@ -454,7 +478,7 @@ def fill_cache(name: str, *, progress: bool = True) -> list[tuple[Path, str]]:
 
 def fetch(name: str, *, progress: bool = True) -> list[Path]:
     """Put every file of data set ``name`` in the cache, verified (see :func:`fill_cache`)."""
-    return [path for path, _ in fill_cache(name, progress=progress)]
+    return [path for path, _outcome in fill_cache(name, progress=progress)]
 
 
 @dataclass
@@ -473,11 +497,19 @@ class DatasetStatus:
         title = f"{self.spec.title} ({self.spec.used_by})"
         if self.ready:
             folders = sorted({str(path.parent) for path in self.found.values()})
-            notes = "".join(f"\n  warning: {problem}" for problem in self.problems)
-            return f"{title}: found in {', '.join(folders)}{notes}"
-        need = "missing" if self.spec.required else "not present (optional)"
+            notes = "".join(
+                "\n  " + _("warning: {problem}").format(problem=problem)
+                for problem in self.problems
+            )
+            return (
+                _("{title}: found in {folders}").format(title=title, folders=", ".join(folders))
+                + notes
+            )
+        need = _("missing") if self.spec.required else _("not present (optional)")
         detail = f"; {'; '.join(self.problems)}" if self.problems else ""
-        return f"{title}: {need}{detail}. Fix: {fix_hint(self.spec)}"
+        return _("{title}: {state}{detail}. Fix: {fix}").format(
+            title=title, state=need, detail=detail, fix=fix_hint(self.spec)
+        )
 
 
 def dataset_status(names: list[str] | None = None) -> list[DatasetStatus]:

@@ -1,4 +1,4 @@
-"""Tiny Shakespeare and the character tokenizer of the language-model lessons."""
+"""Tiny Shakespeare, 唐诗三百首, and the character tokenizer of the language-model lessons."""
 
 from __future__ import annotations
 
@@ -10,12 +10,56 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigc_course import files
-from aigc_course.data.sources import TINY_SHAKESPEARE, locate
+from aigc_course.data.sources import TANG_POEMS, TINY_SHAKESPEARE, locate
 
 
 def load_tiny_shakespeare() -> str:
     """The Tiny Shakespeare corpus (1,115,394 characters), verified by its sha256."""
     return locate(TINY_SHAKESPEARE, "input.txt").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Poem:
+    """One poem of a fortune file: its title (《…》), its author, and its lines."""
+
+    title: str
+    author: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.title}\n作者：{self.author}\n{self.text}"
+
+
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def parse_poems(raw: str) -> list[Poem]:
+    """The poems of a ``fortunes-zh`` file: entries separated by ``%`` lines, each a title line
+    (``《感遇・其一》``), an author line (``作者：张九龄``) and the poem; terminal colour codes
+    are removed. An entry without a title and an author line is skipped."""
+    poems = []
+    for entry in re.split(r"^%$", _TERMINAL_ESCAPE.sub("", raw), flags=re.MULTILINE):
+        lines = entry.strip("\n").split("\n")
+        if len(lines) < 3 or not lines[0].startswith("《") or not lines[1].startswith("作者："):
+            continue
+        text = "\n".join(line.rstrip() for line in lines[2:]).strip("\n")
+        poems.append(Poem(lines[0].strip(), lines[1][len("作者：") :].strip(), text))
+    return poems
+
+
+def load_tang_poems() -> list[Poem]:
+    """唐诗三百首 from Debian's ``fortunes-zh`` (313 poems), verified by its sha256.
+
+    An optional data set (GPL-3.0+): found on the system (``apt-get install fortunes-zh``) or in
+    the cache, else downloaded; when neither works, :class:`~aigc_course.data.DataError` says how
+    to get it."""
+    raw = locate(TANG_POEMS, "tang300").read_text(encoding="utf-8")
+    return parse_poems(raw)
+
+
+def poems_corpus(poems: Iterable[Poem]) -> str:
+    """One training text: each poem (title, author, lines), separated by blank lines."""
+    return "\n\n".join(str(poem) for poem in poems) + "\n"
 
 
 class CharTokenizer:

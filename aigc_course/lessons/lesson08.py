@@ -1,5 +1,6 @@
-"""Lesson 08's experiments: the ablation (from a bigram to a GPT, one ingredient at a time), and
-three shapes of GPT raced for the same minutes (which model is best for a budget)."""
+"""Lesson 08's experiments: the ablation (from a bigram to a GPT, one ingredient at a time),
+three shapes of GPT raced for the same minutes (which model is best for a budget), and the same GPT
+on 唐诗三百首 (a vocabulary of thousands of characters, a corpus small enough to memorise)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigc_course import runtime, training
+from aigc_course import data, metrics, runtime, training
 from aigc_course.attention import AttentionConfig, MultiHeadSelfAttention
-from aigc_course.models.gpt import GPT, GPTConfig
+from aigc_course.data.text import train_val_ids
+from aigc_course.i18n import _
+from aigc_course.models.gpt import GPT, GPTConfig, sample_text
 from aigc_course.trainers import gpt as gpt_trainer
 from aigc_course.trainers.gpt import ShakespeareData, estimate_loss, random_blocks
 from aigc_course.training import TrainConfig
@@ -147,3 +150,108 @@ def race(
         )  # fmt: skip
         runs[name] = gpt_trainer.train(recipe, device, progress=False, shakespeare=shakespeare)
     return runs
+
+
+# --------------------------------------------------------------------------------------------
+# The same GPT on 唐诗三百首
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PoemCorpus:
+    """The poems as one text, its character tokenizer, and lesson 02's split (first 90% trains)."""
+
+    poems: list[data.Poem]
+    text: str
+    split: ShakespeareData  # tokenizer, train_ids, val_ids: what the GPT trainer reads
+    train_text: str
+    val_text: str
+
+
+def load_poem_corpus() -> PoemCorpus | None:
+    """唐诗三百首 ready to train on, or ``None`` (with a one-line note of why and how to get it)
+    when it is not on this machine and cannot be downloaded: the section is then skipped."""
+    try:
+        poems = data.load_tang_poems()
+    except data.DataError as error:
+        print(_("唐诗三百首 is not here, so this section is skipped. {error}").format(error=error))
+        return None
+    text = data.poems_corpus(poems)
+    tokenizer = data.CharTokenizer.from_text(text)
+    train_ids, val_ids = train_val_ids(text, tokenizer)
+    split = ShakespeareData(tokenizer, torch.tensor(train_ids), torch.tensor(val_ids))
+    return PoemCorpus(poems, text, split, text[: len(train_ids)], text[len(train_ids) :])
+
+
+@dataclass
+class EmbeddingShare:
+    """How much of a GPT is its token embedding (tied to the output layer: one ``V x C`` matrix)."""
+
+    corpus: str
+    vocab_size: int
+    parameters: int
+    embedding: int
+
+    @property
+    def share(self) -> float:
+        return self.embedding / self.parameters
+
+
+def embedding_shares(config: GPTConfig, vocabularies: dict[str, int]) -> list[EmbeddingShare]:
+    """The same GPT shape with each vocabulary: its parameters (the position table left out) and
+    those of the token embedding, which is also the output layer (weight tying)."""
+    rows = []
+    for corpus, vocab_size in vocabularies.items():
+        model = GPT(GPTConfig(**{**config.__dict__, "vocab_size": vocab_size}))
+        rows.append(
+            EmbeddingShare(corpus, vocab_size, model.num_parameters(), model.wte.weight.numel())
+        )
+    return rows
+
+
+def train_on_poems(
+    profile: runtime.Profile,
+    corpus: PoemCorpus,
+    minutes: float | None,
+    steps: int | None = None,
+    device: torch.device | None = None,
+) -> gpt_trainer.GPTRun:
+    """Lesson 08's GPT (the profile's step recipe, same shape) trained on the poems for
+    ``minutes`` of wall-clock time (or ``steps``: the smoke profile's quick check)."""
+    recipe = gpt_trainer.recipe_for(profile)
+    recipe = training.override(
+        recipe, minutes=minutes, steps=steps or recipe.train.steps, eval_every=10**9,
+        eval_batches=20, log_every=10,
+    )  # fmt: skip
+    return gpt_trainer.train(recipe, device, progress=False, shakespeare=corpus.split)
+
+
+@dataclass
+class Memorisation:
+    """The longest verbatim pieces that generated poems, and held-out real ones, share with the
+    training poems: a model that copies shares far longer pieces than new poems do by chance."""
+
+    samples: list[str]
+    sample_lengths: list[int]
+    held_out_lengths: list[int]
+
+
+def memorisation(
+    run: gpt_trainer.GPTRun, corpus: PoemCorpus, count: int = 6, length: int = 60, seed: int = 0
+) -> Memorisation:
+    """``count`` poems of ``length`` characters sampled after ``《`` (temperature 0.8), and as
+    many held-out windows of the same length, each measured with lesson 11's
+    :func:`metrics.longest_verbatim_substring` against the training text."""
+    samples = [gpt_sample(run, "《", length, seed + index)[1:] for index in range(count)]
+    step = max(1, (len(corpus.val_text) - length) // count)
+    held_out = [corpus.val_text[i * step : i * step + length] for i in range(count)]
+
+    def longest(texts: list[str]) -> list[int]:
+        return [len(metrics.longest_verbatim_substring(text, corpus.train_text)) for text in texts]
+
+    return Memorisation(samples, longest(samples), longest(held_out))
+
+
+def gpt_sample(run: gpt_trainer.GPTRun, prompt: str, length: int, seed: int) -> str:
+    """``prompt`` continued by ``length`` characters of ``run``'s model (temperature 0.8)."""
+    return sample_text(run.model, run.tokenizer, prompt, tokens=length, seed=seed)

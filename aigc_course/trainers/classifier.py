@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from aigc_course import checkpoints, data, metrics, runtime, training
+from aigc_course.i18n import N_, _
 from aigc_course.models.classifier import ClassifierConfig, FashionClassifier
 from aigc_course.training import Run, TrainConfig
 
@@ -37,7 +38,9 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> Classifie
 
 
 def describe(recipe: ClassifierRecipe) -> str:
-    return f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
+    return _("{length} of {batch_size} images").format(
+        length=training.describe_length(recipe.train), batch_size=recipe.batch_size
+    )
 
 
 def checkpoint_name(recipe: ClassifierRecipe) -> str:
@@ -69,7 +72,7 @@ def train(
         recipe.train,
         device=device,
         progress=progress,
-        description="classifier",
+        description=N_("classifier"),
         on_trained=training.report_trained(
             on_trained, lambda h: Run(model, recipe, h, training.training_figures(h))
         ),
@@ -85,7 +88,7 @@ def train(
 
 
 def summary(run: Run) -> dict[str, object]:
-    return {**training.training_rows(run), "test accuracy": run.metrics["test_accuracy"]}
+    return {**training.training_rows(run), _("test accuracy"): run.metrics["test_accuracy"]}
 
 
 def save_run(run: Run, path: str | Path, command: str) -> str:

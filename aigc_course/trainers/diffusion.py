@@ -17,6 +17,7 @@ import torch
 
 from aigc_course import checkpoints, data, metrics, runtime, training
 from aigc_course.errors import SettingError
+from aigc_course.i18n import N_, _
 from aigc_course.models.diffusion import SCHEDULES, NoiseSchedule, diffusion_loss, sample
 from aigc_course.models.unet import UNet, UNetConfig
 from aigc_course.trainers import classifier as classifier_trainer
@@ -31,26 +32,37 @@ class DiffusionRecipe:
     model: UNetConfig
     train: TrainConfig
     batch_size: int
-    schedule: str = setting("linear", "the noise schedule", choices=SCHEDULES)
-    diffusion_steps: int = setting(1000, "the noising steps T", count)
+    schedule: str = setting("linear", N_("the noise schedule"), choices=SCHEDULES)
+    diffusion_steps: int = setting(1000, N_("the noising steps T"), count)
     warmup_steps: int = 100
     train_limit: int | None = None  # use only the first N training images (smoke)
     fid_images: int = 1000  # generated and test images for the FID
     fid_sampling_steps: int = setting(
-        50, "DDIM steps for the samples the FID is measured on", count, flag="--sampling-steps"
+        50,
+        N_("DDIM steps for the samples the FID is measured on"),
+        count,
+        flag="--sampling-steps",
     )
 
     def __post_init__(self) -> None:
         if not isinstance(self.diffusion_steps, int) or self.diffusion_steps < 2:
-            raise SettingError(f"a diffusion needs at least 2 steps, got {self.diffusion_steps!r}")
+            raise SettingError(
+                _("a diffusion needs at least 2 steps, got {value}").format(
+                    value=repr(self.diffusion_steps)
+                )
+            )
         if self.schedule not in SCHEDULES:
             raise SettingError(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+                _("schedule must be one of {choices}, got {value}").format(
+                    choices=", ".join(SCHEDULES), value=repr(self.schedule)
+                )
             )
         if not 1 <= self.fid_sampling_steps <= self.diffusion_steps:
             raise SettingError(
-                f"fid_sampling_steps must be 1 to diffusion_steps ({self.diffusion_steps}), "
-                f"got {self.fid_sampling_steps}"
+                _(
+                    "fid_sampling_steps must be 1 to diffusion_steps ({diffusion_steps}), "
+                    "got {value}"
+                ).format(diffusion_steps=self.diffusion_steps, value=self.fid_sampling_steps)
             )
 
     def noise_schedule(self) -> NoiseSchedule:
@@ -91,10 +103,15 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> Diffusion
 
 
 def describe(recipe: DiffusionRecipe) -> str:
-    return (
-        f"U-Net width {recipe.model.channels}, {recipe.schedule} schedule over "
-        f"{recipe.diffusion_steps} steps, {training.describe_length(recipe.train)} of "
-        f"{recipe.batch_size} images"
+    return _(
+        "U-Net width {channels}, {schedule} schedule over {diffusion_steps} steps, {length} of "
+        "{batch_size} images"
+    ).format(
+        channels=recipe.model.channels,
+        schedule=recipe.schedule,
+        diffusion_steps=recipe.diffusion_steps,
+        length=training.describe_length(recipe.train),
+        batch_size=recipe.batch_size,
     )
 
 
@@ -175,7 +192,7 @@ def train(
         evaluate=evaluation if evaluate_fid else None,
         device=device,
         progress=progress,
-        description="diffusion",
+        description=N_("diffusion"),
         lr_schedule=lambda index, total: training.warmup_cosine(
             index, cfg.lr, min(recipe.warmup_steps, total // 10), total, cfg.lr / 10
         ),
@@ -203,10 +220,11 @@ def summary(run: Run) -> dict[str, object]:
     m = run.metrics
     rows = training.training_rows(run)
     if "test_fid" in m:
-        rows[f"FID, {m['fid_images']} DDIM-{m['fid_sampling_steps']} samples vs test"] = m[
-            "test_fid"
-        ]
-        rows["class entropy [nats] (uniform: 2.303)"] = m["test_class_entropy"]
+        fid = _("FID, {images} DDIM-{sampling_steps} samples vs test").format(
+            images=m["fid_images"], sampling_steps=m["fid_sampling_steps"]
+        )
+        rows[fid] = m["test_fid"]
+        rows[_("class entropy [nats] (uniform: 2.303)")] = m["test_class_entropy"]
     return rows
 
 

@@ -28,6 +28,7 @@ import torch
 from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.checkpoints import CheckpointError
 from aigc_course.errors import SettingError
+from aigc_course.i18n import N_, _
 from aigc_course.models import lora
 from aigc_course.models.gpt import GPT
 from aigc_course.trainers import gpt as gpt_trainer
@@ -48,23 +49,35 @@ class FinetuneConfig:
     """What to adapt and how: ``method`` (``full`` or ``lora``), and for LoRA its ``rank``,
     ``alpha`` and ``targets`` (see :class:`~aigc_course.models.lora.LoRAConfig`)."""
 
-    method: str = setting("lora", "full (every weight) or lora", choices=METHODS)
-    rank: int = setting(4, "LoRA's rank r", count)
-    alpha: float = setting(8.0, "LoRA's alpha: the update is scaled by alpha / r", positive_float)
-    targets: str = setting("both", "the layers LoRA adapts", choices=tuple(lora.TARGET_LAYERS))
-    speaker: str = setting(SPEAKER, "the speaker to fine-tune on", speaker_name)
+    method: str = setting("lora", N_("full (every weight) or lora"), choices=METHODS)
+    rank: int = setting(4, N_("LoRA's rank r"), count)
+    alpha: float = setting(
+        8.0, N_("LoRA's alpha: the update is scaled by alpha / r"), positive_float
+    )
+    targets: str = setting("both", N_("the layers LoRA adapts"), choices=tuple(lora.TARGET_LAYERS))
+    speaker: str = setting(SPEAKER, N_("the speaker to fine-tune on"), speaker_name)
     data: str = setting(  # see load_speaker_data
         "held-out",
-        "held-out (half of the speaker's unseen speeches; the other half validates) or "
-        "pretraining (the speaker's speeches the GPT was pre-trained on)",
+        N_(
+            "held-out (half of the speaker's unseen speeches; the other half validates) or "
+            "pretraining (the speaker's speeches the GPT was pre-trained on)"
+        ),
         choices=DATA_SOURCES,
     )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise SettingError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise SettingError(
+                _("method must be one of {choices}, got {value}").format(
+                    choices=", ".join(METHODS), value=repr(self.method)
+                )
+            )
         if self.data not in DATA_SOURCES:
-            raise SettingError(f"data must be one of {', '.join(DATA_SOURCES)}, got {self.data!r}")
+            raise SettingError(
+                _("data must be one of {choices}, got {value}").format(
+                    choices=", ".join(DATA_SOURCES), value=repr(self.data)
+                )
+            )
         self.lora()  # checks rank, alpha and targets
 
     def lora(self) -> lora.LoRAConfig:
@@ -99,12 +112,20 @@ def recipe_for(
     that rate, 3e-4."""
     lora_only = sorted(set(overrides) & LORA_SETTINGS)
     if method == "full" and lora_only:
-        names = " and ".join(f"{name} (--{name})" for name in lora_only)
-        raise SettingError(
-            f"{names} {'is a setting' if len(lora_only) == 1 else 'are settings'} of LoRA's "
-            "adapters, and method 'full' (every weight) has none: leave "
-            f"{'it' if len(lora_only) == 1 else 'them'} out, or use method 'lora'"
-        )
+        names = f"{lora_only[0]} (--{lora_only[0]})"
+        for name in lora_only[1:]:
+            names = _("{names} and {name}").format(names=names, name=f"{name} (--{name})")
+        if len(lora_only) == 1:
+            message = _(
+                "{settings} is a setting of LoRA's adapters, and method 'full' (every weight) has "
+                "none: leave it out, or use method 'lora'"
+            )
+        else:
+            message = _(
+                "{settings} are settings of LoRA's adapters, and method 'full' (every weight) has "
+                "none: leave them out, or use method 'lora'"
+            )
+        raise SettingError(message.format(settings=names))
     profile = profile or runtime.get_profile()
     finetune = FinetuneConfig(method=method)
     lr = 3e-4 if method == "lora" else 3e-5
@@ -134,16 +155,20 @@ def recipe_for(
 
 def describe(recipe: FinetuneRecipe) -> str:
     c = recipe.model
-    how = (
-        f"LoRA rank {c.rank}, alpha {c.alpha:g}, on the "
-        + {"both": "attention and MLP", "mlp": "MLP"}.get(c.targets, c.targets)
-        + " layers"
-        if c.method == "lora"
-        else "all weights"
-    )
-    return (
-        f"{c.speaker}'s speeches, {how}, "
-        f"{training.describe_length(recipe.train)} of {recipe.batch_size} sequences"
+    if c.method != "lora":
+        how = _("all weights")
+    else:
+        layers = {  # one of lora.TARGET_LAYERS (FinetuneConfig checks it)
+            "attention": _("LoRA rank {rank}, alpha {alpha}, on the attention layers"),
+            "mlp": _("LoRA rank {rank}, alpha {alpha}, on the MLP layers"),
+            "both": _("LoRA rank {rank}, alpha {alpha}, on the attention and MLP layers"),
+        }[c.targets]
+        how = layers.format(rank=c.rank, alpha=f"{c.alpha:g}")
+    return _("{speaker}'s speeches, {how}, {length} of {batch_size} sequences").format(
+        speaker=c.speaker,
+        how=how,
+        length=training.describe_length(recipe.train),
+        batch_size=recipe.batch_size,
     )
 
 
@@ -156,8 +181,10 @@ def variant(recipe: FinetuneRecipe) -> str:
 def checkpoint_name(recipe: FinetuneRecipe) -> str:
     if recipe.model.method != "lora":
         raise SettingError(
-            "the course ships a LoRA adapter only; --pretrained needs --method lora "
-            "(a full fine-tune is a whole GPT: save it with --out)"
+            _(
+                "the course ships a LoRA adapter only; --pretrained needs --method lora "
+                "(a full fine-tune is a whole GPT: save it with --out)"
+            )
         )
     return PRETRAINED_NAME
 
@@ -208,24 +235,36 @@ def load_speaker_data(
     ``source="pretraining"``: the speaker's speeches in the first 90% (text the GPT was pre-trained
     on) train, those in the last 10% validate, and the whole last 10% is the general text."""
     if source not in DATA_SOURCES:
-        raise SettingError(f"source must be one of {', '.join(DATA_SOURCES)}, got {source!r}")
+        raise SettingError(
+            _("source must be one of {choices}, got {value}").format(
+                choices=", ".join(DATA_SOURCES), value=repr(source)
+            )
+        )
     corpus = data.load_tiny_shakespeare()
     shakespeare = shakespeare or gpt_trainer.load_data()
     boundary = len(shakespeare.train_ids)  # one token per character: lesson 02's cut
     before, after = data.split_speeches(data.parse_speeches(corpus), boundary)
     mine = [s for s in before if s.speaker == speaker], [s for s in after if s.speaker == speaker]
     if not (mine[0] and mine[1]):
-        names = ", ".join(name for name, _, _ in speakers_on_both_sides(corpus)[:8])
+        names = ", ".join(name for name, _before, _after in speakers_on_both_sides(corpus)[:8])
         if not (mine[0] or mine[1]):
             raise SettingError(
-                f"no speaker is called {speaker!r} in Tiny Shakespeare (names are in capitals, as "
-                f"the play prints them); speakers who can be fine-tuned on: {names}"
+                _(
+                    "no speaker is called {speaker} in Tiny Shakespeare (names are in capitals, "
+                    "as the play prints them); speakers who can be fine-tuned on: {speakers}"
+                ).format(speaker=repr(speaker), speakers=names)
             )
-        side = "before" if mine[0] else "after"
-        raise SettingError(
-            f"{speaker!r} speaks only {side} the 90% cut, so it cannot be fine-tuned on and "
-            f"validated honestly; speakers on both sides (most held-out text first): {names}"
-        )
+        if mine[0]:
+            message = _(
+                "{speaker} speaks only before the 90% cut, so it cannot be fine-tuned on and "
+                "validated honestly; speakers on both sides (most held-out text first): {speakers}"
+            )
+        else:
+            message = _(
+                "{speaker} speaks only after the 90% cut, so it cannot be fine-tuned on and "
+                "validated honestly; speakers on both sides (most held-out text first): {speakers}"
+            )
+        raise SettingError(message.format(speaker=repr(speaker), speakers=names))
     encode = shakespeare.tokenizer.encode
     general = shakespeare.val_ids
     if source == "held-out":
@@ -337,7 +376,7 @@ def train(
         optimizer=optimizer,
         device=device,
         progress=progress,
-        description=f"fine-tune ({config.method})",
+        description=N_("fine-tune (full)") if config.method == "full" else N_("fine-tune (lora)"),
         units_per_example=block_size,
         unit="tokens",
         on_trained=training.report_trained(
@@ -373,11 +412,15 @@ def train(
 def summary(run: FinetuneRun) -> dict[str, object]:
     m = run.metrics
     return {
-        **training.training_rows(run, "tokens/s", "tokens_per_second"),
-        "trainable parameters": f"{m['trainable_parameters']:,} of {m['parameters']:,}",
-        "optimizer state [KiB]": m["optimizer_state_bytes"] / 1024,
-        f"{run.recipe.model.speaker} loss [nats/char]": f"{m['base_speaker_loss']:.4f} -> {m['speaker_loss']:.4f}",
-        "general loss [nats/char]": f"{m['base_general_loss']:.4f} -> {m['general_loss']:.4f}",
+        **training.training_rows(run, N_("tokens/s"), "tokens_per_second"),
+        _("trainable parameters"): _("{trainable} of {total}").format(
+            trainable=f"{m['trainable_parameters']:,}", total=f"{m['parameters']:,}"
+        ),
+        _("optimizer state [KiB]"): m["optimizer_state_bytes"] / 1024,
+        _("{speaker} loss [nats/char]").format(speaker=run.recipe.model.speaker): (
+            f"{m['base_speaker_loss']:.4f} -> {m['speaker_loss']:.4f}"
+        ),
+        _("general loss [nats/char]"): f"{m['base_general_loss']:.4f} -> {m['general_loss']:.4f}",
     }
 
 
@@ -410,7 +453,10 @@ def load(path: str | Path | None = None, base: str | Path | None = None) -> trai
     finetune = checkpoint.extra.get("finetune")
     if not finetune:
         raise CheckpointError(
-            f"{where} is not a fine-tuning checkpoint; write one with aigc-course train finetune"
+            _(
+                "{checkpoint} is not a fine-tuning checkpoint; write one with aigc-course train "
+                "finetune"
+            ).format(checkpoint=where)
         )
     if finetune["method"] == "full":
         return gpt_trainer.load(path)
@@ -418,10 +464,12 @@ def load(path: str | Path | None = None, base: str | Path | None = None) -> trai
     actual = base_sha256() if base is None else checkpoints.sha256_file(Path(base))
     if actual != expected:
         raise CheckpointError(
-            f"{where} holds LoRA adapters trained on the base GPT with sha256 {expected[:16]}..., "
-            f"but this base is {actual[:16]}...: adapters fit only the weights they were trained "
-            "on. Load them onto that base, or train new ones on this base (aigc-course train "
-            "finetune --method lora)."
+            _(
+                "{checkpoint} holds LoRA adapters trained on the base GPT with sha256 "
+                "{expected}..., but this base is {actual}...: adapters fit only the weights they "
+                "were trained on. Load them onto that base, or train new ones on this base "
+                "(aigc-course train finetune --method lora)."
+            ).format(checkpoint=where, expected=expected[:16], actual=actual[:16])
         )
     based = gpt_trainer.load(base, expected_sha256=expected)
     model = based.model
@@ -429,7 +477,9 @@ def load(path: str | Path | None = None, base: str | Path | None = None) -> trai
     adapters = lora.adapter_state_dict(model)
     if adapters.keys() != checkpoint.state_dict.keys():
         raise CheckpointError(
-            f"{where}: its adapters do not match the layers its settings name ({finetune})"
+            _(
+                "{checkpoint}: its adapters do not match the layers its settings name ({settings})"
+            ).format(checkpoint=where, settings=finetune)
         )
     model.load_state_dict(checkpoint.state_dict, strict=False)
     return training.Loaded(model.eval(), checkpoint, tokenizer=based.tokenizer)

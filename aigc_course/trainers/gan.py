@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from aigc_course import checkpoints, data, distributed, gan_theory, metrics, runtime, training
 from aigc_course.errors import SettingError
+from aigc_course.i18n import _
 from aigc_course.models.classifier import FashionClassifier
 from aigc_course.models.dcgan import (
     Discriminator,
@@ -75,10 +76,18 @@ def recipe_for(
 
 
 def describe(recipe: GANRecipe) -> str:
-    kind = "class-conditional, " if recipe.model.n_classes else ""
-    return (
-        f"{kind}{recipe.model.channels} channels, latent {recipe.model.latent_dim}, "
-        f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
+    if recipe.model.n_classes:
+        text = _(
+            "class-conditional, {channels} channels, latent {latent_dim}, {length} of "
+            "{batch_size} images"
+        )
+    else:
+        text = _("{channels} channels, latent {latent_dim}, {length} of {batch_size} images")
+    return text.format(
+        channels=recipe.model.channels,
+        latent_dim=recipe.model.latent_dim,
+        length=training.describe_length(recipe.train),
+        batch_size=recipe.batch_size,
     )
 
 
@@ -151,8 +160,10 @@ def train(
     config = recipe.train
     if config.accumulation_steps != 1:
         raise SettingError(
-            "the GAN's loop has no gradient accumulation (accumulation_steps must be 1): its D "
-            "and G updates alternate on whole batches; use a smaller --batch-size instead"
+            _(
+                "the GAN's loop has no gradient accumulation (accumulation_steps must be 1): its D "
+                "and G updates alternate on whole batches; use a smaller --batch-size instead"
+            )
         )
     runtime.seed_everything(config.seed)
     device = device or runtime.get_device()
@@ -218,14 +229,14 @@ def train(
     def watch_the_discriminator(step: int, d_fake: float) -> None:
         current["d_wins"] = current["d_wins"] + 1 if d_fake < D_WINS_THRESHOLD else 0
         if current["d_wins"] == D_WINS_STEPS:
-            message = (
-                f"step {step}: the discriminator has rejected every fake (mean D(G(z)) < {D_WINS_THRESHOLD}) "
-                f"for {D_WINS_STEPS} steps: training has likely failed. Try a lower discriminator learning "
-                "rate, fewer D steps, or restart with another seed."
-            )
+            message = _(
+                "step {step}: the discriminator has rejected every fake (mean D(G(z)) < "
+                "{threshold}) for {steps} steps: training has likely failed. Try a lower "
+                "discriminator learning rate, fewer D steps, or restart with another seed."
+            ).format(step=step, threshold=D_WINS_THRESHOLD, steps=D_WINS_STEPS)
             run.warnings.append(message)
             if world.is_main:
-                tqdm.write(f"warning: {message}")
+                tqdm.write(_("warning: {message}").format(message=message))
 
     def snapshot(step: int) -> None:
         was_training = generator.training
@@ -283,10 +294,10 @@ def summary(run: GANRun) -> dict[str, object]:
     m = run.metrics
     rows = training.training_rows(run)
     if "test_fid" in m:
-        rows[f"FID vs {run.recipe.fid_images} test images"] = m["test_fid"]
-        rows["class-histogram entropy [nats]"] = m["test_class_entropy"]
+        rows[_("FID vs {images} test images").format(images=run.recipe.fid_images)] = m["test_fid"]
+        rows[_("class-histogram entropy [nats]")] = m["test_class_entropy"]
     if "conditional_accuracy" in m:
-        rows["classifier accuracy on labelled samples"] = m["conditional_accuracy"]
+        rows[_("classifier accuracy on labelled samples")] = m["conditional_accuracy"]
     return rows
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.data.text import train_val_ids
+from aigc_course.i18n import N_, _
 from aigc_course.models import bigram
 from aigc_course.models.gpt import GPT, GPTConfig
 from aigc_course.training import Run, TrainConfig
@@ -89,9 +90,16 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe
 
 def describe(recipe: GPTRecipe) -> str:
     c = recipe.model
-    return (
-        f"{c.n_layer} layers x {c.n_head} heads x {c.n_embd}, context {c.block_size}, "
-        f"{training.describe_length(recipe.train)} of {recipe.batch_size} sequences"
+    return _(
+        "{layers} layers x {heads} heads x {width}, context {context}, {length} of {batch_size} "
+        "sequences"
+    ).format(
+        layers=c.n_layer,
+        heads=c.n_head,
+        width=c.n_embd,
+        context=c.block_size,
+        length=training.describe_length(recipe.train),
+        batch_size=recipe.batch_size,
     )
 
 
@@ -161,7 +169,7 @@ def estimate_loss(
     world = world or distributed.World()
     generator = torch.Generator().manual_seed(seed)
     blocks = random_blocks(ids, model.config.block_size, batch_size, generator)
-    all_batches = [next(blocks) for _ in range(batches)]
+    all_batches = [next(blocks) for _index in range(batches)]
     losses = [
         model(x.to(device), y.to(device))[1].item()
         for x, y in distributed.my_share(all_batches, world)
@@ -179,7 +187,9 @@ def corpus_loss(model: GPT, ids: torch.Tensor, batch_size: int = 32) -> float:
     of each block see almost nothing), this is the figure to report for a whole text."""
     block = model.config.block_size
     if len(ids) < 2:
-        raise ValueError("the text needs at least two tokens: one to predict from, one to predict")
+        raise ValueError(
+            _("the text needs at least two tokens: one to predict from, one to predict")
+        )
     device = next(model.parameters()).device
     stride = max(block // 2, 1)
     windows: list[tuple[int, int]] = []  # (start of the window, first target position it scores)
@@ -195,13 +205,13 @@ def corpus_loss(model: GPT, ids: torch.Tensor, batch_size: int = 32) -> float:
     try:
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            x = torch.stack([ids[s : s + length] for s, _ in group]).to(device)
-            y = torch.stack([ids[s + 1 : s + 1 + length] for s, _ in group]).to(device)
-            logits, _ = model(x)
+            x = torch.stack([ids[s : s + length] for s, _skip in group]).to(device)
+            y = torch.stack([ids[s + 1 : s + 1 + length] for s, _skip in group]).to(device)
+            logits, _loss = model(x)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
             keep = (
                 torch.arange(length, device=device)[None, :]
-                >= torch.tensor([skip for _, skip in group], device=device)[:, None]
+                >= torch.tensor([skip for _start, skip in group], device=device)[:, None]
             )
             total += losses.view(len(group), length)[keep].double().sum().item()
     finally:
@@ -255,7 +265,7 @@ def train(
         optimizer=model.configure_optimizer(recipe.train.lr, recipe.train.weight_decay),
         device=device,
         progress=progress,
-        description="GPT",
+        description="GPT",  # a name: not translated
         # By steps: (index, total) = (step - 1, steps). By the clock: the share of the time spent,
         # on a grid of `total` points, with the warm-up the same share of the run.
         lr_schedule=lambda index, total: training.warmup_cosine(
@@ -294,11 +304,11 @@ def train(
 def summary(run: GPTRun) -> dict[str, object]:
     m = run.metrics
     return {
-        "parameters": m["parameters"],
-        **training.training_rows(run, "tokens/s", "tokens_per_second"),
-        "val loss [nats/char]": m["val_loss"],
+        _("parameters"): m["parameters"],
+        **training.training_rows(run, N_("tokens/s"), "tokens_per_second"),
+        _("val loss [nats/char]"): m["val_loss"],
         "  [bits/char]": m["val_loss"] / math.log(2),
-        "bigram baseline [nats/char]": m["bigram_val_loss"],
+        _("bigram baseline [nats/char]"): m["bigram_val_loss"],
     }
 
 
@@ -318,7 +328,9 @@ def load(path: str | Path | None = None, expected_sha256: str | None = None) -> 
     )
     if "tokenizer" not in checkpoint.extra:
         raise checkpoints.CheckpointError(
-            f"{path or PRETRAINED_NAME} has no tokenizer: it is not a GPT checkpoint of the course"
+            _("{checkpoint} has no tokenizer: it is not a GPT checkpoint of the course").format(
+                checkpoint=path or PRETRAINED_NAME
+            )
         )
     tokenizer = data.CharTokenizer.from_dict(checkpoint.extra["tokenizer"])
     return training.Loaded(model, checkpoint, tokenizer=tokenizer)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from aigc_course import checkpoints, data, distributed, runtime, training
+from aigc_course.i18n import N_, _
 from aigc_course.models.vae import (
     VAE,
     BernoulliVAE,
@@ -36,7 +37,7 @@ class VAERecipe:
     model: VAEConfig | MLPVAEConfig
     train: TrainConfig
     batch_size: int
-    beta: float = setting(1.0, "weight of the KL term (1: the ELBO)", non_negative_float)
+    beta: float = setting(1.0, N_("weight of the KL term (1: the ELBO)"), non_negative_float)
     train_limit: int | None = None  # use only the first N training images (smoke)
     eval_images: int = 10_000  # test images for the negative ELBO
     iwae_images: int = 1_000  # test images for the IWAE estimate
@@ -71,9 +72,11 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> VAERecipe
 
 
 def describe(recipe: VAERecipe) -> str:
-    return (
-        f"latent {recipe.model.latent_dim}, beta {recipe.beta:g}, "
-        f"{training.describe_length(recipe.train)} of {recipe.batch_size} images"
+    return _("latent {latent_dim}, beta {beta}, {length} of {batch_size} images").format(
+        latent_dim=recipe.model.latent_dim,
+        beta=f"{recipe.beta:g}",
+        length=training.describe_length(recipe.train),
+        batch_size=recipe.batch_size,
     )
 
 
@@ -197,10 +200,10 @@ def summary(run: Run) -> dict[str, object]:
     if "test_neg_elbo" in m:
         rows.update(
             {
-                "test -ELBO [nats]": m["test_neg_elbo"],
-                "  reconstruction": m["test_reconstruction"],
+                _("test -ELBO [nats]"): m["test_neg_elbo"],
+                "  " + _("reconstruction"): m["test_reconstruction"],
                 "  KL": m["test_kl"],
-                f"test IWAE NLL, k={m['iwae_k']} [nats]": m["test_iwae_nll"],
+                _("test IWAE NLL, k={k} [nats]").format(k=m["iwae_k"]): m["test_iwae_nll"],
                 "  [bits/dim]": m["test_iwae_bits_per_dim"],
             }
         )

@@ -1,0 +1,61 @@
+"""The language of what the course says: checks' feedback, its errors, lesson 00's report.
+
+Messages are written in English in the code, marked for translation with :func:`_`::
+
+    from aigc_course.i18n import _
+
+    raise SettingError(_("{name} must be positive (got {value})").format(name=name, value=value))
+
+and looked up, when they are shown, in the catalogue of the language that ``AIGC_LANG`` names
+(``en`` or ``zh``; every notebook's set-up cell sets it, the Chinese edition's to ``zh``). The
+catalogues are standard gettext files, kept with Babel:
+
+    pybabel extract -F babel.cfg -k N_ -o aigc_course/locale/aigc_course.pot .
+    pybabel update -i aigc_course/locale/aigc_course.pot -d aigc_course/locale -D aigc_course
+    pybabel compile -d aigc_course/locale -D aigc_course
+
+(``tests/test_i18n.py`` fails when a marked message has no Chinese entry or the compiled ``.mo``
+is older than its ``.po``.) Python's own ``gettext`` reads the ``.mo`` at run time: Babel is
+needed only to edit the catalogues. A message that has no entry is shown in English.
+"""
+
+from __future__ import annotations
+
+import gettext
+from functools import cache
+from pathlib import Path
+
+DOMAIN = "aigc_course"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+LANGUAGES = ("en", "zh")
+
+
+def language() -> str:
+    """The language messages are shown in: ``AIGC_LANG`` (``en`` or ``zh``), ``en`` when unset."""
+    from aigc_course import settings  # its own messages are marked with N_ from here
+
+    return settings.choice("AIGC_LANG") or "en"
+
+
+@cache
+def catalogue(language: str) -> gettext.NullTranslations:
+    """The compiled catalogue of ``language`` (English: messages as written)."""
+    if language == "en":
+        return gettext.NullTranslations()
+    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[language], fallback=True)
+
+
+def _(message: str) -> str:
+    """``message`` in the current language (:func:`language`); English when it has no entry."""
+    return catalogue(language()).gettext(message)
+
+
+def N_(message: str) -> str:
+    """Mark ``message`` for translation where it is defined (a table built at import time);
+    :func:`_` translates it where it is shown: ``_(variable.help)``."""
+    return message
+
+
+def chinese() -> bool:
+    """True when messages are shown in Chinese (a helper for text that is not a single message)."""
+    return language() == "zh"
