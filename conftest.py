@@ -7,6 +7,11 @@
 
 Notebooks that use ipywidgets get the ``widgets`` marker, so ``pytest -m widgets`` runs them (and
 tests/test_widgets.py) again under another ipywidgets version.
+
+The Chinese edition's code is the English code (tests/test_translations.py compares every cell),
+so nbval runs of it only need to prove what differs: its exercise notebooks (``solutions/zh``:
+the checks' feedback in Chinese) and lesson 00 (its report in Chinese). The other Chinese lessons
+are not run again.
 """
 
 import os
@@ -30,6 +35,20 @@ def _uses_widgets(path: Path) -> bool:
     """Builds widgets: itself (ipywidgets) or through the course's (aigc_course.widgets)."""
     text = path.read_text(encoding="utf-8")
     return "ipywidgets" in text or "aigc_course.widgets" in text
+
+
+CHINESE_LESSONS_RUN = {"00_setup.ipynb"}
+
+
+def pytest_ignore_collect(collection_path, config):
+    path = Path(collection_path)
+    if (
+        path.suffix == ".ipynb"
+        and path.parent.name == "zh"
+        and path.parent.parent.name == "notebooks"
+    ):
+        return path.name not in CHINESE_LESSONS_RUN
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

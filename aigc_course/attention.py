@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_course.i18n import _
+
 
 def causal_mask(length: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``(T, T)`` bool, True on and below the diagonal: position i may attend to j <= i only."""
@@ -90,7 +92,11 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """``(B, T, C) -> (B, H, T, C / H)``: each head gets its own slice of the channels."""
     batch, length, channels = x.shape
     if channels % n_heads:
-        raise ValueError(f"{channels} channels do not split into {n_heads} heads evenly")
+        raise ValueError(
+            _("{channels} channels do not split into {heads} heads evenly").format(
+                channels=channels, heads=n_heads
+            )
+        )
     return x.view(batch, length, n_heads, channels // n_heads).transpose(1, 2)
 
 
@@ -107,7 +113,9 @@ def sinusoidal_positions(length: int, dim: int, base: float = 10_000.0) -> torch
     channels is a clock with its own frequency, from one turn per 2 pi positions to very slow.
     """
     if dim % 2:
-        raise ValueError(f"sinusoidal positions need an even dimension, got {dim}")
+        raise ValueError(
+            _("sinusoidal positions need an even dimension, got {dim}").format(dim=dim)
+        )
     positions = torch.arange(length, dtype=torch.float32)[:, None]
     frequencies = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
     angles = positions * frequencies  # (T, C / 2)
@@ -134,9 +142,17 @@ class AttentionConfig:
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise ValueError(
+                _("n_embd={n_embd} must be divisible by n_head={n_head}").format(
+                    n_embd=self.n_embd, n_head=self.n_head
+                )
+            )
         if self.attention not in ("sdpa", "manual"):
-            raise ValueError(f"attention must be 'sdpa' or 'manual', got {self.attention!r}")
+            raise ValueError(
+                _("attention must be 'sdpa' or 'manual', got {attention}").format(
+                    attention=repr(self.attention)
+                )
+            )
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -208,12 +224,12 @@ def sentence_attention(
     """
     words = sentence.split()
     if not words:
-        raise ValueError("the sentence has no words")
+        raise ValueError(_("the sentence has no words"))
     generator = torch.Generator().manual_seed(seed)
     vocabulary = sorted(set(words))
     table = torch.randn(len(vocabulary), dim, generator=generator)
     x = table[torch.tensor([vocabulary.index(word) for word in words])]
     x = x + position_strength * sinusoidal_positions(len(words), dim) * dim**0.5 / 2
     scale = None if scaled else 1.0
-    _, weights = attention(x[None], x[None], x[None], is_causal=causal, scale=scale)
+    _output, weights = attention(x[None], x[None], x[None], is_causal=causal, scale=scale)
     return words, weights[0]

@@ -28,6 +28,7 @@ from aigc_course import files
 from aigc_course.data import sources
 from aigc_course.errors import CourseError, SettingError
 from aigc_course.files import atomic_path
+from aigc_course.i18n import _
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 MANIFEST = PRETRAINED_DIR / "manifest.json"
@@ -92,7 +93,9 @@ def save(
         if written.keys() != state.keys() or any(
             not torch.equal(written[k], state[k]) for k in state
         ):
-            raise CheckpointError(f"{path}: the written file does not read back identically")
+            raise CheckpointError(
+                _("{path}: the written file does not read back identically").format(path=path)
+            )
         digest = sha256_file(temporary)
     return digest
 
@@ -119,14 +122,16 @@ def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
     """Read a checkpoint; with ``expected_sha256``, refuse a file whose content differs."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(_("no checkpoint at {path}").format(path=path))
     if expected_sha256 is not None:
         actual = sha256_file(path)
         if actual != expected_sha256:
             raise CheckpointError(
-                f"{path} is not the expected checkpoint: sha256 {actual[:16]}..., expected "
-                f"{expected_sha256[:16]}... The file is corrupt or was replaced; restore it "
-                "(git checkout -- <file>, or reinstall the course) or retrain it."
+                _(
+                    "{path} is not the expected checkpoint: sha256 {actual}..., expected "
+                    "{expected}... The file is corrupt or was replaced; restore it "
+                    "(git checkout -- <file>, or reinstall the course) or retrain it."
+                ).format(path=path, actual=actual[:16], expected=expected_sha256[:16])
             )
     try:
         from safetensors import safe_open
@@ -136,20 +141,26 @@ def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"{path} is not a readable safetensors checkpoint: {error}"
+            _("{path} is not a readable safetensors checkpoint: {error}").format(
+                path=path, error=error
+            )
         ) from error
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not an aigc-course checkpoint (format {metadata.get('format')!r})"
+            _("{path} is not an aigc-course checkpoint (format {format})").format(
+                path=path, format=repr(metadata.get("format"))
+            )
         )
     for alias, name in json.loads(metadata.get("aliases", "{}")).items():
         state[alias] = state[name]
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
-                f"{path}: weight {name!r} holds NaN or infinite values, so the model cannot give "
-                "sensible outputs. The file is damaged, or the run that wrote it diverged: "
-                "retrain it (aigc-course train ...) or use another checkpoint."
+                _(
+                    "{path}: weight {name} holds NaN or infinite values, so the model cannot give "
+                    "sensible outputs. The file is damaged, or the run that wrote it diverged: "
+                    "retrain it (aigc-course train ...) or use another checkpoint."
+                ).format(path=path, name=repr(name))
             )
     try:
         return Checkpoint(
@@ -161,7 +172,9 @@ def load(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
         )
     except (KeyError, json.JSONDecodeError) as error:
         raise CheckpointError(
-            f"{path}: its metadata is incomplete or damaged ({type(error).__name__}: {error})"
+            _("{path}: its metadata is incomplete or damaged ({error_type}: {error})").format(
+                path=path, error_type=type(error).__name__, error=error
+            )
         ) from error
 
 
@@ -175,7 +188,9 @@ def load_pretrained(name: str) -> Checkpoint:
     entries = manifest()
     if name not in entries:
         raise CheckpointError(
-            f"no pretrained checkpoint named {name!r}; the course ships: {', '.join(entries) or 'none'}"
+            _("no pretrained checkpoint named {name}; the course ships: {names}").format(
+                name=repr(name), names=", ".join(entries) or _("none")
+            )
         )
     entry = entries[name]
     return load(PRETRAINED_DIR / entry["file"], expected_sha256=entry["sha256"])
@@ -223,39 +238,53 @@ def load_model(
     )
     if kind is not None and checkpoint.model is not None and checkpoint.model != kind:
         raise CheckpointError(
-            f"{path} holds a {checkpoint.model} model, not a {kind}; give a checkpoint written "
-            f"by the matching `aigc-course train` command"
+            _(
+                "{path} holds a {found} model, not a {kind}; give a checkpoint written "
+                "by the matching `aigc-course train` command"
+            ).format(path=path, found=checkpoint.model, kind=kind)
         )
     where = path if path is not None else pretrained_name
     names = list(checkpoint.state_dict)
     if names and all(".lora_" in name for name in names):
-        base = checkpoint.extra.get("base", "its base model")
+        base = checkpoint.extra.get("base", _("its base model"))
         raise CheckpointError(
-            f"{where} is a LoRA adapter (only the lora_A and lora_B weights of {base}), not a "
-            "whole model: it needs its base; load it with aigc_course.trainers.finetune.load, "
-            "which checks the base it was trained on"
+            _(
+                "{where} is a LoRA adapter (only the lora_A and lora_B weights of {base}), not a "
+                "whole model: it needs its base; load it with aigc_course.trainers.finetune.load, "
+                "which checks the base it was trained on"
+            ).format(where=where, base=base)
         )
     try:
         model = build(checkpoint.config)
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         raise CheckpointError(
-            f"{where} records a configuration this model cannot take ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); give a checkpoint written by the matching "
-            "`aigc-course train` command"
+            _(
+                "{where} records a configuration this model cannot take ({error_type}: "
+                "{error}); give a checkpoint written by the matching "
+                "`aigc-course train` command"
+            ).format(
+                where=where,
+                error_type=type(error).__name__,
+                error=str(error).splitlines()[0][:200],
+            )
         ) from error
     problem = _key_mismatch(set(model.state_dict()), set(names))
     if problem:
         raise CheckpointError(
-            f"{where} does not fit this model: {problem}; give a checkpoint written by the "
-            "matching `aigc-course train` command"
+            _(
+                "{where} does not fit this model: {problem}; give a checkpoint written by the "
+                "matching `aigc-course train` command"
+            ).format(where=where, problem=problem)
         )
     try:
         model.load_state_dict(checkpoint.state_dict)
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         message = str(error).splitlines()[0][:200]
         raise CheckpointError(
-            f"{where} does not hold this kind of model ({type(error).__name__}: {message}); "
-            "give a checkpoint written by the matching `aigc-course train` command"
+            _(
+                "{where} does not hold this kind of model ({error_type}: {message}); "
+                "give a checkpoint written by the matching `aigc-course train` command"
+            ).format(where=where, error_type=type(error).__name__, message=message)
         ) from error
     return model.eval(), checkpoint
 
@@ -265,9 +294,17 @@ def _key_mismatch(expected: set[str], found: set[str]) -> str | None:
     missing, unexpected = sorted(expected - found), sorted(found - expected)
     parts = []
     if missing:
-        parts.append(f"{len(missing)} weight(s) missing (e.g. {', '.join(missing[:3])})")
+        parts.append(
+            _("{count} weight(s) missing (e.g. {names})").format(
+                count=len(missing), names=", ".join(missing[:3])
+            )
+        )
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        parts.append(
+            _("{count} unexpected (e.g. {names})").format(
+                count=len(unexpected), names=", ".join(unexpected[:3])
+            )
+        )
     return "; ".join(parts) or None
 
 
@@ -282,12 +319,18 @@ class OutputClaim:
     def __init__(self, path: Path, overwrite: bool) -> None:
         self.path, self.lock = path, path.with_name(f".{path.name}.lock")
         if path.is_dir():
-            raise SettingError(f"{path} is a folder where the checkpoint file should be; remove it")
+            raise SettingError(
+                _("{path} is a folder where the checkpoint file should be; remove it").format(
+                    path=path
+                )
+            )
         if path.exists() and not overwrite:
             made = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
             raise SettingError(
-                f"{path} already holds a checkpoint (written {made}); pass --overwrite to replace "
-                "it, or --out another folder"
+                _(
+                    "{path} already holds a checkpoint (written {made}); pass --overwrite to "
+                    "replace it, or --out another folder"
+                ).format(path=path, made=made)
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,27 +339,33 @@ class OutputClaim:
             probe.unlink()
         except OSError as error:
             raise SettingError(
-                f"cannot write the checkpoint to {path.parent} ({error.strerror or error}); "
-                "choose a writable folder with --out"
+                _(
+                    "cannot write the checkpoint to {folder} ({error}); "
+                    "choose a writable folder with --out"
+                ).format(folder=path.parent, error=error.strerror or error)
             ) from None
         self._take_lock()
 
     def _take_lock(self) -> None:
-        for _ in range(2):
+        for _attempt in range(2):
             try:
                 descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 if self._holder_is_alive():
                     raise SettingError(
-                        f"another run is writing {self.path} (its lock: {self.lock}); wait for it, "
-                        "or use --out another folder"
+                        _(
+                            "another run is writing {path} (its lock: {lock}); wait for it, "
+                            "or use --out another folder"
+                        ).format(path=self.path, lock=self.lock)
                     ) from None
                 self.lock.unlink(missing_ok=True)  # left by a run that no longer exists
                 continue
             with os.fdopen(descriptor, "w") as lock:
                 lock.write(str(os.getpid()))
             return
-        raise SettingError(f"cannot lock {self.path}: {self.lock} keeps reappearing")
+        raise SettingError(
+            _("cannot lock {path}: {lock} keeps reappearing").format(path=self.path, lock=self.lock)
+        )
 
     def _holder_is_alive(self) -> bool:
         try:
@@ -350,23 +399,29 @@ def pretrained_target(
     if force:
         return target
     recorded = manifest().get(name, {}).get("profile")
-    shipped = f"the course's shipped checkpoint {name!r}"
     if profile is None:
         needed = f"--profile {recorded}" if recorded else "--profile PROFILE"
         raise SettingError(
-            f"--pretrained replaces {shipped}, which every lesson loads; name the profile it is "
-            f"made with ({needed}), or add --force"
+            _(
+                "--pretrained replaces the course's shipped checkpoint {name}, which every lesson "
+                "loads; name the profile it is made with ({needed}), or add --force"
+            ).format(name=repr(name), needed=needed)
         )
     if recorded and profile != recorded:
         raise SettingError(
-            f"--pretrained: {shipped} is made with --profile {recorded}, not {profile}; "
-            f"use --profile {recorded}, or add --force to replace it with a {profile} model"
+            _(
+                "--pretrained: the course's shipped checkpoint {name} is made with --profile "
+                "{recorded}, not {profile}; use --profile {recorded}, or add --force to replace "
+                "it with a {profile} model"
+            ).format(name=repr(name), recorded=recorded, profile=profile)
         )
     if changes:
         flags = ", ".join("--" + option.replace("_", "-") for option in changes)
         raise SettingError(
-            f"--pretrained with {flags} changes the recipe of {shipped}; leave those out, or "
-            "add --force to replace it with a different recipe"
+            _(
+                "--pretrained with {flags} changes the recipe of the course's shipped checkpoint "
+                "{name}; leave those out, or add --force to replace it with a different recipe"
+            ).format(flags=flags, name=repr(name))
         )
     return target
 
@@ -376,11 +431,15 @@ def output_file(out: str | None, model: str, variant: str | None = None) -> Path
     ``checkpoints/MODEL`` of the data cache; named after the model and its variant
     (``gan_conditional``, ``finetune_lora``), so that two variants never share a file."""
     if out is not None and not str(out).strip():
-        raise SettingError("--out is empty; give a folder for the checkpoint (or leave --out out)")
+        raise SettingError(
+            _("--out is empty; give a folder for the checkpoint (or leave --out out)")
+        )
     folder = Path(out) if out else sources.cache_dir() / "checkpoints" / model
     if folder.exists() and not folder.is_dir():
         raise SettingError(
-            f"--out {folder} is a file, not a folder; give a folder for the checkpoint"
+            _("--out {folder} is a file, not a folder; give a folder for the checkpoint").format(
+                folder=folder
+            )
         )
     stem = model if not variant else f"{model}_{variant}"
     return folder / f"{stem}.safetensors"

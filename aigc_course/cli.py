@@ -42,6 +42,7 @@ from pathlib import Path
 
 from aigc_course import PROFILE_NAMES, __version__, errors
 from aigc_course.errors import CourseError, SettingError
+from aigc_course.i18n import N_, _
 from aigc_course.validators import (
     CommandOption,
     count,
@@ -57,7 +58,13 @@ class CourseArgumentParser(argparse.ArgumentParser):
     help, and exit status 2 (argparse's own status for a usage error)."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+        self.exit(
+            2,
+            _("error: {message} (see `{command} --help`)").format(
+                message=message, command=self.prog
+            )
+            + "\n",
+        )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -105,11 +112,15 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         try:
             done = data.fill_cache(name)
         except data.DataError as error:
-            print(f"FAILED {name}: {error}", file=sys.stderr)
+            print(_("FAILED {name}: {error}").format(name=name, error=error), file=sys.stderr)
             failures += 1
             continue
-        folders = sorted({str(path.parent) for path, _ in done})
-        print(f"ok     {name}: {len(done)} file(s) verified in {', '.join(folders)}")
+        folders = sorted({str(path.parent) for path, _action in done})
+        print(
+            _("ok     {name}: {count} file(s) verified in {folders}").format(
+                name=name, count=len(done), folders=", ".join(folders)
+            )
+        )
         for path, what in done:
             if what.startswith("replaced"):
                 print(f"       {path.name}: {what}")
@@ -124,17 +135,17 @@ def cmd_build_exercises(args: argparse.Namespace) -> int:
     try:
         report = build_exercises(root, check=args.check)
     except SolutionMarkerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(errors.one_line(error), file=sys.stderr)
         return 1
     for path in report.written:
-        print(f"wrote      {path.relative_to(root)}")
+        print(_("wrote      {path}").format(path=path.relative_to(root)))
     for path in report.up_to_date:
-        print(f"up to date {path.relative_to(root)}")
+        print(_("up to date {path}").format(path=path.relative_to(root)))
     for problem in report.out_of_date:
-        print(f"OUT OF SYNC {problem}", file=sys.stderr)
+        print(_("OUT OF SYNC {problem}").format(problem=problem), file=sys.stderr)
     if report.out_of_date:
         if args.check:
-            print("Run `aigc-course build-exercises` to regenerate exercises/.", file=sys.stderr)
+            print(_("Run `aigc-course build-exercises` to regenerate exercises/."), file=sys.stderr)
         return 1
     return 0
 
@@ -148,17 +159,21 @@ def cmd_build_translations(args: argparse.Namespace) -> int:
     try:
         report = build_translations(root, args.language, check=args.check, sync=args.sync)
     except (TranslationFormatError, SolutionMarkerError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(errors.one_line(error), file=sys.stderr)
         return 1
     for path in report.written:
-        print(f"wrote      {path.relative_to(root)}")
+        print(_("wrote      {path}").format(path=path.relative_to(root)))
     for problem in report.problems:
-        print(f"TRANSLATION {problem}", file=sys.stderr)
+        print(_("TRANSLATION {problem}").format(problem=problem), file=sys.stderr)
     for problem in report.out_of_date:
-        print(f"OUT OF SYNC {problem}", file=sys.stderr)
-    print(f"{len(report.up_to_date)} files up to date, {len(report.written)} written")
+        print(_("OUT OF SYNC {problem}").format(problem=problem), file=sys.stderr)
+    print(
+        _("{up_to_date} files up to date, {written} written").format(
+            up_to_date=len(report.up_to_date), written=len(report.written)
+        )
+    )
     if report.out_of_date and args.check:
-        print("Run `aigc-course build-translations` to rebuild the edition.", file=sys.stderr)
+        print(_("Run `aigc-course build-translations` to rebuild the edition."), file=sys.stderr)
     return 1 if report.out_of_date or report.problems else 0
 
 
@@ -168,25 +183,35 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
     failures = 0
     with environment(AIGC_PROFILE=args.profile):  # the kernels inherit it; restored after
         for path in args.paths:
-            print(f"running {path} ...", flush=True)
+            print(_("running {path} ...").format(path=path), flush=True)
             try:
                 execute_notebook(Path(path).resolve(), timeout=args.timeout)
             except Exception as error:  # report every notebook, then fail
                 print(
-                    f"FAILED  {path}: {type(error).__name__}: {str(error)[-2000:]}", file=sys.stderr
+                    _("FAILED  {path}: {error_type}: {error}").format(
+                        path=path, error_type=type(error).__name__, error=str(error)[-2000:]
+                    ),
+                    file=sys.stderr,
                 )
                 failures += 1
             else:
-                print(f"saved   {path}")
+                print(_("saved   {path}").format(path=path))
     return 1 if failures else 0
+
+
+def _display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a CJK character takes two."""
+    return sum(
+        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1 for character in text
+    )
 
 
 def print_summary(title: str, rows: dict[str, object]) -> None:
     print(title)
-    width = max(len(name) for name in rows)
+    width = max(_display_width(name) for name in rows)
     for name, value in rows.items():
         shown = f"{value:,.4f}" if isinstance(value, float) else str(value)
-        print(f"  {name:{width}s}  {shown}")
+        print(f"  {name}{' ' * (width - _display_width(name))}  {shown}")
 
 
 def _invocation(default: str) -> str:
@@ -205,36 +230,40 @@ class Trainable:
     label: str  # "VAE trained:"
     title: str
     items: str
+    # label, title and items are marked with N_ (shown with _(), in the language of the moment)
 
 
 #: Every trainable model, by the name ``aigc-course train NAME`` takes.
 TRAINERS: dict[str, Trainable] = {
     "vae": Trainable(
-        "aigc_course.trainers.vae", "VAE", "the lesson-06 VAE on Fashion-MNIST", "images"
+        "aigc_course.trainers.vae", "VAE", N_("the lesson-06 VAE on Fashion-MNIST"), N_("images")
     ),
     "gpt": Trainable(
-        "aigc_course.trainers.gpt", "GPT", "the lesson-08 GPT on Tiny Shakespeare", "sequences"
+        "aigc_course.trainers.gpt",
+        "GPT",
+        N_("the lesson-08 GPT on Tiny Shakespeare"),
+        N_("sequences"),
     ),
     "gan": Trainable(
-        "aigc_course.trainers.gan", "GAN", "the lesson-07 DCGAN on Fashion-MNIST", "images"
+        "aigc_course.trainers.gan", "GAN", N_("the lesson-07 DCGAN on Fashion-MNIST"), N_("images")
     ),
     "diffusion": Trainable(
         "aigc_course.trainers.diffusion",
-        "diffusion model",
-        "the lesson-10 diffusion model (a noise-predicting U-Net) on Fashion-MNIST",
-        "images",
+        N_("diffusion model"),
+        N_("the lesson-10 diffusion model (a noise-predicting U-Net) on Fashion-MNIST"),
+        N_("images"),
     ),
     "finetune": Trainable(
         "aigc_course.trainers.finetune",
-        "fine-tuned GPT",
-        "the pretrained GPT fine-tuned on one speaker (lesson 09)",
-        "sequences",
+        N_("fine-tuned GPT"),
+        N_("the pretrained GPT fine-tuned on one speaker (lesson 09)"),
+        N_("sequences"),
     ),
     "classifier": Trainable(
         "aigc_course.trainers.classifier",
-        "classifier",
-        "the classifier behind the course's FID",
-        "images",
+        N_("classifier"),
+        N_("the classifier behind the course's FID"),
+        N_("images"),
     ),
 }
 
@@ -279,13 +308,16 @@ def _train_and_save(args: argparse.Namespace) -> int:
     from aigc_course import checkpoints, distributed, runtime
 
     if args.pretrained and args.out:
-        raise SettingError("--pretrained writes the package's checkpoint; it takes no --out")
+        raise SettingError(_("--pretrained writes the package's checkpoint; it takes no --out"))
     if args.pretrained and args.overwrite:
         raise SettingError(
-            "--overwrite is for --out folders; --pretrained always replaces the shipped checkpoint"
+            _(
+                "--overwrite is for --out folders; --pretrained always replaces the shipped "
+                "checkpoint"
+            )
         )
     if args.force and not args.pretrained:
-        raise SettingError("--force only applies with --pretrained (it allows another profile)")
+        raise SettingError(_("--force only applies with --pretrained (it allows another profile)"))
     trainable = TRAINERS[args.model]
     trainer = importlib.import_module(trainable.module)
     overrides = _recipe_overrides(args)
@@ -298,7 +330,7 @@ def _train_and_save(args: argparse.Namespace) -> int:
         name = trainer.checkpoint_name(recipe)
         path = checkpoints.pretrained_target(name, args.profile, changes, force=args.force)
     else:
-        variant = getattr(trainer, "variant", lambda _: None)(recipe)
+        variant = getattr(trainer, "variant", lambda _recipe: None)(recipe)
         path = checkpoints.output_file(args.out, args.model, variant)
     try:
         # Taking the claim (its lock file) is not cut by Ctrl-C: an interrupt there comes once the
@@ -323,7 +355,12 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
 
     command = _invocation(f"aigc-course train {args.model}")
     print(
-        f"training {trainable.title}: profile {profile}, device {device}, {trainer.describe(recipe)}"
+        _("training {model}: profile {profile}, device {device}, {recipe}").format(
+            model=_(trainable.title),
+            profile=profile,
+            device=device,
+            recipe=trainer.describe(recipe),
+        )
     )
     saved: dict[str, object] = {}  # what is on disk: the sha256, and whether it has its evaluation
 
@@ -354,22 +391,27 @@ def _train_into(args, trainable, trainer, recipe, profile, device, path, changes
             return 130
         if saved:
             print(
-                f"the trained model was saved before the evaluation failed: {path}", file=sys.stderr
+                _("the trained model was saved before the evaluation failed: {path}").format(
+                    path=path
+                ),
+                file=sys.stderr,
             )
         if runtime.is_out_of_memory(error):
             raise runtime.out_of_memory(error, device, _size_options(args)) from None
         if isinstance(error, training.NonFiniteLossError) and _size_options(args):
             given = ", ".join(f"{k} {v:g}" for k, v in _size_options(args).items())
-            raise training.NonFiniteLossError(f"{error} Or an option given: {given}.") from None
+            raise training.NonFiniteLossError(
+                _("{error} Or an option given: {options}.").format(error=error, options=given)
+            ) from None
         raise
     if not distributed.is_main():
         return 0
     print_summary(
-        f"{trainable.label} trained:",
-        {**trainer.summary(run), "checkpoint": path, "sha256": saved["digest"]},
+        _("{model} trained:").format(model=_(trainable.label)),
+        {**trainer.summary(run), _("checkpoint"): path, "sha256": saved["digest"]},
     )
     for warning in getattr(run, "warnings", []):
-        print(f"warning: {warning}")
+        print(_("warning: {message}").format(message=warning))
     if interrupts.received():  # Ctrl-C that some code swallowed: the run still ends as interrupted
         print(_interrupted(path, saved), file=sys.stderr)
         return 130
@@ -390,18 +432,29 @@ def _size_options(args: argparse.Namespace) -> dict[str, object]:
 def _interrupted(path: Path, saved: dict[str, object]) -> str:
     """What Ctrl-C during ``train`` left on disk, in one message."""
     if not saved:
-        state = "is unchanged" if path.exists() else "was not written"
-        return (
-            f"\ninterrupted: the run stopped before its last step and nothing was saved ({path} "
-            f"{state}): a checkpoint is written when training ends. For a shorter run, pass "
-            "--minutes M (or --steps N)."
-        )
+        if path.exists():
+            message = _(
+                "interrupted: the run stopped before its last step and nothing was saved ({path} "
+                "is unchanged): a checkpoint is written when training ends. For a shorter run, "
+                "pass --minutes M (or --steps N)."
+            )
+        else:
+            message = _(
+                "interrupted: the run stopped before its last step and nothing was saved ({path} "
+                "was not written): a checkpoint is written when training ends. For a shorter run, "
+                "pass --minutes M (or --steps N)."
+            )
+        return "\n" + message.format(path=path)
     if not saved["evaluated"]:
-        return (
-            f"\ninterrupted during the final evaluation: the trained model is saved at {path} "
-            f"(sha256 {saved['digest']}) with its training figures only; the evaluation's are missing."
+        message = _(
+            "interrupted during the final evaluation: the trained model is saved at {path} "
+            "(sha256 {digest}) with its training figures only; the evaluation's are missing."
         )
-    return f"\ninterrupted after the run: its checkpoint is complete at {path} (sha256 {saved['digest']})."
+    else:
+        message = _(
+            "interrupted after the run: its checkpoint is complete at {path} (sha256 {digest})."
+        )
+    return "\n" + message.format(path=path, digest=saved["digest"])
 
 
 def cmd_generate_gpt(args: argparse.Namespace) -> int:
@@ -416,9 +469,9 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
     try:
         prompt = tokenizer.encode(args.prompt)
     except ValueError as error:  # a character the model never saw
-        raise SettingError(f"the prompt cannot be encoded: {error}") from None
+        raise SettingError(_("the prompt cannot be encoded: {error}").format(error=error)) from None
     if not prompt:
-        raise SettingError('the prompt is empty; give some text to continue, e.g. "ROMEO:"')
+        raise SettingError(_('the prompt is empty; give some text to continue, e.g. "ROMEO:"'))
     model.to(device)
     generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     print(args.prompt, end="", flush=True)
@@ -438,52 +491,65 @@ def cmd_generate_gpt(args: argparse.Namespace) -> int:
 def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> None:
     """``aigc-course train MODEL``, one sub-command per entry of :data:`TRAINERS`; the options of the
     ``named`` models' recipes are added (their trainers are imported: PyTorch loads)."""
-    train_parser = commands.add_parser("train", help="train a model of the course")
+    train_parser = commands.add_parser("train", help=_("train a model of the course"))
     models = train_parser.add_subparsers(dest="model", required=True)
     for name, trainable in TRAINERS.items():
-        parser = models.add_parser(name, help=trainable.title)
+        parser = models.add_parser(name, help=_(trainable.title))
         parser.add_argument(
-            "--profile", choices=PROFILE_NAMES, help="run profile (default: automatic)"
+            "--profile", choices=PROFILE_NAMES, help=_("run profile (default: automatic)")
         )
         length = parser.add_mutually_exclusive_group()
-        length.add_argument("--steps", type=count, help="training steps (default: the profile's)")
+        length.add_argument(
+            "--steps", type=count, help=_("training steps (default: the profile's)")
+        )
         length.add_argument(
             "--minutes",
             type=positive_float,
-            help="train for this much wall-clock time instead, as many steps as fit "
-            "(the schedule follows the clock)",
+            help=_(
+                "train for this much wall-clock time instead, as many steps as fit "
+                "(the schedule follows the clock)"
+            ),
         )
         parser.add_argument(
             "--batch-size",
             type=count,
-            help=f"{trainable.items} per step, over all processes (default: the profile's)",
+            help=_("{items} per step, over all processes (default: the profile's)").format(
+                items=_(trainable.items)
+            ),
         )
         parser.add_argument(
             "--accumulation-steps",
             type=count,
-            help="split each step's batch into this many micro-batches, one update for all "
-            "(less memory, the same step; see docs/SCALING.md)",
+            help=_(
+                "split each step's batch into this many micro-batches, one update for all "
+                "(less memory, the same step; see docs/SCALING.md)"
+            ),
         )
         parser.add_argument(
             "--out",
-            help=f"output folder (default: checkpoints/{name} in the data cache, as `data status` shows it)",
+            help=_(
+                "output folder (default: checkpoints/{name} in the data cache, as `data status` "
+                "shows it)"
+            ).format(name=name),
         )
         parser.add_argument(
             "--overwrite",
             action="store_true",
-            help="replace a checkpoint already in the output folder (otherwise a run refuses to start)",
+            help=_(
+                "replace a checkpoint already in the output folder (otherwise a run refuses to start)"
+            ),
         )
         parser.add_argument(
             "--pretrained",
             action="store_true",
-            help="replace the package's shipped checkpoint (maintainers; needs its --profile)",
+            help=_("replace the package's shipped checkpoint (maintainers; needs its --profile)"),
         )
         parser.add_argument(
             "--force",
             action="store_true",
-            help="with --pretrained: allow another profile or changed settings",
+            help=_("with --pretrained: allow another profile or changed settings"),
         )
-        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        parser.add_argument("--quiet", action="store_true", help=_("no progress bar"))
         options = _add_recipe_options(parser, trainable, argv) if name in named else {}
         parser.set_defaults(run=cmd_train, model_options=options)
 
@@ -503,15 +569,13 @@ def _add_recipe_options(
     recipe = importlib.import_module(trainable.module).recipe_for(profile)
     options = {}
     for name, option, value in training.command_options(recipe):
-        help_text = (
-            f"{option.help} (default {value:g})"
-            if isinstance(value, float)
-            else f"{option.help} (default {value})"
+        help_text = _("{help} (default {value})").format(
+            help=_(option.help), value=f"{value:g}" if isinstance(value, float) else value
         )
         if option.switch is not None:
             parser.add_argument(
                 option.flag_for(name), dest=name, action="store_const", const=option.switch,
-                help=option.help,
+                help=_(option.help),
             )  # fmt: skip
         else:
             parser.add_argument(
@@ -538,108 +602,116 @@ def build_parser(
     argv = sys.argv[1:] if argv is None else argv
     models = _named_models(argv) if models is None else models
     parser = CourseArgumentParser(
-        prog="aigc-course", description="Generative AI from the math up: the course's tools."
+        prog="aigc-course", description=_("Generative AI from the math up: the course's tools.")
     )
     parser.add_argument("--version", action="version", version=f"aigc-course {__version__}")
     parser.add_argument(
         "--debug",
         action="store_true",
-        help="show the full traceback of an error (also: AIGC_DEBUG=1)",
+        help=_("show the full traceback of an error (also: AIGC_DEBUG=1)"),
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    doctor = commands.add_parser("doctor", help="check the environment and the data")
+    doctor = commands.add_parser("doctor", help=_("check the environment and the data"))
     doctor.set_defaults(run=cmd_doctor)
 
-    data_parser = commands.add_parser("data", help="data sets: status, fetch")
+    data_parser = commands.add_parser("data", help=_("data sets: status, fetch"))
     data_commands = data_parser.add_subparsers(dest="data_command", required=True)
-    status = data_commands.add_parser("status", help="where each data set is (no download)")
+    status = data_commands.add_parser("status", help=_("where each data set is (no download)"))
     status.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare")
     status.set_defaults(run=cmd_data_status)
-    fetch = data_commands.add_parser("fetch", help="download and verify data into the cache")
-    fetch.add_argument("names", nargs="*", help="fashion-mnist, tinyshakespeare (default: both)")
+    fetch = data_commands.add_parser("fetch", help=_("download and verify data into the cache"))
+    fetch.add_argument("names", nargs="*", help=_("fashion-mnist, tinyshakespeare (default: both)"))
     fetch.set_defaults(run=cmd_data_fetch)
 
-    exercises = commands.add_parser("build-exercises", help="make exercises/ from solutions/")
+    exercises = commands.add_parser("build-exercises", help=_("make exercises/ from solutions/"))
     exercises.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if exercises/ is out of sync"
+        "--check", action="store_true", help=_("write nothing; exit 1 if exercises/ is out of sync")
     )
     exercises.set_defaults(run=cmd_build_exercises)
 
     translations = commands.add_parser(
-        "build-translations", help="build the Chinese edition from the English notebooks"
+        "build-translations", help=_("build the Chinese edition from the English notebooks")
     )
     mode = translations.add_mutually_exclusive_group()
     mode.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if the edition is out of date"
+        "--check",
+        action="store_true",
+        help=_("write nothing; exit 1 if the edition is out of date"),
     )
     mode.add_argument(
         "--sync",
         action="store_true",
-        help="rewrite translations/ in cell order, adding each untranslated cell's English text",
+        help=_("rewrite translations/ in cell order, adding each untranslated cell's English text"),
     )
-    translations.add_argument("--language", default="zh", choices=["zh"], help="the edition")
+    translations.add_argument("--language", default="zh", choices=["zh"], help=_("the edition"))
     translations.set_defaults(run=cmd_build_translations)
 
     execute = commands.add_parser(
-        "execute-notebooks", help="run notebooks in fresh kernels and save their outputs"
+        "execute-notebooks", help=_("run notebooks in fresh kernels and save their outputs")
     )
-    execute.add_argument("paths", nargs="+", help="notebook files")
-    execute.add_argument("--profile", choices=PROFILE_NAMES, help="run profile to use")
-    execute.add_argument("--timeout", type=count, default=1800, help="seconds per cell")
+    execute.add_argument("paths", nargs="+", help=_("notebook files"))
+    execute.add_argument("--profile", choices=PROFILE_NAMES, help=_("run profile to use"))
+    execute.add_argument("--timeout", type=count, default=1800, help=_("seconds per cell"))
     execute.set_defaults(run=cmd_execute_notebooks)
 
     timer = commands.add_parser(
-        "time-notebooks", help="time each notebook in a fresh kernel; write a markdown table"
+        "time-notebooks", help=_("time each notebook in a fresh kernel; write a markdown table")
     )
-    timer.add_argument("paths", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
-    timer.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="run profile (cpu)")
-    timer.add_argument("--timeout", type=count, default=1800, help="seconds per cell")
-    timer.add_argument("--output", help="table file (default: docs/time-table-PROFILE.md)")
+    timer.add_argument("paths", nargs="*", help=_("notebook files (default: notebooks/*.ipynb)"))
+    timer.add_argument(
+        "--profile", choices=PROFILE_NAMES, default="cpu", help=_("run profile (cpu)")
+    )
+    timer.add_argument("--timeout", type=count, default=1800, help=_("seconds per cell"))
+    timer.add_argument("--output", help=_("table file (default: docs/time-table-PROFILE.md)"))
     timer.add_argument(
         "--save",
         action="store_true",
-        help="also save each notebook with the outputs of its timed run (as execute-notebooks)",
+        help=_("also save each notebook with the outputs of its timed run (as execute-notebooks)"),
     )
     timer.add_argument(
         "--readme",
-        help="README whose time-table markers get the table (default: README.md when every "
-        "lesson is timed; none: skip)",
+        help=_(
+            "README whose time-table markers get the table (default: README.md when every "
+            "lesson is timed; none: skip)"
+        ),
     )
     timer.set_defaults(run=cmd_time_notebooks)
 
-    workshop = commands.add_parser("workshop", help="prepare a machine for a workshop")
+    workshop = commands.add_parser("workshop", help=_("prepare a machine for a workshop"))
     workshop_commands = workshop.add_subparsers(dest="workshop_command", required=True)
     prepare = workshop_commands.add_parser(
-        "prepare", help="fill the data cache, verify checkpoints, run the doctor: ready or not"
+        "prepare", help=_("fill the data cache, verify checkpoints, run the doctor: ready or not")
     )
     prepare.add_argument(
-        "--data", nargs="*", help="data sets to cache (default: the required ones)"
+        "--data", nargs="*", help=_("data sets to cache (default: the required ones)")
     )
     prepare.set_defaults(run=cmd_workshop_prepare)
 
     _add_train_commands(commands, argv, models)
 
-    generate = commands.add_parser("generate", help="generate with a trained model")
+    generate = commands.add_parser("generate", help=_("generate with a trained model"))
     generators = generate.add_subparsers(dest="model", required=True)
-    gpt_generate = generators.add_parser("gpt", help="continue a text with the GPT")
-    gpt_generate.add_argument("prompt", help='text to continue, e.g. "ROMEO:"')
-    gpt_generate.add_argument("--tokens", type=count, default=300, help="characters to generate")
+    gpt_generate = generators.add_parser("gpt", help=_("continue a text with the GPT"))
+    gpt_generate.add_argument("prompt", help=_('text to continue, e.g. "ROMEO:"'))
+    gpt_generate.add_argument("--tokens", type=count, default=300, help=_("characters to generate"))
     gpt_generate.add_argument(
         "--temperature",
         type=non_negative_float,
         default=0.8,
-        help="0 = greedy, as is any temperature so small that the logits overflow (default 0.8)",
-    )
-    gpt_generate.add_argument("--top-k", type=count, help="sample among the k most likely (k >= 1)")
-    gpt_generate.add_argument(
-        "--top-p", type=probability_mass, help="sample within the top-p nucleus (0 < p <= 1)"
+        help=_("0 = greedy, as is any temperature so small that the logits overflow (default 0.8)"),
     )
     gpt_generate.add_argument(
-        "--seed", type=seed, help="random seed (0 to 2**64 - 1), for repeatable text"
+        "--top-k", type=count, help=_("sample among the k most likely (k >= 1)")
     )
     gpt_generate.add_argument(
-        "--checkpoint", help="a checkpoint file (default: the pretrained GPT)"
+        "--top-p", type=probability_mass, help=_("sample within the top-p nucleus (0 < p <= 1)")
+    )
+    gpt_generate.add_argument(
+        "--seed", type=seed, help=_("random seed (0 to 2**64 - 1), for repeatable text")
+    )
+    gpt_generate.add_argument(
+        "--checkpoint", help=_("a checkpoint file (default: the pretrained GPT)")
     )
     gpt_generate.set_defaults(run=cmd_generate_gpt)
     return parser
@@ -661,11 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as error:
         if not interrupts.is_interrupt(error) or isinstance(error, SystemExit):
             raise
-        print("\ninterrupted", file=sys.stderr)
+        print("\n" + _("interrupted"), file=sys.stderr)
         status = 130
     if argv is None:
         if interrupts.received() and status != 130:  # swallowed by some code: still an interrupt
-            print("\ninterrupted", file=sys.stderr)
+            print("\n" + _("interrupted"), file=sys.stderr)
             status = 130
         _ignore_further_interrupts()
     return status
@@ -697,7 +769,7 @@ def _run(argv: list[str] | None) -> int:
     except OSError as error:
         if interrupts.received():
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(errors.one_line(error), file=sys.stderr)
         return 1
 
 

@@ -33,6 +33,7 @@ import torch.distributed as dist
 
 from aigc_course import settings
 from aigc_course.errors import CourseError
+from aigc_course.i18n import _
 from aigc_course.settings import RuntimeConfigError
 
 T = TypeVar("T")
@@ -79,11 +80,16 @@ def _environment_world() -> World:
         local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as error:
         raise RuntimeConfigError(
-            f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them): {error}"
+            _(
+                "WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them): {error}"
+            ).format(error=error)
         ) from None
     if size < 1 or not 0 <= rank < size:
         raise RuntimeConfigError(
-            f"RANK={rank} does not fit WORLD_SIZE={size}; start the run with torchrun, which sets both"
+            _(
+                "RANK={rank} does not fit WORLD_SIZE={size}; start the run with torchrun, which "
+                "sets both"
+            ).format(rank=rank, size=size)
         )
     return World(rank, size, local_rank, launched=True)
 
@@ -118,25 +124,39 @@ def rendezvous_address() -> tuple[str, int]:
     missing = [
         name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()
     ]
+    if len(missing) == 1:
+        raise RuntimeConfigError(
+            _(
+                "{name} is not set: the processes of a data-parallel run meet at "
+                "MASTER_ADDR:MASTER_PORT (rank 0's machine and a free port). Start the run with "
+                "torchrun, which sets both"
+            ).format(name=missing[0])
+        )
     if missing:
         raise RuntimeConfigError(
-            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: the processes "
-            "of a data-parallel run meet at MASTER_ADDR:MASTER_PORT (rank 0's machine and a free "
-            "port). Start the run with torchrun, which sets both"
+            _(
+                "MASTER_ADDR and MASTER_PORT are not set: the processes of a data-parallel run "
+                "meet at MASTER_ADDR:MASTER_PORT (rank 0's machine and a free port). Start the run "
+                "with torchrun, which sets both"
+            )
         )
     host, text = os.environ["MASTER_ADDR"].strip(), os.environ["MASTER_PORT"].strip()
     port = int(text) if text.isdigit() else -1
     if not 1 <= port <= 65535:
         raise RuntimeConfigError(
-            f"MASTER_PORT={text!r} is not a port: give a whole number from 1 to 65535 (torchrun "
-            "sets it; --master-port changes it)"
+            _(
+                "MASTER_PORT={port} is not a port: give a whole number from 1 to 65535 (torchrun "
+                "sets it; --master-port changes it)"
+            ).format(port=repr(text))
         )
     try:
         socket.getaddrinfo(host, port)
     except (socket.gaierror, UnicodeError) as error:
         raise RuntimeConfigError(
-            f"MASTER_ADDR={host!r} is not a host this machine can find ({error}): give the name "
-            "or IP address of rank 0's machine (torchrun --master-addr)"
+            _(
+                "MASTER_ADDR={host} is not a host this machine can find ({error}): give the name "
+                "or IP address of rank 0's machine (torchrun --master-addr)"
+            ).format(host=repr(host), error=error)
         ) from None
     return host, port
 
@@ -146,16 +166,20 @@ def join(found: World, backend: str) -> None:
     processes did not meet (rank 0 not there, a peer missing, the port taken) and what to check."""
     host, port = rendezvous_address()
     seconds = timeout_seconds()
-    problem = (
-        f"rank {found.rank} of {found.size}: the processes of this run did not all meet at "
-        f"{host}:{port} (MASTER_ADDR:MASTER_PORT) within {seconds:g} s (AIGC_DIST_TIMEOUT): start "
+    problem = _(
+        "rank {rank} of {size}: the processes of this run did not all meet at "
+        "{host}:{port} (MASTER_ADDR:MASTER_PORT) within {seconds} s (AIGC_DIST_TIMEOUT): start "
         "all of them with the same torchrun command, and check that rank 0 runs and its port is "
         "free and reachable"
-    )
+    ).format(rank=found.rank, size=found.size, host=host, port=port, seconds=f"{seconds:g}")
     if found.rank != 0 and not _reachable(host, port, seconds):
         # Found here rather than by the store's client, whose C++ log of the failure fills the
         # screen with stack frames before the error arrives.
-        raise RankFailedError(f"{problem}. (Nothing answers at {host}:{port}.)")
+        raise RankFailedError(
+            _("{problem}. (Nothing answers at {host}:{port}.)").format(
+                problem=problem, host=host, port=port
+            )
+        )
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
     except (RuntimeError, ValueError) as error:  # DistNetworkError, DistStoreError, gloo's own
@@ -191,10 +215,18 @@ def collective(action: Callable[[], T], what: str) -> T:
             raise
         rank = _environment_world().rank
         raise RankFailedError(
-            f"rank {rank}: another process of this data-parallel run stopped answering during "
-            f"{what}: it crashed, was stopped, or did not answer within {timeout_seconds():g} s "
-            "(AIGC_DIST_TIMEOUT). torchrun names the first rank that failed, with its error; this "
-            f"rank stops too. ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            _(
+                "rank {rank}: another process of this data-parallel run stopped answering during "
+                "{what}: it crashed, was stopped, or did not answer within {seconds} s "
+                "(AIGC_DIST_TIMEOUT). torchrun names the first rank that failed, with its error; "
+                "this rank stops too. ({error_type}: {error})"
+            ).format(
+                rank=rank,
+                what=what,
+                seconds=f"{timeout_seconds():g}",
+                error_type=type(error).__name__,
+                error=str(error).splitlines()[0] if str(error) else "",
+            )
         ) from error
 
 
@@ -213,7 +245,7 @@ def shard(batch: T, current: World) -> T:
     divide by the number of processes."""
     if not current.distributed:
         return batch
-    return slice_rows(batch, current.rank, current.size, "processes", "--batch-size")
+    return slice_rows(batch, current.rank, current.size, _("processes"), "--batch-size")
 
 
 def slice_rows(batch: T, index: int, parts: int, what: str, fix: str) -> T:
@@ -227,8 +259,10 @@ def slice_rows(batch: T, index: int, parts: int, what: str, fix: str) -> T:
     n = batch.shape[0]
     if n % parts:
         raise RuntimeConfigError(
-            f"a batch of {n} does not split evenly into {parts} {what}; choose a batch size that "
-            f"is a multiple of {parts} ({fix})"
+            _(
+                "a batch of {rows} does not split evenly into {parts} {what}; choose a batch size "
+                "that is a multiple of {parts} ({fix})"
+            ).format(rows=n, parts=parts, what=what, fix=fix)
         )
     size = n // parts
     return batch[index * size : (index + 1) * size]
@@ -246,7 +280,7 @@ def broadcast_floats(values: list[float], device: torch.device, current: World) 
     if not current.distributed:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    collective(lambda: dist.broadcast(tensor, src=0), "the agreement on the clock")
+    collective(lambda: dist.broadcast(tensor, src=0), _("the agreement on the clock"))
     return tensor.tolist()
 
 
@@ -258,7 +292,7 @@ def average(metrics: dict[str, float], weight: float, device: torch.device, curr
     names = sorted(metrics)
     values = [metrics[name] * weight for name in names] + [weight]
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    collective(lambda: dist.all_reduce(tensor), "an evaluation")
+    collective(lambda: dist.all_reduce(tensor), _("an evaluation"))
     total = tensor[-1].item()
     return {name: tensor[i].item() / total for i, name in enumerate(names)}
 
@@ -293,7 +327,7 @@ def wrap(
             warnings.filterwarnings("ignore", message=".*broadcast_buffers", category=FutureWarning)
             return DistributedDataParallel(model, device_ids=_device_ids(device), **options)
 
-    return collective(wrapped, "the start (DDP's weight copy)")
+    return collective(wrapped, _("the start (DDP's weight copy)"))
 
 
 def close() -> None:

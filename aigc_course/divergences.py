@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aigc_course.i18n import _
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -36,14 +38,20 @@ LOG_2PI = math.log(2 * math.pi)
 def check_distribution(p: torch.Tensor, name: str = "p", dim: int = -1, atol: float = 1e-4) -> None:
     """Raise ``ValueError`` unless ``p`` is non-negative and sums to one along ``dim``."""
     if not torch.is_floating_point(p):
-        raise ValueError(f"{name} must be a float tensor of probabilities, got {p.dtype}")
+        raise ValueError(
+            _("{name} must be a float tensor of probabilities, got {dtype}").format(
+                name=name, dtype=p.dtype
+            )
+        )
     if (p < 0).any():
-        raise ValueError(f"{name} has negative entries: probabilities are >= 0")
+        raise ValueError(_("{name} has negative entries: probabilities are >= 0").format(name=name))
     totals = p.sum(dim=dim)
     if not torch.allclose(totals, torch.ones_like(totals), atol=atol):
         raise ValueError(
-            f"{name} must sum to 1 along dim {dim}; sums are {totals.flatten()[:4].tolist()}... "
-            "(normalise with p / p.sum(dim, keepdim=True), or use softmax on logits)"
+            _(
+                "{name} must sum to 1 along dim {dim}; sums are {sums}... "
+                "(normalise with p / p.sum(dim, keepdim=True), or use softmax on logits)"
+            ).format(name=name, dim=dim, sums=totals.flatten()[:4].tolist())
         )
 
 
@@ -94,7 +102,7 @@ def kl_gaussians(
     """KL(N(mean_p, std_p^2) || N(mean_q, std_q^2)) for 1-D Gaussians, elementwise (broadcasts)."""
     mean_p, std_p, mean_q, std_q = (_as_float(v) for v in (mean_p, std_p, mean_q, std_q))
     if (std_p <= 0).any() or (std_q <= 0).any():
-        raise ValueError("standard deviations must be positive")
+        raise ValueError(_("standard deviations must be positive"))
     return torch.log(std_q / std_p) + (std_p**2 + (mean_p - mean_q) ** 2) / (2 * std_q**2) - 0.5
 
 
@@ -177,11 +185,13 @@ class GaussianMixture1D:
 
     def __post_init__(self) -> None:
         if not len(self.weights) == len(self.means) == len(self.stds) > 0:
-            raise ValueError("weights, means and stds need the same, non-zero length")
+            raise ValueError(_("weights, means and stds need the same, non-zero length"))
         if any(w < 0 for w in self.weights) or abs(sum(self.weights) - 1) > 1e-6:
-            raise ValueError(f"weights must be >= 0 and sum to 1, got {self.weights}")
+            raise ValueError(
+                _("weights must be >= 0 and sum to 1, got {weights}").format(weights=self.weights)
+            )
         if any(s <= 0 for s in self.stds):
-            raise ValueError(f"stds must be positive, got {self.stds}")
+            raise ValueError(_("stds must be positive, got {stds}").format(stds=self.stds))
 
     def _tensors(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(torch.tensor(v, dtype=dtype) for v in (self.weights, self.means, self.stds))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 
+from aigc_course.i18n import _
+
 
 class CourseError(Exception):
     """An error the course raises on purpose; its message says what is wrong and how to fix it."""
@@ -33,7 +35,7 @@ def debug_enabled() -> bool:
 
 def one_line(error: BaseException) -> str:
     """How the course shows its own error: ``error: <message>``."""
-    return f"error: {error}"
+    return _("error: {message}").format(message=error)
 
 
 _WARNED: set[str] = set()
@@ -46,7 +48,7 @@ def warn(message: str) -> None:
     if message in _WARNED:
         return
     _WARNED.add(message)
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(_("warning: {message}").format(message=message), file=sys.stderr, flush=True)
 
 
 def install_notebook_handler() -> bool:
@@ -64,12 +66,15 @@ def install_notebook_handler() -> bool:
         if debug_enabled():
             return False
     except SettingError as error:  # importing the package must not fail over it: say so, go on
-        warn(f"{error}; the course's errors show as one line")
+        warn(_("{error}; the course's errors show as one line").format(error=error))
 
     def show(shell, error_type, error, traceback, tb_offset=None):
         lines = [
             f"{error_type.__name__}: {error}",
-            "(the course's own error: its message says the fix; AIGC_DEBUG=1 shows the traceback)",
+            _(
+                "(the course's own error: its message says the fix; AIGC_DEBUG=1 shows the "
+                "traceback)"
+            ),
         ]
         shell._showtraceback(error_type, error, lines)  # IPython's display of an error (a kernel's
         return lines  # "error" message); the cell still counts as failed

@@ -34,7 +34,10 @@ def language() -> str:
     """The language messages are shown in: ``AIGC_LANG`` (``en`` or ``zh``), ``en`` when unset."""
     from aigc_course import settings  # its own messages are marked with N_ from here
 
-    return settings.choice("AIGC_LANG") or "en"
+    # Read raw, not through settings.choice: its error message is itself translated. An invalid
+    # value shows messages in English; the commands' check of the settings reports it.
+    value = (settings.raw("AIGC_LANG") or "en").lower()
+    return value if value in LANGUAGES else "en"
 
 
 @cache

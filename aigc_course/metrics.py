@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from aigc_course.i18n import _
 from aigc_course.models.classifier import FashionClassifier
 from aigc_course.models.gpt import GPT
 
@@ -137,7 +138,11 @@ def kernel_inception_distance(
     standard error)."""
     x, y = features_1.double(), features_2.double()
     if min(len(x), len(y)) < 2:
-        raise ValueError(f"KID needs at least 2 samples in each set, got {len(x)} and {len(y)}")
+        raise ValueError(
+            _("KID needs at least 2 samples in each set, got {first} and {second}").format(
+                first=len(x), second=len(y)
+            )
+        )
     value = _unbiased_mmd2(x, y)
     blocks = min(blocks, len(x) // 3, len(y) // 3)
     if blocks < 2:
@@ -203,7 +208,7 @@ def roc_auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     above a random negative, ties counting half (0.5: the score separates nothing; 1: perfectly).
     Computed exactly from the ranks of all scores (the Mann-Whitney U statistic)."""
     if not positives or not negatives:
-        raise ValueError("the AUC needs at least one positive and one negative score")
+        raise ValueError(_("the AUC needs at least one positive and one negative score"))
     scores = torch.tensor([*positives, *negatives], dtype=torch.float64)
     order = scores.argsort()
     ranks = torch.empty_like(scores)
@@ -237,7 +242,9 @@ def knn_radii(features: torch.Tensor, k: int = 3) -> torch.Tensor:
     the k-NN estimate of the set's manifold."""
     if not 1 <= k < len(features):
         raise ValueError(
-            f"k must be 1 to {len(features) - 1} (the set has {len(features)} rows), got {k}"
+            _("k must be 1 to {highest} (the set has {rows} rows), got {k}").format(
+                highest=len(features) - 1, rows=len(features), k=k
+            )
         )
     distances = pairwise_distances(features, features)
     return distances.kthvalue(k + 1, dim=1).values  # the 1st is the row itself, at 0
@@ -320,8 +327,10 @@ def continuation_nlls(
     length = continuations.shape[1]
     if prefix.numel() < 1 or prefix.numel() + length > model.config.block_size + 1:
         raise ValueError(
-            f"prefix and continuation must fit the context: 1 <= {prefix.numel()} and "
-            f"{prefix.numel()} + {length} <= {model.config.block_size + 1}"
+            _(
+                "prefix and continuation must fit the context: 1 <= {prefix} and "
+                "{prefix} + {length} <= {limit}"
+            ).format(prefix=prefix.numel(), length=length, limit=model.config.block_size + 1)
         )
     was_training = model.training
     model.eval()
@@ -330,7 +339,7 @@ def continuation_nlls(
         for start in range(0, len(continuations), batch_size):
             chunk = continuations[start : start + batch_size].to(device)
             ids = torch.cat([prefix.to(device).expand(len(chunk), -1), chunk], dim=1)
-            logits, _ = model(ids[:, :-1])
+            logits, _unused = model(ids[:, :-1])
             log_probs = torch.log_softmax(logits[:, -length:].float(), dim=-1)
             picked = log_probs.gather(2, chunk[:, :, None])[:, :, 0]
             results.append(-picked.sum(dim=1).cpu())
@@ -361,13 +370,15 @@ def binomial_interval(successes: int, trials: int, level: float = 0.95) -> tuple
     None seen in n trials gives (0, about 3.7 / n) at 95%; one of 5,000 gives about (5e-6, 1.1e-3)."""
     if not 0 <= successes <= trials or trials < 1:
         raise ValueError(
-            f"need 0 <= successes <= trials and trials >= 1, got {successes}, {trials}"
+            _("need 0 <= successes <= trials and trials >= 1, got {successes}, {trials}").format(
+                successes=successes, trials=trials
+            )
         )
     tail = (1 - level) / 2
 
     def solve(condition) -> float:  # the p in (0, 1) where condition turns from False to True
         low, high = 0.0, 1.0
-        for _ in range(100):
+        for _step in range(100):
             middle = (low + high) / 2
             low, high = (low, middle) if condition(middle) else (middle, high)
         return (low + high) / 2
@@ -407,7 +418,11 @@ def filter_scores(flagged: Sequence[bool], truth: Sequence[bool]) -> FilterScore
     """Precision and recall of a filter's flags against the true labels (both as long as the items).
     A filter that flags nothing has precision 1 by convention (no false alarm)."""
     if len(flagged) != len(truth):
-        raise ValueError(f"{len(flagged)} flags for {len(truth)} labels: give one flag per item")
+        raise ValueError(
+            _("{flags} flags for {labels} labels: give one flag per item").format(
+                flags=len(flagged), labels=len(truth)
+            )
+        )
     hits = sum(1 for f, t in zip(flagged, truth, strict=True) if f and t)
     n_flagged, positives = sum(map(bool, flagged)), sum(map(bool, truth))
     return FilterScores(

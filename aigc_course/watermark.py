@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from aigc_course.errors import SettingError
+from aigc_course.i18n import _
 
 
 def green_lists(key: int, vocab_size: int, gamma: float = 0.5) -> torch.Tensor:
@@ -34,9 +35,13 @@ def green_lists(key: int, vocab_size: int, gamma: float = 0.5) -> torch.Tensor:
 
     Each row is a random subset of round(gamma V) tokens, from a generator seeded by the key and p."""
     if not 0 < gamma < 1:
-        raise SettingError(f"gamma (the green fraction) must be between 0 and 1, got {gamma}")
+        raise SettingError(
+            _("gamma (the green fraction) must be between 0 and 1, got {gamma}").format(gamma=gamma)
+        )
     if vocab_size < 2:
-        raise SettingError(f"the vocabulary needs at least 2 tokens, got {vocab_size}")
+        raise SettingError(
+            _("the vocabulary needs at least 2 tokens, got {size}").format(size=vocab_size)
+        )
     size = max(1, min(vocab_size - 1, round(gamma * vocab_size)))
     table = torch.zeros(vocab_size, vocab_size, dtype=torch.bool)
     for previous in range(vocab_size):
@@ -59,7 +64,9 @@ class Watermark:
     def __post_init__(self) -> None:
         if self.delta < 0:
             raise SettingError(
-                f"delta (the bias of green tokens) must be 0 or more, got {self.delta}"
+                _("delta (the bias of green tokens) must be 0 or more, got {delta}").format(
+                    delta=self.delta
+                )
             )
         object.__setattr__(self, "table", green_lists(self.key, self.vocab_size, self.gamma))
 
@@ -93,7 +100,7 @@ def z_test(ids: torch.Tensor | list[int], green: torch.Tensor) -> Detection:
     lists once to test many texts with one key."""
     ids = torch.as_tensor(ids, dtype=torch.long)
     if ids.dim() != 1 or len(ids) < 2:
-        raise SettingError("detect needs a 1-D sequence of at least 2 token ids")
+        raise SettingError(_("detect needs a 1-D sequence of at least 2 token ids"))
     fraction = green[0].sum().item() / green.shape[1]
     count = int(green[ids[:-1], ids[1:]].sum())
     scored = len(ids) - 1

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
+from aigc_course.i18n import _
 from aigc_course.models.gpt import GPT, Tokenizer, sample_text
 
 #: A control's style that shows its whole description (ipywidgets cuts long ones by default).
@@ -19,24 +20,24 @@ FULL_LABEL = {"description_width": "initial"}
 def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -> widgets.VBox:
     """Lesson 08's sampler: a prompt, temperature, top-k, top-p and length, and a *generate* button
     that prints a new continuation (seeded by the clock, so each press differs)."""
-    prompt_box = widgets.Text(value=prompt, description="prompt", style=FULL_LABEL)
+    prompt_box = widgets.Text(value=prompt, description=_("prompt"), style=FULL_LABEL)
     temperature = widgets.FloatSlider(
         value=0.8,
         min=0.1,
         max=2.0,
         step=0.1,
-        description="temperature",
+        description=_("temperature"),
         style=FULL_LABEL,
     )
     top_k = widgets.IntSlider(
-        value=0, min=0, max=40, description="top-k (0: off)", style=FULL_LABEL
+        value=0, min=0, max=40, description=_("top-k (0: off)"), style=FULL_LABEL
     )
     top_p = widgets.FloatSlider(
         value=1.0,
         min=0.1,
         max=1.0,
         step=0.05,
-        description="top-p (1: off)",
+        description=_("top-p (1: off)"),
         style=FULL_LABEL,
     )
     length = widgets.IntSlider(
@@ -44,13 +45,13 @@ def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -
         min=20,
         max=600,
         step=20,
-        description="characters",
+        description=_("characters"),
         style=FULL_LABEL,
     )
-    button = widgets.Button(description="generate")
+    button = widgets.Button(description=_("generate"))
     output = widgets.Output()
 
-    def on_generate(_) -> None:
+    def on_generate(_button) -> None:
         output.clear_output()
         with output:
             try:
@@ -67,7 +68,7 @@ def gpt_sampler(model: GPT, tokenizer: Tokenizer, prompt: str = "KING HENRY:") -
                     )
                 )
             except ValueError as error:
-                print(f"cannot generate: {error}")
+                print(_("cannot generate: {error}").format(error=error))
 
     button.on_click(on_generate)
     return widgets.VBox([prompt_box, temperature, top_k, top_p, length, button, output])
@@ -86,12 +87,13 @@ def live_figure(draw: Callable[..., object], **controls) -> widgets.VBox:
     image = widgets.Image(format="png")
     note = widgets.HTML()
 
-    def redraw(_=None) -> None:
+    def redraw(_change=None) -> None:
         values = {name: control.value for name, control in controls.items()}
         try:
             figure = draw(**values)
         except Exception as error:  # a widget shows a line, never a traceback
-            note.value = f"<i>cannot draw this: {_escape(str(error) or type(error).__name__)}</i>"
+            reason = _escape(str(error) or type(error).__name__)
+            note.value = "<i>" + _("cannot draw this: {error}").format(error=reason) + "</i>"
             return
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80)

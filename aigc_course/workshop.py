@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from aigc_course.i18n import _
+
 MIN_TORCH = (2, 3)
+
+MARK_WIDTH = 9  # display columns of "NOT READY"
+
+
+def _display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a CJK character takes two."""
+    return sum(
+        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1 for character in text
+    )
 
 
 @dataclass(frozen=True)
@@ -28,9 +39,13 @@ class Item:
     fix: str = ""
 
     def line(self) -> str:
-        mark = "ready    " if self.ready else "NOT READY"
-        text = f"{mark}  {self.name}: {self.detail}"
-        return text + (f"\n           fix: {self.fix}" if not self.ready and self.fix else "")
+        mark = _("ready") if self.ready else _("NOT READY")
+        text = (
+            f"{mark}{' ' * max(0, MARK_WIDTH - _display_width(mark))}  {self.name}: {self.detail}"
+        )
+        if not self.ready and self.fix:
+            text += "\n" + " " * (MARK_WIDTH + 2) + _("fix: {fix}").format(fix=self.fix)
+        return text
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -57,36 +72,49 @@ def software_items() -> list[Item]:
             "Python",
             sys.version_info >= (3, 10),
             platform.python_version(),
-            "install Python 3.10 or newer (e.g. with conda: conda env create -f environment.yml)",
+            _(
+                "install Python 3.10 or newer (e.g. with conda: conda env create -f "
+                "environment.yml)"
+            ),
         )
     ]
-    torch_version = _installed("torch") or "missing"
+    torch_version = _installed("torch")
     items.append(
         Item(
             "PyTorch",
-            torch_version != "missing" and _version_tuple(torch_version) >= MIN_TORCH,
-            torch_version,
-            "pip install 'torch>=2.3' (see pytorch.org for the build that matches your GPU)",
+            torch_version is not None and _version_tuple(torch_version) >= MIN_TORCH,
+            torch_version or _("missing"),
+            _("pip install 'torch>=2.3' (see pytorch.org for the build that matches your GPU)"),
         )
     )
     lab, notebook = _installed("jupyterlab"), _installed("notebook")
-    front_end = f"jupyterlab {lab}" if lab else (f"notebook {notebook}" if notebook else "none")
+    front_end = f"jupyterlab {lab}" if lab else (f"notebook {notebook}" if notebook else _("none"))
     items.append(
         Item(
             "Jupyter",
             bool(lab or notebook),
             front_end,
-            "pip install jupyterlab (or use Google Colab: every lesson has an Open-in-Colab badge)",
+            _(
+                "pip install jupyterlab (or use Google Colab: every lesson has an Open-in-Colab "
+                "badge)"
+            ),
         )
     )
-    widgets = _installed("ipywidgets") or "missing"
-    widgets_ok = widgets != "missing" and _version_tuple(widgets) >= (7, 7)
-    detail = widgets
+    widgets = _installed("ipywidgets")
+    widgets_ok = widgets is not None and _version_tuple(widgets) >= (7, 7)
+    detail = widgets or _("missing")
     if widgets_ok and lab and _version_tuple(lab) >= (4,) and _version_tuple(widgets) < (8,):
         widgets_ok = False  # JupyterLab 4 renders only ipywidgets 8 (jupyterlab_widgets 3)
-        detail = f"{widgets} with jupyterlab {lab}: the sliders would not render"
+        detail = _("{widgets} with jupyterlab {lab}: the sliders would not render").format(
+            widgets=widgets, lab=lab
+        )
     items.append(
-        Item("ipywidgets", widgets_ok, detail, "pip install 'ipywidgets>=8' (Colab keeps its 7.7)")
+        Item(
+            "ipywidgets",
+            widgets_ok,
+            detail,
+            _("pip install 'ipywidgets>=8' (Colab keeps its 7.7)"),
+        )
     )
     try:
         device = runtime.get_device()
@@ -94,14 +122,19 @@ def software_items() -> list[Item]:
         precision = runtime.choose_precision(device)
         items.append(
             Item(
-                "device",
+                _("device"),
                 True,
-                f"{runtime.describe_device(device)}; profile {profile.name}, precision "
-                f"{precision.name}",
+                _("{device}; profile {profile}, precision {precision}").format(
+                    device=runtime.describe_device(device),
+                    profile=profile.name,
+                    precision=precision.name,
+                ),
             )
         )
     except runtime.RuntimeConfigError as error:
-        items.append(Item("device", False, str(error), "fix or unset AIGC_DEVICE / AIGC_PROFILE"))
+        items.append(
+            Item(_("device"), False, str(error), _("fix or unset AIGC_DEVICE / AIGC_PROFILE"))
+        )
     return items
 
 
@@ -122,11 +155,15 @@ def data_items(names: list[str] | None = None, progress: bool = True) -> list[It
             first_line = str(error).splitlines()[0]
             items.append(Item(spec.title, False, first_line, data.sources.fix_hint(spec)))
             continue
-        actions = sorted({action for _, action in done})
+        actions = sorted({action for _path, action in done})
         folder = done[0][0].parent
         items.append(
             Item(
-                spec.title, True, f"{len(done)} file(s) verified in {folder} ({'; '.join(actions)})"
+                spec.title,
+                True,
+                _("{count} file(s) verified in {folder} ({actions})").format(
+                    count=len(done), folder=folder, actions="; ".join(actions)
+                ),
             )
         )
     return items
@@ -140,29 +177,33 @@ def checkpoint_items() -> list[Item]:
     if not entries:
         return [
             Item(
-                "pretrained checkpoints",
+                _("pretrained checkpoints"),
                 False,
-                f"no manifest at {checkpoints.MANIFEST}",
-                "reinstall the course from a full clone (git clone, then pip install -e .)",
+                _("no manifest at {path}").format(path=checkpoints.MANIFEST),
+                _("reinstall the course from a full clone (git clone, then pip install -e .)"),
             )
         ]
     items = []
     for name, entry in sorted(entries.items()):
         path = checkpoints.PRETRAINED_DIR / entry["file"]
-        fix = (
-            f"git checkout -- aigc_course/pretrained/{entry['file']} (or re-clone); "
-            f"to remake it: {entry['command']}"
-        )
+        fix = _(
+            "git checkout -- aigc_course/pretrained/{file} (or re-clone); to remake it: {command}"
+        ).format(file=entry["file"], command=entry["command"])
+        label = _("checkpoint {name}").format(name=name)
         if not path.is_file():
-            items.append(Item(f"checkpoint {name}", False, f"{path} is missing", fix))
+            items.append(Item(label, False, _("{path} is missing").format(path=path), fix))
             continue
         digest = checkpoints.sha256_file(path)
         if digest != entry["sha256"]:
-            detail = f"sha256 {digest[:12]}… is not the recorded {entry['sha256'][:12]}…"
-            items.append(Item(f"checkpoint {name}", False, detail, fix))
+            detail = _("sha256 {digest}… is not the recorded {recorded}…").format(
+                digest=digest[:12], recorded=entry["sha256"][:12]
+            )
+            items.append(Item(label, False, detail, fix))
         else:
             size = path.stat().st_size / 2**20
-            items.append(Item(f"checkpoint {name}", True, f"sha256 verified ({size:.1f} MiB)"))
+            items.append(
+                Item(label, True, _("sha256 verified ({size} MiB)").format(size=f"{size:.1f}"))
+            )
     return items
 
 
@@ -173,17 +214,23 @@ def exercise_items(root) -> list[Item]:
     try:
         report = build_exercises(root, check=True)
     except SolutionMarkerError as error:
-        return [Item("exercises", False, str(error), "fix the solution's markers")]
+        return [Item(_("exercises"), False, str(error), _("fix the solution's markers"))]
     if report.out_of_date:
         return [
             Item(
-                "exercises",
+                _("exercises"),
                 False,
                 "; ".join(report.out_of_date),
                 "aigc-course build-exercises",
             )
         ]
-    return [Item("exercises", True, f"{len(report.up_to_date)} notebooks match their solutions")]
+    return [
+        Item(
+            _("exercises"),
+            True,
+            _("{count} notebooks match their solutions").format(count=len(report.up_to_date)),
+        )
+    ]
 
 
 def prepare(data_names: list[str] | None, root: Path | None) -> int:
@@ -192,7 +239,13 @@ def prepare(data_names: list[str] | None, root: Path | None) -> int:
     for each problem; returns the exit status (0: ready)."""
     from aigc_course import doctor
 
-    print("Preparing this machine for a workshop.\n\n== data: filling the cache ==", flush=True)
+    print(
+        _("Preparing this machine for a workshop.")
+        + "\n\n== "
+        + _("data: filling the cache")
+        + " ==",
+        flush=True,
+    )
     items = data_items(data_names)
     for item in items:
         print(item.line())
@@ -201,19 +254,32 @@ def prepare(data_names: list[str] | None, root: Path | None) -> int:
         items += exercise_items(root)
     print("\n== aigc-course doctor ==", flush=True)
     doctor_ok = doctor.report() == 0
-    items.append(Item("doctor", doctor_ok, "READY" if doctor_ok else "NOT READY", "see its report"))
-    print("\n== workshop checklist ==")
+    items.append(
+        Item(
+            _("doctor"),
+            doctor_ok,
+            _("READY") if doctor_ok else _("NOT READY"),
+            _("see its report"),
+        )
+    )
+    print("\n== " + _("workshop checklist") + " ==")
     for item in items:
         print(item.line())
     problems = [item for item in items if not item.ready]
     if problems:
         print(
-            f"\nNOT READY: {len(problems)} problem(s) above, each with its fix; "
-            "then run `aigc-course workshop prepare` again."
+            "\n"
+            + _(
+                "NOT READY: {count} problem(s) above, each with its fix; then run "
+                "`aigc-course workshop prepare` again."
+            ).format(count=len(problems))
         )
         return 1
     print(
-        "\nREADY for the workshop. To set up machines without internet, copy this clone with its "
-        "data/ folder (or point AIGC_DATA_PATH at a copy of it)."
+        "\n"
+        + _(
+            "READY for the workshop. To set up machines without internet, copy this clone with "
+            "its data/ folder (or point AIGC_DATA_PATH at a copy of it)."
+        )
     )
     return 0

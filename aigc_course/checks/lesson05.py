@@ -17,6 +17,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 
 
 def _mean_logvar(seed: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,58 +39,72 @@ def reparameterised_sample(
 
     def mistakes(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
         return {
-            "sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance, "
-            "not the standard deviation": mu + torch.exp(logvar) * eps,
-            "sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself": mu + logvar * eps,
-            "sigma = exp(logvar / 2): you halved logvar but forgot the exp": mu
+            _(
+                "sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance, "
+                "not the standard deviation"
+            ): mu + torch.exp(logvar) * eps,
+            _("sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself"): mu
+            + logvar * eps,
+            _("sigma = exp(logvar / 2): you halved logvar but forgot the exp"): mu
             + 0.5 * logvar * eps,
-            "add the mean: z = mu + sigma * eps": torch.exp(0.5 * logvar) * eps,
+            _("add the mean: z = mu + sigma * eps"): torch.exp(0.5 * logvar) * eps,
         }
 
     zero_noise = torch.zeros(3, 4)
     cases = [
         Case(
-            "eps = 0 (answer: exactly mu)",
+            _("eps = 0 (answer: exactly mu)"),
             (mu, logvar, zero_noise),
             mu.clone(),
-            hint="use the eps you are given (do not draw new noise with torch.randn): with eps = 0 "
-            "the sample is the mean",
+            hint=_(
+                "use the eps you are given (do not draw new noise with torch.randn): with eps = 0 "
+                "the sample is the mean"
+            ),
             mistakes=mistakes(mu, logvar, zero_noise),
         ),
         Case(
-            "mu = 0, logvar = log 4 (sigma = 2), eps = 1 (answer: 2)",
+            _("mu = 0, logvar = log 4 (sigma = 2), eps = 1 (answer: 2)"),
             (torch.zeros(1), log4, torch.ones(1)),
             torch.tensor([2.0]),
-            hint="logvar is log(sigma^2), so sigma = exp(logvar / 2), not exp(logvar) or logvar",
+            hint=_("logvar is log(sigma^2), so sigma = exp(logvar / 2), not exp(logvar) or logvar"),
             mistakes=mistakes(torch.zeros(1), log4, torch.ones(1)),
         ),
         Case(
-            "a batch (3, 4)",
+            _("a batch (3, 4)"),
             (mu, logvar, eps),
             elbo.reparameterised_sample(mu, logvar, eps),
             mistakes=mistakes(mu, logvar, eps),
         ),
     ]
-    hint = "z = mu + sigma * eps with sigma = torch.exp(0.5 * logvar)"
+    hint = _("z = mu + sigma * eps with sigma = torch.exp(0.5 * logvar)")
     return run_check("reparameterised_sample", function, cases, hint, strict, SAMPLE)
 
 
 def _kl_prior_mistakes(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
     terms = 1 + logvar - mu**2 - logvar.exp()
     return {
-        "the sign: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar)), and a KL is never negative": 0.5
-        * terms.sum(-1),
-        "sum over the latent dimensions (dim=-1), one KL per example: you summed over dim 0, "
-        "across the batch": -0.5 * terms.sum(0),
-        "sum over the latent dimensions only (dim=-1), one KL per example, not over the whole "
-        "batch": -0.5 * terms.sum(),
-        "sum over the latent dimensions, do not average them: the KL of independent dimensions "
-        "adds up": -0.5 * terms.mean(-1),
-        "the mu^2 term is missing: -1/2 sum(1 + logvar - mu^2 - exp(logvar))": -0.5
+        _(
+            "the sign: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar)), and a KL is never negative"
+        ): 0.5 * terms.sum(-1),
+        _(
+            "sum over the latent dimensions (dim=-1), one KL per example: you summed over dim 0, "
+            "across the batch"
+        ): -0.5 * terms.sum(0),
+        _(
+            "sum over the latent dimensions only (dim=-1), one KL per example, not over the whole "
+            "batch"
+        ): -0.5 * terms.sum(),
+        _(
+            "sum over the latent dimensions, do not average them: the KL of independent "
+            "dimensions adds up"
+        ): -0.5 * terms.mean(-1),
+        _("the mu^2 term is missing: -1/2 sum(1 + logvar - mu^2 - exp(logvar))"): -0.5
         * (1 + logvar - logvar.exp()).sum(-1),
-        "logvar is log(sigma^2), so sigma^2 = exp(logvar) and log sigma^2 = logvar (you "
-        "treated it as log sigma)": -0.5 * (1 + 2 * logvar - mu**2 - (2 * logvar).exp()).sum(-1),
-        "the factor 1/2: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar))": -terms.sum(-1),
+        _(
+            "logvar is log(sigma^2), so sigma^2 = exp(logvar) and log sigma^2 = logvar (you "
+            "treated it as log sigma)"
+        ): -0.5 * (1 + 2 * logvar - mu**2 - (2 * logvar).exp()).sum(-1),
+        _("the factor 1/2: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar))"): -terms.sum(-1),
     }
 
 
@@ -105,21 +120,23 @@ def kl_to_standard_normal(
     zeros = torch.zeros(2, 3)
     cases = [
         Case(
-            "mu = 0, logvar = 0 (q is the prior; answer: 0)",
+            _("mu = 0, logvar = 0 (q is the prior; answer: 0)"),
             (zeros, zeros.clone()),
             torch.zeros(2),
             mistakes=_kl_prior_mistakes(zeros, zeros),
         ),
         Case(
-            "a batch of 5 posteriors over 3 latent dimensions",
+            _("a batch of 5 posteriors over 3 latent dimensions"),
             (mu, logvar),
             divergences.kl_standard_normal(mu, logvar),
-            hint="-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1): note the leading minus sign; "
-            "a KL is never negative",
+            hint=_(
+                "-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1): note the leading minus sign; "
+                "a KL is never negative"
+            ),
             mistakes=_kl_prior_mistakes(mu, logvar),
         ),
     ]
-    hint = "sum over the latent dimensions (dim=-1), one KL per example"
+    hint = _("sum over the latent dimensions (dim=-1), one KL per example")
     return run_check("kl_to_standard_normal", function, cases, hint, strict, KL_PRIOR)
 
 
@@ -132,25 +149,28 @@ def gaussian_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
     log_likelihood = -torch.rand(4, generator=torch.Generator().manual_seed(4)) * 100
     kl = divergences.kl_standard_normal(mu, logvar)
     mistakes = {
-        "the ELBO *subtracts* the KL: log p(x | z) - KL(q(z | x) || p(z)) (check the sign of "
-        "your KL: it is -1/2 sum(1 + logvar - mu^2 - exp(logvar)) >= 0)": log_likelihood + kl,
-        "that is the negative ELBO (the VAE's loss): the ELBO itself is log p(x | z) - KL": kl
+        _(
+            "the ELBO *subtracts* the KL: log p(x | z) - KL(q(z | x) || p(z)) (check the sign of "
+            "your KL: it is -1/2 sum(1 + logvar - mu^2 - exp(logvar)) >= 0)"
+        ): log_likelihood + kl,
+        _("that is the negative ELBO (the VAE's loss): the ELBO itself is log p(x | z) - KL"): kl
         - log_likelihood,
-        "one KL per example: sum the KL over the latent dimensions (dim=-1), not over the "
-        "batch": log_likelihood - kl.sum(),
-        "sum the KL over the latent dimensions, do not average them": log_likelihood
+        _(
+            "one KL per example: sum the KL over the latent dimensions (dim=-1), not over the batch"
+        ): log_likelihood - kl.sum(),
+        _("sum the KL over the latent dimensions, do not average them"): log_likelihood
         - kl / mu.shape[-1],
     }
     cases = [
         Case(
-            "a batch of 4",
+            _("a batch of 4"),
             (log_likelihood, mu, logvar),
             log_likelihood - kl,
-            hint="the ELBO subtracts the KL: reconstruction term minus KL(q(z|x) || p(z))",
+            hint=_("the ELBO subtracts the KL: reconstruction term minus KL(q(z|x) || p(z))"),
             mistakes=mistakes,
         ),
     ]
-    hint = "log_likelihood - (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1))"
+    hint = _("log_likelihood - (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1))")
     return run_check("gaussian_elbo", function, cases, hint, strict, ELBO)
 
 
@@ -167,27 +187,33 @@ def score_function_estimate(
     f_values = (z - 3.0) ** 2
     score = (z - 1.0) / 4.0  # d/d mean log N(z; mean = 1, std = 2)
     mistakes = {
-        "divide by the variance std^2, not the standard deviation: d/d mean log N(z; mean, "
-        "std^2) = (z - mean) / std^2": (f_values * (z - 1.0) / 2.0).mean(),
-        "multiply the score by f(z): the estimate is the mean of f(z) * (z - mean) / std^2 "
-        "(the score alone averages to 0)": score.mean(),
-        "the sign: the score is (z - mean) / std^2, not (mean - z) / std^2": -(
+        _(
+            "divide by the variance std^2, not the standard deviation: d/d mean log N(z; mean, "
+            "std^2) = (z - mean) / std^2"
+        ): (f_values * (z - 1.0) / 2.0).mean(),
+        _(
+            "multiply the score by f(z): the estimate is the mean of f(z) * (z - mean) / std^2 "
+            "(the score alone averages to 0)"
+        ): score.mean(),
+        _("the sign: the score is (z - mean) / std^2, not (mean - z) / std^2"): -(
             f_values * score
         ).mean(),
-        "average over the samples (.mean()), not the sum": (f_values * score).sum(),
-        "the score is (z - mean) / std^2: divide by std^2": (f_values * (z - 1.0)).mean(),
+        _("average over the samples (.mean()), not the sum"): (f_values * score).sum(),
+        _("the score is (z - mean) / std^2: divide by std^2"): (f_values * (z - 1.0)).mean(),
     }
     cases = [
         Case(
-            "1000 samples of N(1, 2^2), f(z) = (z - 3)^2",
+            _("1000 samples of N(1, 2^2), f(z) = (z - 3)^2"),
             (f_values, z, 1.0, 2.0),
             (f_values * score).mean(),
             mistakes=mistakes,
-            hint="d/d mean log N(z; mean, std^2) = (z - mean) / std^2 (divide by the variance, "
-            "not the standard deviation)",
+            hint=_(
+                "d/d mean log N(z; mean, std^2) = (z - mean) / std^2 (divide by the variance, "
+                "not the standard deviation)"
+            ),
         ),
     ]
-    hint = "(f_values * (z - mean) / std**2).mean()"
+    hint = _("(f_values * (z - mean) / std**2).mean()")
     return run_check("score_function_estimate", function, cases, hint, strict, SCORE)
 
 
@@ -202,12 +228,14 @@ def _draw_sample(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
     mu, logvar = _draw_mu_logvar(generator, dtype, shape)
     eps = randn(generator, *shape, dtype=dtype)
-    return f"mu, logvar and eps of shape {shape}, {dtype}", (mu, logvar, eps), {}
+    description = _("mu, logvar and eps of shape {shape}, {dtype}").format(shape=shape, dtype=dtype)
+    return description, (mu, logvar, eps), {}
 
 
 def _draw_prior(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, shape = draw_dtype(generator), draw_shape(generator, 1, 3)
-    return f"mu and logvar of shape {shape}, {dtype}", _draw_mu_logvar(generator, dtype, shape), {}
+    description = _("mu and logvar of shape {shape}, {dtype}").format(shape=shape, dtype=dtype)
+    return description, _draw_mu_logvar(generator, dtype, shape), {}
 
 
 def _draw_elbo(generator: torch.Generator) -> tuple[str, tuple, dict]:
@@ -218,7 +246,10 @@ def _draw_elbo(generator: torch.Generator) -> tuple[str, tuple, dict]:
     )
     mu, logvar = _draw_mu_logvar(generator, dtype, (batch, latent))
     log_likelihood = -50 * randn(generator, batch, dtype=dtype).abs()
-    return f"a batch of {batch}, {latent} latents, {dtype}", (log_likelihood, mu, logvar), {}
+    description = _("a batch of {batch}, {latent} latents, {dtype}").format(
+        batch=batch, latent=latent, dtype=dtype
+    )
+    return description, (log_likelihood, mu, logvar), {}
 
 
 def _elbo_reference(log_likelihood, mu, logvar) -> torch.Tensor:
@@ -230,7 +261,10 @@ def _draw_score(generator: torch.Generator) -> tuple[str, tuple, dict]:
     mean, std = draw_choice(generator, (-2.0, 0.0, 1.5)), draw_choice(generator, (0.5, 1.0, 3.0))
     z = mean + std * randn(generator, n, dtype=dtype)
     f_values = (z - draw_choice(generator, (0.0, 3.0))) ** 2
-    return f"{n} samples of N({mean:g}, {std:g}^2), {dtype}", (f_values, z, mean, std), {}
+    description = _("{count} samples of N({mean}, {std}^2), {dtype}").format(
+        count=n, mean=f"{mean:g}", std=f"{std:g}", dtype=dtype
+    )
+    return description, (f_values, z, mean, std), {}
 
 
 def _score_reference(f_values, z, mean, std) -> torch.Tensor:

@@ -19,6 +19,7 @@ from aigc_course.checks._core import (
     run_check,
 )
 from aigc_course.divergences import kl_standard_normal
+from aigc_course.i18n import _
 
 
 def _shape_of(value: object) -> object:
@@ -32,9 +33,9 @@ def _gradient_flow(model: torch.nn.Module, x: torch.Tensor, latent_dim: int) -> 
     z = torch.randn(x.shape[0], latent_dim).requires_grad_(True)
     with torch.enable_grad():
         for name, output, source in (
-            ("encode's mean", lambda: model.encode(x)[0], x),
-            ("encode's logvar", lambda: model.encode(x)[1], x),
-            ("decode's logits", lambda: model.decode(z), z),
+            (_("encode's mean"), lambda: model.encode(x)[0], x),
+            (_("encode's logvar"), lambda: model.encode(x)[1], x),
+            (_("decode's logits"), lambda: model.decode(z), z),
         ):
             result = output()
             gradient = (
@@ -43,11 +44,11 @@ def _gradient_flow(model: torch.nn.Module, x: torch.Tensor, latent_dim: int) -> 
                 else None
             )
             if gradient is None or not bool(gradient.abs().sum() > 0):
-                return (
-                    f"no gradient flows from {name} back to its input: a `.detach()`, "
+                return _(
+                    "no gradient flows from {name} back to its input: a `.detach()`, "
                     "`torch.no_grad()` or `.data` cuts the network, and training would not "
                     "reach the layers before it"
-                )
+                ).format(name=name)
     return None
 
 
@@ -64,27 +65,29 @@ def encoder_decoder_shapes(
             with torch.no_grad():
                 encoded = model.encode(x)
             if not isinstance(encoded, tuple) or len(encoded) != 2:
-                return "encode(x) must return a tuple (mean, logvar)"
+                return _("encode(x) must return a tuple (mean, logvar)")
             mean, logvar = encoded
             for name, tensor in (("mean", mean), ("logvar", logvar)):
                 if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (
                     batch,
                     latent_dim,
                 ):
-                    return (
-                        f"encode: {name} should have shape {(batch, latent_dim)}, "
-                        f"got {_shape_of(tensor)}"
+                    return _("encode: {name} should have shape {expected}, got {got}").format(
+                        name=name, expected=(batch, latent_dim), got=_shape_of(tensor)
                     )
             if torch.equal(mean, logvar):
-                return "encode: mean and logvar are the same tensor; they need two separate output layers"
+                return _(
+                    "encode: mean and logvar are the same tensor; they need two separate output "
+                    "layers"
+                )
             if latent_dim >= 16:  # enough independent outputs for a sign to mean something
                 for name, tensor in (("mean", mean), ("logvar", logvar)):
                     if (tensor >= 0).all():
-                        return (
-                            f"encode: {name} is never negative; a mean and a log-variance can be "
-                            f"any real number, so put no activation (ReLU, softplus, exp) on "
-                            f"the output layer of {name}"
-                        )
+                        return _(
+                            "encode: {name} is never negative; a mean and a log-variance can be "
+                            "any real number, so put no activation (ReLU, softplus, exp) on "
+                            "the output layer of {name}"
+                        ).format(name=name)
             with torch.no_grad():
                 logits = model.decode(mean)
                 # Far from the origin a ReLU decoder's logits grow large, of both signs; a
@@ -93,25 +96,24 @@ def encoder_decoder_shapes(
             expected_shape = (batch, 1, 28, 28)
             for tensor in (logits, far):
                 if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != expected_shape:
-                    return (
-                        f"decode: logits should have shape {expected_shape}, "
-                        f"got {_shape_of(tensor)}"
+                    return _("decode: logits should have shape {expected}, got {got}").format(
+                        expected=expected_shape, got=_shape_of(tensor)
                     )
             if far.min() >= 0 and far.max() <= 1:
-                return (
+                return _(
                     "decode must return logits, not probabilities: its outputs stay in [0, 1] "
                     "even for a z far from 0, so it ends in a sigmoid. Remove it: "
                     "F.binary_cross_entropy_with_logits applies the sigmoid itself (a sigmoid "
                     "here would be applied twice)"
                 )
             if far.min() >= -1 and far.max() <= 1:
-                return (
+                return _(
                     "decode must return logits, any real numbers: its outputs stay in [-1, 1] "
                     "even for a z far from 0, so the last layer squashes them (a tanh?). End "
                     "with the ConvTranspose2d itself"
                 )
             if far.min() >= 0:
-                return (
+                return _(
                     "decode must return logits, which can be negative: its outputs are never "
                     "below 0, so the last layer has an activation (ReLU?). End with the "
                     "ConvTranspose2d itself"
@@ -126,11 +128,11 @@ def encoder_decoder_shapes(
             return make_model(latent_dim)
 
     cases = [
-        Case("latent_dim = 16, a batch of 5", (16,), verdict_for(16, 5)),
-        Case("latent_dim = 2, a batch of 1", (2,), verdict_for(2, 1)),
-        Case("latent_dim = 5, a batch of 3", (5,), verdict_for(5, 3)),
+        Case(_("latent_dim = 16, a batch of 5"), (16,), verdict_for(16, 5)),
+        Case(_("latent_dim = 2, a batch of 1"), (2,), verdict_for(2, 1)),
+        Case(_("latent_dim = 5, a batch of 3"), (5,), verdict_for(5, 3)),
     ]
-    hint = (
+    hint = _(
         "28 -> 14 -> 7 with Conv2d(kernel 4, stride 2, padding 1); flatten c2 * 7 * 7 features; "
         "decode back with Linear, Unflatten(1, (c2, 7, 7)) and two ConvTranspose2d(4, 2, 1), "
         "with no activation after the last one (logits)"
@@ -164,44 +166,49 @@ def reparameterise(function: Callable[..., torch.Tensor], *, strict: bool | None
 
     def gradients_flow(got) -> str | None:
         mean_, logvar_ = calls[-1]
-        message = (
-            "no gradient flows back to {}: build z = mean + exp(logvar / 2) * eps from the "
+        message = _(
+            "no gradient flows back to {names}: build z = mean + exp(logvar / 2) * eps from the "
             "arguments with ordinary tensor operations (no .detach(), torch.no_grad(), "
             ".item() or torch.normal, which passes no gradient)"
         )
         if not isinstance(got, torch.Tensor) or not got.requires_grad:
-            return message.format("mean and logvar")
+            return message.format(names=_("mean and logvar"))
         gradients = torch.autograd.grad(got.sum(), (mean_, logvar_), allow_unused=True)
         for name, gradient in zip(("mean", "logvar"), gradients, strict=True):
             if gradient is None or not gradient.abs().sum() > 0:
-                return message.format(name)
+                return message.format(names=name)
         return None
 
     mistakes = {
-        "sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance": mean
+        _("sigma = exp(logvar / 2): logvar is log(sigma^2), so exp(logvar) is the variance"): mean
         + torch.exp(logvar) * eps,
-        "sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself": mean + logvar * eps,
-        "the noise is missing: a sample is mean + sigma * eps with eps = torch.randn_like(mean), "
-        "not the mean itself": mean.clone(),
-        "eps must be standard normal, torch.randn_like(mean), not uniform (torch.rand_like)": mean
-        + sigma * uniform,
-        "add the mean: z = mean + sigma * eps": sigma * eps,
+        _("sigma = exp(logvar / 2): logvar is log(sigma^2), not sigma itself"): mean + logvar * eps,
+        _(
+            "the noise is missing: a sample is mean + sigma * eps with eps = "
+            "torch.randn_like(mean), not the mean itself"
+        ): mean.clone(),
+        _(
+            "eps must be standard normal, torch.randn_like(mean), not uniform (torch.rand_like)"
+        ): mean + sigma * uniform,
+        _("add the mean: z = mean + sigma * eps"): sigma * eps,
     }
     cases = [
         Case(
-            "a batch (4, 3), with a fixed seed",
+            _("a batch (4, 3), with a fixed seed"),
             (mean, logvar),
             mean + sigma * eps,
-            hint="draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)",
+            hint=_(
+                "draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)"
+            ),
             mistakes=mistakes,
         ),
         Case(
-            "gradients to mean and logvar",
+            _("gradients to mean and logvar"),
             (mean.clone().requires_grad_(), logvar.clone().requires_grad_()),
             gradients_flow,
         ),
     ]
-    hint = "draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)"
+    hint = _("draw eps with torch.randn_like(mean) (one call), sigma = torch.exp(0.5 * logvar)")
     return run_check("reparameterise", seeded, cases, hint, strict, REPARAMETERISE)
 
 
@@ -223,32 +230,42 @@ def negative_elbo(function: Callable[..., torch.Tensor], *, strict: bool | None 
     kl = kl_standard_normal(mean, logvar)
     pixels = reconstruction / (28 * 28)
     mistakes = {
-        "a sigmoid too many: the decoder gives logits and F.binary_cross_entropy_with_logits "
-        "applies the sigmoid itself, so do not apply torch.sigmoid first": per_image(
-            torch.sigmoid(logits)
-        )
-        + kl,
-        "sum the BCE over the 784 pixels of each image, do not average them (the ELBO is a sum "
-        "over pixels)": pixels + kl,
-        "one value per image: reduction='mean' averages over the whole batch; use "
-        "reduction='none', then .flatten(1).sum(1)": pixels.mean() + kl,
-        "add the KL: -ELBO = reconstruction + KL(q(z | x) || N(0, I))": reconstruction - kl,
-        "one value per image (shape (B,)): do not sum over the batch": (reconstruction + kl).sum(),
-        "sum the KL over the latent dimensions, do not average them": reconstruction
+        _(
+            "a sigmoid too many: the decoder gives logits and F.binary_cross_entropy_with_logits "
+            "applies the sigmoid itself, so do not apply torch.sigmoid first"
+        ): per_image(torch.sigmoid(logits)) + kl,
+        _(
+            "sum the BCE over the 784 pixels of each image, do not average them (the ELBO is a "
+            "sum over pixels)"
+        ): pixels + kl,
+        _(
+            "one value per image: reduction='mean' averages over the whole batch; use "
+            "reduction='none', then .flatten(1).sum(1)"
+        ): pixels.mean() + kl,
+        _("add the KL: -ELBO = reconstruction + KL(q(z | x) || N(0, I))"): reconstruction - kl,
+        _("one value per image (shape (B,)): do not sum over the batch"): (
+            reconstruction + kl
+        ).sum(),
+        _("sum the KL over the latent dimensions, do not average them"): reconstruction
         + kl / mean.shape[1],
     }
     cases = [
         Case(
-            "3 images, 4 latent dimensions",
+            _("3 images, 4 latent dimensions"),
             (logits, x, mean, logvar),
             reconstruction + kl,
-            hint="one value per image: F.binary_cross_entropy_with_logits(logits, x, "
-            "reduction='none') (the decoder gives logits), summed over the 784 pixels with "
-            ".flatten(1).sum(1), plus the KL summed over the latent dimensions",
+            hint=_(
+                "one value per image: F.binary_cross_entropy_with_logits(logits, x, "
+                "reduction='none') (the decoder gives logits), summed over the 784 pixels with "
+                ".flatten(1).sum(1), plus the KL summed over the latent dimensions"
+            ),
             mistakes=mistakes,
         )
     ]
-    hint = "F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed per image, plus the KL"
+    hint = _(
+        "F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed per image, plus "
+        "the KL"
+    )
     return run_check("negative_elbo", function, cases, hint, strict, NEGATIVE_ELBO)
 
 
@@ -267,14 +284,18 @@ def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = N
         logsumexp = torch.logsumexp(log_weights, dim=0)
         over_images = torch.logsumexp(log_weights, dim=1)
         return {
-            "that is the average ELBO, the mean of the log-weights: the IWAE bound averages the "
-            "*weights* exp(log_weights), in log space": log_weights.mean(0),
-            "exp(-300) underflows to 0 in float32 and log 0 = -inf: compute log mean exp with "
-            "torch.logsumexp(log_weights, dim=0) - log K": log_weights.exp().mean(0).log(),
-            "subtract log K: log (1/K) sum_k w_k = logsumexp - log K": logsumexp,
-            "subtract log K (you added it): log (1/K) sum_k w_k = logsumexp - log K": logsumexp
+            _(
+                "that is the average ELBO, the mean of the log-weights: the IWAE bound averages "
+                "the *weights* exp(log_weights), in log space"
+            ): log_weights.mean(0),
+            _(
+                "exp(-300) underflows to 0 in float32 and log 0 = -inf: compute log mean exp with "
+                "torch.logsumexp(log_weights, dim=0) - log K"
+            ): log_weights.exp().mean(0).log(),
+            _("subtract log K: log (1/K) sum_k w_k = logsumexp - log K"): logsumexp,
+            _("subtract log K (you added it): log (1/K) sum_k w_k = logsumexp - log K"): logsumexp
             + math.log(samples),
-            "reduce over dim 0, the K samples, to get one bound per image (B,)": [
+            _("reduce over dim 0, the K samples, to get one bound per image (B,)"): [
                 over_images - math.log(samples),
                 over_images - math.log(images),
             ],
@@ -282,20 +303,23 @@ def iwae_bound(function: Callable[..., torch.Tensor], *, strict: bool | None = N
 
     cases = [
         Case(
-            "K = 5 samples for 4 images",
+            _("K = 5 samples for 4 images"),
             (small,),
             torch.logsumexp(small, 0) - math.log(5),
             mistakes=mistakes(small),
         ),
         Case(
-            "log-weights around -300 (as for real images)",
+            _("log-weights around -300 (as for real images)"),
             (realistic,),
             torch.logsumexp(realistic, 0) - math.log(50),
-            hint="exp(-300) underflows to 0 in float32: use torch.logsumexp(log_weights, dim=0) - log K",
+            hint=_(
+                "exp(-300) underflows to 0 in float32: use torch.logsumexp(log_weights, dim=0) "
+                "- log K"
+            ),
             mistakes=mistakes(realistic),
         ),
     ]
-    hint = "average the weights (not the log-weights) over the K samples, in log space"
+    hint = _("average the weights (not the log-weights) over the K samples, in log space")
     return run_check("iwae_bound", function, cases, hint, strict, IWAE)
 
 
@@ -312,7 +336,7 @@ def _seeded_sample(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def _draw_mean_logvar(generator: torch.Generator) -> tuple[str, tuple, dict]:
     shape = draw_shape(generator, 1, 3)
     mean, logvar = randn(generator, *shape), randn(generator, *shape)
-    return f"mean and logvar of shape {shape}", (mean, logvar), {}
+    return _("mean and logvar of shape {shape}").format(shape=shape), (mean, logvar), {}
 
 
 def _draw_elbo_inputs(generator: torch.Generator) -> tuple[str, tuple, dict]:
@@ -330,7 +354,9 @@ def _draw_elbo_inputs(generator: torch.Generator) -> tuple[str, tuple, dict]:
         randn(generator, batch, latent, dtype=dtype),
         randn(generator, batch, latent, dtype=dtype),
     )
-    description = f"{batch} images, {latent} latents, logits at scale {scale:g}, {dtype}"
+    description = _("{batch} images, {latent} latents, logits at scale {scale}, {dtype}").format(
+        batch=batch, latent=latent, scale=f"{scale:g}", dtype=dtype
+    )
     return description, (logits, x, mean, logvar), {}
 
 
@@ -350,7 +376,10 @@ def _draw_log_weights(generator: torch.Generator) -> tuple[str, tuple, dict]:
         draw_choice(generator, (0.1, 5.0)),
     )
     log_weights = offset + spread * randn(generator, samples, images, dtype=dtype)
-    return f"K = {samples}, B = {images}, log-weights near {offset:g}, {dtype}", (log_weights,), {}
+    description = _("K = {samples}, B = {images}, log-weights near {offset}, {dtype}").format(
+        samples=samples, images=images, offset=f"{offset:g}", dtype=dtype
+    )
+    return description, (log_weights,), {}
 
 
 def _iwae_reference(log_weights: torch.Tensor) -> torch.Tensor:

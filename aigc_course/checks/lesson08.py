@@ -23,6 +23,7 @@ from aigc_course.checks._core import (
     recognise_mistake,
     run_check,
 )
+from aigc_course.i18n import _
 from aigc_course.models.gpt import GPT, Block, CausalSelfAttention, GPTConfig, filter_logits
 
 _CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
@@ -53,27 +54,27 @@ def _attention_mistakes(
 
     y = attend(split(q), split(k), split(v), size**-0.5)
     return {
-        "scale the scores by 1 / sqrt(C / n_head), the size of one head's vectors, not by "
-        "1 / sqrt(n_embd)": reference.proj(
-            merge(attend(split(q), split(k), split(v), channels**-0.5))
-        ),
-        "the scores are not scaled: divide q k^T by sqrt(C / n_head) (or use "
-        "F.scaled_dot_product_attention)": reference.proj(
-            merge(attend(split(q), split(k), split(v), 1.0))
-        ),
-        "the heads are not split: one attention over all C channels is single-head; split "
-        "q, k and v into n_head heads of C / n_head channels, (B, T, C) -> (B, H, T, C/H)": [
-            reference.proj(attend(q, k, v, scale)) for scale in (channels**-0.5, size**-0.5)
-        ],
-        "split the heads with view(B, T, H, C/H).transpose(1, 2): a reshape straight to "
-        "(B, H, T, C/H) mixes up tokens and channels": reference.proj(
-            merge(attend(scrambled(q), scrambled(k), scrambled(v), size**-0.5))
-        ),
-        "merge the heads with transpose(1, 2) before the reshape to (B, T, C): (B, H, T, D) "
-        "reshaped directly mixes tokens of different heads": reference.proj(
-            y.reshape(batch, length, channels)
-        ),
-        "the output projection is missing: return proj(merged heads)": merge(y),
+        _(
+            "scale the scores by 1 / sqrt(C / n_head), the size of one head's vectors, not by "
+            "1 / sqrt(n_embd)"
+        ): reference.proj(merge(attend(split(q), split(k), split(v), channels**-0.5))),
+        _(
+            "the scores are not scaled: divide q k^T by sqrt(C / n_head) (or use "
+            "F.scaled_dot_product_attention)"
+        ): reference.proj(merge(attend(split(q), split(k), split(v), 1.0))),
+        _(
+            "the heads are not split: one attention over all C channels is single-head; split "
+            "q, k and v into n_head heads of C / n_head channels, (B, T, C) -> (B, H, T, C/H)"
+        ): [reference.proj(attend(q, k, v, scale)) for scale in (channels**-0.5, size**-0.5)],
+        _(
+            "split the heads with view(B, T, H, C/H).transpose(1, 2): a reshape straight to "
+            "(B, H, T, C/H) mixes up tokens and channels"
+        ): reference.proj(merge(attend(scrambled(q), scrambled(k), scrambled(v), size**-0.5))),
+        _(
+            "merge the heads with transpose(1, 2) before the reshape to (B, T, C): (B, H, T, D) "
+            "reshaped directly mixes tokens of different heads"
+        ): reference.proj(y.reshape(batch, length, channels)),
+        _("the output projection is missing: return proj(merged heads)"): merge(y),
     }
 
 
@@ -101,9 +102,9 @@ def _attention_verdict(
             if not isinstance(getattr(layer, name, None), nn.Linear)
         ]
         if missing:
-            return (
-                f"the layer needs nn.Linear attributes named {missing} (qkv: C -> 3C, proj: C -> C)"
-            )
+            return _(
+                "the layer needs nn.Linear attributes named {missing} (qkv: C -> 3C, proj: C -> C)"
+            ).format(missing=missing)
         layer.load_state_dict(reference.state_dict(), strict=False)
         layer.eval()
         with torch.no_grad():
@@ -118,7 +119,7 @@ def _attention_verdict(
             with torch.no_grad():
                 early = slice(0, length // 2 + 1)
                 if not torch.allclose(layer(changed)[:, early], got[:, early], atol=1e-5):
-                    return (
+                    return _(
                         "position t sees later positions: the attention is not causal (pass "
                         "is_causal=True, or mask the scores above the diagonal with -inf)"
                     )
@@ -139,13 +140,15 @@ def causal_self_attention(
     shapes = [(16, 2, 2, 8), (12, 3, 1, 5), (8, 1, 3, 1), (8, 4, 2, 7), (6, 2, 1, 3)]
     cases = [
         Case(
-            f"n_embd = {c}, n_head = {h}, a batch ({b}, {t}, {c})",
+            _("n_embd = {n_embd}, n_head = {n_head}, a batch ({batch}, {length}, {n_embd})").format(
+                n_embd=c, n_head=h, batch=b, length=t
+            ),
             (c, h),
             _attention_verdict(c, h, b, t, seed=index),
         )
         for index, (c, h, b, t) in enumerate(shapes)
     ]
-    hint = (
+    hint = _(
         "q, k, v = qkv(x).split(C, dim=2); split heads to (B, H, T, C/H); "
         "F.scaled_dot_product_attention(q, k, v, is_causal=True); merge heads; proj"
     )
@@ -172,16 +175,25 @@ def _residual_mistakes(x: torch.Tensor, block: Block) -> dict[str, torch.Tensor]
         return x + mlp(ln_1(x))
 
     return {
-        "that is post-LN (normalising after the residual sum): this block is pre-LN, "
-        "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))": post_ln(x),
-        "the residual connections are missing: *add* each sub-layer's output to x, "
-        "x = x + attn(ln_1(x))": mlp(ln_2(attn(ln_1(x)))),
-        "only the sub-layer's input is normalised, not the residual stream: "
-        "x = x + attn(ln_1(x)), keeping x itself unnormalised": normalised_stream(x),
-        "the two sub-layers run one after the other: the MLP reads x after the attention "
-        "was added, x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))": x + attn(ln_1(x)) + mlp(ln_2(x)),
-        "the layer norms are swapped: ln_1 goes before attn, ln_2 before mlp": swapped_norms(x),
-        "the MLP sub-layer is missing: x = x + mlp(ln_2(x)) after the attention": x + attn(ln_1(x)),
+        _(
+            "that is post-LN (normalising after the residual sum): this block is pre-LN, "
+            "x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))"
+        ): post_ln(x),
+        _(
+            "the residual connections are missing: *add* each sub-layer's output to x, "
+            "x = x + attn(ln_1(x))"
+        ): mlp(ln_2(attn(ln_1(x)))),
+        _(
+            "only the sub-layer's input is normalised, not the residual stream: "
+            "x = x + attn(ln_1(x)), keeping x itself unnormalised"
+        ): normalised_stream(x),
+        _(
+            "the two sub-layers run one after the other: the MLP reads x after the attention "
+            "was added, x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))"
+        ): x + attn(ln_1(x)) + mlp(ln_2(x)),
+        _("the layer norms are swapped: ln_1 goes before attn, ln_2 before mlp"): swapped_norms(x),
+        _("the MLP sub-layer is missing: x = x + mlp(ln_2(x)) after the attention"): x
+        + attn(ln_1(x)),
     }
 
 
@@ -206,15 +218,17 @@ def residual_block(function: Callable[..., torch.Tensor], *, strict: bool | None
         expected = block(x)
     cases = [
         Case(
-            "a block of n_embd 16",
+            _("a block of n_embd 16"),
             (x, block),
             expected,
-            hint="pre-LN: normalise *before* each sub-layer, and add the sub-layer's output to x "
-            "(x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)))",
+            hint=_(
+                "pre-LN: normalise *before* each sub-layer, and add the sub-layer's output to x "
+                "(x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)))"
+            ),
             mistakes=_residual_mistakes(x, block),
         )
     ]
-    hint = "x = x + block.attn(block.ln_1(x)); then x = x + block.mlp(block.ln_2(x))"
+    hint = _("x = x + block.attn(block.ln_1(x)); then x = x + block.mlp(block.ln_2(x))")
     return run_check("residual_block", function, cases, hint, strict, RESIDUAL_BLOCK)
 
 
@@ -231,7 +245,7 @@ def _reference_training_step(
 ) -> float:
     """The step the exercise asks for; ``clip`` = "none" or "value" give two classic mistakes."""
     optimizer.zero_grad()
-    _, loss = model(x, y)
+    loss = model(x, y)[1]
     loss.backward()
     if clip == "norm":
         nn.utils.clip_grad_norm_(model.parameters(), max_norm)
@@ -254,7 +268,7 @@ def _two_training_steps(
     generator = torch.Generator().manual_seed(5)
     snapshots = [[p.detach().clone() for p in model.parameters()]]
     results = []
-    for _ in range(2):
+    for _step in range(2):
         x = torch.randint(0, _CONFIG.vocab_size, (batch, length), generator=generator)
         y = torch.randint(0, _CONFIG.vocab_size, (batch, length), generator=generator)
         results.append(step(model, optimizer, x, y, max_norm))
@@ -262,13 +276,22 @@ def _two_training_steps(
     return results, snapshots
 
 
-_CLIP_MISTAKES = {
-    "the gradients were not clipped before the step: call "
-    "nn.utils.clip_grad_norm_(model.parameters(), max_norm) after loss.backward() and before "
-    "optimizer.step()": "none",
-    "clip the gradients' global norm with nn.utils.clip_grad_norm_, not each value "
-    "(clip_grad_value_)": "value",
-}
+#: The classic clipping mistakes, as ``clip`` arguments of :func:`_reference_training_step`.
+_CLIP_MISTAKES = ("none", "value")
+
+
+def _clip_mistake(clip: str) -> str:
+    """What the clipping mistake ``clip`` is and how to fix it (in the current language)."""
+    if clip == "none":
+        return _(
+            "the gradients were not clipped before the step: call "
+            "nn.utils.clip_grad_norm_(model.parameters(), max_norm) after loss.backward() and "
+            "before optimizer.step()"
+        )
+    return _(
+        "clip the gradients' global norm with nn.utils.clip_grad_norm_, not each value "
+        "(clip_grad_value_)"
+    )
 
 
 @functools.cache
@@ -279,10 +302,10 @@ def _training_reference(
     once: they are the same for every learner)."""
     losses, snapshots = _two_training_steps(_reference_training_step, batch, length, max_norm)
     after_mistake = {
-        message: _two_training_steps(
+        clip: _two_training_steps(
             functools.partial(_reference_training_step, clip=clip), batch, length, max_norm
         )[1][1]
-        for message, clip in _CLIP_MISTAKES.items()
+        for clip in _CLIP_MISTAKES
     }
     return losses, snapshots, after_mistake
 
@@ -310,13 +333,18 @@ def training_step(function: Callable[..., float], *, strict: bool | None = None)
     settings = [(4, 8, _MAX_NORM), (2, 5, 1.0)]
     cases = [
         Case(
-            f"two SGD steps on a tiny GPT, batches ({b}, {t}), clipping at {m}",
+            _(
+                "two SGD steps on a tiny GPT, batches ({batch}, {length}), clipping at {max_norm}"
+            ).format(batch=b, length=t, max_norm=m),
             ((b, t, m),),
             verdict_for((b, t, m)),
         )
         for b, t, m in settings
     ]
-    hint = "optimizer.zero_grad(); _, loss = model(x, y); loss.backward(); clip_grad_norm_(..., max_norm); optimizer.step()"
+    hint = _(
+        "optimizer.zero_grad(); _, loss = model(x, y); loss.backward(); "
+        "clip_grad_norm_(..., max_norm); optimizer.step()"
+    )
     return run_check("training_step", run if callable(function) else function, cases, hint, strict)
 
 
@@ -327,28 +355,28 @@ def _training_problem(result, setting: tuple[int, int, float]) -> str | None:
     for step, (loss, expected_loss) in enumerate(zip(losses, expected_losses, strict=True)):
         value = as_number(loss)
         if value is None or abs(value - expected_loss) > 1e-5:
-            return (
-                f"return the loss before the update as a float (step {step + 1}): expected "
-                f"{expected_loss:.5f}, got {value!r}"
-            )
+            return _(
+                "return the loss before the update as a float (step {step}): expected "
+                "{expected}, got {got}"
+            ).format(step=step + 1, expected=f"{expected_loss:.5f}", got=repr(value))
         if _same(snapshots[step + 1], expected[step + 1]):
             continue
         if step == 1:
-            return (
+            return _(
                 "the first step is right, but the second is not: the first step's gradients "
                 "were added into the second's (backward *adds* to .grad). Call "
                 "optimizer.zero_grad() before loss.backward()"
             )
         if _same(snapshots[1], snapshots[0]):
-            return (
+            return _(
                 "the parameters did not change: call optimizer.step() after loss.backward() "
                 "(and optimizer.zero_grad() before the backward, not between backward and "
                 "step)"
             )
-        for message, parameters in after_mistake.items():
+        for clip, parameters in after_mistake.items():
             if _same(snapshots[1], parameters):
-                return message
-        return (
+                return _clip_mistake(clip)
+        return _(
             "after one step the parameters differ from a correct step: in this order, "
             "optimizer.zero_grad(), loss.backward(), clip_grad_norm_(model.parameters(), "
             "max_norm), optimizer.step()"
@@ -380,21 +408,29 @@ def _filter_mistakes(logits: torch.Tensor, top_k: int | None, top_p: float | Non
     mistakes = {}
     if top_k is not None:
         mistakes[
-            "top-k must be per row: take the k-th largest logit of each row "
-            "(torch.topk(logits, k, dim=-1).values[:, -1:]), not one threshold for the batch"
+            _(
+                "top-k must be per row: take the k-th largest logit of each row "
+                "(torch.topk(logits, k, dim=-1).values[:, -1:]), not one threshold for the batch"
+            )
         ] = apply({"per_row": False}, {})
         mistakes[
-            "keep exactly k tokens per row: remove the logits *below* the k-th largest "
-            "(logits < kth), not those equal to it"
+            _(
+                "keep exactly k tokens per row: remove the logits *below* the k-th largest "
+                "(logits < kth), not those equal to it"
+            )
         ] = apply({"strict_k": True}, {})
     if top_p is not None:
         mistakes[
-            "the nucleus must include the token that crosses p: keep tokens while the "
-            "probability mass *before* them is < p (so the most likely token is always kept)"
+            _(
+                "the nucleus must include the token that crosses p: keep tokens while the "
+                "probability mass *before* them is < p (so the most likely token is always kept)"
+            )
         ] = apply({}, {"shifted": False})
         mistakes[
-            "map the nucleus back to the original order: the removal mask is computed on the "
-            "sorted logits, so scatter it back with the sort's indices"
+            _(
+                "map the nucleus back to the original order: the removal mask is computed on the "
+                "sorted logits, so scatter it back with the sort's indices"
+            )
         ] = apply({}, {"unsort": False})
     return mistakes
 
@@ -417,53 +453,59 @@ def top_k_top_p(function: Callable[..., torch.Tensor], *, strict: bool | None = 
                 torch.equal(got[expected_kept], expected[expected_kept])
                 and (got[~expected_kept] != float("-inf")).any()
             ):
-                return "removed tokens must be -inf (0, NaN or +inf break the softmax)"
+                return _("removed tokens must be -inf (0, NaN or +inf break the softmax)")
             if not torch.equal(kept, expected_kept):
                 return (
-                    f"wrong tokens kept\n   expected kept: {expected_kept.int().tolist()}\n"
-                    f"   got kept:      {kept.int().tolist()}"
+                    _("wrong tokens kept")
+                    + "\n   "
+                    + _("expected kept: {kept}").format(kept=expected_kept.int().tolist())
+                    + "\n   "
+                    + _("got kept:      {kept}").format(kept=kept.int().tolist())
                 )
             if (got[~kept] != float("-inf")).any():
-                return "removed tokens must be -inf (0, NaN or +inf break the softmax)"
+                return _("removed tokens must be -inf (0, NaN or +inf break the softmax)")
             return compare_tensor(got[kept], expected[expected_kept], 1e-6, 1e-6)
 
         return verdict
 
-    nucleus_hint = (
+    nucleus_hint = _(
         "sort descending; keep tokens while the probability mass *before* them is < p "
         "(so the most likely token is always kept); map back to the original order"
     )
     cases = [
         Case(
-            "top_k = 2",
+            _("top_k = 2"),
             (logits, 2, None),
             same(filter_logits(logits, top_k=2)),
             mistakes=_filter_mistakes(logits, 2, None),
         ),
         Case(
-            "top_p = 0.8",
+            _("top_p = 0.8"),
             (logits, None, 0.8),
             same(filter_logits(logits, top_p=0.8)),
             nucleus_hint,
             mistakes=_filter_mistakes(logits, None, 0.8),
         ),
         Case(
-            "top_k = 3 and top_p = 0.5",
+            _("top_k = 3 and top_p = 0.5"),
             (logits, 3, 0.5),
             same(filter_logits(logits, top_k=3, top_p=0.5)),
             mistakes=_filter_mistakes(logits, 3, 0.5),
         ),
         Case(
-            "probabilities [1/2, 1/4, 1/8, 1/8] and top_p = 0.75, exactly the mass of the first "
-            "two (edge case: the third token's mass before it is exactly p, so it is removed)",
+            _(
+                "probabilities [1/2, 1/4, 1/8, 1/8] and top_p = 0.75, exactly the mass of the "
+                "first two (edge case: the third token's mass before it is exactly p, so it is "
+                "removed)"
+            ),
             (boundary, None, 0.75),
             same(filter_logits(boundary, top_p=0.75)),
             nucleus_hint,
             mistakes=_filter_mistakes(boundary, None, 0.75),
         ),
-        Case("neither (no change)", (logits, None, None), same(logits.clone())),
+        Case(_("neither (no change)"), (logits, None, None), same(logits.clone())),
     ]
-    hint = "use float('-inf') for removed tokens, so that softmax gives them probability 0"
+    hint = _("use float('-inf') for removed tokens, so that softmax gives them probability 0")
     return run_check("top_k_top_p", function, cases, hint, strict, TOP_K_TOP_P)
 
 
@@ -486,17 +528,21 @@ def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = Non
     def expect(keys, values):
         def verdict(got) -> str | None:
             if not isinstance(got, tuple) or len(got) != 2:
-                return "return a tuple (all_keys, all_values)"
+                return _("return a tuple (all_keys, all_values)")
             return compare_tensor(got[0], keys, 0, 0) or compare_tensor(got[1], values, 0, 0)
 
         return verdict
 
     mistakes = {
-        "append the new positions *after* the cached ones: torch.cat([cached, new], dim=2) "
-        "keeps the positions in time order": (torch.cat([k2, k1], 2), torch.cat([v2, v1], 2)),
-        "keep the cache: return the cached keys and values followed by the new ones, not only "
-        "the new ones": (k2, v2),
-        "the order of the result: return (keys, values), the keys first": (
+        _(
+            "append the new positions *after* the cached ones: torch.cat([cached, new], dim=2) "
+            "keeps the positions in time order"
+        ): (torch.cat([k2, k1], 2), torch.cat([v2, v1], 2)),
+        _(
+            "keep the cache: return the cached keys and values followed by the new ones, not "
+            "only the new ones"
+        ): (k2, v2),
+        _("the order of the result: return (keys, values), the keys first"): (
             torch.cat([v1, v2], 2),
             torch.cat([k1, k2], 2),
         ),
@@ -504,19 +550,19 @@ def kv_cache_update(function: Callable[..., tuple], *, strict: bool | None = Non
 
     cases = [
         Case(
-            "an empty cache (None) and a prompt of 3 positions",
+            _("an empty cache (None) and a prompt of 3 positions"),
             (None, None, k1, v1),
             expect(k1, v1),
         ),
         Case(
-            "3 cached positions and 1 new one",
+            _("3 cached positions and 1 new one"),
             (k1, v1, k2, v2),
             expect(torch.cat([k1, k2], 2), torch.cat([v1, v2], 2)),
-            hint="the time axis of (B, H, T, D) is dim=2: torch.cat([cached, new], dim=2)",
+            hint=_("the time axis of (B, H, T, D) is dim=2: torch.cat([cached, new], dim=2)"),
             mistakes=mistakes,
         ),
     ]
-    hint = "with no cache yet return the new keys and values; otherwise concatenate along time"
+    hint = _("with no cache yet return the new keys and values; otherwise concatenate along time")
     return run_check("kv_cache_update", function, cases, hint, strict, KV_CACHE)
 
 
@@ -537,7 +583,10 @@ def _draw_block(generator: torch.Generator) -> tuple[str, tuple, dict]:
                 norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape))
                 norm.bias.copy_(0.5 * torch.randn(norm.bias.shape))
     x = randn(generator, batch, length, heads * size)
-    return f"a block of {heads} heads of size {size}, x {tuple(x.shape)}", (x, block), {}
+    description = _("a block of {heads} heads of size {size}, x {shape}").format(
+        heads=heads, size=size, shape=tuple(x.shape)
+    )
+    return description, (x, block), {}
 
 
 def _block_reference(x: torch.Tensor, block: Block) -> torch.Tensor:
@@ -553,7 +602,9 @@ def _draw_filter(generator: torch.Generator) -> tuple[str, tuple, dict]:
         logits = torch.randint(-2, 3, (batch, vocab), generator=generator).float()
     else:  # distinct logits: with ties the nucleus's order among them is arbitrary
         logits = scale * randn(generator, batch, vocab)
-    description = f"logits {tuple(logits.shape)}, top_k = {top_k}, top_p = {top_p}"
+    description = _("logits {shape}, top_k = {top_k}, top_p = {top_p}").format(
+        shape=tuple(logits.shape), top_k=top_k, top_p=top_p
+    )
     return description, (logits, top_k, top_p), {}
 
 
@@ -563,15 +614,20 @@ def _filter_reference(logits: torch.Tensor, top_k: int | None, top_p: float | No
 
 def _draw_cache(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype = draw_dtype(generator)
-    batch, heads, size = (draw_int(generator, 1, 3) for _ in range(3))
+    batch, heads, size = (draw_int(generator, 1, 3) for _index in range(3))
     cached, new = draw_int(generator, 0, 5), draw_int(generator, 1, 3)
-    k, v = (randn(generator, batch, heads, new, size, dtype=dtype) for _ in range(2))
+    k, v = (randn(generator, batch, heads, new, size, dtype=dtype) for _index in range(2))
     if cached == 0:
-        return f"an empty cache and {new} new positions, {dtype}", (None, None, k, v), {}
+        description = _("an empty cache and {new} new positions, {dtype}").format(
+            new=new, dtype=dtype
+        )
+        return description, (None, None, k, v), {}
     cached_k, cached_v = (
-        randn(generator, batch, heads, cached, size, dtype=dtype) for _ in range(2)
+        randn(generator, batch, heads, cached, size, dtype=dtype) for _index in range(2)
     )
-    description = f"{cached} cached and {new} new positions of shape {tuple(k.shape)}, {dtype}"
+    description = _("{cached} cached and {new} new positions of shape {shape}, {dtype}").format(
+        cached=cached, new=new, shape=tuple(k.shape), dtype=dtype
+    )
     return description, (cached_k, cached_v, k, v), {}
 
 

@@ -21,6 +21,7 @@ from aigc_course.checks._core import (
     run_check,
     tolerance,
 )
+from aigc_course.i18n import _
 from aigc_course.models import lora
 from aigc_course.models.gpt import GPT, GPTConfig
 
@@ -58,40 +59,42 @@ def _adapter_problem(layer: nn.Module, base: nn.Linear, rank: int) -> str | None
     ):
         parameter = getattr(layer, name, None)
         if not isinstance(parameter, nn.Parameter):
-            return f"the layer needs an nn.Parameter named {name} of shape {what}"
-        if tuple(parameter.shape) != shape:
-            return (
-                f"{name} must be {what}, here {shape}; got {tuple(parameter.shape)} "
-                "(A reads the input: (r, in); B writes the output: (out, r))"
+            return _("the layer needs an nn.Parameter named {name} of shape {shape}").format(
+                name=name, shape=what
             )
+        if tuple(parameter.shape) != shape:
+            return _(
+                "{name} must be {shape}, here {expected}; got {got} "
+                "(A reads the input: (r, in); B writes the output: (out, r))"
+            ).format(name=name, shape=what, expected=shape, got=tuple(parameter.shape))
     if not isinstance(getattr(layer, "base", None), nn.Linear):
-        return "keep the frozen layer as self.base"
+        return _("keep the frozen layer as self.base")
     if any(p.requires_grad for p in layer.base.parameters()):
-        return (
+        return _(
             "the base layer still trains: freeze it (requires_grad_(False) on its weight and "
             "bias); only lora_A and lora_B learn"
         )
     if not (layer.lora_A.requires_grad and layer.lora_B.requires_grad):
-        return "lora_A and lora_B must be trainable (requires_grad=True)"
+        return _("lora_A and lora_B must be trainable (requires_grad=True)")
     if not torch.equal(layer.base.weight, base.weight):
-        return "leave the base layer's weight as it is: LoRA adds beside it"
+        return _("leave the base layer's weight as it is: LoRA adds beside it")
     if bool((layer.lora_B != 0).any()):
-        return (
+        return _(
             "B must start at zero, so that the adapted layer starts as exactly the pretrained "
             "one; with A and B both random the model starts damaged"
         )
     if bool((layer.lora_A == 0).all()):
-        return (
+        return _(
             "A must start random (e.g. nn.init.kaiming_uniform_): with A and B both zero no "
             "gradient ever reaches either, and the adapter never learns"
         )
     spread = layer.lora_A.detach().std().item() if layer.lora_A.numel() > 1 else 0.1
     if not (torch.isfinite(layer.lora_A).all() and 1e-3 < spread < 10):
-        return (
-            f"A must start as small random numbers (e.g. nn.init.kaiming_uniform_(A, "
-            f"a=math.sqrt(5))); its values have a spread of {spread:.3g}: an uninitialised "
+        return _(
+            "A must start as small random numbers (e.g. nn.init.kaiming_uniform_(A, "
+            "a=math.sqrt(5))); its values have a spread of {spread}: an uninitialised "
             "torch.empty holds whatever was in memory"
-        )
+        ).format(spread=f"{spread:.3g}")
     return None
 
 
@@ -115,15 +118,21 @@ def _lora_verdict(
         update = x @ A.T @ B.T
     scale = alpha / rank
     mistakes = {
-        "scale the update by alpha / r, not by alpha: the update's size then stays comparable "
-        "when r changes": plain + alpha * update,
-        f"scale the update by alpha / r (here {scale:g}), not r / alpha": plain + update / scale,
-        f"scale the update by alpha / r as a real number ({scale:g} here): alpha // r rounds "
-        "it down (to 0 when r > alpha)": plain + (alpha // rank) * update,
-        "the update is not scaled: multiply it by alpha / r": plain + update,
-        "the layer must *add* the update to the frozen layer's output, base(x) + ...": scale
+        _(
+            "scale the update by alpha / r, not by alpha: the update's size then stays comparable "
+            "when r changes"
+        ): plain + alpha * update,
+        _("scale the update by alpha / r (here {scale}), not r / alpha").format(
+            scale=f"{scale:g}"
+        ): plain + update / scale,
+        _(
+            "scale the update by alpha / r as a real number ({scale} here): alpha // r rounds "
+            "it down (to 0 when r > alpha)"
+        ).format(scale=f"{scale:g}"): plain + (alpha // rank) * update,
+        _("the update is not scaled: multiply it by alpha / r"): plain + update,
+        _("the layer must *add* the update to the frozen layer's output, base(x) + ..."): scale
         * update,
-        "add the update, do not subtract it": plain - scale * update,
+        _("add the update, do not subtract it"): plain - scale * update,
     }
     reference = lora.LoRALinear(_base_layer(size_in, size_out), rank, alpha)
     with torch.no_grad():
@@ -132,7 +141,7 @@ def _lora_verdict(
 
     def verdict(layer) -> str | None:
         if not isinstance(layer, nn.Module):
-            return f"expected an nn.Module, got {type(layer).__name__}"
+            return _("expected an nn.Module, got {type}").format(type=type(layer).__name__)
         problem = _adapter_problem(layer, base, rank)
         if problem:
             return problem
@@ -140,7 +149,9 @@ def _lora_verdict(
             start = layer(x)
             problem = compare_tensor(start, plain)
             if problem:
-                return "at initialisation the layer must compute exactly base(x): " + problem
+                return _(
+                    "at initialisation the layer must compute exactly base(x): {problem}"
+                ).format(problem=problem)
             layer.lora_A.copy_(A)
             layer.lora_B.copy_(B)
             got = layer(x)
@@ -148,7 +159,7 @@ def _lora_verdict(
         problem = compare_tensor(got, expected)
         if problem:
             mistake = recognise_mistake(got, mistakes, 1e-4, 1e-5)
-            return f"with A and B set: {mistake or problem}"
+            return _("with A and B set: {problem}").format(problem=mistake or problem)
         return module_gradient_problem(layer, reference, x, ("lora_A", "lora_B"))
 
     return verdict
@@ -163,13 +174,15 @@ def lora_linear(make_layer: Callable[..., nn.Module], *, strict: bool | None = N
     input (through the frozen path and the adapter) and to A and B."""
     cases = [
         Case(
-            f"nn.Linear({i}, {o}), rank {r}, alpha {a:g}, x {(*b, i)}",
+            _("nn.Linear({size_in}, {size_out}), rank {rank}, alpha {alpha}, x {shape}").format(
+                size_in=i, size_out=o, rank=r, alpha=f"{a:g}", shape=(*b, i)
+            ),
             (_base_layer(i, o), r, a),
             _lora_verdict(i, o, r, a, b),
         )
         for i, o, r, a, b in _SHAPES
     ]
-    hint = (
+    hint = _(
         "freeze base; lora_A = Parameter (r, in), random; lora_B = Parameter (out, r), zeros; "
         "forward: base(x) + (alpha / r) * (x @ A.T) @ B.T"
     )
@@ -197,15 +210,15 @@ def _merge_verdict(
         W, update = reference.base.weight.clone(), reference.lora_B @ reference.lora_A
     scale = alpha / rank
     mistakes = {
-        "scale the merged update by alpha / r, not alpha": W + alpha * update,
-        "the merged update is not scaled: W + (alpha / r) B A": W + update,
-        "add the update into W, do not subtract it": W - scale * update,
+        _("scale the merged update by alpha / r, not alpha"): W + alpha * update,
+        _("the merged update is not scaled: W + (alpha / r) B A"): W + update,
+        _("add the update into W, do not subtract it"): W - scale * update,
     }
 
     def verdict(result) -> str | None:
         layer, original, once = result
         if layer.base.weight is not original or layer.base.weight.requires_grad:
-            return (
+            return _(
                 "change the frozen weight in place (under torch.no_grad(): layer.base.weight += "
                 "...): a new nn.Parameter is trainable and is not the tensor the model and its "
                 "optimizer hold"
@@ -214,26 +227,28 @@ def _merge_verdict(
         if problem:
             mistake = recognise_mistake(once, mistakes, 1e-4, 1e-5)
             if torch.equal(once, W):
-                mistake = (
+                mistake = _(
                     "the base weight did not change: add (alpha / r) B A into layer.base.weight"
                 )
-            return f"the merged weight: {mistake or problem}"
+            return _("the merged weight: {problem}").format(problem=mistake or problem)
         if not (layer.lora_A.abs().sum() > 0 and layer.lora_B.abs().sum() > 0):
-            return (
+            return _(
                 "keep A and B after merging (unmerge and saving the adapter need them); set "
                 "layer.merged = True instead of zeroing them"
             )
         A, B = _known_adapter(size_in, size_out, rank)
         if not (torch.equal(layer.lora_A.detach(), A) and torch.equal(layer.lora_B.detach(), B)):
-            return (
+            return _(
                 "merging changed the adapter itself (A or B was modified in place, e.g. "
                 "`layer.lora_B *= layer.scale`): leave A and B as they are, unmerge and saving "
                 "the adapter need them; compute the update into a new tensor"
             )
         if layer.merged is not True:
-            return "set layer.merged = True: forward still adds the update, so it now counts twice"
+            return _(
+                "set layer.merged = True: forward still adds the update, so it now counts twice"
+            )
         if not torch.equal(layer.base.weight.detach(), once):
-            return (
+            return _(
                 "merging a merged layer again added the update twice: return at once when "
                 "layer.merged is already True"
             )
@@ -264,13 +279,15 @@ def merge_adapter(
     shapes = [(_IN, _OUT, _RANK, _ALPHA), (6, 7, 3, 1.0)]
     cases = [
         Case(
-            f"a LoRA layer ({i} -> {o}, rank {r}, alpha {a:g})",
+            _("a LoRA layer ({size_in} -> {size_out}, rank {rank}, alpha {alpha})").format(
+                size_in=i, size_out=o, rank=r, alpha=f"{a:g}"
+            ),
             ((i, o, r, a),),
             _merge_verdict(i, o, r, a),
         )
         for i, o, r, a in shapes
     ]
-    hint = (
+    hint = _(
         "if layer.merged: return; with torch.no_grad(): layer.base.weight += layer.scale * "
         "(layer.lora_B @ layer.lora_A); layer.merged = True"
     )
@@ -294,29 +311,33 @@ def _freeze_problem(result: tuple, adapter_numbers: int) -> str | None:
     named = dict(model.named_parameters())
     frozen_adapters = [n for n, p in named.items() if ".lora_" in n and not p.requires_grad]
     if frozen_adapters:
-        return (
-            f"the adapters are frozen too ({len(frozen_adapters)} tensors, e.g. "
-            f"{frozen_adapters[0]}): keep requires_grad on every parameter named lora_"
-        )
+        return _(
+            "the adapters are frozen too ({count} tensors, e.g. "
+            "{example}): keep requires_grad on every parameter named lora_"
+        ).format(count=len(frozen_adapters), example=frozen_adapters[0])
     training = [n for n, p in named.items() if ".lora_" not in n and p.requires_grad]
     if training:
-        return (
-            f"{len(training)} tensors outside the adapters still train, e.g. "
-            f"{', '.join(training[:3])}: freeze every parameter whose name lacks 'lora_' "
+        return _(
+            "{count} tensors outside the adapters still train, e.g. "
+            "{examples}: freeze every parameter whose name lacks 'lora_' "
             "(embeddings, LayerNorms and biases too, not only the linear weights)"
-        )
+        ).format(count=len(training), examples=", ".join(training[:3]))
     number = as_number(count)
     if number is None or number != int(number):
-        return f"return the number of trainable numbers as an int, got {count!r}"
+        return _("return the number of trainable numbers as an int, got {got}").format(
+            got=repr(count)
+        )
     number = int(number)
     if number != adapter_numbers:
         tensors = sum(1 for n in named if ".lora_" in n)
         if number == tensors:
-            return (
-                f"count the trainable *numbers* (sum of p.numel()), not the tensors: "
-                f"expected {adapter_numbers:,}, got {number}"
-            )
-        return f"wrong count of trainable numbers: expected {adapter_numbers:,}, got {number:,}"
+            return _(
+                "count the trainable *numbers* (sum of p.numel()), not the tensors: "
+                "expected {expected}, got {got}"
+            ).format(expected=f"{adapter_numbers:,}", got=number)
+        return _("wrong count of trainable numbers: expected {expected}, got {got}").format(
+            expected=f"{adapter_numbers:,}", got=f"{number:,}"
+        )
     return None
 
 
@@ -342,13 +363,15 @@ def freeze_all_but_adapters(
 
     cases = [
         Case(
-            f"a tiny GPT with LoRA of rank {r} on {t}, all trainable",
+            _("a tiny GPT with LoRA of rank {rank} on {targets}, all trainable").format(
+                rank=r, targets=t
+            ),
             ((t, r),),
             verdict_for((t, r)),
         )
         for t, r in (("both", 2), ("attention", 5))
     ]
-    hint = (
+    hint = _(
         "for name, p in model.named_parameters(): p.requires_grad_('lora_' in name); "
         "return sum(p.numel() for p in model.parameters() if p.requires_grad)"
     )
@@ -363,32 +386,38 @@ def _continuation_mistakes(model: GPT, prompt: torch.Tensor, continuation: torch
     ids = torch.cat([prompt, continuation])
     with torch.no_grad():
         window = ids[-(size + 1) :]
-        logits, _ = model(window[None, :-1])
+        logits = model(window[None, :-1])[0]
         log_p = logits[0].log_softmax(-1)
         targets = window[1:]
         per_token = -log_p.gather(1, targets[:, None])[:, 0]
         right = per_token[-n:].mean().item()
         # the logits at the continuation's own positions, scored with the token there
         last = ids[-size:]
-        own_logits, _ = model(last[None])
+        own_logits = model(last[None])[0]
         own_log_p = own_logits[0, -n:].log_softmax(-1)
         own = -own_log_p.gather(1, last[-n:, None]).mean().item()
         start = ids[: size + 1]  # the start kept, the end of the text cut off
-        logits_start, _ = model(start[None, :-1])
+        logits_start = model(start[None, :-1])[0]
         kept = start[1:][-n:]
         from_start = -logits_start[0].log_softmax(-1)[-n:].gather(1, kept[:, None]).mean().item()
     mistakes = {
-        "average over the continuation's tokens only: the prompt's tokens are not what is being "
-        "scored": per_token.mean().item(),
-        "the logits at position t predict token t + 1: score the continuation's tokens with the "
-        "logits one position earlier": own,
-        "the loss is the *mean* over the continuation's tokens, not the sum": right * n,
-        "report nats (natural log, as F.cross_entropy), not bits": right / math.log(2),
+        _(
+            "average over the continuation's tokens only: the prompt's tokens are not what is "
+            "being scored"
+        ): per_token.mean().item(),
+        _(
+            "the logits at position t predict token t + 1: score the continuation's tokens with "
+            "the logits one position earlier"
+        ): own,
+        _("the loss is the *mean* over the continuation's tokens, not the sum"): right * n,
+        _("report nats (natural log, as F.cross_entropy), not bits"): right / math.log(2),
     }
     if ids.numel() > size + 1:
         mistakes[
-            "cut a long prompt from the *left* (keep the last block_size + 1 tokens): the model "
-            "must see the text right before the continuation, and all of the continuation"
+            _(
+                "cut a long prompt from the *left* (keep the last block_size + 1 tokens): the model "
+                "must see the text right before the continuation, and all of the continuation"
+            )
         ] = from_start
     return mistakes
 
@@ -423,7 +452,7 @@ def continuation_loss(function: Callable[..., float], *, strict: bool | None = N
 
     def run(prompt, continuation):
         model.train()  # as a model is during fine-tuning: the measure must switch dropout off
-        return [function(model, prompt, continuation) for _ in range(2)]
+        return [function(model, prompt, continuation) for _call in range(2)]
 
     def case(description: str, prompt: torch.Tensor, continuation: torch.Tensor) -> Case:
         expected = model.continuation_nll(prompt, continuation)
@@ -435,10 +464,10 @@ def continuation_loss(function: Callable[..., float], *, strict: bool | None = N
             for got in results:
                 value = as_number(got)
                 if value is None:
-                    return f"return the loss as a float, got {got!r}"
+                    return _("return the loss as a float, got {got}").format(got=repr(got))
                 values.append(value)
             if values[0] != values[1]:
-                return (
+                return _(
                     "two calls gave different losses: dropout is on. Call model.eval() before "
                     "scoring (and restore the mode after, if you like)"
                 )
@@ -447,17 +476,19 @@ def continuation_loss(function: Callable[..., float], *, strict: bool | None = N
                 return None
             mistake = recognise_mistake(values[0], mistakes, rtol, atol)
             want, have = describe_numbers(expected, values[0])
-            return mistake or f"wrong value: expected {want}, got {have}"
+            return mistake or _("wrong value: expected {want}, got {have}").format(
+                want=want, have=have
+            )
 
         return Case(description, (prompt, continuation), verdict)
 
     cases = [
-        case("a 3-token prompt and a 4-token continuation", *short),
-        case("a 9-token prompt and a 4-token continuation (context 8)", *long),
-        case("a 1-token prompt and a 1-token continuation (edge case)", *tiny),
-        case("a 2-token prompt and an 8-token continuation (it fills the context)", *filling),
+        case(_("a 3-token prompt and a 4-token continuation"), *short),
+        case(_("a 9-token prompt and a 4-token continuation (context 8)"), *long),
+        case(_("a 1-token prompt and a 1-token continuation (edge case)"), *tiny),
+        case(_("a 2-token prompt and an 8-token continuation (it fills the context)"), *filling),
     ]
-    hint = (
+    hint = _(
         "model.eval(); ids = cat([prompt, continuation])[-(block_size + 1):]; logits = "
         "model(ids[None, :-1])[0]; the last n rows predict ids[-n:]; mean of -log_softmax there"
     )

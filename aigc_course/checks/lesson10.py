@@ -16,6 +16,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 from aigc_course.models import diffusion
 from aigc_course.models.diffusion import NoiseSchedule
 from aigc_course.models.unet import UNet, UNetConfig
@@ -46,24 +47,34 @@ def q_sample(function: Callable[..., torch.Tensor], *, strict: bool | None = Non
     a, alpha = _column(s.alpha_bars, _T), _column(s.alphas, _T)
     first = s.alpha_bars[_T[0]]
     mistakes = {
-        "the square roots are swapped: the signal is scaled by sqrt(alpha_bar_t), the noise by "
-        "sqrt(1 - alpha_bar_t)": (1 - a).sqrt() * x0 + a.sqrt() * noise,
-        "use alpha_bar_t (the product of all alphas up to t), not alpha_t: x_t comes from x_0 in "
-        "one jump": alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise,
-        "scale by the standard deviations sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), not by "
-        "the variances": [a * x0 + (1 - a) * noise, a.sqrt() * x0 + (1 - a) * noise],
-        "each image has its own step: index the schedule with t (B,) and reshape to (B, 1, 1, 1), "
-        "not one step for the batch": first.sqrt() * x0 + (1 - first).sqrt() * noise,
+        _(
+            "the square roots are swapped: the signal is scaled by sqrt(alpha_bar_t), the noise "
+            "by sqrt(1 - alpha_bar_t)"
+        ): (1 - a).sqrt() * x0 + a.sqrt() * noise,
+        _(
+            "use alpha_bar_t (the product of all alphas up to t), not alpha_t: x_t comes from x_0 "
+            "in one jump"
+        ): alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise,
+        _(
+            "scale by the standard deviations sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), not by "
+            "the variances"
+        ): [a * x0 + (1 - a) * noise, a.sqrt() * x0 + (1 - a) * noise],
+        _(
+            "each image has its own step: index the schedule with t (B,) and reshape to "
+            "(B, 1, 1, 1), not one step for the batch"
+        ): first.sqrt() * x0 + (1 - first).sqrt() * noise,
     }
     cases = [
         Case(
-            "three images at steps 3, 25 and 49 of a 50-step linear schedule",
+            _("three images at steps 3, 25 and 49 of a 50-step linear schedule"),
             (x0, _T, noise, s),
             diffusion.q_sample(x0, _T, noise, s),
             mistakes=mistakes,
         )
     ]
-    hint = "a = schedule.alpha_bars[t].view(-1, 1, 1, 1); return a.sqrt() * x0 + (1 - a).sqrt() * noise"
+    hint = _(
+        "a = schedule.alpha_bars[t].view(-1, 1, 1, 1); return a.sqrt() * x0 + (1 - a).sqrt() * noise"
+    )
     return run_check("q_sample", function, cases, hint, strict, Q_SAMPLE)
 
 
@@ -92,27 +103,29 @@ def training_loss(function: Callable[..., torch.Tensor], *, strict: bool | None 
         predicted = model(x_t, _T)
         expected = ((predicted - noise) ** 2).mean()
         mistakes = {
-            "the network predicts the *noise*: compare its output with noise, not with x0": (
+            _("the network predicts the *noise*: compare its output with noise, not with x0"): (
                 (predicted - x0) ** 2
             ).mean(),
-            "the network reads the noised image x_t (q_sample(x0, t, noise)), not the clean x0": (
-                (model(x0, _T) - noise) ** 2
-            ).mean(),
-            "tell the network the step: model(x_t, t); it denoises every noise level with one "
-            "set of weights": ((model(x_t, torch.zeros_like(_T)) - noise) ** 2).mean(),
-            "the loss is the *mean* squared error (over images and pixels), not the sum": (
+            _(
+                "the network reads the noised image x_t (q_sample(x0, t, noise)), not the clean x0"
+            ): ((model(x0, _T) - noise) ** 2).mean(),
+            _(
+                "tell the network the step: model(x_t, t); it denoises every noise level with one "
+                "set of weights"
+            ): ((model(x_t, torch.zeros_like(_T)) - noise) ** 2).mean(),
+            _("the loss is the *mean* squared error (over images and pixels), not the sum"): (
                 (predicted - noise) ** 2
             ).sum(),
         }
     cases = [
         Case(
-            "a small U-Net, three 28x28 images at steps 3, 25 and 49",
+            _("a small U-Net, three 28x28 images at steps 3, 25 and 49"),
             (model, x0, _T, noise, s),
             expected,
             mistakes=mistakes,
         )
     ]
-    hint = "x_t = q_sample(x0, t, noise); return ((model(x_t, t) - noise) ** 2).mean()"
+    hint = _("x_t = q_sample(x0, t, noise); return ((model(x_t, t) - noise) ** 2).mean()")
     return run_check("training_loss", function, cases, hint, strict, TRAINING_LOSS)
 
 
@@ -132,12 +145,12 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
         mean = (x_t - beta / math.sqrt(1 - a) * eps) / math.sqrt(alpha)
         noise_term = math.sqrt(beta) * z if t else 0
         mistakes = {
-            "divide by sqrt(alpha_t), the one step's alpha, not sqrt(alpha_bar_t)": (
+            _("divide by sqrt(alpha_t), the one step's alpha, not sqrt(alpha_bar_t)"): (
                 x_t - beta / math.sqrt(1 - a) * eps
             )
             / math.sqrt(a)
             + noise_term,
-            "the noise term is beta_t / sqrt(1 - alpha_bar_t) times eps, subtracted": [
+            _("the noise term is beta_t / sqrt(1 - alpha_bar_t) times eps, subtracted"): [
                 (x_t + beta / math.sqrt(1 - a) * eps) / math.sqrt(alpha) + noise_term,
                 (x_t - beta / (1 - a) * eps) / math.sqrt(alpha) + noise_term,
             ],
@@ -145,31 +158,41 @@ def ddpm_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
         a_prev = float(s.alpha_bars[t - 1]) if t > 0 else 1.0
         beta_tilde = (1 - a_prev) / (1 - a) * beta
         mistakes[
-            "sigma_t^2 = beta_tilde_t (the posterior variance) is Ho et al.'s other valid choice, "
-            "but this exercise (and the course's sampler) uses sigma_t^2 = beta_t"
+            _(
+                "sigma_t^2 = beta_tilde_t (the posterior variance) is Ho et al.'s other valid "
+                "choice, but this exercise (and the course's sampler) uses sigma_t^2 = beta_t"
+            )
         ] = mean + math.sqrt(beta_tilde) * z
         if t == 1:
             mistakes[
-                "steps are numbered from 0 here: add noise at every t > 0 (the paper's t = 1 is "
-                "the code's t = 0)"
+                _(
+                    "steps are numbered from 0 here: add noise at every t > 0 (the paper's t = 1 "
+                    "is the code's t = 0)"
+                )
             ] = mean
         if t == 0:
-            mistakes["the last step (t = 0) adds no noise: it returns the mean"] = (
+            mistakes[_("the last step (t = 0) adds no noise: it returns the mean")] = (
                 mean + math.sqrt(beta) * z
             )
         else:
             mistakes[
-                "add sigma_t z with the standard deviation sigma_t = sqrt(beta_t), not the "
-                "variance beta_t"
+                _(
+                    "add sigma_t z with the standard deviation sigma_t = sqrt(beta_t), not the "
+                    "variance beta_t"
+                )
             ] = mean + beta * z
             mistakes[
-                "add fresh noise sqrt(beta_t) z at every step but the last: without it the chain "
-                "collapses to blurry averages"
+                _(
+                    "add fresh noise sqrt(beta_t) z at every step but the last: without it the "
+                    "chain collapses to blurry averages"
+                )
             ] = mean
         expected = diffusion.ddpm_step(x_t, t, eps, s, noise=z)
-        return Case(f"step t = {t}", (x_t, t, eps, s, z), expected, mistakes=mistakes)
+        return Case(
+            _("step t = {step}").format(step=t), (x_t, t, eps, s, z), expected, mistakes=mistakes
+        )
 
-    hint = (
+    hint = _(
         "mean = (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); "
         "return mean + sqrt(beta_t) * z if t > 0 else mean"
     )
@@ -195,39 +218,51 @@ def ddim_step(function: Callable[..., torch.Tensor], *, strict: bool | None = No
         x0_hat = (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
         alpha, alpha_prev = float(s.alphas[t]), float(s.alphas[t_prev])
         mistakes = {
-            "use alpha_bar (the cumulative product), not alpha, in both the x0 estimate and the "
-            "step": math.sqrt(alpha_prev) * (x_t - math.sqrt(1 - alpha) * eps) / math.sqrt(alpha)
+            _(
+                "use alpha_bar (the cumulative product), not alpha, in both the x0 estimate and "
+                "the step"
+            ): math.sqrt(alpha_prev) * (x_t - math.sqrt(1 - alpha) * eps) / math.sqrt(alpha)
             + math.sqrt(1 - alpha_prev) * eps,
-            "move along the predicted noise too: x_prev = sqrt(alpha_bar_prev) x0_hat + "
-            "sqrt(1 - alpha_bar_prev) eps": math.sqrt(a_prev) * x0_hat,
-            "the x0 estimate divides by sqrt(alpha_bar_t) of the *current* step t": (
+            _(
+                "move along the predicted noise too: x_prev = sqrt(alpha_bar_prev) x0_hat + "
+                "sqrt(1 - alpha_bar_prev) eps"
+            ): math.sqrt(a_prev) * x0_hat,
+            _("the x0 estimate divides by sqrt(alpha_bar_t) of the *current* step t"): (
                 math.sqrt(a_prev) * (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a_prev)
                 + math.sqrt(1 - a_prev) * eps
             ),
-            "the square roots are swapped: x0_hat = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)": (
+            _(
+                "the square roots are swapped: "
+                "x0_hat = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)"
+            ): (
                 math.sqrt(a_prev) * (x_t - math.sqrt(a) * eps) / math.sqrt(1 - a)
                 + math.sqrt(1 - a_prev) * eps
             ),
         }
         if t_prev == 0:
             mistakes = {
-                "only t_prev = -1 means the clean image (alpha_bar = 1): step 0 is the first "
-                "noising step, alpha_bar_0 = alpha_bars[0] (steps are numbered from 0 here)": (
-                    x0_hat
-                ),
+                _(
+                    "only t_prev = -1 means the clean image (alpha_bar = 1): step 0 is the first "
+                    "noising step, alpha_bar_0 = alpha_bars[0] (steps are numbered from 0 here)"
+                ): x0_hat,
             }
         if t_prev < 0:
             last = float(s.alpha_bars[-1])
             mistakes = {
-                "t_prev = -1 means the clean image: alpha_bar_prev = 1 (not alpha_bars[-1], the "
-                "*last* step's)": math.sqrt(last) * x0_hat + math.sqrt(1 - last) * eps,
+                _(
+                    "t_prev = -1 means the clean image: alpha_bar_prev = 1 (not alpha_bars[-1], "
+                    "the *last* step's)"
+                ): math.sqrt(last) * x0_hat + math.sqrt(1 - last) * eps,
             }
         expected = diffusion.ddim_step(x_t, t, t_prev, eps, s)
         return Case(
-            f"from step {t} to {t_prev}", (x_t, t, t_prev, eps, s), expected, mistakes=mistakes,
-        )  # fmt: skip
+            _("from step {step} to {previous}").format(step=t, previous=t_prev),
+            (x_t, t, t_prev, eps, s),
+            expected,
+            mistakes=mistakes,
+        )
 
-    hint = (
+    hint = _(
         "x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t); return sqrt(a_prev) x0_hat + "
         "sqrt(1 - a_prev) eps, with a = alpha_bars and a_prev = 1 when t_prev = -1"
     )
@@ -254,14 +289,20 @@ def _draw_steps(generator: torch.Generator, steps: int, batch: int) -> torch.Ten
 def _draw_images(generator: torch.Generator, size: int | None = None):
     dtype, batch = draw_dtype(generator), draw_int(generator, 1, 5)
     side = size or draw_int(generator, 1, 6)
-    return dtype, batch, [randn(generator, batch, 1, side, side, dtype=dtype) for _ in range(3)]
+    return (
+        dtype,
+        batch,
+        [randn(generator, batch, 1, side, side, dtype=dtype) for _image in range(3)],
+    )
 
 
 def _draw_q_sample(generator: torch.Generator) -> tuple[str, tuple, dict]:
     schedule = _draw_schedule(generator)
-    dtype, batch, (x0, noise, _) = _draw_images(generator)
+    dtype, batch, (x0, noise, _unused) = _draw_images(generator)
     t = _draw_steps(generator, schedule.steps, batch)
-    description = f"x0 {tuple(x0.shape)} at steps {t.tolist()} of {schedule.steps}, {dtype}"
+    description = _("x0 {shape} at steps {steps} of {total}, {dtype}").format(
+        shape=tuple(x0.shape), steps=t.tolist(), total=schedule.steps, dtype=dtype
+    )
     return description, (x0, t, noise, schedule), {}
 
 
@@ -270,7 +311,9 @@ def _draw_training_loss(generator: torch.Generator) -> tuple[str, tuple, dict]:
     batch = draw_int(generator, 1, 3)
     x0, noise = randn(generator, batch, 1, 28, 28), randn(generator, batch, 1, 28, 28)
     t = _draw_steps(generator, schedule.steps, batch)
-    description = f"{batch} images at steps {t.tolist()} of {schedule.steps}"
+    description = _("{count} images at steps {steps} of {total}").format(
+        count=batch, steps=t.tolist(), total=schedule.steps
+    )
     return description, (_tiny_unet(), x0, t, noise, schedule), {}
 
 
@@ -280,9 +323,11 @@ def _training_loss_reference(model, x0, t, noise, schedule) -> torch.Tensor:
 
 def _draw_ddpm(generator: torch.Generator) -> tuple[str, tuple, dict]:
     schedule = _draw_schedule(generator)
-    dtype, _, (x_t, eps, z) = _draw_images(generator)
+    dtype, _batch, (x_t, eps, z) = _draw_images(generator)
     t = int(_draw_steps(generator, schedule.steps, 1)[0])
-    description = f"x_t {tuple(x_t.shape)} at step {t} of {schedule.steps}, {dtype}"
+    description = _("x_t {shape} at step {step} of {total}, {dtype}").format(
+        shape=tuple(x_t.shape), step=t, total=schedule.steps, dtype=dtype
+    )
     return description, (x_t, t, eps, schedule, z), {}
 
 
@@ -292,10 +337,12 @@ def _ddpm_reference(x_t, t, eps, schedule, z) -> torch.Tensor:
 
 def _draw_ddim(generator: torch.Generator) -> tuple[str, tuple, dict]:
     schedule = _draw_schedule(generator)
-    dtype, _, (x_t, eps, _) = _draw_images(generator)
+    dtype, _batch, (x_t, eps, _unused) = _draw_images(generator)
     t = int(_draw_steps(generator, schedule.steps, 1)[0])
     t_prev = draw_int(generator, -1, t - 1)
-    description = f"x_t {tuple(x_t.shape)} from step {t} to {t_prev} of {schedule.steps}, {dtype}"
+    description = _("x_t {shape} from step {step} to {previous} of {total}, {dtype}").format(
+        shape=tuple(x_t.shape), step=t, previous=t_prev, total=schedule.steps, dtype=dtype
+    )
     return description, (x_t, t, t_prev, eps, schedule), {}
 
 

@@ -21,6 +21,7 @@ from aigc_course.checks._core import (
     randn,
     run_check,
 )
+from aigc_course.i18n import _
 
 # --------------------------------------------------------------------------------------------
 # precision_recall(real, fake, k)
@@ -60,36 +61,48 @@ def _precision_recall_mistakes(real: torch.Tensor, fake: torch.Tensor, k: int) -
         return metrics.pairwise_distances(support, other).kthvalue(k, dim=1).values
 
     return {
-        "precision and recall are swapped: precision is the share of *generated* samples inside "
-        "the real manifold (fidelity), recall the share of *real* samples inside the generated "
-        "one (coverage)": (right.recall, right.precision),
-        "each point is its own nearest neighbour at distance 0: the k-th nearest *other* point is "
-        "the (k + 1)-th smallest distance in its row (kthvalue(k + 1))": (
+        _(
+            "precision and recall are swapped: precision is the share of *generated* samples "
+            "inside the real manifold (fidelity), recall the share of *real* samples inside the "
+            "generated one (coverage)"
+        ): (right.recall, right.precision),
+        _(
+            "each point is its own nearest neighbour at distance 0: the k-th nearest *other* "
+            "point is the (k + 1)-th smallest distance in its row (kthvalue(k + 1))"
+        ): (
             _share_inside(fake, real, kth_with_self(real)),
             _share_inside(real, fake, kth_with_self(fake)),
         ),
-        "the radii belong to the support set: the real manifold is the balls around real points "
-        "with the real points' k-NN radii (and likewise for the generated manifold), not balls "
-        "around the points being tested": (
+        _(
+            "the radii belong to the support set: the real manifold is the balls around real "
+            "points with the real points' k-NN radii (and likewise for the generated manifold), "
+            "not balls around the points being tested"
+        ): (
             own_radius(fake, real, fake_radii),
             own_radius(real, fake, real_radii),
         ),
-        "compare distances with radii, not squared distances with radii": (
+        _("compare distances with radii, not squared distances with radii"): (
             _share_inside(fake, real, real_radii, squared=True),
             _share_inside(real, fake, fake_radii, squared=True),
         ),
-        "count the *samples* that fall inside some ball (any over the support, dim=1), not the "
-        "balls that hold some sample": (
+        _(
+            "count the *samples* that fall inside some ball (any over the support, dim=1), not "
+            "the balls that hold some sample"
+        ): (
             balls_hit(fake, real, real_radii),
             balls_hit(real, fake, fake_radii),
         ),
-        "a sample is inside the manifold when it is inside *any* ball: take any() over the "
-        "support, not the mean over all (sample, ball) pairs": (
+        _(
+            "a sample is inside the manifold when it is inside *any* ball: take any() over the "
+            "support, not the mean over all (sample, ball) pairs"
+        ): (
             pairs_inside(fake, real, real_radii),
             pairs_inside(real, fake, fake_radii),
         ),
-        "a point's k-NN radius is the distance to the k-th nearest point of its *own* set, not "
-        "of the other set": (
+        _(
+            "a point's k-NN radius is the distance to the k-th nearest point of its *own* set, "
+            "not of the other set"
+        ): (
             _share_inside(fake, real, kth_across(real, fake)),
             _share_inside(real, fake, kth_across(fake, real)),
         ),
@@ -132,12 +145,14 @@ def precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
         return Case(description, (real, fake, k), verdict)
 
     cases = [
-        case("40 spread real points, 30 bunched generated points, k = 3", 1, 3),
-        case("the same kind of sets, k = 1", 2, 1),
-        case("the same kind of sets, k = 5", 3, 5),
+        case(_("40 spread real points, 30 bunched generated points, k = 3"), 1, 3),
+        case(_("the same kind of sets, k = 1"), 2, 1),
+        case(_("the same kind of sets, k = 5"), 3, 5),
         Case(
-            "points on a grid, each generated point exactly one k-NN radius from a real one "
-            "(edge case: a sample *on* a ball's boundary is inside, distance <= radius)",
+            _(
+                "points on a grid, each generated point exactly one k-NN radius from a real one "
+                "(edge case: a sample *on* a ball's boundary is inside, distance <= radius)"
+            ),
             (grid, on_boundary, 1),
             pair_verdict(
                 _precision_recall_reference(grid, on_boundary, 1),
@@ -145,7 +160,7 @@ def precision_recall(function: Callable, *, strict: bool | None = None) -> bool:
             ),
         ),
     ]
-    hint = (
+    hint = _(
         "radius of each point = distance to its k-th nearest *other* point of its own set "
         "(cdist(x, x).kthvalue(k + 1, dim=1)); precision = share of fake points within the "
         "radius of some real point; recall = the same with the roles swapped"
@@ -169,29 +184,37 @@ def bits_per_dim(function: Callable, *, strict: bool | None = None) -> bool:
         mean = nll.double().mean().item()
         expected = mean / (dims * math.log(2))
         mistakes = {
-            "convert nats to bits by dividing by ln 2 (log2 x = ln x / ln 2); without it the "
-            "figure is nats per dimension": mean / dims,
-            "divide by ln 2, not multiply: one bit is ln 2 = 0.693 nats, so a figure in bits is "
-            "*larger* than in nats": mean * math.log(2) / dims,
-            "bits use log base 2, not base 10 (divide by ln 2, not ln 10)": mean
+            _(
+                "convert nats to bits by dividing by ln 2 (log2 x = ln x / ln 2); without it the "
+                "figure is nats per dimension"
+            ): mean / dims,
+            _(
+                "divide by ln 2, not multiply: one bit is ln 2 = 0.693 nats, so a figure in bits "
+                "is *larger* than in nats"
+            ): mean * math.log(2) / dims,
+            _("bits use log base 2, not base 10 (divide by ln 2, not ln 10)"): mean
             / (dims * math.log(10)),
-            "divide by the number of dimensions (pixels): bits per *dimension*, not per image": (
-                mean / math.log(2)
-            ),
-            "take the mean over the images, not the sum": nll.double().sum().item()
+            _(
+                "divide by the number of dimensions (pixels): bits per *dimension*, not per image"
+            ): mean / math.log(2),
+            _("take the mean over the images, not the sum"): nll.double().sum().item()
             / (dims * math.log(2)),
-            "the input is already a negative log-likelihood (positive): do not negate it": -expected,
-            "use the dims argument: the images here are not 28 x 28": mean / (784 * math.log(2)),
+            _(
+                "the input is already a negative log-likelihood (positive): do not negate it"
+            ): -expected,
+            _("use the dims argument: the images here are not 28 x 28"): mean / (784 * math.log(2)),
         }
-        return Case(description, (nll, dims), number_verdict(expected, mistakes, "bits/dim"))
+        return Case(description, (nll, dims), number_verdict(expected, mistakes, _("bits/dim")))
 
     cases = [
         case(
-            "three Fashion-MNIST images (784 pixels)", torch.tensor([1500.0, 2100.0, 1800.0]), 784
+            _("three Fashion-MNIST images (784 pixels)"),
+            torch.tensor([1500.0, 2100.0, 1800.0]),
+            784,
         ),
-        case("two colour 32 x 32 images (3072 values)", torch.tensor([7000.0, 9100.0]), 3072),
+        case(_("two colour 32 x 32 images (3072 values)"), torch.tensor([7000.0, 9100.0]), 3072),
     ]
-    hint = "return nll_nats.mean() / (dims * math.log(2))"
+    hint = _("return nll_nats.mean() / (dims * math.log(2))")
     return run_check("bits_per_dim", function, cases, hint, strict, BITS_PER_DIM)
 
 
@@ -207,27 +230,35 @@ def perplexity(function: Callable, *, strict: bool | None = None) -> bool:
         mean = nll.double().mean().item()
         expected = math.exp(mean)
         mistakes = {
-            "perplexity is e to the mean nll in *nats* (or 2 to the mean in bits): 2 ** nats "
-            "mixes the units": 2**mean,
-            "perplexity is e to the mean nll in nats, not 10 to it": 10**mean,
-            "average the losses first, then exponentiate: the mean of the per-token exp(nll) is "
-            "larger (Jensen's inequality) and not the perplexity": nll.double().exp().mean().item(),
-            "exponentiate the *mean* loss per token, not the total": math.exp(
+            _(
+                "perplexity is e to the mean nll in *nats* (or 2 to the mean in bits): 2 ** nats "
+                "mixes the units"
+            ): 2**mean,
+            _("perplexity is e to the mean nll in nats, not 10 to it"): 10**mean,
+            _(
+                "average the losses first, then exponentiate: the mean of the per-token exp(nll) "
+                "is larger (Jensen's inequality) and not the perplexity"
+            ): nll.double().exp().mean().item(),
+            _("exponentiate the *mean* loss per token, not the total"): math.exp(
                 nll.double().sum().item()
             ),
-            "perplexity is exp(mean nll), not the mean nll itself (that is the cross-entropy)": mean,
-            "the inputs are negative log-likelihoods: exp(mean), not exp(-mean)": math.exp(-mean),
+            _(
+                "perplexity is exp(mean nll), not the mean nll itself (that is the cross-entropy)"
+            ): mean,
+            _("the inputs are negative log-likelihoods: exp(mean), not exp(-mean)"): math.exp(
+                -mean
+            ),
         }
-        return Case(description, (nll,), number_verdict(expected, mistakes, "the perplexity"))
+        return Case(description, (nll,), number_verdict(expected, mistakes, _("the perplexity")))
 
     cases = [
         case(
-            "eight characters of varied difficulty",
+            _("eight characters of varied difficulty"),
             torch.tensor([0.1, 2.5, 1.2, 0.05, 3.3, 1.7, 0.6, 2.0]),
         ),
-        case("a uniform guess over 65 characters", torch.full((5,), math.log(65))),
+        case(_("a uniform guess over 65 characters"), torch.full((5,), math.log(65))),
     ]
-    hint = "return math.exp(token_nll_nats.mean().item())"
+    hint = _("return math.exp(token_nll_nats.mean().item())")
     return run_check("perplexity", function, cases, hint, strict, PERPLEXITY)
 
 
@@ -274,52 +305,59 @@ def _verbatim_verdict(text: str, corpus: str) -> Callable[[Any], str | None]:
     """The verdict on a returned piece: any piece of the longest length is right."""
     length = len(metrics.longest_verbatim_substring(text, corpus))
     mistakes = {
-        "look for matches that start anywhere in the text, not only at its beginning": (
+        _("look for matches that start anywhere in the text, not only at its beginning"): (
             _longest_prefix(text, corpus)
         ),
-        "after a match, try the next start (start + 1), not the end of the match: a longer "
-        "match can begin inside a shorter one": _jumping(text, corpus),
-        "a verbatim piece can start and end inside words: compare characters, not whole "
-        "words": _whole_words(text, corpus),
+        _(
+            "after a match, try the next start (start + 1), not the end of the match: a longer "
+            "match can begin inside a shorter one"
+        ): _jumping(text, corpus),
+        _(
+            "a verbatim piece can start and end inside words: compare characters, not whole words"
+        ): _whole_words(text, corpus),
     }
 
     def verdict(got) -> str | None:
         if isinstance(got, int) and not isinstance(got, bool):
-            return "return the piece itself (a str), not its length"
+            return _("return the piece itself (a str), not its length")
         if not isinstance(got, str):
-            return f"return the piece as a str, got {type(got).__name__}"
+            return _("return the piece as a str, got {type}").format(type=type(got).__name__)
         if got not in text and got not in corpus:
-            return (
-                f"{got!r} is neither a piece of the text nor found verbatim in the corpus: a "
+            return _(
+                "{piece} is neither a piece of the text nor found verbatim in the corpus: a "
                 "verbatim piece is contiguous in both (a common *subsequence*, with gaps, is "
                 "not copying)"
-            )
+            ).format(piece=repr(got))
         if got not in text:
-            return (
-                f"{got!r} is not a piece of the text: take contiguous characters of the text "
+            return _(
+                "{piece} is not a piece of the text: take contiguous characters of the text "
                 "(text[start:end])"
-            )
+            ).format(piece=repr(got))
         if got not in corpus:
             if got.lower() in corpus.lower():
-                return (
-                    f"{got!r} is in the corpus only if case is ignored: verbatim means exactly "
+                return _(
+                    "{piece} is in the corpus only if case is ignored: verbatim means exactly "
                     "the same characters"
-                )
-            return (
-                f"{got!r} is not found verbatim in the corpus: a verbatim piece is contiguous "
+                ).format(piece=repr(got))
+            return _(
+                "{piece} is not found verbatim in the corpus: a verbatim piece is contiguous "
                 "there too (a common *subsequence*, with gaps, is not copying)"
-            )
+            ).format(piece=repr(got))
         if len(got) == length:
             return None
         for mistake, result in mistakes.items():
             if got == result:
-                return f"{mistake}\n   expected a piece of {length} characters, got {got!r}"
+                return _(
+                    "{mistake}\n   expected a piece of {length} characters, got {piece}"
+                ).format(mistake=mistake, length=length, piece=repr(got))
         if len(got) == length - 1:
-            return (
-                f"one character short (expected {length}, got {len(got)}): check the end of "
+            return _(
+                "one character short (expected {expected}, got {got}): check the end of "
                 "your slices (text[start:end] stops before end)"
-            )
-        return f"wrong piece: the longest is {length} characters, got {len(got)}: {got!r}"
+            ).format(expected=length, got=len(got))
+        return _("wrong piece: the longest is {expected} characters, got {got}: {piece}").format(
+            expected=length, got=len(got), piece=repr(got)
+        )
 
     return verdict
 
@@ -338,28 +376,30 @@ def longest_verbatim_substring(function: Callable, *, strict: bool | None = None
 
     cases = [
         case(
-            "a line that quotes the corpus mid-sentence",
+            _("a line that quotes the corpus mid-sentence"),
             "And I said: what light through yonder door? It is the east.",
             _CORPUS,
         ),
         case(
-            "a long match that begins inside a shorter one",
+            _("a long match that begins inside a shorter one"),
             "xabcdefgh",
             "zz abcd zz bcdefgh zz",
         ),
-        case("Juliet misquoted in capitals", "O ROMEO, Romeo! wherefore art thou", _CORPUS),
-        case("nothing in common", "qqq", _CORPUS),
-        case("the match at the very start of the text and of the corpus", "ROMEO:\nBut", _CORPUS),
-        case("the match at the very end of the text and of the corpus", "is Romeo?\n", _CORPUS),
-        case("the whole text occurs", "soft", _CORPUS),
+        case(_("Juliet misquoted in capitals"), "O ROMEO, Romeo! wherefore art thou", _CORPUS),
+        case(_("nothing in common"), "qqq", _CORPUS),
         case(
-            "a long text whose match comes after its 60th character",
+            _("the match at the very start of the text and of the corpus"), "ROMEO:\nBut", _CORPUS
+        ),
+        case(_("the match at the very end of the text and of the corpus"), "is Romeo?\n", _CORPUS),
+        case(_("the whole text occurs"), "soft", _CORPUS),
+        case(
+            _("a long text whose match comes after its 60th character"),
             "Nothing of the play is quoted here until the final few words: O Romeo, Romeo!",
             _CORPUS,
         ),
-        case("an empty text (answer: the empty string)", "", _CORPUS),
+        case(_("an empty text (answer: the empty string)"), "", _CORPUS),
     ]
-    hint = (
+    hint = _(
         "for each start, extend the end while text[start:end + 1] in corpus; keep the longest; a "
         "piece that occurs has every shorter piece occurring, so the end never needs to go back"
     )
@@ -375,7 +415,9 @@ def _draw_feature_sets(generator: torch.Generator) -> tuple[str, tuple, dict]:
     real = randn(generator, n_real, dims, dtype=dtype)
     shift, spread = draw_choice(generator, (0.0, 1.0)), draw_choice(generator, (0.3, 1.0, 2.0))
     fake = shift + spread * randn(generator, n_fake, dims, dtype=dtype)
-    description = f"{n_real} real and {n_fake} generated points in {dims}-D, k = {k}, {dtype}"
+    description = _("{real} real and {fake} generated points in {dims}-D, k = {k}, {dtype}").format(
+        real=n_real, fake=n_fake, dims=dims, k=k, dtype=dtype
+    )
     return description, (real, fake, k), {}
 
 
@@ -388,7 +430,10 @@ def _draw_nlls(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, batch = draw_dtype(generator), draw_int(generator, 1, 6)
     dims = draw_choice(generator, (1, 64, 784, 3072))
     nll = dims * (0.5 + 3 * torch.rand(batch, generator=generator, dtype=torch.float64)).to(dtype)
-    return f"{batch} images of {dims} values, {dtype}", (nll, dims), {}
+    description = _("{count} images of {dims} values, {dtype}").format(
+        count=batch, dims=dims, dtype=dtype
+    )
+    return description, (nll, dims), {}
 
 
 def _bits_per_dim_reference(nll: torch.Tensor, dims: int) -> float:
@@ -398,7 +443,7 @@ def _bits_per_dim_reference(nll: torch.Tensor, dims: int) -> float:
 def _draw_token_nlls(generator: torch.Generator) -> tuple[str, tuple, dict]:
     dtype, count = draw_dtype(generator), draw_int(generator, 1, 40)
     nll = (4 * torch.rand(count, generator=generator, dtype=torch.float64)).to(dtype)
-    return f"{count} tokens, {dtype}", (nll,), {}
+    return _("{count} tokens, {dtype}").format(count=count, dtype=dtype), (nll,), {}
 
 
 def _perplexity_reference(nll: torch.Tensor) -> float:
@@ -410,11 +455,12 @@ def _draw_strings(generator: torch.Generator) -> tuple[str, tuple, dict]:
 
     def word(low: int, high: int) -> str:
         return "".join(
-            draw_choice(generator, alphabet) for _ in range(draw_int(generator, low, high))
+            draw_choice(generator, alphabet) for _letter in range(draw_int(generator, low, high))
         )
 
     text, corpus = word(0, 12), word(1, 30)
-    return f"text {text!r} in corpus {corpus!r}", (text, corpus), {}
+    description = _("text {text} in corpus {corpus}").format(text=repr(text), corpus=repr(corpus))
+    return description, (text, corpus), {}
 
 
 BITS_PER_DIM = Draws(_draw_nlls, _bits_per_dim_reference)

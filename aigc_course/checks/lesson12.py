@@ -18,6 +18,7 @@ from aigc_course.checks._core import (
     pair_verdict,
     run_check,
 )
+from aigc_course.i18n import _
 
 # --------------------------------------------------------------------------------------------
 # watermark_z(ids, green, gamma)
@@ -38,7 +39,7 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
         fraction = green[0].sum().item() / vocab
         generator = torch.Generator().manual_seed(key)
         ids = [int(torch.randint(0, vocab, (1,), generator=generator))]
-        for _ in range(length - 1):  # a sequence that prefers green tokens: z clearly above 0
+        for _token in range(length - 1):  # a sequence that prefers green tokens: z clearly above 0
             weights = 1 + bias * green[ids[-1]].float()
             ids.append(int(torch.multinomial(weights, 1, generator=generator)))
         ids = torch.tensor(ids)
@@ -47,34 +48,38 @@ def watermark_z(function: Callable, *, strict: bool | None = None) -> bool:
         g, expected = found.green, found.z
         own = green[ids[1:], ids[1:]].sum().item()
         mistakes = {
-            "each token's green list is chosen by the token *before* it: green[ids[:-1], ids[1:]], "
-            "not green[ids[1:], ids[1:]]": (own - fraction * t)
-            / math.sqrt(t * fraction * (1 - fraction)),
-            "index the green lists as green[previous, token], not green[token, previous]": (
+            _(
+                "each token's green list is chosen by the token *before* it: "
+                "green[ids[:-1], ids[1:]], not green[ids[1:], ids[1:]]"
+            ): (own - fraction * t) / math.sqrt(t * fraction * (1 - fraction)),
+            _("index the green lists as green[previous, token], not green[token, previous]"): (
                 green[ids[1:], ids[:-1]].sum().item() - fraction * t
             )
             / math.sqrt(t * fraction * (1 - fraction)),
-            "T ids give T - 1 scored tokens (the first has no previous token): use T - 1 in the "
-            "mean and the variance": (g - fraction * length)
-            / math.sqrt(length * fraction * (1 - fraction)),
-            "divide by the standard deviation sqrt(T gamma (1 - gamma)), not the variance": (
+            _(
+                "T ids give T - 1 scored tokens (the first has no previous token): use T - 1 in "
+                "the mean and the variance"
+            ): (g - fraction * length) / math.sqrt(length * fraction * (1 - fraction)),
+            _("divide by the standard deviation sqrt(T gamma (1 - gamma)), not the variance"): (
                 g - fraction * t
             )
             / (t * fraction * (1 - fraction)),
-            "the standard deviation of the count grows with T: sqrt(T gamma (1 - gamma)), not "
-            "sqrt(gamma (1 - gamma))": (g - fraction * t) / math.sqrt(fraction * (1 - fraction)),
-            "subtract the expected count gamma T before dividing": g
+            _(
+                "the standard deviation of the count grows with T: sqrt(T gamma (1 - gamma)), not "
+                "sqrt(gamma (1 - gamma))"
+            ): (g - fraction * t) / math.sqrt(fraction * (1 - fraction)),
+            _("subtract the expected count gamma T before dividing"): g
             / math.sqrt(t * fraction * (1 - fraction)),
-            "use the gamma given: the green share here is not one half": (g - 0.5 * t)
+            _("use the gamma given: the green share here is not one half"): (g - 0.5 * t)
             / math.sqrt(t * 0.25),
         }
-        return Case(description, (ids, green, fraction), number_verdict(expected, mistakes, "z"))
+        return Case(description, (ids, green, fraction), number_verdict(expected, mistakes, _("z")))
 
     cases = [
-        case("40 tokens, gamma = 0.27 (3 of 11 green), tilted towards green", 3, 0.27, 40, 2.0),
-        case("25 tokens, gamma = 0.64 (7 of 11 green), tilted towards green", 8, 0.64, 25, 1.0),
+        case(_("40 tokens, gamma = 0.27 (3 of 11 green), tilted towards green"), 3, 0.27, 40, 2.0),
+        case(_("25 tokens, gamma = 0.64 (7 of 11 green), tilted towards green"), 8, 0.64, 25, 1.0),
     ]
-    hint = (
+    hint = _(
         "g = green[ids[:-1], ids[1:]].sum(); T = len(ids) - 1; "
         "z = (g - gamma * T) / sqrt(T * gamma * (1 - gamma))"
     )
@@ -100,18 +105,21 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
         expected = metrics.exposure(secret_nll, candidate_nlls)
         worse = int((candidate_nlls > secret_nll).sum())
         mistakes = {
-            "the rank starts at 1 (the secret first), so the best exposure is log2(C + 1), not "
-            "count the better candidates alone": math.log2(c + 1) - math.log2(rank - 1)
-            if rank > 1
-            else math.inf,
-            "the secret is one of the C + 1 strings ranked: log2(C + 1), not log2(C)": math.log2(c)
-            - math.log2(rank),
-            "exposure is in bits: log base 2, not the natural log": math.log(c + 1)
+            _(
+                "the rank starts at 1 (the secret first), so the best exposure is log2(C + 1), "
+                "not count the better candidates alone"
+            ): math.log2(c + 1) - math.log2(rank - 1) if rank > 1 else math.inf,
+            _("the secret is one of the C + 1 strings ranked: log2(C + 1), not log2(C)"): (
+                math.log2(c) - math.log2(rank)
+            ),
+            _("exposure is in bits: log base 2, not the natural log"): math.log(c + 1)
             - math.log(rank),
-            "a lower negative log-likelihood is a *likelier* string: rank by the candidates below "
-            "the secret's, not above": math.log2(c + 1) - math.log2(1 + worse),
-            "return the exposure, log2(C + 1) - log2(rank), not the rank": float(rank),
-            "exposure is log2(C + 1) minus log2(rank), not their ratio": math.log2(c + 1)
+            _(
+                "a lower negative log-likelihood is a *likelier* string: rank by the candidates "
+                "below the secret's, not above"
+            ): math.log2(c + 1) - math.log2(1 + worse),
+            _("return the exposure, log2(C + 1) - log2(rank), not the rank"): float(rank),
+            _("exposure is log2(C + 1) minus log2(rank), not their ratio"): math.log2(c + 1)
             / math.log2(rank)
             if rank > 1
             else math.inf,
@@ -119,32 +127,37 @@ def exposure(function: Callable, *, strict: bool | None = None) -> bool:
         return Case(
             description,
             (secret_nll, candidate_nlls),
-            number_verdict(expected, mistakes, "the exposure"),
+            number_verdict(expected, mistakes, _("the exposure")),
         )
 
     generator = torch.Generator().manual_seed(0)
     many = torch.rand(999, generator=generator, dtype=torch.float64) * 10 + 20
     cases = [
         case(
-            "a secret ranked 5th among 999 candidates (4 are likelier)",
+            _("a secret ranked 5th among 999 candidates (4 are likelier)"),
             float(many.sort().values[3]) + 1e-9,
             many,
         ),
         case(
-            "a secret tied with 2 candidates (edge case: ties do not rank above the secret, "
-            "count only the candidates strictly likelier)",
+            _(
+                "a secret tied with 2 candidates (edge case: ties do not rank above the secret, "
+                "count only the candidates strictly likelier)"
+            ),
             2.0,
             torch.tensor([1.0, 2.0, 2.0, 3.0, 4.0], dtype=torch.float64),
         ),
-        case("a secret ranked last (exposure 0)", 9.0, torch.tensor([1.0, 2.0, 3.0])),
-        case("a secret ranked first among 999 candidates", 5.0, many),
+        case(_("a secret ranked last (exposure 0)"), 9.0, torch.tensor([1.0, 2.0, 3.0])),
+        case(_("a secret ranked first among 999 candidates"), 5.0, many),
         case(
-            "a secret in the middle of 7 candidates",
+            _("a secret in the middle of 7 candidates"),
             3.5,
             torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
         ),
     ]
-    hint = "rank = 1 + (candidate_nlls < secret_nll).sum(); return log2(len(candidate_nlls) + 1) - log2(rank)"
+    hint = _(
+        "rank = 1 + (candidate_nlls < secret_nll).sum(); "
+        "return log2(len(candidate_nlls) + 1) - log2(rank)"
+    )
     return run_check("exposure", function, cases, hint, strict, EXPOSURE)
 
 
@@ -166,21 +179,23 @@ def filter_precision_recall(function: Callable, *, strict: bool | None = None) -
         accuracy = sum(f == t for f, t in zip(flagged, truth, strict=True)) / len(truth)
         n_flagged, positives = sum(flagged), sum(truth)
         mistakes = {
-            "precision and recall are swapped: precision = hits / flagged, recall = hits / items "
-            "that should be flagged": (right.recall, right.precision),
-            "precision divides the hits by the *flagged* items, not by all items": (
+            _(
+                "precision and recall are swapped: precision = hits / flagged, recall = hits / "
+                "items that should be flagged"
+            ): (right.recall, right.precision),
+            _("precision divides the hits by the *flagged* items, not by all items"): (
                 hits / len(truth),
                 right.recall,
             ),
-            "recall divides the hits by the items that *should* be flagged, not by all items": (
+            _("recall divides the hits by the items that *should* be flagged, not by all items"): (
                 right.precision,
                 hits / len(truth),
             ),
-            "precision and recall are not the accuracy (the share of items the filter got right)": (
-                accuracy,
-                accuracy,
-            ),
-            "a hit is an item flagged *and* truly positive: do not count every flag as a hit": (
+            _(
+                "precision and recall are not the accuracy (the share of items the filter got "
+                "right)"
+            ): (accuracy, accuracy),
+            _("a hit is an item flagged *and* truly positive: do not count every flag as a hit"): (
                 1.0,
                 n_flagged / positives if positives else 1.0,
             ),
@@ -192,18 +207,24 @@ def filter_precision_recall(function: Callable, *, strict: bool | None = None) -
     t, f = True, False
     cases = [
         case(
-            "10 items: 3 hits, 2 false alarms, 1 miss",
+            _("10 items: 3 hits, 2 false alarms, 1 miss"),
             [t, t, t, f, t, t, f, f, f, f],
             [t, t, t, t, f, f, f, f, f, f],
         ),
-        case("a filter that flags nothing (precision 1 by convention)", [f, f, f, f], [t, f, t, f]),
-        case("flags but no hits (precision 0)", [t, f, t, f], [f, t, f, t]),
         case(
-            "no true positives (recall 1 by convention: nothing was missed)", [t, f, f], [f, f, f]
+            _("a filter that flags nothing (precision 1 by convention)"),
+            [f, f, f, f],
+            [t, f, t, f],
         ),
-        case("every item flagged and positive", [t, t], [t, t]),
+        case(_("flags but no hits (precision 0)"), [t, f, t, f], [f, t, f, t]),
+        case(
+            _("no true positives (recall 1 by convention: nothing was missed)"),
+            [t, f, f],
+            [f, f, f],
+        ),
+        case(_("every item flagged and positive"), [t, t], [t, t]),
     ]
-    hint = (
+    hint = _(
         "hits = sum(f and t); precision = hits / sum(flagged) (1.0 if nothing is flagged); "
         "recall = hits / sum(truth) (1.0 if nothing is positive)"
     )
@@ -220,7 +241,9 @@ def _draw_marked_text(generator: torch.Generator) -> tuple[str, tuple, dict]:
     )
     fraction = green[0].sum().item() / vocab
     ids = torch.randint(0, vocab, (length,), generator=generator)
-    description = f"{length} ids of {vocab} tokens, gamma = {fraction:.4g}"
+    description = _("{length} ids of {vocab} tokens, gamma = {gamma}").format(
+        length=length, vocab=vocab, gamma=f"{fraction:.4g}"
+    )
     return description, (ids, green, fraction), {}
 
 
@@ -234,17 +257,21 @@ def _draw_candidates(generator: torch.Generator) -> tuple[str, tuple, dict]:
     count = draw_int(generator, 1, 50)
     candidates = torch.randint(0, 8, (count,), generator=generator).double()  # with ties
     secret = float(draw_int(generator, -1, 9))
-    return f"a secret NLL of {secret:g} among {count} candidates", (secret, candidates), {}
+    description = _("a secret NLL of {secret} among {count} candidates").format(
+        secret=f"{secret:g}", count=count
+    )
+    return description, (secret, candidates), {}
 
 
 def _draw_flags(generator: torch.Generator) -> tuple[str, tuple, dict]:
     count = draw_int(generator, 1, 12)
-    rates = [draw_choice(generator, (0.0, 0.3, 0.7, 1.0)) for _ in range(2)]
+    rates = [draw_choice(generator, (0.0, 0.3, 0.7, 1.0)) for _set in range(2)]
     flagged, truth = (
         [bool(v) for v in (torch.rand(count, generator=generator) < rate).tolist()]
         for rate in rates
     )
-    return f"flags {flagged} against {truth}", (flagged, truth), {}
+    description = _("flags {flagged} against {truth}").format(flagged=flagged, truth=truth)
+    return description, (flagged, truth), {}
 
 
 def _filter_reference(flagged, truth) -> tuple[float, float]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from aigc_course.i18n import _
+
 DEFAULT_ALPHA = 1.0
 
 
@@ -41,11 +43,11 @@ def pair_counts(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def probabilities_from_counts(counts: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
     """Row-normalised (C + alpha): P[a, b] = (C[a, b] + alpha) / sum_b' (C[a, b'] + alpha)."""
     if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
+        raise ValueError(_("alpha must be >= 0, got {alpha}").format(alpha=alpha))
     smoothed = counts + alpha
     totals = smoothed.sum(dim=1, keepdim=True)
     if (totals == 0).any():
-        raise ValueError("a token never occurs as a first element and alpha = 0: its row is 0/0")
+        raise ValueError(_("a token never occurs as a first element and alpha = 0: its row is 0/0"))
     return smoothed / totals
 
 
@@ -77,7 +79,7 @@ def fit_by_gradient_descent(
     optimizer = torch.optim.Adam([logits], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     history: list[float] = []
-    for _ in range(steps):
+    for _step in range(steps):
         optimizer.zero_grad()
         loss = -(weights * torch.log_softmax(logits, dim=1)).sum() / total
         loss.backward()
@@ -92,7 +94,7 @@ def sample(
 ) -> list[int]:
     """``length`` token ids drawn one at a time, each from the row of the previous token."""
     out = [start]
-    for _ in range(length - 1):
+    for _index in range(length - 1):
         out.append(int(torch.multinomial(probabilities[out[-1]], 1, generator=generator)))
     return out
 
@@ -113,8 +115,14 @@ class Baseline:
         return nats_to_bits(self.val_nll)
 
     def __str__(self) -> str:
-        return (
-            f"bigram baseline (add-{self.alpha:g} smoothing): validation NLL {self.val_nll:.4f} nats "
-            f"= {self.val_bits_per_character:.4f} bits per character "
-            f"({self.val_characters:,} characters; train NLL {self.train_nll:.4f} nats)"
+        return _(
+            "bigram baseline (add-{alpha} smoothing): validation NLL {val_nll} nats "
+            "= {bits} bits per character "
+            "({characters} characters; train NLL {train_nll} nats)"
+        ).format(
+            alpha=f"{self.alpha:g}",
+            val_nll=f"{self.val_nll:.4f}",
+            bits=f"{self.val_bits_per_character:.4f}",
+            characters=f"{self.val_characters:,}",
+            train_nll=f"{self.train_nll:.4f}",
         )

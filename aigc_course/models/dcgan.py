@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from aigc_course.i18n import N_, _
 from aigc_course.validators import setting
 
 
@@ -33,7 +34,7 @@ class GANConfig:
     channels: int = 64  # c
     n_classes: int = setting(  # 0: unconditional; 10: conditioned on the Fashion-MNIST class
         0,
-        "condition on the class (a cGAN)",
+        N_("condition on the class (a cGAN)"),
         flag="--conditional",
         switch=10,
         names_checkpoint=True,
@@ -79,7 +80,7 @@ class Generator(nn.Module):
         """Noise ``(B, k)`` (and labels ``(B,)`` if conditional) -> images ``(B, 1, 28, 28)`` in [-1, 1]."""
         if self.label_embedding is not None:
             if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels (B,)")
+                raise ValueError(_("this generator is class-conditional: pass labels (B,)"))
             z = torch.cat([z, self.label_embedding(labels)], dim=1)
         return self.net(self.project(z))
 
@@ -106,7 +107,7 @@ class Discriminator(nn.Module):
         """Images ``(B, 1, 28, 28)`` in [-1, 1] (and labels) -> logits ``(B,)``: log-odds of "real"."""
         if self.label_map is not None:
             if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels (B,)")
+                raise ValueError(_("this discriminator is class-conditional: pass labels (B,)"))
             x = torch.cat([x, self.label_map(labels).view(-1, 1, 28, 28)], dim=1)
         return self.net(x).squeeze(1)
 

@@ -55,6 +55,7 @@ from torch import nn
 
 from aigc_course.divergences import kl_gaussians
 from aigc_course.errors import SettingError
+from aigc_course.i18n import _
 
 SCHEDULES = ("linear", "cosine")
 
@@ -86,9 +87,15 @@ class NoiseSchedule:
     @classmethod
     def make(cls, kind: str = "linear", steps: int = 1000) -> NoiseSchedule:
         if kind not in SCHEDULES:
-            raise SettingError(f"the schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
+            raise SettingError(
+                _("the schedule must be one of {choices}, got {kind}").format(
+                    choices=", ".join(SCHEDULES), kind=repr(kind)
+                )
+            )
         if not isinstance(steps, int) or steps < 2:
-            raise SettingError(f"a diffusion needs at least 2 steps, got {steps!r}")
+            raise SettingError(
+                _("a diffusion needs at least 2 steps, got {steps}").format(steps=repr(steps))
+            )
         betas = linear_betas(steps) if kind == "linear" else cosine_betas(steps)
         alphas = 1 - betas
         return cls(betas.float(), alphas.float(), torch.cumprod(alphas, 0).float())
@@ -210,7 +217,9 @@ def clipped_noise(
 def sampling_steps(total: int, steps: int) -> list[int]:
     """``steps`` evenly spaced steps of ``0..total-1``, from the last down to 0 (DDIM's subsequence)."""
     if not 1 <= steps <= total:
-        raise SettingError(f"sampling steps must be 1 to {total}, got {steps}")
+        raise SettingError(
+            _("sampling steps must be 1 to {total}, got {steps}").format(total=total, steps=steps)
+        )
     if steps == 1:  # one step: from pure noise straight to the clean image
         return [total - 1]
     return sorted({round(i * (total - 1) / (steps - 1)) for i in range(steps)}, reverse=True)
@@ -236,11 +245,15 @@ def sample(
     ``clip`` keeps each step's implied clean image in [-1, 1] (:func:`clipped_noise`).
     ``on_step(t, x)`` sees the chain (e.g. to draw it). Runs on the model's device, in eval mode."""
     if method not in ("ddpm", "ddim"):
-        raise SettingError(f"the sampler must be ddpm or ddim, got {method!r}")
+        raise SettingError(
+            _("the sampler must be ddpm or ddim, got {method}").format(method=repr(method))
+        )
     total = schedule.steps
     if method == "ddpm" and steps not in (None, total):
         raise SettingError(
-            f"DDPM takes every one of the {total} steps; use method='ddim' to skip steps"
+            _("DDPM takes every one of the {total} steps; use method='ddim' to skip steps").format(
+                total=total
+            )
         )
     device = next(model.parameters()).device
     was_training = model.training

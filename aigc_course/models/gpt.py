@@ -27,6 +27,7 @@ from torch import nn
 
 from aigc_course.attention import attention, merge_heads, split_heads
 from aigc_course.errors import SettingError
+from aigc_course.i18n import _
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,11 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise ValueError(
+                _("n_embd={n_embd} must be divisible by n_head={n_head}").format(
+                    n_embd=self.n_embd, n_head=self.n_head
+                )
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,7 +186,9 @@ class GPT(nn.Module):
         length = idx.shape[1]
         if past + length > self.config.block_size:
             raise ValueError(
-                f"{past + length} positions exceed the context of {self.config.block_size}; crop the input"
+                _("{positions} positions exceed the context of {context}; crop the input").format(
+                    positions=past + length, context=self.config.block_size
+                )
             )
         positions = torch.arange(past, past + length, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(positions))
@@ -201,7 +208,7 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(positions))
         maps = []
         for block in self.blocks:
-            _, weights = block.attn(block.ln_1(x), return_weights=True)
+            _output, weights = block.attn(block.ln_1(x), return_weights=True)
             maps.append(weights[0].cpu())
             x = block(x)
         return maps
@@ -246,23 +253,26 @@ class GPT(nn.Module):
         eval mode (no dropout); the model's mode is restored after.
         """
         if prompt.dim() != 1 or continuation.dim() != 1:
-            raise SettingError("prompt and continuation must be 1-D tensors of token ids")
+            raise SettingError(_("prompt and continuation must be 1-D tensors of token ids"))
         if prompt.numel() < 1:
             raise SettingError(
-                "the prompt needs at least one token (e.g. a newline) to predict the continuation's "
-                "first token from"
+                _(
+                    "the prompt needs at least one token (e.g. a newline) to predict the "
+                    "continuation's first token from"
+                )
             )
         if not 1 <= continuation.numel() <= self.config.block_size:
             raise SettingError(
-                f"the continuation must be 1 to {self.config.block_size} tokens (the context), "
-                f"got {continuation.numel()}"
+                _(
+                    "the continuation must be 1 to {context} tokens (the context), got {length}"
+                ).format(context=self.config.block_size, length=continuation.numel())
             )
         device = self.wte.weight.device
         ids = torch.cat([prompt, continuation])[-(self.config.block_size + 1) :].to(device)
         was_training = self.training
         self.eval()
         try:
-            logits, _ = self(ids[None, :-1])
+            logits, _loss = self(ids[None, :-1])
         finally:
             self.train(was_training)
         n = continuation.numel()  # the last n positions predict the continuation's n tokens
@@ -293,20 +303,24 @@ class GPT(nn.Module):
         """
         check_sampling(temperature, top_k, top_p)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise SettingError(f"max_new_tokens must be 0 or more, got {max_new_tokens!r}")
+            raise SettingError(
+                _("max_new_tokens must be 0 or more, got {value}").format(
+                    value=repr(max_new_tokens)
+                )
+            )
         block = self.config.block_size
         cache = KVCache(self.config.n_layer) if use_cache else None
         new_input = idx[:, -block:]
-        for _ in range(max_new_tokens):
+        for _step in range(max_new_tokens):
             if cache is None:
-                logits, _ = self(idx[:, -block:])
+                logits, _loss = self(idx[:, -block:])
             else:
                 if cache.length + new_input.shape[1] > block:
                     # The window slides: every position shifts, so the cached keys and values
                     # (computed at the old positions) are stale. Recompute the whole window.
                     cache = KVCache(self.config.n_layer)
                     new_input = idx[:, -block:]
-                logits, _ = self(new_input, cache=cache)
+                logits, _loss = self(new_input, cache=cache)
             next_logits = logits[:, -1, :]
             if adjust_logits is not None:
                 next_logits = adjust_logits(idx, next_logits)
@@ -322,11 +336,19 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
     """Raise :class:`~aigc_course.errors.SettingError` unless ``temperature >= 0``, ``top_k >= 1``
     and ``0 < top_p <= 1`` (``None``: no top-k or top-p filter)."""
     if not (math.isfinite(temperature) and temperature >= 0):
-        raise SettingError(f"temperature must be 0 (greedy) or more, got {temperature!r}")
+        raise SettingError(
+            _("temperature must be 0 (greedy) or more, got {value}").format(value=repr(temperature))
+        )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise SettingError(f"top_k must be a whole number of at least 1 (or None), got {top_k!r}")
+        raise SettingError(
+            _("top_k must be a whole number of at least 1 (or None), got {value}").format(
+                value=repr(top_k)
+            )
+        )
     if top_p is not None and not (0 < top_p <= 1):
-        raise SettingError(f"top_p must be in (0, 1] (or None), got {top_p!r}")
+        raise SettingError(
+            _("top_p must be in (0, 1] (or None), got {value}").format(value=repr(top_p))
+        )
 
 
 def filter_logits(
@@ -400,7 +422,7 @@ def sample_text(
     """
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise ValueError("the prompt is empty: give the model some text to continue")
+        raise ValueError(_("the prompt is empty: give the model some text to continue"))
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     out = model.generate(

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from aigc_course.errors import SettingError
+from aigc_course.i18n import _
 
 Targets = Literal["attention", "mlp", "both"]
 
@@ -49,13 +50,21 @@ class LoRAConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or self.rank < 1:
             raise SettingError(
-                f"the LoRA rank must be a whole number of at least 1, got {self.rank!r}"
+                _("the LoRA rank must be a whole number of at least 1, got {rank}").format(
+                    rank=repr(self.rank)
+                )
             )
         if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise SettingError(f"LoRA's alpha must be a positive number, got {self.alpha!r}")
+            raise SettingError(
+                _("LoRA's alpha must be a positive number, got {alpha}").format(
+                    alpha=repr(self.alpha)
+                )
+            )
         if self.targets not in TARGET_LAYERS:
             raise SettingError(
-                f"LoRA targets must be one of {', '.join(TARGET_LAYERS)}, got {self.targets!r}"
+                _("LoRA targets must be one of {choices}, got {targets}").format(
+                    choices=", ".join(TARGET_LAYERS), targets=repr(self.targets)
+                )
             )
 
     def to_dict(self) -> dict:
@@ -69,8 +78,10 @@ class LoRALinear(nn.Module):
         super().__init__()
         if rank > min(base.in_features, base.out_features):
             raise SettingError(
-                f"rank {rank} is more than the layer's smaller side "
-                f"({base.in_features} -> {base.out_features}): not a low-rank update"
+                _(
+                    "rank {rank} is more than the layer's smaller side "
+                    "({inputs} -> {outputs}): not a low-rank update"
+                ).format(rank=rank, inputs=base.in_features, outputs=base.out_features)
             )
         self.base = base
         for parameter in base.parameters():
@@ -122,7 +133,9 @@ def add_lora(model: nn.Module, config: LoRAConfig) -> list[str]:
             parent = getattr(block, parent_name)
             layer = getattr(parent, child_name)
             if isinstance(layer, LoRALinear):
-                raise SettingError(f"blocks.{index}.{name} already has a LoRA adapter")
+                raise SettingError(
+                    _("{layer} already has a LoRA adapter").format(layer=f"blocks.{index}.{name}")
+                )
             setattr(parent, child_name, LoRALinear(layer, config.rank, config.alpha))
             wrapped.append(f"blocks.{index}.{name}")
     return wrapped

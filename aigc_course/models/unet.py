@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aigc_course.i18n import _
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -122,7 +124,7 @@ class UNet(nn.Module):
         embedding = self.time_mlp(timestep_embedding(t, self.config.channels))  # (B, 4 width)
         if self.label_embedding is not None:
             if labels is None:
-                raise ValueError("this U-Net is class-conditional: pass labels (B,)")
+                raise ValueError(_("this U-Net is class-conditional: pass labels (B,)"))
             embedding = embedding + self.label_embedding(labels)
         h = self.stem(x)  # (B, width, 28, 28)
         skips = []

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aigc_course.divergences import kl_standard_normal
+from aigc_course.i18n import N_
 from aigc_course.validators import count, setting
 
 PIXELS = 28 * 28
@@ -41,7 +42,7 @@ PIXELS = 28 * 28
 
 @dataclass(frozen=True)
 class VAEConfig:
-    latent_dim: int = setting(16, "size of z", count)
+    latent_dim: int = setting(16, N_("size of z"), count)
     channels: tuple[int, int] = (32, 64)
     hidden: int = 128
 
@@ -96,7 +97,7 @@ class BernoulliVAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Pixel probabilities decoded from the posterior mean of each image: ``(B, 1, 28, 28)``."""
-        mean, _ = self.encode(x)
+        mean, _logvar = self.encode(x)
         return torch.sigmoid(self.decode(mean))
 
     @torch.no_grad()
@@ -108,7 +109,7 @@ class BernoulliVAE(nn.Module):
         mean, logvar = self.encode(x)
         std = torch.exp(0.5 * logvar)
         log_weights = []
-        for _ in range(k):
+        for _sample in range(k):
             eps = torch.randn_like(mean)
             z = mean + std * eps
             log_likelihood = (
@@ -235,7 +236,7 @@ def interpolate(
     """Images decoded along the straight line between the posterior means of two images:
     ``(steps, 28, 28)``, starting at ``x_a`` and ending at ``x_b``."""
     device = next(model.parameters()).device
-    mean, _ = model.encode(torch.stack([x_a, x_b]).to(device))
+    mean, _logvar = model.encode(torch.stack([x_a, x_b]).to(device))
     weights = torch.linspace(0, 1, steps, device=device)[:, None]
     z = (1 - weights) * mean[0] + weights * mean[1]
     return torch.sigmoid(model.decode(z))[:, 0].cpu()
@@ -249,5 +250,5 @@ def active_units(model: BernoulliVAE, x: torch.Tensor, threshold: float = 0.01) 
     when most are like that, the posterior has *collapsed* onto the prior.
     """
     device = next(model.parameters()).device
-    mean, _ = model.encode(x.to(device))
+    mean, _logvar = model.encode(x.to(device))
     return int((mean.var(dim=0) > threshold).sum().item())
