@@ -7,7 +7,7 @@ import torch
 
 from aigc_course import data
 from aigc_course.data import sources
-from tests.helpers import closed_port_url, fixture_spec, make_idx_dataset, require
+from tests.helpers import closed_port_url, fixture_spec, make_idx_dataset, require, require_data
 
 
 @pytest.fixture
@@ -120,3 +120,41 @@ def test_each_data_set_names_the_lessons_that_load_it():
                 loading.add(int(path.name[:2]))
         assert sorted(loading) == list(sources.DATASETS[name].lessons), name
     assert sources.DATASETS["fashion-mnist"].used_by == "lessons 00, 06, 07, 10, 11 and 12"
+
+
+FORTUNE_FILE = (
+    "\x1b[32m《静夜思》\x1b[m\n\x1b[33m作者：李白\x1b[m\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。\n%\n"
+    "not a poem\n%\n"
+    "\x1b[32m《春晓》\x1b[m\n\x1b[33m作者：孟浩然\x1b[m\n春眠不觉晓，处处闻啼鸟。\n"
+)
+
+
+def test_fortune_files_become_poems_without_their_terminal_colours():
+    poems = data.parse_poems(FORTUNE_FILE)
+    assert [(p.title, p.author) for p in poems] == [("《静夜思》", "李白"), ("《春晓》", "孟浩然")]
+    assert poems[0].text == "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
+    corpus = data.poems_corpus(poems)
+    assert "\x1b" not in corpus and corpus.count("作者：") == 2 and "not a poem" not in corpus
+
+
+def test_the_tang_poems_when_debian_has_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "empty-cache"))
+    require_data("tang300")
+    poems = data.load_tang_poems()
+    assert len(poems) == 313 and poems[0].author == "张九龄"
+    assert len(set(data.poems_corpus(poems))) > 2500  # thousands of distinct characters
+
+
+def test_lesson_08_skips_the_poems_with_a_clear_note_when_they_are_missing(
+    monkeypatch, tmp_path, capsys
+):
+    from aigc_course.lessons import lesson08
+
+    monkeypatch.setenv("AIGC_DATA_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("AIGC_IGNORE_SYSTEM_DATA", "1")
+    monkeypatch.setenv("AIGC_OFFLINE", "1")
+    monkeypatch.delenv("AIGC_DATA_PATH", raising=False)
+    assert lesson08.load_poem_corpus() is None
+    note = capsys.readouterr().out.strip()
+    assert note.startswith("唐诗三百首 is not here, so this section is skipped.")
+    assert "apt-get install fortunes-zh" in note and "Traceback" not in note

@@ -266,3 +266,35 @@ def test_figures_draw_no_chinese_characters():
                 assert not translations.has_chinese(line), (name, line)
         for output in outputs:
             assert "missing from font" not in "".join(output.get("text", "")), name
+
+
+def test_the_chinese_readme_lists_every_chinese_lesson_with_its_badge():
+    from aigc_course.notebook_tools import colab_badge
+
+    readme = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    for path in sorted((ROOT / "notebooks" / "zh").glob("*.ipynb")):
+        assert f"](notebooks/zh/{path.name})" in readme, path.name
+        assert f"](exercises/zh/{path.name})" in readme, path.name
+        assert colab_badge(f"notebooks/zh/{path.name}") in readme, path.name
+    assert "](README.zh-CN.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/INSTRUCTOR.zh-CN.md)" in readme
+
+
+def _duration_in_chinese(english: str) -> str:
+    """README's "3 min 28 s" as README.zh-CN's "3分28秒" (and "57 s" as "57秒")."""
+    return english.replace(" min ", "分").replace(" s", "秒").replace("**", "")
+
+
+def test_the_chinese_readme_time_table_is_readmes():
+    """README.zh-CN copies README's cpu time table: a lesson re-timed there must be re-timed here."""
+    english = (ROOT / "README.md").read_text(encoding="utf-8").split("time-table:cpu:begin")[1]
+    chinese = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    rows = re.findall(r"\| `notebooks/(\d\d_\w+\.ipynb)` \| cpu \| [^|]+ \| ([^|]+) \|", english)
+    assert len(rows) == 13
+    total = re.search(r"\| \*\*all 13\*\* \|  \|  \| \*\*([^*]+)\*\*", english).group(1)
+    assert f"**{_duration_in_chinese(total)}**" in chinese, total
+    for name, duration in rows:
+        wanted = _duration_in_chinese(duration.strip())
+        assert re.search(rf"`notebooks/zh/{name}` \| cpu \| [^|]+ \| {wanted} \|", chinese), (
+            f"README.zh-CN.md: {name} should take {wanted} (README.md: {duration.strip()})"
+        )
