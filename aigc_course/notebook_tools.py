@@ -42,8 +42,8 @@ def badge_targets(markdown: str) -> list[str]:
 
 
 LANGUAGE_COMMENTS = {
-    "en": "the language of feedback and messages (the Chinese edition, notebooks/zh: zh)",
-    "zh": "反馈与提示信息的语言（英文版 notebooks/ 中为 en）",
+    "en": "en or zh: the language of feedback and messages",
+    "zh": "zh 或 en：反馈与提示信息的语言",
 }
 
 
