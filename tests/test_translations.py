@@ -298,3 +298,20 @@ def test_the_chinese_readme_time_table_is_readmes():
         assert re.search(rf"`notebooks/zh/{name}` \| cpu \| [^|]+ \| {wanted} \|", chinese), (
             f"README.zh-CN.md: {name} should take {wanted} (README.md: {duration.strip()})"
         )
+
+
+def test_the_chinese_instructor_guide_has_the_guides_times():
+    """docs/INSTRUCTOR.zh-CN.md copies INSTRUCTOR.md's per-lesson times (teaching, exercises, Run All)."""
+    row = r"\| \[{name}[^\]]*\]\(\.\./notebooks/{folder}(\d\d)_\w+\.ipynb\) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|"
+    english = (ROOT / "docs" / "INSTRUCTOR.md").read_text(encoding="utf-8")
+    chinese = (ROOT / "docs" / "INSTRUCTOR.zh-CN.md").read_text(encoding="utf-8")
+    wanted = {
+        number: (teach.strip().replace(" min", "分钟"), exercises.strip().replace(" min", "分钟"),
+                 _duration_in_chinese(run.strip()))
+        for number, teach, exercises, run in re.findall(row.format(name="", folder=""), english)
+    }  # fmt: skip
+    found = {
+        number: (teach.strip(), exercises.strip(), run.strip())
+        for number, teach, exercises, run in re.findall(row.format(name="", folder="zh/"), chinese)
+    }
+    assert len(wanted) == 13 and found == wanted
