@@ -42,7 +42,7 @@ from pathlib import Path
 
 from aigc_course import PROFILE_NAMES, __version__, errors
 from aigc_course.errors import CourseError, SettingError
-from aigc_course.i18n import N_, _
+from aigc_course.i18n import N_, _, display_width, padded
 from aigc_course.validators import (
     CommandOption,
     count,
@@ -199,19 +199,12 @@ def cmd_execute_notebooks(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: a CJK character takes two."""
-    return sum(
-        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1 for character in text
-    )
-
-
 def print_summary(title: str, rows: dict[str, object]) -> None:
     print(title)
-    width = max(_display_width(name) for name in rows)
+    width = max(display_width(name) for name in rows)
     for name, value in rows.items():
         shown = f"{value:,.4f}" if isinstance(value, float) else str(value)
-        print(f"  {name}{' ' * (width - _display_width(name))}  {shown}")
+        print(f"  {padded(name, width)}  {shown}")
 
 
 def _invocation(default: str) -> str:

@@ -13,18 +13,14 @@ import platform
 import torch
 
 from aigc_course import data, runtime, settings
-from aigc_course.i18n import _
+from aigc_course.i18n import _, padded
 
 LABEL_WIDTH = 11  # display columns: a CJK character takes two
 
 
 def _row(label: str, value: str) -> str:
-    """``label`` padded to :data:`LABEL_WIDTH` display columns, then ``value``."""
-    width = sum(
-        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1
-        for character in label
-    )
-    return label + " " * max(1, LABEL_WIDTH - width) + value
+    """``label`` padded to :data:`LABEL_WIDTH` display columns (one space at least), then ``value``."""
+    return padded(label, LABEL_WIDTH - 1) + " " + value
 
 
 def _package_versions() -> str:

@@ -59,6 +59,19 @@ def N_(message: str) -> str:
     return message
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a CJK character (or a full-width sign) takes two."""
+    return sum(
+        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1 for character in text
+    )
+
+
+def padded(text: str, columns: int) -> str:
+    """``text`` followed by spaces up to ``columns`` display columns (none when it is wider): the
+    labels of aligned reports, in English or Chinese."""
+    return text + " " * max(0, columns - display_width(text))
+
+
 def chinese() -> bool:
     """True when messages are shown in Chinese (a helper for text that is not a single message)."""
     return language() == "zh"

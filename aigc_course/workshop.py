@@ -15,18 +15,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from aigc_course.i18n import _
+from aigc_course.i18n import _, padded
 
 MIN_TORCH = (2, 3)
 
 MARK_WIDTH = 9  # display columns of "NOT READY"
-
-
-def _display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: a CJK character takes two."""
-    return sum(
-        2 if "\u2e80" <= character <= "\u9fff" or "\uff00" <= character else 1 for character in text
-    )
 
 
 @dataclass(frozen=True)
@@ -40,9 +33,7 @@ class Item:
 
     def line(self) -> str:
         mark = _("ready") if self.ready else _("NOT READY")
-        text = (
-            f"{mark}{' ' * max(0, MARK_WIDTH - _display_width(mark))}  {self.name}: {self.detail}"
-        )
+        text = f"{padded(mark, MARK_WIDTH)}  {self.name}: {self.detail}"
         if not self.ready and self.fix:
             text += "\n" + " " * (MARK_WIDTH + 2) + _("fix: {fix}").format(fix=self.fix)
         return text
