@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -143,9 +143,25 @@ def notebook_text(notebook: nbformat.NotebookNode) -> str:
 class ExerciseReport:
     """What :func:`build_exercises` wrote, or (with ``check``) found out of date."""
 
-    written: list[Path]
-    out_of_date: list[str]
-    up_to_date: list[Path]
+    written: list[Path] = field(default_factory=list)
+    out_of_date: list[str] = field(default_factory=list)
+    up_to_date: list[Path] = field(default_factory=list)
+
+    def compare_or_write(
+        self, path: Path, text: str, root: Path, check: bool, differs: str
+    ) -> None:
+        """Write ``text`` to ``path`` unless it is there already; with ``check``, only note that it
+        is missing or, in words (``differs``: "differs from its solution"), that it differs."""
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            self.up_to_date.append(path)
+        elif check:
+            state = "missing" if current is None else differs
+            self.out_of_date.append(f"{path.relative_to(root)}: {state}")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            files.write_text(path, text)
+            self.written.append(path)
 
 
 def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
@@ -155,7 +171,7 @@ def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
     its solution generates, is missing, or has no solution any more.
     """
     solutions_dir, exercises_dir = root / "solutions", root / "exercises"
-    report = ExerciseReport([], [], [])
+    report = ExerciseReport()
     expected_names = set()
     for solution_file in sorted(solutions_dir.glob("*.ipynb")):
         expected_names.add(solution_file.name)
@@ -168,16 +184,7 @@ def build_exercises(root: Path, check: bool = False) -> ExerciseReport:
                 exercise_file.relative_to(root).as_posix(),
             )
         )
-        current = exercise_file.read_text(encoding="utf-8") if exercise_file.exists() else None
-        if current == text:
-            report.up_to_date.append(exercise_file)
-        elif check:
-            state = "missing" if current is None else "differs from its solution"
-            report.out_of_date.append(f"{exercise_file.relative_to(root)}: {state}")
-        else:
-            exercises_dir.mkdir(exist_ok=True)
-            files.write_text(exercise_file, text)
-            report.written.append(exercise_file)
+        report.compare_or_write(exercise_file, text, root, check, "differs from its solution")
     for stale in sorted(exercises_dir.glob("*.ipynb")):
         if stale.name not in expected_names:
             report.out_of_date.append(

@@ -31,9 +31,13 @@ from pathlib import Path
 
 import nbformat
 
-from aigc_course import files
 from aigc_course.errors import CourseError
-from aigc_course.notebook_tools import colab_setup_source, make_exercise, notebook_text
+from aigc_course.notebook_tools import (
+    ExerciseReport,
+    colab_setup_source,
+    make_exercise,
+    notebook_text,
+)
 
 LANGUAGES = ("zh",)
 TRANSLATED_FOLDERS = ("notebooks", "solutions")  # exercises/zh is built from solutions/zh
@@ -207,32 +211,13 @@ def synced_entries(english: nbformat.NotebookNode, entries: dict[str, Entry]) ->
 
 
 @dataclass
-class TranslationReport:
+class TranslationReport(ExerciseReport):
     """What :func:`build_translations` wrote, found out of date, or found wrong in a translation."""
 
-    written: list[Path] = field(default_factory=list)
-    up_to_date: list[Path] = field(default_factory=list)
-    out_of_date: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
-def _compare_or_write(
-    path: Path, text: str, root: Path, check: bool, report: TranslationReport
-) -> None:
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if current == text:
-        report.up_to_date.append(path)
-    elif check:
-        state = (
-            "missing"
-            if current is None
-            else "differs from what its English notebook and translation build"
-        )
-        report.out_of_date.append(f"{path.relative_to(root)}: {state}")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        files.write_text(path, text)
-        report.written.append(path)
+BUILT_DIFFERS = "differs from what its English notebook and translation build"
 
 
 def build_translations(
@@ -256,12 +241,12 @@ def build_translations(
             entries = parse_translation(text, str(source.relative_to(root)))
             if sync:
                 rendered = render_translation(synced_entries(english, entries), relative)
-                _compare_or_write(source, rendered, root, check, report)
+                report.compare_or_write(source, rendered, root, check, BUILT_DIFFERS)
                 continue
             edition, problems = translate_notebook(english, entries, relative, language)
             report.problems += problems.lines(str(source.relative_to(root)))
             target = edition_path(english_file, language)
-            _compare_or_write(target, notebook_text(edition), root, check, report)
+            report.compare_or_write(target, notebook_text(edition), root, check, BUILT_DIFFERS)
             if folder == "solutions":
                 exercise_file = root / "exercises" / language / english_file.name
                 exercise = make_exercise(
@@ -269,7 +254,9 @@ def build_translations(
                     target.relative_to(root).as_posix(),
                     exercise_file.relative_to(root).as_posix(),
                 )
-                _compare_or_write(exercise_file, notebook_text(exercise), root, check, report)
+                report.compare_or_write(
+                    exercise_file, notebook_text(exercise), root, check, BUILT_DIFFERS
+                )
         if not sync:
             names = {path.name for path in english_files}
             folders = [folder] + (["exercises"] if folder == "solutions" else [])
