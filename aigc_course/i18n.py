@@ -70,8 +70,3 @@ def padded(text: str, columns: int) -> str:
     """``text`` followed by spaces up to ``columns`` display columns (none when it is wider): the
     labels of aligned reports, in English or Chinese."""
     return text + " " * max(0, columns - display_width(text))
-
-
-def chinese() -> bool:
-    """True when messages are shown in Chinese (a helper for text that is not a single message)."""
-    return language() == "zh"

@@ -167,7 +167,7 @@ class NotebookProblems:
 
 
 def translate_notebook(
-    english: nbformat.NotebookNode, entries: dict[str, Entry], english_path: str, language: str
+    english: nbformat.NotebookNode, entries: dict[str, Entry], language: str
 ) -> tuple[nbformat.NotebookNode, NotebookProblems]:
     """The edition of ``english`` with ``entries`` in place of its markdown (a new notebook)."""
     edition = nbformat.from_dict(english)
@@ -243,7 +243,7 @@ def build_translations(
                 rendered = render_translation(synced_entries(english, entries), relative)
                 report.compare_or_write(source, rendered, root, check, BUILT_DIFFERS)
                 continue
-            edition, problems = translate_notebook(english, entries, relative, language)
+            edition, problems = translate_notebook(english, entries, language)
             report.problems += problems.lines(str(source.relative_to(root)))
             target = edition_path(english_file, language)
             report.compare_or_write(target, notebook_text(edition), root, check, BUILT_DIFFERS)
