@@ -13,19 +13,21 @@
 # "all" runs every step).
 #
 # The GPU machine has its own python3 with a CUDA PyTorch, and no network and no Jupyter packages.
-# `--prepare` (run where pip can reach PyPI) downloads the missing packages as wheels into
-# .gpu-wheels/ (less those the GPU machine's image already has) and puts the data where the course
-# finds it (data/, the cache); both folders are git-ignored and travel with the working tree (it
-# checks that all of it stays under the 64 MiB that may travel). On the GPU machine the script then
+# `--prepare` (run where pip can reach PyPI) puts the data where the course finds it (data/, the
+# cache) and, only when the steps include time-lessons (the one step that runs notebooks), downloads
+# the notebook runner's packages as wheels into .gpu-wheels/ (less those the GPU machine's image
+# already has); both folders are git-ignored and travel with the working tree (it checks that all
+# of it stays under the 64 MiB that may travel: the data alone is 31 MB, the wheels 17 MB). On the GPU machine the script then
 #   1. installs the wheels without network into GPU_CHECK_SITE (its python's own folders are left
 #      alone) and puts that folder and the course on PYTHONPATH, which notebook kernels inherit;
 #   2. reports the environment (`aigc-course doctor`);
 #   3. runs the GPU tests (`pytest -m gpu`: AMP dtype, compile, SDPA flash, KV cache, checkpoints);
 #   4. runs the benchmarks under the gpu profile, each with a time budget (--minutes); the GPT three
-#      ways for its throughput (tokens/s, MFU): as it is, with CUDA graphs
+#      ways: as it is for 2.8 minutes (its validation loss within 3 minutes of wall time, and its
+#      throughput: tokens/s, MFU), then half a minute each with CUDA graphs
 #      (AIGC_COMPILE_MODE=reduce-overhead: fewer kernel launches), and with CUDA graphs and a batch
 #      four times larger (the learning rate scaled by its square root);
-#   5. trains the GPT for the same minute under torchrun, one process per GPU (data parallel, DDP;
+#   5. trains the GPT for a minute under torchrun, one process per GPU (data parallel, DDP;
 #      GPU_CHECK_NPROC overrides the count), for tokens/s beside the single process's;
 #   6. times the model lessons under the gpu profile (`aigc-course time-notebooks`).
 # Every figure and log goes into OUT; OUT/summary.txt lists each step with its status and seconds.
@@ -36,7 +38,8 @@ PYTHON=${PYTHON:-python3}
 PROFILE=${GPU_CHECK_PROFILE:-gpu}
 WHEELS=${GPU_CHECK_WHEELS:-.gpu-wheels}
 # What the GPU machine lacks (its image has torch, numpy, matplotlib, tqdm, safetensors, requests,
-# pytest): the course's other dependencies and the notebook runner's.
+# pytest): the notebook runner's packages and the course's dependencies that only notebooks
+# (ipywidgets) or downloads (pooch; the check runs offline) import.
 MISSING_PACKAGES="pooch ipywidgets nbformat nbclient ipykernel"
 # Dependencies of those that the GPU machine's image already has: not downloaded, not carried.
 ALREADY_THERE="attrs certifi charset_normalizer idna packaging psutil pygments python_dateutil
@@ -51,7 +54,16 @@ if [[ ! -f pyproject.toml || ! -d aigc_course ]]; then
     exit 2
 fi
 
-if [[ ${1:-} == --prepare ]]; then
+wants() {  # wants STEP: whether GPU_CHECK_STEPS (or the default) includes STEP
+    local wanted=${GPU_CHECK_STEPS:-$DEFAULT_STEPS}
+    [[ $wanted == all || " ${wanted//$'\n'/ } " == *" $1 "* ]]
+}
+
+if [[ ${1:-} == --prepare && ! $(wants time-lessons && echo yes) ]]; then
+    set -e
+    rm -rf "$WHEELS"
+    echo "wheels: none (no notebook runs among the steps; the course's own imports are all there)"
+elif [[ ${1:-} == --prepare ]]; then
     set -e
     mkdir -p "$WHEELS"
     # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
@@ -60,18 +72,20 @@ if [[ ${1:-} == --prepare ]]; then
         --platform manylinux_2_28_x86_64 $MISSING_PACKAGES
     for name in $ALREADY_THERE; do rm -f "$WHEELS/$name"-[0-9]*.whl; done
     echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
+fi
+if [[ ${1:-} == --prepare ]]; then
     # The data: every required data set, verified, into the repository's data/ (the cache).
     AIGC_DATA_DIR="$PWD/data" aigc-course data fetch
     echo "data: $(du -sh data | cut -f1) in data/"
     # What travels: the tracked files, the untracked ones git does not ignore, and the two folders.
-    travel_mb=$( { git ls-files -z --cached --others --exclude-standard; find "$WHEELS" data -type f -print0; } |
+    travel_mb=$( { git ls-files -z --cached --others --exclude-standard; find "$WHEELS" data -type f -print0 2>/dev/null || true; } |
         du -cb --files0-from=- | tail -n 1 | awk '{printf "%.1f", $1 / 1048576}')
     echo "travels: $travel_mb MiB of at most $TRAVEL_LIMIT_MB"
     if awk "BEGIN {exit !($travel_mb >= $TRAVEL_LIMIT_MB)}"; then
         echo "error: the working tree with $WHEELS and data is over $TRAVEL_LIMIT_MB MiB; carry less" >&2
         exit 1
     fi
-    echo "ready: carry $WHEELS and data with the working tree, then run: bash benchmarks/gpu_check.sh OUT"
+    echo "ready: carry data (and $WHEELS, if made) with the working tree, then run: bash benchmarks/gpu_check.sh OUT"
     exit 0
 fi
 
@@ -89,10 +103,7 @@ export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 step() {
     local name=$1 limit=$2
     shift 2
-    local wanted=${GPU_CHECK_STEPS:-$DEFAULT_STEPS}
-    if [[ $wanted != all && " $wanted " != *" $name "* ]]; then
-        return 0
-    fi
+    wants "$name" || return 0
     local start=$SECONDS
     echo "== $name (at most ${limit} s)"
     timeout --signal=INT --kill-after=15 "$limit" bash -c '"$@"' step "$@" >"$OUT/$name.log" 2>&1
@@ -110,7 +121,9 @@ install_course() {
         "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir \
             --upgrade --target "$SITE" "$WHEELS"/*.whl || return 1
     fi
-    "$PYTHON" -c "import aigc_course, nbclient, ipykernel, ipywidgets, pooch; print('course', aigc_course.__file__)"
+    local modules=aigc_course
+    [[ -d $WHEELS ]] && modules="$modules, nbclient, ipykernel, ipywidgets, pooch"
+    "$PYTHON" -c "import $modules; print('course', aigc_course.__file__)"
 }
 
 report_versions() {
@@ -134,8 +147,9 @@ run_benchmark() {  # run_benchmark SCRIPT MINUTES [options]: the profile's recip
     "$PYTHON" "benchmarks/$script" --profile "$PROFILE" --minutes "$minutes" "$@"
 }
 
-# The limits add up to about 13 minutes (each step's figure is its longest; without the diffusion
-# step, added later, together they ran in about 7 on an H200); a step that needs longer is cut and says so. A budgeted benchmark's minutes
+# The default steps' limits add up to about 13 minutes (each step's figure is its longest); they are
+# expected to take about 8.5 on an H200 (the GPT alone 3); a step that needs longer is cut and says
+# so. A budgeted benchmark's minutes
 # include torch.compile's first compilation; its limit leaves room for the final evaluation and for
 # the exit (tearing down CUDA and torch.compile took 5 s or more there).
 export PYTHON PROFILE WHEELS SITE
@@ -144,13 +158,13 @@ step install 45 install_course
 step environment 30 report_versions
 # Only the GPU tests: the project's pytest options name nbval, which the GPU machine lacks.
 step gpu-tests 90 "$PYTHON" -m pytest -o addopts= -p no:cacheprovider -q -rs tests/test_gpu.py
-step bench-gpt 110 run_benchmark gpt.py 1
+step bench-gpt 230 run_benchmark gpt.py "${GPU_CHECK_GPT_MINUTES:-2.8}"
 step bench-gpt-graphs 70 env AIGC_COMPILE_MODE=reduce-overhead bash -c 'run_benchmark gpt.py 0.5'
 step bench-gpt-batch 70 env AIGC_COMPILE_MODE=reduce-overhead bash -c \
     'run_benchmark gpt.py 0.5 --batch-size 256 --lr 2e-3'
 step bench-vae 80 run_benchmark vae.py 0.5
 step bench-gan 70 run_benchmark gan.py 0.5
-step bench-diffusion 90 run_benchmark diffusion.py 0.5 --train --samples 1000
+step bench-diffusion 100 run_benchmark diffusion.py 0.5 --train --samples 1000 --sampling-steps 10 50 250
 step torchrun-gpt 110 run_torchrun_gpt
 # The lessons to time (GPU_CHECK_LESSONS="06 07 08" for all the model lessons, given more time).
 lessons=()
