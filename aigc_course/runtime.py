@@ -253,17 +253,21 @@ def compile_support(
 
 
 def maybe_compile(
-    model: torch.nn.Module, device: torch.device | None = None, enabled: bool | None = None
+    model: torch.nn.Module,
+    device: torch.device | None = None,
+    enabled: bool | None = None,
+    mode: str | None = None,
 ) -> torch.nn.Module:
     """``torch.compile(model)`` where :func:`compile_support` allows it (or where ``enabled`` says
-    so, when given), in the mode ``AIGC_COMPILE_MODE`` names (PyTorch's default when unset), else
-    ``model`` unchanged. The compiled module shares ``model``'s parameters."""
+    so, when given), in the mode ``AIGC_COMPILE_MODE`` names, else in ``mode`` (the caller's
+    choice; PyTorch's default when None), else ``model`` unchanged. The compiled module shares
+    ``model``'s parameters."""
     if enabled is None:
         device = device if device is not None else get_device()
         enabled = compile_support(device.type)[0]
     if not enabled:
         return model
-    return torch.compile(model, mode=settings.choice("AIGC_COMPILE_MODE"))
+    return torch.compile(model, mode=settings.choice("AIGC_COMPILE_MODE") or mode)
 
 
 # --------------------------------------------------------------------------------------------

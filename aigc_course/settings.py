@@ -77,7 +77,7 @@ VARIABLES: dict[str, Variable] = {
                 "torch.compile's mode where the course compiles: reduce-overhead replays CUDA graphs "
                 "(fewer kernel launches: a small model's steps), max-autotune also tunes the kernels"
             ),
-            N_("PyTorch's default mode"),
+            N_("the recipe's mode (the gpu GPT's: reduce-overhead), else PyTorch's default"),
             ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
         ),
         Variable(

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from aigc_course import checkpoints, distributed, runtime
+from aigc_course import checkpoints, distributed, runtime, settings
 from aigc_course.errors import CourseError, SettingError
 from aigc_course.i18n import N_, _
 from aigc_course.validators import CommandOption
@@ -52,8 +52,18 @@ class TrainConfig:
     run ends annealed when the time is up (see :class:`RunClock`). ``steps`` stays the way to
     reproduce a run exactly.
 
+    ``max_steps`` ends a run by the clock there even with time left: where the data, not the
+    compute, is the limit (a model that overfits its data after that many steps, as the gpu GPT
+    does Tiny Shakespeare on one H200 after about 2,000), more minutes buy nothing; the schedule
+    then runs on whichever end is nearer, the time's or the steps'. None: no such limit.
+
     ``accumulation_steps`` splits each step's batch into that many micro-batches whose gradients
     add up before the one update: the same step with less memory (``docs/SCALING.md``).
+
+    ``compile_mode`` is ``torch.compile``'s mode where the model is compiled (e.g.
+    ``reduce-overhead``: CUDA graphs, for a small model whose steps are kernel launches); None:
+    PyTorch's default. ``AIGC_COMPILE_MODE`` overrides it; a data-parallel run or one with
+    micro-batches keeps PyTorch's default (CUDA graphs are measured for neither).
     """
 
     steps: int = 1000
@@ -64,7 +74,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     minutes: float | None = None
+    max_steps: int | None = None
     accumulation_steps: int = 1
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
@@ -78,6 +90,7 @@ class TrainConfig:
             "eval_every": self.eval_every,
             "log_every": self.log_every,
             "accumulation_steps": self.accumulation_steps,
+            **({} if self.max_steps is None else {"max_steps": self.max_steps}),
         }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
@@ -86,6 +99,13 @@ class TrainConfig:
                         name=name, value=repr(value)
                     )
                 )
+        modes = settings.VARIABLES["AIGC_COMPILE_MODE"].choices
+        if self.compile_mode is not None and self.compile_mode not in modes:
+            raise SettingError(
+                _("compile_mode must be one of {choices} (or None), got {value}").format(
+                    choices=", ".join(modes), value=repr(self.compile_mode)
+                )
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise SettingError(
                 _("the learning rate must be positive, got {value}").format(value=repr(self.lr))
@@ -219,6 +239,7 @@ class RunClock:
     ) -> None:
         self.steps = config.steps
         self.budget = None if config.minutes is None else 60.0 * config.minutes
+        self.max_steps = None if self.budget is None else config.max_steps
         self.start = time.perf_counter()
         self.reserve = 0.0  # seconds kept for the final evaluation
         self.done = 0
@@ -242,6 +263,8 @@ class RunClock:
             if self.budget is None:
                 if self.done >= self.steps:
                     return
+            elif self.max_steps is not None and self.done >= self.max_steps:
+                return  # every rank has taken the same steps: they all stop here
             elif self.world.distributed:
                 if self.agreed_steps_left == 0:
                     self.agree()
@@ -285,6 +308,8 @@ class RunClock:
             spent = self.agreed_spent + (step - 1 - self.agreed_at) * self.agreed_step_share
         else:
             spent = self.elapsed() / self.budget
+        if self.max_steps is not None:  # the nearer end: the time's or the steps'
+            spent = max(spent, (step - 1) / self.max_steps)
         spent = min(spent, 1.0)
         return min(int(spent * SCHEDULE_RESOLUTION), SCHEDULE_RESOLUTION - 1), SCHEDULE_RESOLUTION
 
@@ -435,7 +460,10 @@ def gradient_update(
     parallel_model = distributed.wrap(model, device, world)
     if world.distributed:
         torch.manual_seed(config.seed * 100_003 + 1 + world.rank)
-    forward_model = runtime.maybe_compile(parallel_model, device, enabled=compile_model)
+    single = not world.distributed and config.accumulation_steps == 1
+    forward_model = runtime.maybe_compile(
+        parallel_model, device, enabled=compile_model, mode=config.compile_mode if single else None
+    )
     scaler = precision.grad_scaler()
 
     def update(step: int, batch) -> tuple[torch.Tensor, dict[str, float]]:

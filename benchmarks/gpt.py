@@ -39,18 +39,16 @@ def lowest_evaluation(history) -> str:
     return f"{losses[best]:.4f} at step {history.eval_steps[best]}"
 
 
-def steady_tokens_per_second(history, tokens_per_step: int) -> str:
+def steady_tokens_per_second(history, tokens_per_step: int) -> float | None:
     """Tokens/s over the logged intervals after the first (which holds torch.compile's compilation)
-    that hold no evaluation: the training rate of a long run. The loss is read on logged steps,
-    so the device has caught up at each of them."""
+    that hold no evaluation: the training rate of a long run (None: too few logged steps). The
+    loss is read on logged steps, so the device has caught up at each of them."""
     steps = seconds = 0.0
     points = list(zip(history.steps, history.step_seconds, strict=True))
     for (begin, began), (end, ended) in zip(points[1:], points[2:], strict=False):
         if not any(begin <= step < end for step in history.eval_steps):
             steps, seconds = steps + end - begin, seconds + ended - began
-    return (
-        f"{steps * tokens_per_step / seconds:.0f}" if seconds > 0 else "n/a (too few logged steps)"
-    )
+    return steps * tokens_per_step / seconds if seconds > 0 else None
 
 
 def main() -> None:
@@ -76,11 +74,13 @@ def main() -> None:
     run = trainer.train(recipe, device=device, progress=False)
     m, c = run.metrics, run.model.config
     peak = peak_flops(device)
-    mfu = (
-        f"{run.model.flops_per_token() * m['tokens_per_second'] / peak:.1%}"
-        if peak
-        else "n/a (CUDA only)"
-    )
+    steady = steady_tokens_per_second(run.history, recipe.batch_size * c.block_size)
+
+    def mfu(tokens_per_second: float | None) -> str:
+        if not peak:
+            return "n/a (CUDA only)"
+        return f"{run.model.flops_per_token() * tokens_per_second / peak:.1%}"
+
     if device.type == "cuda":
         memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (CUDA, allocated)"
     else:
@@ -93,10 +93,9 @@ def main() -> None:
         "compile mode": settings.raw("AIGC_COMPILE_MODE") or "default (when compiled)",
         "steps": _common.length(run, "sequences"),
         "tokens/s": f"{m['tokens_per_second']:.0f}",
-        "MFU": mfu,
-        "tokens/s, steady (no compilation, no evaluation)": steady_tokens_per_second(
-            run.history, recipe.batch_size * c.block_size
-        ),
+        "MFU": mfu(m["tokens_per_second"]),
+        "tokens/s, steady (no compilation, no evaluation)": f"{steady:.0f}" if steady else "n/a",
+        "MFU, steady": mfu(steady) if steady else "n/a",
         "val loss [nats/char]": f"{m['val_loss']:.4f}",
         # On a GPU the baby GPT overfits Tiny Shakespeare within minutes: the last figure is then
         # above the lowest (nanoGPT reports its lowest, keeping only the weights that improve it).

@@ -192,6 +192,17 @@ def test_the_compile_mode_comes_from_aigc_compile_mode(monkeypatch, mode):
     assert runtime.maybe_compile(model, enabled=False) is model and len(seen) == 1
 
 
+def test_aigc_compile_mode_overrides_the_callers_mode(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: seen.append(kwargs) or model)
+    model = torch.nn.Linear(2, 2)
+    monkeypatch.delenv("AIGC_COMPILE_MODE", raising=False)
+    runtime.maybe_compile(model, enabled=True, mode="reduce-overhead")
+    monkeypatch.setenv("AIGC_COMPILE_MODE", "default")
+    runtime.maybe_compile(model, enabled=True, mode="reduce-overhead")
+    assert seen == [{"mode": "reduce-overhead"}, {"mode": "default"}]
+
+
 def test_a_misspelt_compile_mode_is_refused_with_the_choices(monkeypatch):
     monkeypatch.setenv("AIGC_COMPILE_MODE", "fast")
     with pytest.raises(settings.RuntimeConfigError, match="reduce-overhead"):

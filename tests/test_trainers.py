@@ -157,6 +157,23 @@ def test_a_cpu_run_by_the_clock_starts_from_the_recipe_measured_for_its_budget()
     assert gpt.recipe_for(gpu, minutes=2.0).model == gpt.recipe_for(gpu).model
 
 
+def test_a_gpu_gpt_run_stops_where_the_data_stops_being_the_limit():
+    """On a GPU the baby GPT overfits Tiny Shakespeare after about 2,000 steps (one H200: lowest
+    validation loss at 1,750-2,000 of 2,500, and 1.74 after 6,200 steps of a 2.8-minute budget):
+    a run by the clock ends at the step recipe's length however many minutes it is given, and the
+    recipe compiles with CUDA graphs; the cpu recipes, compute-bound, have no such limit."""
+    from aigc_course import runtime
+    from aigc_course.trainers import gpt
+
+    cpu, gpu = runtime.get_profile("cpu"), runtime.get_profile("gpu")
+    for minutes in (None, 1.0, 10.0):
+        train = gpt.recipe_for(gpu, minutes=minutes).train
+        assert train.max_steps == train.steps == 2_500 and train.minutes == minutes
+        assert train.compile_mode == "reduce-overhead"
+    assert gpt.recipe_for(cpu, minutes=2.0).train.max_steps is None
+    assert gpt.recipe_for(cpu).train.compile_mode is None
+
+
 def test_each_budget_row_names_the_measurement_that_chose_it():
     from aigc_course.trainers import gpt
 
