@@ -226,22 +226,24 @@ def load_model(
     pretrained_name: str,
     path: str | Path | None = None,
     expected_sha256: str | None = None,
-    kind: str | None = None,
+    kind: str | tuple[str, ...] | None = None,
 ) -> tuple[torch.nn.Module, Checkpoint]:
     """A model in eval mode and its checkpoint: from ``path``, or by default the course's pretrained
     checkpoint ``pretrained_name`` (sha256-verified). ``build(config)`` makes the empty model;
-    ``kind`` is its class name, checked against the one the checkpoint records."""
+    ``kind`` is its class name (or the names ``build`` can make), checked against the one the
+    checkpoint records."""
     checkpoint = (
         load_pretrained(pretrained_name)
         if path is None
         else load(path, expected_sha256=expected_sha256)
     )
-    if kind is not None and checkpoint.model is not None and checkpoint.model != kind:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and checkpoint.model is not None and checkpoint.model not in kinds:
         raise CheckpointError(
             _(
                 "{path} holds a {found} model, not a {kind}; give a checkpoint written "
                 "by the matching `aigc-course train` command"
-            ).format(path=path, found=checkpoint.model, kind=kind)
+            ).format(path=path, found=checkpoint.model, kind=_(" or ").join(kinds))
         )
     where = path if path is not None else pretrained_name
     names = list(checkpoint.state_dict)

@@ -174,12 +174,41 @@ def test_a_gpu_gpt_run_stops_where_the_data_stops_being_the_limit():
     assert gpt.recipe_for(cpu).train.compile_mode is None
 
 
+def test_a_cpu_vae_run_by_the_clock_trains_the_mlp_up_to_10_minutes():
+    """On two CPU cores the MLP's cheap steps reach the better bound up to 10 minutes (RESULTS.md):
+    a cpu run by the clock within that budget trains it (784-400-20), unless the learner names the
+    network; by steps, beyond 10 minutes and on the other profiles, the conv VAE."""
+    from aigc_course.models.vae import MLPVAEConfig, VAEConfig
+    from aigc_course.trainers import vae
+
+    cpu, gpu, smoke = (runtime.get_profile(name) for name in ("cpu", "gpu", "smoke"))
+    for minutes in (0.5, 1.0, 3.0, 10.0):
+        recipe = vae.recipe_for(cpu, minutes=minutes)
+        assert recipe.network == "mlp" and recipe.model == MLPVAEConfig(), minutes
+    assert vae.recipe_for(cpu, minutes=1.0, latent_dim=2).model == MLPVAEConfig(latent_dim=2)
+    for recipe in (
+        vae.recipe_for(cpu),
+        vae.recipe_for(cpu, minutes=10.5),
+        vae.recipe_for(cpu, minutes=1.0, network="conv"),
+        vae.recipe_for(gpu, minutes=1.0),
+        vae.recipe_for(smoke, minutes=1.0),
+    ):
+        assert recipe.network == "conv" and recipe.model == VAEConfig()
+    assert vae.recipe_for(cpu, minutes=1.0, network="conv", latent_dim=2).model == VAEConfig(
+        latent_dim=2
+    )
+    assert vae.recipe_for(cpu, network="mlp").model == MLPVAEConfig()
+    assert vae.describe(vae.recipe_for(cpu, minutes=1.0)).startswith("MLP, latent 20")
+
+
 def test_each_budget_row_names_the_measurement_that_chose_it():
     from aigc_course.trainers import gpt
 
     results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     sections = [line for line in results.splitlines() if line.startswith("#")]
-    for row in gpt.CPU_BUDGETS:
+    from aigc_course.trainers import vae
+
+    for row in (*gpt.CPU_BUDGETS, *vae.CPU_BUDGETS):
         assert row.measured and any(row.measured in title for title in sections), row
 
 

@@ -104,13 +104,24 @@ def test_the_mlp_baseline_is_kingma_and_wellings_784_400_20():
     assert sum(p.numel() for p in model.parameters()) == 652_824
 
 
-def test_a_checkpoint_of_the_mlp_baseline_is_not_loaded_as_the_course_vae(tmp_path):
+def test_an_mlp_checkpoint_loads_as_the_mlp_it_is(tmp_path):
+    """``aigc-course train vae --minutes 1`` on a CPU trains the MLP (the budget's best): its
+    checkpoint loads back as an MLPVAE with the same weights, the conv VAE's as a VAE."""
     from aigc_course.trainers import vae as trainer
 
+    torch.manual_seed(0)
+    mlp = MLPVAE(TINY_MLP).eval()
     path = tmp_path / "mlp.safetensors"
-    checkpoints.save(path, MLPVAE(TINY_MLP), config=TINY_MLP.to_dict())
-    with pytest.raises(checkpoints.CheckpointError, match="holds a MLPVAE model, not a VAE"):
-        trainer.load(path)
+    checkpoints.save(path, mlp, config=TINY_MLP.to_dict())
+    loaded = trainer.load(path).model
+    assert isinstance(loaded, MLPVAE) and loaded.config == TINY_MLP
+    x = images(8, seed=1)
+    torch.testing.assert_close(loaded.encode(x), mlp.encode(x), rtol=0, atol=0)
+    conv_path = tmp_path / "conv.safetensors"
+    checkpoints.save(
+        conv_path, VAE(VAEConfig(latent_dim=3)), config=VAEConfig(latent_dim=3).to_dict()
+    )
+    assert type(trainer.load(conv_path).model) is VAE
 
 
 def test_iwae_with_one_sample_is_the_one_sample_elbo(trained_tiny):

@@ -157,7 +157,7 @@ class VAE(BernoulliVAE):
 class MLPVAEConfig:
     """The fully connected VAE of Kingma & Welling (2013): 784-400-k, one hidden layer each way."""
 
-    latent_dim: int = 20
+    latent_dim: int = setting(20, N_("size of z"), count)
     hidden: int = 400
 
     def to_dict(self) -> dict:

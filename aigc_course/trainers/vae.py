@@ -6,6 +6,7 @@ the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from aigc_course import checkpoints, data, distributed, runtime, training
 from aigc_course.i18n import N_, _
 from aigc_course.models.vae import (
+    MLPVAE,
     VAE,
     BernoulliVAE,
     MLPVAEConfig,
@@ -28,16 +30,38 @@ from aigc_course.validators import non_negative_float, setting
 
 PRETRAINED_NAME = "vae_fashion_mnist"
 
+#: The two networks: lesson 06's conv VAE, and Kingma & Welling's fully connected 784-400-20.
+NETWORKS = ("conv", "mlp")
+
+#: The best VAE measured for a cpu run by the clock, by budget (benchmarks/RESULTS.md): on two CPU
+#: cores an MLP step costs a sixth of a conv step, and up to 10 minutes the MLP's many cheap steps
+#: reach the better bound (241.46 against 244.63 nats at 1 minute, 239.05 against 242.46 at 3, level
+#: at 10: 237.08 against 237.16). Beyond it, and by steps, the conv VAE: per step it learns more.
+CPU_BUDGETS = (
+    training.BudgetRecipe(
+        10.0, {"network": "mlp"}, measured="The conv VAE against the MLP baseline, per CPU-minute"
+    ),
+)
+
 
 @dataclass(frozen=True)
 class VAERecipe:
     """Everything a VAE run needs, per profile. ``model`` is the conv VAE's config, or an
-    :class:`MLPVAEConfig` for the fully connected baseline."""
+    :class:`MLPVAEConfig` for the fully connected one; :func:`recipe_for` makes it the one
+    ``network`` names."""
 
     model: VAEConfig | MLPVAEConfig
     train: TrainConfig
     batch_size: int
     beta: float = setting(1.0, N_("weight of the KL term (1: the ELBO)"), non_negative_float)
+    network: str = setting(
+        "conv",
+        N_(
+            "conv (lesson 06's) or mlp (784-400-20); a cpu run of up to 10 minutes by the clock "
+            "trains the mlp, measured better there"
+        ),
+        choices=NETWORKS,
+    )
     train_limit: int | None = None  # use only the first N training images (smoke)
     eval_images: int = 10_000  # test images for the negative ELBO
     iwae_images: int = 1_000  # test images for the IWAE estimate
@@ -68,11 +92,28 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> VAERecipe
             iwae_k=1_000,
         ),
     )
-    return training.override(base, **overrides)
+    if profile.name == "cpu":
+        base = training.for_budget(base, CPU_BUDGETS, overrides.get("minutes"))
+    return with_network(training.override(base, **overrides), overrides.get("latent_dim"))
+
+
+def with_network(recipe: VAERecipe, latent_dim: int | None = None) -> VAERecipe:
+    """``recipe`` with the model config its ``network`` names: the MLP (latent ``latent_dim``, or
+    Kingma & Welling's 20) in place of the conv VAE's config, or the conv VAE's (latent
+    ``latent_dim``, or 16) in place of the MLP's; unchanged when they already agree."""
+    if recipe.network == "mlp" and not isinstance(recipe.model, MLPVAEConfig):
+        model = MLPVAEConfig(latent_dim=latent_dim or MLPVAEConfig.latent_dim)
+    elif recipe.network == "conv" and isinstance(recipe.model, MLPVAEConfig):
+        model = VAEConfig(latent_dim=latent_dim or VAEConfig.latent_dim)
+    else:
+        return recipe
+    return dataclasses.replace(recipe, model=model)
 
 
 def describe(recipe: VAERecipe) -> str:
-    return _("latent {latent_dim}, beta {beta}, {length} of {batch_size} images").format(
+    network = "MLP" if isinstance(recipe.model, MLPVAEConfig) else "conv"
+    return _("{network}, latent {latent_dim}, beta {beta}, {length} of {batch_size} images").format(
+        network=network,
         latent_dim=recipe.model.latent_dim,
         beta=f"{recipe.beta:g}",
         length=training.describe_length(recipe.train),
@@ -215,14 +256,21 @@ def save_run(run: Run, path: str | Path, command: str) -> str:
     return training.save_run(run, path, command, beta=run.recipe.beta)
 
 
+def build_from_config(config: dict) -> BernoulliVAE:
+    """The empty VAE a checkpoint's config describes: the MLP's has its fields, the conv VAE's more."""
+    if set(config) == {field.name for field in dataclasses.fields(MLPVAEConfig)}:
+        return MLPVAE(MLPVAEConfig.from_dict(config))
+    return VAE(VAEConfig.from_dict(config))
+
+
 def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
-    """A VAE from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
+    """A VAE (conv or MLP) from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
     return training.Loaded(
         *checkpoints.load_model(
-            lambda config: VAE(VAEConfig.from_dict(config)),
+            build_from_config,
             PRETRAINED_NAME,
             path,
             expected_sha256,
-            kind=VAE.__name__,
+            kind=(VAE.__name__, MLPVAE.__name__),
         )
     )
