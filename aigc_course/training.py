@@ -747,12 +747,20 @@ def training_rows(
     """The first rows of every trainer's summary: steps, training speed and training time (the
     rows' names translated; ``rate``, the speed's, marked with ``N_``)."""
     budget = run.history.budget_minutes
+    steps = f"{run.history.steps_done:,}"
+    if budget is None:
+        steps_row = run.history.steps_done
+    elif run.history.steps_done == run.recipe.train.max_steps:
+        steps_row = _(
+            "{steps} in a budget of {minutes} min: the recipe's limit, where more steps stop "
+            "paying (the data, not the time, runs out)"
+        ).format(steps=steps, minutes=f"{budget:g}")
+    else:
+        steps_row = _("{steps} in a budget of {minutes} min").format(
+            steps=steps, minutes=f"{budget:g}"
+        )
     return {
-        _("steps"): run.history.steps_done
-        if budget is None
-        else _("{steps} in a budget of {minutes} min").format(
-            steps=f"{run.history.steps_done:,}", minutes=f"{budget:g}"
-        ),
+        _("steps"): steps_row,
         _(rate): run.metrics[rate_metric],
         _("train time [s]"): run.metrics["train_seconds"],
     }

@@ -68,7 +68,9 @@ def lora_run(speaker_data):
         rank=2,
         lr=3e-4,
         batch_size=16,
-        eval_batches=40,
+        # 16 fixed batches, the same before and after (a paired difference): the gain measured
+        # 0.0212 nats with 16 and 0.0214 with 40, half the time (the threshold is 0.005)
+        eval_batches=16,
         eval_every=20,  # one evaluation, at the end: the same figures, a third of the time
     )
     return finetune.train(recipe, torch.device("cpu"), progress=False, speaker_data=speaker_data)

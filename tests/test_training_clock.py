@@ -162,6 +162,26 @@ def test_a_budget_ends_at_max_steps_where_the_data_is_the_limit(clock):
     assert history.eval_steps == [0, 12]
 
 
+def test_the_summary_says_when_a_budget_ended_at_the_recipes_limit():
+    """A learner who asked for 10 minutes and got 85 seconds is told why."""
+    from types import SimpleNamespace
+
+    recipe = SimpleNamespace(train=TrainConfig(minutes=10, max_steps=2_500))
+    metrics = {"images_per_second": 1.0, "train_seconds": 85.0}
+
+    def steps_row(done: int) -> str:
+        history = training.History(steps_done=done, budget_minutes=10)
+        return training.training_rows(training.Run(nn.Linear(1, 1), recipe, history, metrics))[
+            "steps"
+        ]
+
+    assert steps_row(2_500) == (
+        "2,500 in a budget of 10 min: the recipe's limit, where more steps stop paying (the "
+        "data, not the time, runs out)"
+    )
+    assert steps_row(2_499) == "2,499 in a budget of 10 min"
+
+
 def test_max_steps_stays_out_of_a_run_by_steps_and_of_a_budget_that_ends_first(clock):
     by_steps, _ = run_linear_model(clock, TrainConfig(steps=7, max_steps=3))
     assert by_steps.steps_done == 7, "a run by steps takes its steps"
