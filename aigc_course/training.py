@@ -60,10 +60,11 @@ class TrainConfig:
     ``accumulation_steps`` splits each step's batch into that many micro-batches whose gradients
     add up before the one update: the same step with less memory (``docs/SCALING.md``).
 
-    ``compile_mode`` is ``torch.compile``'s mode where the model is compiled (e.g.
+    ``compile_mode`` is the recipe's ``torch.compile`` mode where the model is compiled (e.g.
     ``reduce-overhead``: CUDA graphs, for a small model whose steps are kernel launches); None:
-    PyTorch's default. ``AIGC_COMPILE_MODE`` overrides it; a data-parallel run or one with
-    micro-batches keeps PyTorch's default (CUDA graphs are measured for neither).
+    PyTorch's default. A data-parallel run or one with micro-batches does not take the recipe's
+    mode (CUDA graphs are measured for neither); ``AIGC_COMPILE_MODE``, the user's own choice,
+    applies to every run.
     """
 
     steps: int = 1000
@@ -229,6 +230,10 @@ class RunClock:
     steps at most (an agreement is a broadcast, which waits for the device), rank 0 says how many
     more steps fit (from its time per step so far), how much of the budget is spent and how much
     a step spends. All ranks stop on the same step, with the same learning rate at every step.
+
+    The learning-rate schedule's share of the budget is counted from the end of the first step:
+    that step holds the one-off costs (``torch.compile``'s compilation, 25-35 s for the gpu GPT on
+    an H200), which would otherwise push the schedule past its warm-up before a second step.
     """
 
     def __init__(
@@ -249,6 +254,7 @@ class RunClock:
         self.agreed_step_share = 0.0  # and the share one step spends
         self.agreed_at = 0  # the steps done at the last agreement
         self.agreed_steps_left = 0  # the steps still to take before the next one
+        self.first_step_ended: float | None = None  # when the schedule's time begins
 
     @property
     def timed(self) -> bool:
@@ -260,6 +266,8 @@ class RunClock:
 
     def __iter__(self) -> Iterator[int]:
         while True:
+            if self.done == 1 and self.first_step_ended is None:
+                self.first_step_ended = self.elapsed()
             if self.budget is None:
                 if self.done >= self.steps:
                     return
@@ -287,16 +295,29 @@ class RunClock:
         else:
             per_step = elapsed / self.done
             fit = 0.0 if remaining <= 0 else max(1, min(AGREE_EVERY, int(remaining // per_step)))
-            step_share = per_step / self.budget
-        spent = min(elapsed / self.budget, 1.0)
+            began = self.first_step_ended or 0.0
+            later_step = (elapsed - began) / (self.done - 1) if self.done > 1 else per_step
+            step_share = later_step / max(self.budget - began, 1e-9)
+        spent = self.schedule_share(elapsed)
         agreed = distributed.broadcast_floats([fit, spent, step_share], self.device, self.world)
         self.agreed_steps_left = int(agreed[0])
         self.agreed_spent, self.agreed_step_share = agreed[1], agreed[2]
         self.agreed_at = self.done
 
     def is_last(self, step: int) -> bool:
-        """True for the last step of a run by steps (a timed run learns its last step only after)."""
-        return self.budget is None and step == self.steps
+        """True for the last step of a run by steps, or of a timed run's ``max_steps`` (a run
+        that the time ends learns its last step only after)."""
+        if self.budget is None:
+            return step == self.steps
+        return step == self.max_steps
+
+    def schedule_share(self, elapsed: float) -> float:
+        """The share of the budget the schedule has spent at ``elapsed`` seconds: counted from the
+        end of the first step (0 until then), against the budget left at that moment."""
+        if self.first_step_ended is None:
+            return 0.0
+        left = self.budget - self.first_step_ended
+        return min(max(elapsed - self.first_step_ended, 0.0) / left, 1.0) if left > 0 else 1.0
 
     def position(self, step: int) -> tuple[int, int]:
         """Where ``step`` (1-based) is in the run, as ``(index, total)`` for a learning-rate schedule:
@@ -307,7 +328,7 @@ class RunClock:
         if self.agreed_spent is not None:  # the same on every rank: the agreement, stepped on
             spent = self.agreed_spent + (step - 1 - self.agreed_at) * self.agreed_step_share
         else:
-            spent = self.elapsed() / self.budget
+            spent = self.schedule_share(self.elapsed())
         if self.max_steps is not None:  # the nearer end: the time's or the steps'
             spent = max(spent, (step - 1) / self.max_steps)
         spent = min(spent, 1.0)

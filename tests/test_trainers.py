@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from aigc_course import checkpoints, cli, runtime, training
+from aigc_course.errors import SettingError
 from aigc_course.models.gpt import GPT, GPTConfig
 from aigc_course.training import TrainConfig
 from tests.helpers import ROOT, require
@@ -198,6 +199,14 @@ def test_a_cpu_vae_run_by_the_clock_trains_the_mlp_up_to_10_minutes():
         latent_dim=2
     )
     assert vae.recipe_for(cpu, network="mlp").model == MLPVAEConfig()
+    with pytest.raises(
+        SettingError, match=r"channels=\(16, 32\) set for the conv VAE.*--network conv"
+    ):
+        vae.recipe_for(cpu, minutes=5.0, channels=(16, 32))
+    assert vae.recipe_for(cpu, minutes=5.0, channels=(16, 32), network="conv").model.channels == (
+        16,
+        32,
+    )
     assert vae.describe(vae.recipe_for(cpu, minutes=1.0)).startswith("MLP, latent 20")
 
 

@@ -136,8 +136,10 @@ def test_the_schedule_follows_the_clock_and_ends_annealed(clock):
     assert history.steps_done == 60
     grid = training.SCHEDULE_RESOLUTION
     assert positions[0] == (0, grid) and all(total == grid for _, total in positions)
-    # Step s starts after s - 1 seconds of 60: its position is (s - 1) / 60 of the grid.
-    assert [index for index, _ in positions] == [int((s - 1) / 60 * grid) for s in range(1, 61)]
+    # The schedule's time begins when the first step ends (1 s in): step s >= 2 starts s - 1
+    # seconds in, so its position is (s - 2) / 59 of the grid.
+    expected = [0] + [int((s - 2) / 59 * grid) for s in range(2, 61)]
+    assert [index for index, _ in positions] == expected
     learning_rates = history.metrics["lr"]
     assert max(learning_rates) == pytest.approx(1e-2, rel=1e-3)
     assert learning_rates[-1] < 2e-4, "annealed to near its floor when the time is up"
@@ -180,6 +182,42 @@ def test_the_summary_says_when_a_budget_ended_at_the_recipes_limit():
         "data, not the time, runs out)"
     )
     assert steps_row(2_499) == "2,499 in a budget of 10 min"
+
+
+def test_a_slow_first_step_does_not_push_the_schedule_past_its_warm_up(clock):
+    """torch.compile compiles inside the first step (25-35 s for the gpu GPT on an H200): the
+    schedule's share of the budget is counted from the end of that step, so the warm-up still
+    happens, step by step, after it."""
+    positions = []
+    durations = iter([20.0] + [1.0] * 1000)  # the first step compiles
+
+    def loss_fn(m, batch):
+        clock.now += next(durations)
+        return nn.functional.mse_loss(m(batch[0]), batch[1]), {}
+
+    training.train(
+        nn.Linear(3, 1),
+        loss_fn,
+        iter(lambda: (torch.randn(4, 3), torch.randn(4, 1)), None),
+        TrainConfig(minutes=1, log_every=1000, eval_every=1000),
+        device=torch.device("cpu"),
+        compile_model=False,
+        progress=False,
+        lr_schedule=lambda index, total: positions.append(index) or 1e-3,
+    )
+    grid = training.SCHEDULE_RESOLUTION
+    assert len(positions) == 41, "the first step (20 s), then 40 steps of 1 s"
+    # Step s >= 2 starts 20 + (s - 2) seconds in: (s - 2) / 40 of the 40 seconds left.
+    assert positions[:4] == [0, 0, grid // 40, 2 * grid // 40]
+
+
+def test_the_last_step_of_max_steps_is_known_as_the_last(clock):
+    """The weights are handed over (saved) before the final evaluation, as in a run by steps."""
+    events = []
+    config = TrainConfig(minutes=1, max_steps=6, eval_every=3, log_every=1)
+    history, _ = run_linear_model(clock, config, eval_seconds=0.5, events=events)
+    assert history.steps_done == 6 and history.eval_steps == [0, 3, 6]
+    assert events[-2:] == [("trained", 6), "eval"]
 
 
 def test_max_steps_stays_out_of_a_run_by_steps_and_of_a_budget_that_ends_first(clock):
@@ -326,7 +364,10 @@ def test_timed_ranks_agree_every_few_steps_not_every_step(clock, monkeypatch):
     assert len(sent) <= 2 + run_clock.done // training.AGREE_EVERY + 1
     assert all(0 < count <= training.AGREE_EVERY for count, _, _ in sent[:-1])
     assert sent[-1][0] == 0, "the last agreement: stop"
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    # Steps 1 and 2 both start the schedule (its time begins when the first step ends); from
+    # there every step moves it on.
+    assert positions == sorted(positions) and positions[:2] == [0, 0]
+    assert len(set(positions[1:])) == len(positions) - 1
     assert positions[-1] < training.SCHEDULE_RESOLUTION
 
 

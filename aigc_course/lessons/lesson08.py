@@ -4,6 +4,7 @@ on 唐诗三百首 (a vocabulary of thousands of characters, a corpus small enou
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +149,11 @@ def race(
             recipe, minutes=minutes, steps=steps or recipe.train.steps, eval_every=10**9,
             eval_batches=20, log_every=5,
         )  # fmt: skip
+        # Every shape the same minutes, compiled alike: no step limit (the gpu recipe's ends at
+        # 2,500 steps, which a cheap shape could reach inside the race) and PyTorch's default
+        # compile mode (CUDA graphs' longer compilation would eat a short race's minutes).
+        train = dataclasses.replace(recipe.train, max_steps=None, compile_mode=None)
+        recipe = dataclasses.replace(recipe, train=train)
         runs[name] = gpt_trainer.train(recipe, device, progress=False, shakespeare=shakespeare)
     return runs
 

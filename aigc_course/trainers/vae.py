@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from aigc_course import checkpoints, data, distributed, runtime, training
+from aigc_course.errors import SettingError
 from aigc_course.i18n import N_, _
 from aigc_course.models.vae import (
     MLPVAE,
@@ -102,6 +103,21 @@ def with_network(recipe: VAERecipe, latent_dim: int | None = None) -> VAERecipe:
     Kingma & Welling's 20) in place of the conv VAE's config, or the conv VAE's (latent
     ``latent_dim``, or 16) in place of the MLP's; unchanged when they already agree."""
     if recipe.network == "mlp" and not isinstance(recipe.model, MLPVAEConfig):
+        conv_only = {
+            name: value
+            for name, value in dataclasses.asdict(recipe.model).items()
+            if name != "latent_dim" and value != getattr(VAEConfig(), name)
+        }
+        if conv_only:
+            raise SettingError(
+                _(
+                    "{settings} set for the conv VAE, but this run trains the MLP (a cpu run by "
+                    "the clock of up to 10 minutes does, measured better there): add "
+                    "network='conv' (--network conv) to train the conv VAE"
+                ).format(
+                    settings=", ".join(f"{name}={value!r}" for name, value in conv_only.items())
+                )
+            )
         model = MLPVAEConfig(latent_dim=latent_dim or MLPVAEConfig.latent_dim)
     elif recipe.network == "conv" and isinstance(recipe.model, MLPVAEConfig):
         model = VAEConfig(latent_dim=latent_dim or VAEConfig.latent_dim)
