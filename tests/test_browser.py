@@ -320,10 +320,21 @@ def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(pa
         box.fill(text)
         box.press("Enter")
 
-    def settled_digest() -> str:
-        wait_until_idle(page)
-        page.wait_for_timeout(300)  # the last image message reaches the page
-        return page.evaluate(IMAGE_DIGEST, panel)
+    def settled_digest(changed_from: str | None = None, quiet_ms: int = 1500) -> str:
+        """The figure once it has changed from ``changed_from`` (when given) and then stayed the
+        same, the kernel idle, for ``quiet_ms``: the toolbar can still say idle before the
+        kernel has the new sentence, and a busy machine draws slowly (CI once read the figure
+        too early with a fixed 300 ms wait)."""
+        deadline = time.monotonic() + 60
+        last = None
+        while time.monotonic() < deadline:
+            wait_until_idle(page)
+            digest = page.evaluate(IMAGE_DIGEST, panel)
+            if digest is not None and digest != changed_from and digest == last:
+                return digest
+            last = digest
+            page.wait_for_timeout(quiet_ms)
+        raise AssertionError(f"the figure did not settle in 60 s (last: {last})")
 
     original = settled_digest()
     assert original
@@ -336,11 +347,11 @@ def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(pa
     assert settled_digest() == original, "the last good figure stays"
     enter("the dog ran")
     enter("a cat and a dog and a cat")  # straight after: two updates in flight
-    fast = settled_digest()
+    fast = settled_digest(changed_from=original)
     enter("something else entirely")
-    settled_digest()
+    other = settled_digest(changed_from=fast)
     enter("a cat and a dog and a cat")
-    alone = settled_digest()
+    alone = settled_digest(changed_from=other)
     assert fast == alone != original
     assert "cannot draw this" not in explorer.first.inner_text()
     explorer.first.screenshot(path=str(artifacts_dir() / "lesson04_explorer.png"))
