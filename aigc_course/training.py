@@ -295,9 +295,11 @@ class RunClock:
         else:
             per_step = elapsed / self.done
             fit = 0.0 if remaining <= 0 else max(1, min(AGREE_EVERY, int(remaining // per_step)))
-            began = self.first_step_ended or 0.0
-            later_step = (elapsed - began) / (self.done - 1) if self.done > 1 else per_step
-            step_share = later_step / max(self.budget - began, 1e-9)
+            # done >= 1: the first step has ended (__iter__ noted when, before this agreement)
+            later = (
+                (elapsed - self.first_step_ended) / (self.done - 1) if self.done > 1 else per_step
+            )
+            step_share = self.schedule_share(self.first_step_ended + later)
         spent = self.schedule_share(elapsed)
         agreed = distributed.broadcast_floats([fit, spent, step_share], self.device, self.world)
         self.agreed_steps_left = int(agreed[0])

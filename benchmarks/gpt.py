@@ -17,7 +17,7 @@ import time
 import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
-from aigc_course import runtime, settings, training
+from aigc_course import runtime, settings
 from aigc_course.trainers import gpt as trainer
 from aigc_course.validators import count
 
@@ -65,10 +65,9 @@ def main() -> None:
     profile = runtime.get_profile(args.profile)
     device = runtime.get_device()
     recipe = trainer.recipe_for(
-        profile, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr
-    )
-    if args.eval_every:
-        recipe = training.override(recipe, eval_every=args.eval_every)
+        profile, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+        eval_every=args.eval_every,
+    )  # fmt: skip
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     run = trainer.train(recipe, device=device, progress=False)

@@ -17,7 +17,8 @@
 # cache) and, only when the steps include time-lessons (the one step that runs notebooks), downloads
 # the notebook runner's packages as wheels into .gpu-wheels/ (less those the GPU machine's image
 # already has); both folders are git-ignored and travel with the working tree (it checks that all
-# of it stays under the 64 MiB that may travel: the data alone is 31 MB, the wheels 17 MB). On the GPU machine the script then
+# of it stays under the 64 MiB that may travel: the data alone is 31 MB, the wheels 17 MB). On the
+# GPU machine the script then
 #   1. installs the wheels without network into GPU_CHECK_SITE (its python's own folders are left
 #      alone) and puts that folder and the course on PYTHONPATH, which notebook kernels inherit;
 #   2. reports the environment (`aigc-course doctor`);
@@ -60,21 +61,20 @@ wants() {  # wants STEP: whether GPU_CHECK_STEPS (or the default) includes STEP
     [[ $wanted == all || " ${wanted//$'\n'/ } " == *" $1 "* ]]
 }
 
-if [[ ${1:-} == --prepare && ! $(wants time-lessons && echo yes) ]]; then
-    set -e
-    rm -rf "$WHEELS"
-    echo "wheels: none (no notebook runs among the steps; the course's own imports are all there)"
-elif [[ ${1:-} == --prepare ]]; then
-    set -e
-    mkdir -p "$WHEELS"
-    # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
-    "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
-        --python-version "${GPU_CHECK_PYTHON_VERSION:-3.12}" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux_2_28_x86_64 $MISSING_PACKAGES
-    for name in $ALREADY_THERE; do rm -f "$WHEELS/$name"-[0-9]*.whl; done
-    echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
-fi
 if [[ ${1:-} == --prepare ]]; then
+    set -e
+    if wants time-lessons; then
+        mkdir -p "$WHEELS"
+        # The GPU machine's Python is 3.12 on x86_64 Linux: fetch wheels for that, whatever runs here.
+        "$PYTHON" -m pip download --quiet --dest "$WHEELS" --only-binary=:all: \
+            --python-version "${GPU_CHECK_PYTHON_VERSION:-3.12}" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+            --platform manylinux_2_28_x86_64 $MISSING_PACKAGES
+        for name in $ALREADY_THERE; do rm -f "$WHEELS/$name"-[0-9]*.whl; done
+        echo "wheels: $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1) in $WHEELS/"
+    else
+        rm -rf "$WHEELS"
+        echo "wheels: none (no notebook runs among the steps; the course's own imports are all there)"
+    fi
     # The data: every required data set, verified, into the repository's data/ (the cache).
     AIGC_DATA_DIR="$PWD/data" aigc-course data fetch
     echo "data: $(du -sh data | cut -f1) in data/"
@@ -149,9 +149,8 @@ run_benchmark() {  # run_benchmark SCRIPT MINUTES [options]: the profile's recip
 }
 
 # The default steps' limits add up to about 13 minutes (each step's figure is its longest); they are
-# expected to take about 7 on an H200 (each GPT run's compilation 25-35 s); a step that needs longer is cut and says
-# so. A budgeted benchmark's minutes
-# include torch.compile's first compilation; its limit leaves room for the final evaluation and for
+# expected to take about 7 on an H200 (each GPT run's compilation 25-35 s); a step that needs
+# longer is cut and says so. A budgeted benchmark's minutes include torch.compile's first compilation; its limit leaves room for the final evaluation and for
 # the exit (tearing down CUDA and torch.compile took 5 s or more there).
 export PYTHON PROFILE WHEELS SITE
 export -f install_course report_versions run_benchmark run_torchrun_gpt

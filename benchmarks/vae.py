@@ -7,7 +7,8 @@
 Welling's 784-400-20 MLP VAE (:class:`aigc_course.models.vae.MLPVAE`) with the profile's batch size
 and learning rate (128 and 1e-3 on the cpu profile), so that ``--minutes`` compares the two at equal
 wall-clock time (``--model`` is the recipe's ``network``: the default here is conv, whereas
-``aigc-course train vae --minutes M`` on the cpu profile trains the MLP up to 10 minutes). ``--channels`` changes the conv VAE's two channel counts (32 and 64 in the
+``aigc-course train vae --minutes M`` on the cpu profile trains the MLP up to 10 minutes).
+``--channels`` changes the conv VAE's two channel counts (32 and 64 in the
 course's model), the cheapest way to a faster conv step.
 
 Prints: device, torch version, profile, steps, batch size, images/s (training), final test negative

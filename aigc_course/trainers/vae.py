@@ -280,7 +280,8 @@ def build_from_config(config: dict) -> BernoulliVAE:
 
 
 def load(path: str | Path | None = None, expected_sha256: str | None = None) -> training.Loaded:
-    """A VAE (conv or MLP) from a checkpoint file, or the course's pretrained one (sha256-verified) by default."""
+    """A VAE (conv or MLP) from a checkpoint file, or the course's pretrained one
+    (sha256-verified) by default."""
     return training.Loaded(
         *checkpoints.load_model(
             build_from_config,
