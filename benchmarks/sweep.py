@@ -1,6 +1,7 @@
-"""Sweep GPT recipes at fixed wall-clock budgets: which recipe gives the best model per CPU-minute.
+"""Sweep GPT or DCGAN recipes at fixed wall-clock budgets: which gives the best model per CPU-minute.
 
-    python benchmarks/sweep.py [--minutes 1 3 10 | --steps N] [--candidates NAME ...] [--threads N]
+    python benchmarks/sweep.py [--model gpt|gan] [--minutes 1 3 10 | --steps N]
+                               [--candidates NAME ...] [--threads N]
                                [--scorer corpus|blocks] [--eval-characters N]
 
 Each candidate is the cpu profile's GPT recipe with a few settings changed (batch, context, width,
@@ -15,6 +16,10 @@ context (:func:`aigc_course.trainers.gpt.corpus_loss`); ``--scorer blocks``: the
 command for a CPU (4 layers x 4 heads x 128, context 64, batch 12, no dropout, lr 1e-3 to 1e-4
 after 100 warm-up steps, weight decay 0.1; run it with ``--steps 2000``): the baseline to beat,
 with no peer code.
+``--model gan``: the DCGAN's candidates (:data:`GAN_CANDIDATES`), each the cpu profile's recipe with
+a few settings changed (width, learning rate, batch), scored by the course FID against 2,000 test
+images (lower is better) at every evaluation: by steps, the row shows the whole curve.
+
 Prints a markdown table, one row per (candidate, budget), with this machine's fp32 matmul speed:
 the figures scale with it. Record the table in benchmarks/RESULTS.md.
 """
@@ -28,6 +33,7 @@ import _common  # benchmarks/_common.py: the script's own folder is on sys.path
 import torch
 
 from aigc_course import runtime, training
+from aigc_course.trainers import gan
 from aigc_course.trainers import gpt as trainer
 
 #: The candidates: changes to the cpu profile's recipe (4 layers x 4 heads x 128, context 128,
@@ -64,6 +70,18 @@ CANDIDATES: dict[str, dict[str, object]] = {
     },
 }
 
+#: The DCGAN's candidates: changes to the cpu profile's recipe (64 channels, latent 64, batch 64,
+#: Adam lr 2e-4, betas (0.5, 0.999)). A narrower network takes a third of the time per step.
+GAN_CANDIDATES: dict[str, dict[str, object]] = {
+    "budget": {},  # the recipe the trainer picks for the budget (trainers.gan.CPU_BUDGETS)
+    "recipe": {},
+    "lr1e-3": {"lr": 1e-3},
+    "ch32": {"channels": 32},
+    "ch32-lr5e-4": {"channels": 32, "lr": 5e-4},
+    "ch32-lr1e-3": {"channels": 32, "lr": 1e-3},
+    "ch48-lr1e-3": {"channels": 48, "lr": 1e-3},
+}
+
 #: Validation characters every candidate is scored on.
 EVAL_CHARACTERS = 200_000
 EVAL_BATCH_SIZE = 32
@@ -85,13 +103,91 @@ def score(
     return trainer.estimate_loss(model, shakespeare.val_ids, batches, EVAL_BATCH_SIZE)
 
 
+def describe_changes(name: str, candidates: dict, budgets: tuple, minutes: float | None) -> str:
+    """A row's changes to the recipe: the candidate's, or for ``budget`` the budget table's row."""
+    if name != "budget":
+        return ", ".join(f"{k}={v}" for k, v in candidates[name].items()) or "(none)"
+    row = training.budget_row(budgets, minutes)
+    chosen = ", ".join(f"{k}={v}" for k, v in row.changes.items()) if row else "(none)"
+    return f"the budget's: {chosen}"
+
+
+def candidate_recipe(trainer_module, profile, name: str, candidates: dict, length: dict):
+    """What ``train MODEL --minutes M`` trains (``budget``), or the step-count recipe with the
+    candidate's changes, by the clock or by steps."""
+    if name == "budget":
+        return trainer_module.recipe_for(profile, **length)
+    return training.override(trainer_module.recipe_for(profile, **candidates[name]), **length)
+
+
+def sweep_gpt(args, profile, device, lengths) -> None:
+    shakespeare = trainer.load_data()
+    print(
+        "| candidate | changes | minutes | wall [s] | steps × batch | tokens seen | params "
+        f"| val loss [nats/char, {args.scorer}] | bits/char | tokens/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.candidates or list(CANDIDATES):
+        for length in lengths:
+            recipe = candidate_recipe(trainer, profile, name, CANDIDATES, length)
+            if args.eval_characters < EVAL_CHARACTERS:
+                batches = eval_batches(args.eval_characters, recipe.model.block_size)
+                recipe = training.override(recipe, eval_batches=min(batches, recipe.eval_batches))
+            run = trainer.train(recipe, device=device, progress=False, shakespeare=shakespeare)
+            loss = score(run.model, shakespeare, args.scorer, args.eval_characters)
+            minutes = length.get("minutes")
+            history = run.history
+            tokens = history.examples * recipe.model.block_size
+            changes = describe_changes(name, CANDIDATES, trainer.CPU_BUDGETS, minutes)
+            print(
+                f"| {name} | {changes} | {'-' if minutes is None else f'{minutes:g}'} "
+                f"| {history.seconds:.0f} | {history.steps_done} × {recipe.batch_size} "
+                f"| {tokens:,} | {run.metrics['parameters']:,} | {loss:.4f} "
+                f"| {loss / math.log(2):.4f} | {run.metrics['tokens_per_second']:,.0f} |",
+                flush=True,
+            )
+
+
+def sweep_gan(args, profile, device, lengths) -> None:
+    print(
+        "| candidate | changes | minutes | wall [s] | steps × batch | ms/step | FID at each "
+        "evaluation (steps) | final FID | class entropy [nats] |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.candidates or list(GAN_CANDIDATES):
+        for length in lengths:
+            recipe = candidate_recipe(gan, profile, name, GAN_CANDIDATES, length)
+            run = gan.train(recipe, device=device, progress=False)
+            minutes = length.get("minutes")
+            history = run.history
+            curve = ", ".join(
+                f"{fid:.1f} ({step})"
+                for step, fid in zip(history.eval_steps, history.eval_metrics["fid"], strict=True)
+            )
+            print(
+                f"| {name} | {describe_changes(name, GAN_CANDIDATES, gan.CPU_BUDGETS, minutes)} "
+                f"| {'-' if minutes is None else f'{minutes:g}'} | {history.seconds:.0f} "
+                f"| {history.steps_done} × {recipe.batch_size} "
+                f"| {1000 * history.seconds / history.steps_done:.1f} | {curve} "
+                f"| {run.metrics['test_fid']:.2f} | {run.metrics['test_class_entropy']:.4f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("gpt", "gan"), default="gpt")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0])
     length.add_argument("--steps", type=int, help="train each candidate this many steps instead")
     parser.add_argument("--scorer", choices=("corpus", "blocks"), default="corpus")
-    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None)
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=sorted({*CANDIDATES, *GAN_CANDIDATES}),
+        default=None,
+        help="the GPT's (default: all of them) or with --model gan the DCGAN's",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--eval-characters",
@@ -101,48 +197,19 @@ def main() -> None:
         "number also makes the evaluations during training that small (a quick check)",
     )
     args = parser.parse_args()
+    table = GAN_CANDIDATES if args.model == "gan" else CANDIDATES
+    unknown = sorted(set(args.candidates or ()) - set(table))
+    if unknown:
+        parser.error(f"not {args.model} candidates: {', '.join(unknown)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     profile = runtime.get_profile("cpu")
     device = runtime.get_device()
-    shakespeare = trainer.load_data()
     _common.print_figures(_common.environment(profile, device))
     print()
-    print(
-        "| candidate | changes | minutes | wall [s] | steps × batch | tokens seen | params "
-        f"| val loss [nats/char, {args.scorer}] | bits/char | tokens/s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
     lengths = [{"steps": args.steps}] if args.steps else [{"minutes": m} for m in args.minutes]
-    for name in args.candidates or list(CANDIDATES):
-        for length in lengths:
-            if name == "budget":  # what `aigc-course train gpt --minutes M` trains
-                recipe = trainer.recipe_for(profile, **length)
-            else:  # the step-count recipe with the candidate's changes, by the clock or steps
-                recipe = training.override(
-                    trainer.recipe_for(profile, **CANDIDATES[name]), **length
-                )
-            if args.eval_characters < EVAL_CHARACTERS:
-                batches = eval_batches(args.eval_characters, recipe.model.block_size)
-                recipe = training.override(recipe, eval_batches=min(batches, recipe.eval_batches))
-            run = trainer.train(recipe, device=device, progress=False, shakespeare=shakespeare)
-            loss = score(run.model, shakespeare, args.scorer, args.eval_characters)
-            minutes = length.get("minutes")
-            history = run.history
-            tokens = history.examples * recipe.model.block_size
-            changes = ", ".join(f"{k}={v}" for k, v in CANDIDATES[name].items()) or "(none)"
-            if name == "budget":
-                row = training.budget_row(trainer.CPU_BUDGETS, minutes)
-                chosen = ", ".join(f"{k}={v}" for k, v in row.changes.items()) if row else "(none)"
-                changes = f"the budget's: {chosen}"
-            print(
-                f"| {name} | {changes} | {'-' if minutes is None else f'{minutes:g}'} "
-                f"| {history.seconds:.0f} | {history.steps_done} × {recipe.batch_size} "
-                f"| {tokens:,} | {run.metrics['parameters']:,} | {loss:.4f} "
-                f"| {loss / math.log(2):.4f} | {run.metrics['tokens_per_second']:,.0f} |",
-                flush=True,
-            )
+    (sweep_gan if args.model == "gan" else sweep_gpt)(args, profile, device, lengths)
 
 
 if __name__ == "__main__":

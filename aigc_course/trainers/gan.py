@@ -36,6 +36,13 @@ PRETRAINED_NAME = "dcgan_fashion_mnist"
 D_WINS_THRESHOLD = 0.01  # mean D(G(z)) below this ...
 D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has won outright
 
+#: The cpu profile's DCGAN for a run by the clock (``--minutes M``), the best measured for the
+#: budget on a 2-core CPU (benchmarks/RESULTS.md): half the channels (a third of the time per
+#: step, so three times the steps) and Adam's learning rate 1e-3 instead of the paper's 2e-4.
+CPU_BUDGETS: tuple[training.BudgetRecipe, ...] = (
+    training.BudgetRecipe(10.0, {"channels": 32, "lr": 1e-3}, "DCGAN recipes per CPU-minute"),
+)
+
 
 @dataclass(frozen=True)
 class GANRecipe:
@@ -54,7 +61,9 @@ def recipe_for(
     profile: runtime.Profile | None = None, conditional: bool = False, **overrides
 ) -> GANRecipe:
     """The DCGAN recipe of a profile (``conditional``: a class-conditional GAN); any field may be
-    overridden (see :func:`training.override`)."""
+    overridden (see :func:`training.override`). An unconditional run by the clock on the cpu
+    profile (``minutes=M``) starts from the best recipe measured for that budget
+    (:data:`CPU_BUDGETS`)."""
     profile = profile or runtime.get_profile()
     model = GANConfig(n_classes=10 if conditional else 0)
     base = profile.select(
@@ -72,6 +81,8 @@ def recipe_for(
             fid_images=10_000,
         ),
     )
+    if profile.name == "cpu" and not conditional:
+        base = training.for_budget(base, CPU_BUDGETS, overrides.get("minutes"))
     return training.override(base, **overrides)
 
 
