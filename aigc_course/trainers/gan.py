@@ -36,9 +36,9 @@ PRETRAINED_NAME = "dcgan_fashion_mnist"
 D_WINS_THRESHOLD = 0.01  # mean D(G(z)) below this ...
 D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has won outright
 
-#: The cpu profile's DCGAN for a run by the clock (``--minutes M``), the best measured for the
-#: budget on a 2-core CPU (benchmarks/RESULTS.md): half the channels (a third of the time per
-#: step, so three times the steps) and Adam's learning rate 1e-3 instead of the paper's 2e-4.
+#: The cpu profile's DCGAN for a run by the clock (``--minutes M``), chosen from the sweep on a
+#: 2-core CPU (benchmarks/RESULTS.md): half the channels (1/2.4 of the time per step, so 2.4 times
+#: the steps) and Adam's learning rate 1e-3 instead of the paper's 2e-4.
 CPU_BUDGETS: tuple[training.BudgetRecipe, ...] = (
     training.BudgetRecipe(10.0, {"channels": 32, "lr": 1e-3}, "DCGAN recipes per CPU-minute"),
 )
