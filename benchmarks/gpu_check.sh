@@ -17,8 +17,8 @@
 # cache) and, only when the steps include time-lessons (the one step that runs notebooks), downloads
 # the notebook runner's packages as wheels into .gpu-wheels/ (less those the GPU machine's image
 # already has); both folders are git-ignored and travel with the working tree (it checks that all
-# of it stays under the 64 MiB that may travel: the data alone is 31 MB, the wheels 17 MB). On the
-# GPU machine the script then
+# of it stays under the 64 MiB that may travel: the data alone is 31 MB, the wheels 17 MB).
+# On the GPU machine the script then
 #   1. installs the wheels without network into GPU_CHECK_SITE (its python's own folders are left
 #      alone) and puts that folder and the course on PYTHONPATH, which notebook kernels inherit;
 #   2. reports the environment (`aigc-course doctor`);
@@ -150,8 +150,9 @@ run_benchmark() {  # run_benchmark SCRIPT MINUTES [options]: the profile's recip
 
 # The default steps' limits add up to about 13 minutes (each step's figure is its longest); they are
 # expected to take about 7 on an H200 (each GPT run's compilation 25-35 s); a step that needs
-# longer is cut and says so. A budgeted benchmark's minutes include torch.compile's first compilation; its limit leaves room for the final evaluation and for
-# the exit (tearing down CUDA and torch.compile took 5 s or more there).
+# longer is cut and says so. A budgeted benchmark's minutes include torch.compile's first
+# compilation; its limit leaves room for the final evaluation and for the exit (tearing down CUDA
+# and torch.compile took 5 s or more there).
 export PYTHON PROFILE WHEELS SITE
 export -f install_course report_versions run_benchmark run_torchrun_gpt
 step install 45 install_course

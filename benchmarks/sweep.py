@@ -17,7 +17,7 @@ command for a CPU (4 layers x 4 heads x 128, context 64, batch 12, no dropout, l
 after 100 warm-up steps, weight decay 0.1; run it with ``--steps 2000``): the baseline to beat,
 with no peer code.
 ``--model gan``: the DCGAN's candidates (:data:`GAN_CANDIDATES`), each the cpu profile's recipe with
-a few settings changed (width, learning rate, batch), scored by the course FID against 2,000 test
+a few settings changed (width, learning rate), scored by the course FID against 2,000 test
 images (lower is better) at every evaluation: by steps, the row shows the whole curve.
 
 Prints a markdown table, one row per (candidate, budget), with this machine's fp32 matmul speed:
