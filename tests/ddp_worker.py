@@ -9,6 +9,9 @@ MODE ``save``: the same run, then ``training.save_run`` on every rank (only rank
 rank 0's greedy continuation of a prompt into OUT/text.txt.
 MODE ``gan``: a few steps of the DCGAN trainer, writing this rank's weights.
 MODE ``crash`` / ``vanish`` / ``stuck``: rank 1 raises an error / exits silently / hangs at step 3.
+MODE ``suite``: the runs that end well, one after another in one launch (each launch costs every
+process its start-up): ``gpt`` with 1 and with 2 micro-batches, ``gpt`` by the clock with rank 1
+slower, ``save`` and ``gan``, each into its own folder of OUT (:data:`SUITE`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ from aigc_course.trainers import gpt as gpt_trainer
 CONFIG = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 GLOBAL_BATCH = 8
 PROMPT = [1, 2, 3, 4]
+#: What ``suite`` runs: a folder of OUT for each, and the mode and options it runs there.
+SUITE: dict[str, tuple[str, dict]] = {
+    "gpt-1": ("gpt", {"accumulation": 1}),
+    "gpt-2": ("gpt", {"accumulation": 2}),
+    "timed": ("gpt", {"minutes": 0.05, "slow_rank": 1}),
+    "save": ("save", {}),
+    "gan": ("gan", {}),
+}
 
 
 def synthetic_ids() -> torch.Tensor:
@@ -113,42 +124,54 @@ def greedy_text(model: GPT) -> list[int]:
     return out[0].tolist()
 
 
+def run(
+    mode: str,
+    out: Path,
+    accumulation: int = 1,
+    minutes: float | None = None,
+    slow_rank: int | None = None,
+) -> None:
+    """One mode, into ``out``, on this rank."""
+    out.mkdir(parents=True, exist_ok=True)
+    world = distributed.world()
+    if mode == "gan":
+        torch.save(gan_weights(), out / f"weights_rank{world.rank}.pt")
+        return
+    fail = mode if mode in ("crash", "vanish", "stuck") else None
+    model, history, seen = train_small_gpt(
+        accumulation=accumulation, minutes=minutes, slow_rank=slow_rank, fail=fail
+    )
+    if mode == "save":
+        run_ = training.Run(model, SimpleNamespace(batch_size=GLOBAL_BATCH), history, {})
+        training.save_run(run_, out / "model.safetensors", "tests.ddp_worker save")
+        if world.is_main:
+            (out / "text.txt").write_text(" ".join(map(str, greedy_text(model))))
+        return
+    torch.save(
+        {
+            "weights": model.state_dict(),
+            "first_batch": seen[0],
+            "steps": history.steps_done,
+            "val_loss": history.eval_metrics["val_loss"],
+        },
+        out / f"rank{world.rank}.pt",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["gpt", "save", "gan", "crash", "vanish", "stuck"])
+    parser.add_argument("mode", choices=["gpt", "save", "gan", "crash", "vanish", "stuck", "suite"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--accumulation", type=int, default=1)
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--slow-rank", type=int)
     args = parser.parse_args()
-    world = distributed.world(torch.device("cpu"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    rank = world.rank
-    if args.mode == "gan":
-        torch.save(gan_weights(), args.out / f"weights_rank{rank}.pt")
+    distributed.world(torch.device("cpu"))
+    if args.mode == "suite":
+        for folder, (mode, options) in SUITE.items():
+            run(mode, args.out / folder, **options)
     else:
-        fail = args.mode if args.mode in ("crash", "vanish", "stuck") else None
-        model, history, seen = train_small_gpt(
-            accumulation=args.accumulation,
-            minutes=args.minutes,
-            slow_rank=args.slow_rank,
-            fail=fail,
-        )
-        if args.mode == "save":
-            run = training.Run(model, SimpleNamespace(batch_size=GLOBAL_BATCH), history, {})
-            training.save_run(run, args.out / "model.safetensors", "tests.ddp_worker save")
-            if world.is_main:
-                (args.out / "text.txt").write_text(" ".join(map(str, greedy_text(model))))
-        else:
-            torch.save(
-                {
-                    "weights": model.state_dict(),
-                    "first_batch": seen[0],
-                    "steps": history.steps_done,
-                    "val_loss": history.eval_metrics["val_loss"],
-                },
-                args.out / f"rank{rank}.pt",
-            )
+        run(args.mode, args.out, args.accumulation, args.minutes, args.slow_rank)
     distributed.close()
 
 

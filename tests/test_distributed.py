@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aigc_course import checkpoints, distributed, runtime, training
+from aigc_course import checkpoints, cli, distributed, runtime, training
 from aigc_course.errors import SettingError
 from aigc_course.runtime import RuntimeConfigError
 from tests import ddp_worker
@@ -50,12 +50,20 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    """The runs that end well, in one launch of two processes (``ddp_worker.SUITE``): each launch
+    costs every process its start-up (Python, torch), several seconds on a small machine."""
+    out = tmp_path_factory.mktemp("ddp_suite")
+    finished(launch("suite", out))
+    return out
+
+
 @pytest.fixture(scope="module", params=[1, 2], ids=["whole-slices", "two-micro-batches"])
-def two_process_gpt(request, tmp_path_factory):
+def two_process_gpt(request, suite):
     """The small GPT trained by two processes, each on its whole slice of every batch, or on it in
     two micro-batches (gradient accumulation with no_sync)."""
-    out = tmp_path_factory.mktemp("ddp_gpt")
-    finished(launch("gpt", out, "--accumulation", str(request.param)))
+    out = suite / f"gpt-{request.param}"
     return [torch.load(out / f"rank{rank}.pt") for rank in (0, 1)] + [request.param]
 
 
@@ -115,24 +123,24 @@ def test_gradient_accumulation_takes_the_same_step_as_the_whole_batch(one_proces
     assert max_difference(accumulated.state_dict(), model.state_dict()) < 1e-5
 
 
-def test_a_timed_run_stops_every_rank_on_the_same_step(tmp_path):
+def test_a_timed_run_stops_every_rank_on_the_same_step(suite):
     """Rank 1 is slower per step; rank 0's clock decides for both, so they take the same steps with
     the same learning rates (their weights stay equal)."""
-    finished(launch("gpt", tmp_path, "--minutes", "0.05", "--slow-rank", "1"))
-    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    assert ddp_worker.SUITE["timed"] == ("gpt", {"minutes": 0.05, "slow_rank": 1})
+    rank0, rank1 = (torch.load(suite / "timed" / f"rank{rank}.pt") for rank in (0, 1))
     assert rank0["steps"] == rank1["steps"] > 1
     assert max_difference(rank0["weights"], rank1["weights"]) == 0.0
 
 
-def test_only_rank_0_writes_the_checkpoint_and_it_loads_in_one_process(tmp_path):
-    finished(launch("save", tmp_path))
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.safetensors", "text.txt"]
+def test_only_rank_0_writes_the_checkpoint_and_it_loads_in_one_process(suite):
+    out = suite / "save"
+    assert sorted(path.name for path in out.iterdir()) == ["model.safetensors", "text.txt"]
     model, _ = checkpoints.load_model(
         lambda config: ddp_worker.GPT(ddp_worker.GPTConfig(**config)),
         "unused",
-        tmp_path / "model.safetensors",
+        out / "model.safetensors",
     )
-    tokens = (tmp_path / "text.txt").read_text().split()
+    tokens = (out / "text.txt").read_text().split()
     assert ddp_worker.greedy_text(model) == [int(t) for t in tokens]
 
 
@@ -151,13 +159,12 @@ def test_the_command_line_trains_under_torchrun_and_prints_once(tmp_path, model,
     assert "Warning" not in process.stderr, process.stderr  # e.g. DDP's deprecation notices
 
 
-def test_the_gan_loop_runs_data_parallel(tmp_path):
+def test_the_gan_loop_runs_data_parallel(suite):
     """Both networks' gradients are averaged: the ranks end with the same weights. BatchNorm
     normalises with each rank's own slice (PyTorch's SyncBatchNorm runs on GPUs only), so the run
     is close to, not equal to, one process's (docs/SCALING.md): each network's update points the
     same way as that run's (cosine above 0.8; measured 0.90 for G and 0.99 for D)."""
-    finished(launch("gan", tmp_path))
-    rank0, rank1 = (torch.load(tmp_path / f"weights_rank{rank}.pt") for rank in (0, 1))
+    rank0, rank1 = (torch.load(suite / "gan" / f"weights_rank{rank}.pt") for rank in (0, 1))
     parameters = [k for k in rank0 if not ("running_" in k or "num_batches" in k)]
     assert max((rank0[k] - rank1[k]).abs().max().item() for k in parameters) == 0.0
     one, initial = ddp_worker.gan_weights(), ddp_worker.gan_weights(steps=0)
@@ -283,31 +290,49 @@ RENDEZVOUS_CASES = {
 }
 
 
+#: The cases where processes are started and wait for each other (a real process group that never
+#: forms, with a short timeout): run as commands. The others are refused before anything waits, so
+#: they run in this process (each command would cost a start-up of Python and torch).
+MEETINGS = ("a peer never comes", "rank 0 is not there")
+
+
 @pytest.mark.parametrize("case", list(RENDEZVOUS_CASES))
-def test_a_rendezvous_that_cannot_happen_is_one_line_naming_it(case, tmp_path):
+def test_a_rendezvous_that_cannot_happen_is_one_line_naming_it(case, tmp_path, monkeypatch, capsys):
     """Missing or malformed torchrun variables, and processes that never meet (a short timeout):
     ``error: ...`` on one line, status 2, no traceback, no checkpoint."""
     variables, message = RENDEZVOUS_CASES[case]
-    environment = {k: v for k, v in os.environ.items() if k not in distributed_variables()}
-    environment |= {
+    environment = {
         "RANK": "0",
         "WORLD_SIZE": "1",
         "AIGC_DIST_TIMEOUT": "2",
         "OMP_NUM_THREADS": "1",
+        "AIGC_DATA_DIR": str(tmp_path / "cache"),
     }
-    if case in ("a peer never comes", "rank 0 is not there"):
+    if case in MEETINGS:
         variables = {**variables, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    environment |= {**variables, "AIGC_DATA_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    environment |= variables
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "aigc_course.cli", "train", "gpt", "--profile", "smoke"]
-        + ["--steps", "2", "--quiet", "--out", str(out)],
-        env=environment, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    command = ["train", "gpt", "--profile", "smoke", "--steps", "2", "--quiet", "--out", str(out)]
+    if case in MEETINGS:
+        kept = {k: v for k, v in os.environ.items() if k not in distributed_variables()}
+        result = subprocess.run(
+            [sys.executable, "-m", "aigc_course.cli", *command],
+            env=kept | environment | {"PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+        status, stderr = result.returncode, result.stderr
+    else:
+        for name in distributed_variables():
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        status = cli.main(command)
+        stderr = capsys.readouterr().err
+        assert not torch.distributed.is_initialized()
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     assert message in lines[0]
     assert not out.exists() or not any(out.iterdir())
 
