@@ -70,6 +70,8 @@ def main() -> None:
         data.parse_speeches(data.load_tiny_shakespeare()), len(shakespeare.train_ids)
     )
     others = lesson09.short_speeches(lesson09.others_alongside(speaker_data, after))
+    if profile.name == "smoke":  # the code path: a few speeches on each side of the AUC
+        others = others[: len(held)]
     loaded = gpt_trainer.load()
     base, tokenizer = loaded.model, loaded.tokenizer
     base = base.to(device).eval()

@@ -131,7 +131,11 @@ def test_classifier_reaches_its_recorded_accuracy():
 
 
 def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
-    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=300, eval_every=300, fid_images=500)
+    # The budget's learning rate (CPU_BUDGETS): 100 steps take FID to 0.67 of the start, where the
+    # paper's 2e-4 needs 300 for 0.59 (measured, seeded)
+    recipe = trainer.recipe_for(
+        runtime.Profile("smoke"), steps=100, lr=1e-3, eval_every=100, fid_images=500
+    )
     run = trainer.train(recipe, progress=False)
     classifier = classifier_trainer.load_pretrained()
     real = data.load_fashion_mnist("test").images[:500]
@@ -139,7 +143,7 @@ def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
     untrained = Generator(recipe.model)
     start_fid = trainer.evaluate(untrained, classifier, real)["fid"]
     assert run.metrics["test_fid"] < 0.8 * start_fid, (run.metrics["test_fid"], start_fid)
-    assert [step for step, _ in run.snapshots] == [0, 300]
+    assert [step for step, _ in run.snapshots] == [0, 100]
     path = tmp_path / "gan.safetensors"
     digest = trainer.save_run(run, path, "test")
     restored = trainer.load(path, expected_sha256=digest)
@@ -147,7 +151,7 @@ def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
     torch.testing.assert_close(
         trainer.generate(loaded, 4), trainer.generate(run.generator, 4), rtol=0, atol=0
     )
-    assert checkpoint.extra["steps"] == 300
+    assert checkpoint.extra["steps"] == 100
 
 
 def test_cli_train_gan_smoke(tmp_path, capsys):

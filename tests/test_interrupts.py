@@ -77,7 +77,7 @@ def test_ctrl_c_at_any_moment_ends_the_run_cleanly(tmp_path):
     # imports are, then through training, the evaluation and the save. The start-up is timed on a
     # busy machine too (CI's other workers): a margin keeps the first moment after it.
     earliest = 1.5 * seconds_to_handler()
-    moments = [earliest * (duration / earliest) ** (i / 11) for i in range(12)]
+    moments = [earliest * (duration / earliest) ** (i / 7) for i in range(8)]
     outcomes = []
     for index, moment in enumerate(moments):
         out = tmp_path / f"run{index}"
@@ -109,7 +109,7 @@ def test_ctrl_c_at_any_moment_ends_the_run_cleanly(tmp_path):
             assert str(saved[0]) in message[0], context  # the message says where the model is
         outcomes.append((moment, message[0][:40]))
     interrupted = [outcome for outcome in outcomes if outcome[1].startswith("interrupted")]
-    assert len(interrupted) >= 8, outcomes  # most moments fell inside the run
+    assert len(interrupted) >= 5, outcomes  # most moments fell inside the run
 
 
 @pytest.fixture
