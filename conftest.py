@@ -30,6 +30,15 @@ os.environ["AIGC_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker more than this process may use cores (capped by ``--maxprocesses``).
+    A worker often waits on a process it started (a kernel, torchrun's ranks, Chromium, a command
+    under test); the extra worker uses that time. On 2 cores, measured once each on the same
+    machine: 564 s with three workers, 633 s with two (benchmarks/RESULTS.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) + 1
+
+
 @cache
 def _uses_widgets(path: Path) -> bool:
     """Builds widgets: itself (ipywidgets) or through the course's (aigc_course.widgets)."""
