@@ -131,8 +131,8 @@ def test_classifier_reaches_its_recorded_accuracy():
 
 
 def test_short_training_lowers_fid_and_checkpoint_round_trips(tmp_path):
-    # The budget's learning rate (CPU_BUDGETS): 100 steps take FID to 0.67 of the start, where the
-    # paper's 2e-4 needs 300 for 0.59 (measured, seeded)
+    # The cpu recipe's learning rate: 100 steps take FID to 0.67 of the start, where the paper's
+    # 2e-4 needs 300 for 0.59 (measured, seeded)
     recipe = trainer.recipe_for(
         runtime.Profile("smoke"), steps=100, lr=1e-3, eval_every=100, fid_images=500
     )
