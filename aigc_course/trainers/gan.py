@@ -36,6 +36,7 @@ PRETRAINED_NAME = "dcgan_fashion_mnist"
 D_WINS_THRESHOLD = 0.01  # mean D(G(z)) below this ...
 D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has won outright
 
+
 @dataclass(frozen=True)
 class GANRecipe:
     model: GANConfig
