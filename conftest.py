@@ -30,11 +30,14 @@ os.environ["AIGC_OFFLINE"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker more than this process may use cores (capped by ``--maxprocesses``).
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """``-n auto``: one worker more than the cores this process may use (capped by ``--maxprocesses``;
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still sets the count).
     A worker often waits on a process it started (a kernel, torchrun's ranks, Chromium, a command
     under test); the extra worker uses that time. On 2 cores, measured once each on the same
     machine: 564 s with three workers, 633 s with two (benchmarks/RESULTS.md)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses == "logical":
+        return None  # the user's count, or xdist's own for -n logical
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) + 1
 

@@ -211,8 +211,8 @@ def test_a_cpu_vae_run_by_the_clock_trains_the_mlp_up_to_10_minutes():
 
 
 def test_the_cpu_dcgan_is_the_recipe_the_sweep_chose_by_steps_and_by_the_clock():
-    """The cpu profile's DCGAN is the sweep's winner per step and per minute (RESULTS.md, "DCGAN
-    recipes per CPU-minute"): 32 channels at Adam's lr 1e-3, 4000 steps; by the clock it trains
+    """The cpu profile's DCGAN is the one the sweep chose (RESULTS.md, "DCGAN recipes per
+    CPU-minute"): 32 channels at Adam's lr 1e-3, 4000 steps; by the clock it trains
     the same network; a learner's option still wins; the class-conditional GAN keeps the paper's
     64 channels at 2e-4, and the gpu profile its own."""
     from aigc_course.trainers import gan
