@@ -8,7 +8,8 @@
 
 The DCGAN recipe: strided (transposed) convolutions instead of pooling, batch norm in the generator
 (and in D after its first layer), ReLU in G and LeakyReLU in D, weights N(0, 0.02²), and Adam with
-lr 2e-4 and betas (0.5, 0.999) (the cpu profile trains c = 32 at lr 1e-3: trainers/gan.py). The losses are lesson 03's, term for term:
+lr 2e-4 and betas (0.5, 0.999) (the cpu profile trains c = 32 at lr 1e-3: trainers/gan.py). The
+losses are lesson 03's, term for term:
 
     D maximises  E[log D(x)] + E[log(1 - D(G(z)))]   -> aigc_course.gan_theory.discriminator_loss
     G minimises  -E[log D(G(z))]  (non-saturating)   -> aigc_course.gan_theory.generator_loss_non_saturating

@@ -58,9 +58,9 @@ def recipe_for(
 
     The cpu profile's unconditional DCGAN is the one a sweep on a 2-core CPU chose
     (benchmarks/RESULTS.md, "DCGAN recipes per CPU-minute"): 32 channels (a step costs 1/2.4 of the
-    paper's 64) at Adam's learning rate 1e-3 (the paper's: 2e-4), 4000 steps; it beats the paper's
-    recipe by the clock and by steps, and by the clock (``minutes=M``) it trains the same network. The class-conditional GAN, not
-    swept, keeps the paper's width and rate."""
+    paper's 64) at Adam's learning rate 1e-3 (the paper's: 2e-4), 4000 steps. It beats the paper's
+    recipe by the clock and by steps; by the clock (``minutes=M``) it trains the same network. The
+    class-conditional GAN, not swept, keeps the paper's width and rate."""
     profile = profile or runtime.get_profile()
     model = GANConfig(n_classes=10 if conditional else 0)
     cpu = (
