@@ -40,6 +40,27 @@ def test_every_lesson_has_a_solution_and_an_exercise():
     assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == lessons
 
 
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are POSIX's")
+def test_nbval_kernels_talk_over_unix_sockets_so_no_other_process_can_take_their_ports():
+    """conftest.py starts nbval's kernels on Unix sockets in a private folder (its docstring says
+    why); a kernel started the way nbval starts one answers there and leaves no socket behind."""
+    import nbval.kernel
+
+    kernel = nbval.kernel.RunningKernel(nbval.kernel.CURRENT_ENV_KERNEL_NAME)
+    sockets = [f"{kernel.km.ip}-{port}" for port in (kernel.km.shell_port, kernel.km.hb_port)]
+    try:
+        assert kernel.km.transport == "ipc"
+        assert all(os.path.exists(path) for path in sockets), sockets
+        results = []
+        kernel.kc.execute_interactive(
+            "6 * 7", timeout=30, output_hook=lambda message: results.append(message["content"])
+        )
+        assert {"text/plain": "42"} in [result.get("data") for result in results]
+    finally:
+        kernel.stop()
+    assert not any(os.path.exists(path) for path in sockets)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_conventions(path):
     notebook = read(path)
