@@ -14,11 +14,7 @@ the checks' feedback in Chinese) and lesson 00 (its report in Chinese). The othe
 are not run again.
 """
 
-import atexit
 import os
-import shutil
-import tempfile
-import uuid
 from functools import cache
 from pathlib import Path
 
@@ -46,49 +42,15 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     return (cores or 1) + 1
 
 
-@cache
-def _kernel_socket_folder() -> str:
-    """A private folder for this process's kernels' sockets, removed when the process ends."""
-    folder = tempfile.mkdtemp(prefix="aigc-kernels-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-def start_kernel_over_unix_sockets(startup_timeout=60, kernel_name="python", **kwargs):
-    """nbval's ``start_new_kernel``, with the kernel's five channels on Unix sockets, not TCP ports.
-
-    Over TCP the client picks five free ports and the kernel binds them a moment later; in
-    between, another process (a parallel worker's kernel, any outgoing connection) can take one.
-    If it takes the heartbeat or IOPub port, the kernel stays alive but never answers, and nbval
-    fails every cell of the notebook after 60 s ("Kernel didn't respond in 60 seconds": seen once
-    in .ci/run's widget stage with three workers). Sockets named in a private folder cannot collide.
-    """
-    from jupyter_client import KernelManager
-    from nbval.kernel import NbvalKernelspecManager
-
-    manager = KernelManager(
-        kernel_name=kernel_name,
-        kernel_spec_manager=NbvalKernelspecManager(),
-        transport="ipc",
-        ip=os.path.join(_kernel_socket_folder(), uuid.uuid4().hex[:12]),
-    )
-    manager.start_kernel(**kwargs)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=startup_timeout)
-    except RuntimeError:
-        client.stop_channels()
-        manager.shutdown_kernel()
-        raise
-    return manager, client
-
-
 def pytest_configure(config):
-    if os.name == "posix":  # Windows has no Unix sockets: nbval's TCP kernels there
+    if os.name == "posix":  # Windows has neither fork nor Unix sockets: nbval's own kernels there
         import nbval.kernel
 
-        nbval.kernel.start_new_kernel = start_kernel_over_unix_sockets
+        from tests.kernels import start_kernel
+
+        # nbval's kernels are forked from a process that imported torch, on Unix sockets
+        # (tests/kernels.py says why).
+        nbval.kernel.start_new_kernel = start_kernel
 
 
 @cache

@@ -6,6 +6,7 @@ import ast
 import gzip
 import hashlib
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -133,10 +134,16 @@ def require_data(name: str) -> None:
 
 
 def execute_notebook(notebook, folder: Path, timeout: int = 600) -> None:
-    """Run ``notebook`` (an nbformat object) in a fresh kernel in ``folder``; raises if a cell fails."""
+    """Run ``notebook`` (an nbformat object) in a fresh kernel in ``folder``; raises if a cell fails.
+    On POSIX the kernel is a fork of the test worker's kernel parent (tests/kernels.py)."""
     from aigc_course.notebook_tools import notebook_client
 
-    notebook_client(notebook, folder, timeout).execute()
+    client = notebook_client(notebook, folder, timeout)
+    if os.name == "posix":
+        from tests.kernels import kernel_manager
+
+        client.km = kernel_manager(client.kernel_name)  # the client still starts and stops it
+    client.execute()
 
 
 def printed_text(notebook) -> str:

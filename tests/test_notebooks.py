@@ -40,25 +40,34 @@ def test_every_lesson_has_a_solution_and_an_exercise():
     assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == lessons
 
 
-@pytest.mark.skipif(os.name != "posix", reason="Unix sockets are POSIX's")
-def test_nbval_kernels_talk_over_unix_sockets_so_no_other_process_can_take_their_ports():
-    """conftest.py starts nbval's kernels on Unix sockets in a private folder (its docstring says
-    why); a kernel started the way nbval starts one answers there and leaves no socket behind."""
+@pytest.mark.skipif(os.name != "posix", reason="fork and Unix sockets are POSIX's")
+def test_nbval_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
+    """nbval's kernels (tests/kernels.py): forks of a parent that imported torch, each in the
+    notebook's folder with its own random state, talking over Unix sockets in a private folder;
+    each answers, and leaves neither a process nor a socket when it stops."""
     import nbval.kernel
 
-    kernel = nbval.kernel.RunningKernel(nbval.kernel.CURRENT_ENV_KERNEL_NAME)
-    sockets = [f"{kernel.km.ip}-{port}" for port in (kernel.km.shell_port, kernel.km.hb_port)]
-    try:
-        assert kernel.km.transport == "ipc"
-        assert all(os.path.exists(path) for path in sockets), sockets
-        results = []
-        kernel.kc.execute_interactive(
-            "6 * 7", timeout=30, output_hook=lambda message: results.append(message["content"])
-        )
-        assert {"text/plain": "42"} in [result.get("data") for result in results]
-    finally:
-        kernel.stop()
-    assert not any(os.path.exists(path) for path in sockets)
+    code = "import os, sys\nprint('torch' in sys.modules, os.getcwd())\nimport torch\nprint(torch.rand(1))"
+    printed = []
+    for _ in range(2):
+        kernel = nbval.kernel.RunningKernel(nbval.kernel.CURRENT_ENV_KERNEL_NAME, str(tmp_path))
+        manager = kernel.km
+        sockets = [f"{manager.ip}-{port}" for port in (manager.shell_port, manager.hb_port)]
+        try:
+            assert manager.transport == "ipc"
+            assert all(os.path.exists(path) for path in sockets), sockets
+            messages = []
+            kernel.kc.execute_interactive(code, timeout=30, output_hook=messages.append)
+            text = "".join(message["content"].get("text", "") for message in messages)
+            printed.append(text.splitlines())
+        finally:
+            pid = manager.provisioner.pid
+            kernel.stop()
+        assert not any(os.path.exists(path) for path in sockets)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert [lines[0] for lines in printed] == [f"True {tmp_path}"] * 2
+    assert printed[0][1] != printed[1][1], "two kernels drew the same random number"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
