@@ -43,12 +43,12 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
 
 
 def pytest_configure(config):
-    if os.name == "posix":  # Windows has neither fork nor Unix sockets: nbval's own kernels there
+    if os.name == "posix":  # Windows has no Unix sockets: nbval's own kernels there
         import nbval.kernel
 
         from tests.kernels import start_kernel
 
-        # nbval's kernels are forked from a process that imported torch, on Unix sockets
+        # nbval's kernels on Unix sockets, forked on Linux from a process that imported torch
         # (tests/kernels.py says why).
         nbval.kernel.start_new_kernel = start_kernel
 

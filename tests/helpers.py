@@ -135,14 +135,17 @@ def require_data(name: str) -> None:
 
 def execute_notebook(notebook, folder: Path, timeout: int = 600) -> None:
     """Run ``notebook`` (an nbformat object) in a fresh kernel in ``folder``; raises if a cell fails.
-    On POSIX the kernel is a fork of the test worker's kernel parent (tests/kernels.py)."""
+    On POSIX the kernel talks over Unix sockets, and on Linux it is forked (tests/kernels.py)."""
     from aigc_course.notebook_tools import notebook_client
 
     client = notebook_client(notebook, folder, timeout)
     if os.name == "posix":
         from tests.kernels import kernel_manager
 
-        client.km = kernel_manager(client.kernel_name)  # the client still starts and stops it
+        # nbclient's own kind of manager (asynchronous), which it still starts and stops
+        client.km = kernel_manager(
+            client.kernel_name, client.kernel_manager_class, config=client.config
+        )
     client.execute()
 
 

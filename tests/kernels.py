@@ -1,12 +1,16 @@
 """The test run's Jupyter kernels: on Unix sockets, forked from a process that has imported torch.
 
 nbval starts a fresh kernel for every notebook, about seventy in a run, and each notebook's
-first cell imports torch: 3 s of CPU here, the largest fixed cost of the suite. On POSIX,
-:func:`start_kernel` starts each kernel as a fork of a *kernel parent*, one per test worker, that
-imported torch and ipykernel once and then only waits. A fork is still a new
-process: its own namespace, its own random state (reseeded), the notebook's folder and the
-environment the kernel would have had. What it gets for free is the modules' import, nothing that
-a notebook does. Windows has neither fork nor Unix sockets: nbval's own kernels there.
+first cell imports torch: 3 s of CPU here, the largest fixed cost of the suite. On Linux,
+:func:`kernel_manager` starts each kernel as a fork of a *kernel parent*, one per test worker,
+that imported torch and ipykernel once and then only waits. A fork is still a new process: its
+own namespace, its own random state (reseeded, as a new process draws its seeds), the notebook's
+folder, the environment and ``sys.path`` the kernel would have had. What it gets for free is the
+modules' import, nothing that a notebook does. What it shares with the parent: the settings read
+when Python or torch start (``PYTHONHASHSEED``'s hash seed, ``PYTHONPATH``, the thread counts:
+the worker's, as the kernel's are) and ``sys.modules`` holding torch and this module. Elsewhere
+(macOS, where fork without exec after loading torch is unsafe; Windows, which has neither fork nor
+Unix sockets) the kernels start as usual.
 
 The channels are Unix sockets in a private folder, not TCP ports. Over TCP the client picks five
 free ports and the kernel binds them a moment later; in between another process (a parallel
@@ -20,22 +24,29 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from functools import cache
 
+#: Whether kernels are forked (Linux) or started as usual (elsewhere).
+FORKS = sys.platform.startswith("linux")
+
 #: What the kernel parent imports before it forks: torch (and numpy with it) and the kernel itself.
 #: Nothing of the course or matplotlib, which read settings from the environment when imported:
-#: the kernel reads them from its own. (Torch reads only the thread counts, which conftest.py sets
-#: before the parent starts.)
+#: the kernel reads them from its own.
 PRELOADED = ("torch", "ipykernel.kernelapp")
 
-#: The command nbval's current-environment kernel runs; any other command is started as usual.
+#: The command of this Python's ipykernel; any other kernel's command is started as usual.
 KERNEL_MODULE = "ipykernel_launcher"
+
+#: Seconds to wait for the kernel parent: its imports, then each fork.
+PARENT_START_TIMEOUT, FORK_TIMEOUT = 120.0, 30.0
 
 
 @cache
@@ -53,36 +64,48 @@ def socket_folder() -> str:
 
 def serve() -> None:
     """Import :data:`PRELOADED`, then read one request a line from stdin (``{"argv", "cwd",
-    "env"}``), fork a kernel for it and answer ``{"pid": ...}``. Ends when stdin closes (the
-    test worker ended). Children are reaped by the system (SIGCHLD ignored), so a kernel that
-    ended is gone from the process table, which is how :class:`ForkedKernel` sees it ended."""
+    "env", "quiet"}``), fork a kernel for it and answer ``{"pid": ...}`` (or ``{"error": ...}``)
+    on the stdout it started with. Anything else printed goes to stderr. Ends when stdin closes
+    (the test worker ended). Children are reaped by the system (SIGCHLD ignored)."""
     import importlib
 
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # a stray print must not break the protocol
     for name in PRELOADED:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for pytest
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=answers, flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:
+            print(json.dumps({"error": f"fork failed: {error}"}), file=answers, flush=True)
+            continue
         if pid == 0:
+            answers.close()
             run_kernel(request)  # never returns
-        print(json.dumps({"pid": pid}), flush=True)
+        print(json.dumps({"pid": pid}), file=answers, flush=True)
 
 
 def run_kernel(request: dict) -> None:
-    """In the forked child: become the kernel ``request`` describes, then exit."""
+    """In the forked child: become the kernel ``request`` describes, then exit as a process does
+    (``SystemExit`` through the parent's frames, which hold nothing to clean up: Python's exit
+    and its ``atexit`` handlers, as for a kernel started as usual)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach it
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # the parent's stdin and stdout carry requests: not the kernel's
+    for fd in (0, 1, 2) if request["quiet"] else (0, 1):
         os.dup2(null, fd)
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the kernel ends if its parent does
     os.chdir(request["cwd"])
+    # `python -c` put "" first; `python -m ipykernel_launcher` leaves it out, and ipykernel puts
+    # it back before site-packages.
+    sys.path[:] = [entry for entry in sys.path if entry != ""]
     import random
 
     import numpy
@@ -95,13 +118,12 @@ def run_kernel(request: dict) -> None:
     from ipykernel import kernelapp
 
     sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
-
     kernelapp.launch_new_instance()
-    raise SystemExit(0)  # unwinds past the parent's loop: the child exits as a process does
+    raise SystemExit(0)
 
 
 class KernelParent:
-    """The test worker's handle on its kernel parent (started on first use)."""
+    """The test worker's handle on its kernel parent."""
 
     def __init__(self) -> None:
         command = [sys.executable, "-c", "import tests.kernels as k; k.serve()"]
@@ -110,8 +132,19 @@ class KernelParent:
             command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         atexit.register(self.stop)
-        if json.loads(self.process.stdout.readline() or "{}").get("ready") is not True:
+        if self._answer(PARENT_START_TIMEOUT).get("ready") is not True:
             raise RuntimeError("the kernel parent did not start (tests/kernels.py)")
+
+    def _answer(self, timeout: float) -> dict:
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if readable else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(
+                f"the kernel parent (tests/kernels.py) did not answer within {timeout:.0f} s"
+                " or ended; its stderr is in the test output"
+            )
+        return json.loads(line)
 
     def stop(self) -> None:
         """End the parent (its kernels notice within a second and end too: ipykernel's parent
@@ -119,17 +152,21 @@ class KernelParent:
         self.process.kill()
         self.process.wait(timeout=10)
 
-    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int:
-        self.process.stdin.write(json.dumps({"argv": argv, "cwd": cwd, "env": env}) + "\n")
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:
+        request = {"argv": argv, "cwd": cwd, "env": env, "quiet": quiet}
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())["pid"]
+        answer = self._answer(FORK_TIMEOUT)
+        if "pid" not in answer:
+            raise RuntimeError(f"the kernel parent could not start a kernel: {answer['error']}")
+        return answer["pid"]
 
 
 _parent: KernelParent | None = None
 
 
 def kernel_parent() -> KernelParent:
-    """This worker's kernel parent, started again if it is gone."""
+    """This worker's kernel parent, started on first use and again if it is gone."""
     global _parent
     if _parent is None or _parent.process.poll() is not None:
         _parent = KernelParent()
@@ -138,25 +175,24 @@ def kernel_parent() -> KernelParent:
 
 class ForkedKernel:
     """What jupyter_client's local provisioner needs of a ``Popen`` (poll, wait, signals), for a
-    kernel that is not this process's child: it ended when its process id is gone."""
+    kernel that is not this process's child. It is watched and signalled through a pidfd, which
+    names the process itself, not a number another process may take after it ended."""
 
     stdin = stdout = stderr = None
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self._pidfd: int | None = os.pidfd_open(pid)
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                self.returncode = 0  # the parent reaped it; its status is not ours to read
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = 0  # ended; its parent reaped it, so its status is not ours to read
+            os.close(self._pidfd)
+            self._pidfd = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
@@ -166,7 +202,7 @@ class ForkedKernel:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            signal.pidfd_send_signal(self._pidfd, signum)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -176,7 +212,7 @@ class ForkedKernel:
 
 
 # --------------------------------------------------------------------------------------------
-# nbval's kernels
+# Kernel managers for nbval and nbclient
 # --------------------------------------------------------------------------------------------
 
 
@@ -184,36 +220,40 @@ def _forking_provisioner_class():
     from jupyter_client.provisioning import LocalProvisioner
 
     class ForkingProvisioner(LocalProvisioner):
-        """Jupyter's local provisioner, except that nbval's kernel is forked from the parent."""
+        """Jupyter's local provisioner, except that this Python's ipykernel is forked from the
+        kernel parent."""
+
+        forked = False
 
         async def launch_kernel(self, cmd: list[str], **kwargs):
-            if cmd[1:3] != ["-m", KERNEL_MODULE] or cmd[0] != sys.executable:
+            if cmd[0] != sys.executable or cmd[1:3] != ["-m", KERNEL_MODULE]:
                 return await super().launch_kernel(cmd, **kwargs)
             env = {str(k): str(v) for k, v in (kwargs.get("env") or os.environ).items()}
             cwd = str(kwargs.get("cwd") or os.getcwd())
-            self.process = ForkedKernel(kernel_parent().fork(cmd[3:], cwd, env))
+            quiet = kwargs.get("stderr") is not None  # nbval sends its kernels' stderr to null
+            self.process = ForkedKernel(kernel_parent().fork(cmd[3:], cwd, env, quiet))
             self.pid = self.pgid = self.process.pid
             self.cwd = cwd
+            self.forked = True
             return self.connection_info
 
     return ForkingProvisioner
 
 
-def kernel_manager(kernel_name: str, kernel_spec_manager=None):
-    """A kernel manager, not started, whose kernel will be on Unix sockets in a private folder
-    and forked from the kernel parent (see above) when its command is this Python's ipykernel."""
-    from jupyter_client import KernelManager
+def kernel_manager(kernel_name: str, manager_class=None, **traits):
+    """A kernel manager of ``manager_class`` (jupyter_client's ``KernelManager`` by default), not
+    started, whose kernel will talk over Unix sockets in a private folder and, on Linux, be forked
+    from the kernel parent when its command is this Python's ipykernel."""
+    if manager_class is None:
+        from jupyter_client import KernelManager as manager_class
 
-    manager = KernelManager(
-        kernel_name=kernel_name,
-        transport="ipc",
-        ip=os.path.join(socket_folder(), uuid.uuid4().hex[:12]),
-        **({"kernel_spec_manager": kernel_spec_manager} if kernel_spec_manager else {}),
-    )
-    manager.kernel_id = str(uuid.uuid4())
-    manager.provisioner = _forking_provisioner_class()(
-        kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
-    )
+    socket_prefix = os.path.join(socket_folder(), uuid.uuid4().hex[:12])
+    manager = manager_class(kernel_name=kernel_name, transport="ipc", ip=socket_prefix, **traits)
+    if FORKS:
+        manager.kernel_id = str(uuid.uuid4())
+        manager.provisioner = _forking_provisioner_class()(
+            kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
+        )
     return manager
 
 
@@ -222,7 +262,7 @@ def start_kernel(startup_timeout: float = 60, kernel_name: str = "python", **kwa
     ready client), with :func:`kernel_manager`'s kernel."""
     from nbval.kernel import NbvalKernelspecManager
 
-    manager = kernel_manager(kernel_name, NbvalKernelspecManager())
+    manager = kernel_manager(kernel_name, kernel_spec_manager=NbvalKernelspecManager())
     manager.start_kernel(**kwargs)
     client = manager.client()
     client.start_channels()

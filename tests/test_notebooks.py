@@ -17,7 +17,7 @@ import pytest
 
 from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY
 from aigc_course.notebook_tools import badge_targets, colab_setup_source
-from tests.helpers import ROOT, execute_notebook
+from tests.helpers import ROOT, execute_notebook, printed_text
 
 FOLDERS = ("notebooks", "solutions", "exercises")
 NOTEBOOKS = sorted(path for folder in FOLDERS for path in (ROOT / folder).glob("*.ipynb"))
@@ -40,34 +40,48 @@ def test_every_lesson_has_a_solution_and_an_exercise():
     assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == lessons
 
 
-@pytest.mark.skipif(os.name != "posix", reason="fork and Unix sockets are POSIX's")
-def test_nbval_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
-    """nbval's kernels (tests/kernels.py): forks of a parent that imported torch, each in the
-    notebook's folder with its own random state, talking over Unix sockets in a private folder;
-    each answers, and leaves neither a process nor a socket when it stops."""
+KERNEL_REPORT = """import os, random, sys
+print("torch" in sys.modules, os.getcwd(), sys.path.index("") > 0, os.getppid())
+import torch
+print(torch.initial_seed(), random.random())"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
+def test_test_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
+    """The test run's kernels (tests/kernels.py), nbval's and nbclient's: forks of the worker's
+    kernel parent, which imported torch, each in the notebook's folder with its own random state
+    and a kernel's sys.path, talking over Unix sockets in a private folder; each answers, and
+    leaves neither a process nor a socket when it stops."""
     import nbval.kernel
 
-    code = "import os, sys\nprint('torch' in sys.modules, os.getcwd())\nimport torch\nprint(torch.rand(1))"
+    from tests.kernels import kernel_parent
+
     printed = []
     for _ in range(2):
         kernel = nbval.kernel.RunningKernel(nbval.kernel.CURRENT_ENV_KERNEL_NAME, str(tmp_path))
         manager = kernel.km
-        sockets = [f"{manager.ip}-{port}" for port in (manager.shell_port, manager.hb_port)]
+        ports = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+        sockets = [f"{manager.ip}-{getattr(manager, port)}" for port in ports]
         try:
-            assert manager.transport == "ipc"
+            assert manager.transport == "ipc" and manager.provisioner.forked
             assert all(os.path.exists(path) for path in sockets), sockets
             messages = []
-            kernel.kc.execute_interactive(code, timeout=30, output_hook=messages.append)
-            text = "".join(message["content"].get("text", "") for message in messages)
-            printed.append(text.splitlines())
+            kernel.kc.execute_interactive(KERNEL_REPORT, timeout=30, output_hook=messages.append)
+            stdout = [m["content"] for m in messages if m["content"].get("name") == "stdout"]
+            printed.append("".join(content["text"] for content in stdout).splitlines())
         finally:
             pid = manager.provisioner.pid
             kernel.stop()
         assert not any(os.path.exists(path) for path in sockets)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert [lines[0] for lines in printed] == [f"True {tmp_path}"] * 2
-    assert printed[0][1] != printed[1][1], "two kernels drew the same random number"
+    parent = kernel_parent().process.pid
+    assert [lines[0] for lines in printed] == [f"True {tmp_path} True {parent}"] * 2
+    assert printed[0][1] != printed[1][1], "two kernels drew the same seeds"
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_REPORT)])
+    execute_notebook(notebook, tmp_path)  # nbclient's kernel
+    assert printed_text(notebook).splitlines()[0] == f"True {tmp_path} True {parent}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
