@@ -46,11 +46,11 @@ def pytest_configure(config):
     if os.name == "posix":  # Windows has no Unix sockets: nbval's own kernels there
         import nbval.kernel
 
-        from tests.kernels import start_kernel
+        from tests.kernels import kernel_manager
 
         # nbval's kernels on Unix sockets, forked on Linux from a process that imported torch
-        # (tests/kernels.py says why).
-        nbval.kernel.start_new_kernel = start_kernel
+        # (tests/kernels.py says why): nbval makes its kernel manager with this.
+        nbval.kernel.KernelManager = kernel_manager
 
 
 @cache

@@ -2,7 +2,7 @@
 
 nbval starts a fresh kernel for every notebook, about seventy in a run, and each notebook's
 first cell imports torch: 3 s of CPU here, the largest fixed cost of the suite. On Linux,
-:func:`kernel_manager` starts each kernel as a fork of a *kernel parent*, one per test worker,
+:func:`kernel_manager`'s kernels start as forks of a *kernel parent*, one per test worker,
 that imported torch and ipykernel once and then only waits. A fork is still a new process: its
 own namespace, its own random state (reseeded, as a new process draws its seeds), the notebook's
 folder, the environment and ``sys.path`` the kernel would have had. What it gets for free is the
@@ -183,7 +183,10 @@ class ForkedKernel:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._pidfd: int | None = os.pidfd_open(pid)
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:  # ended already (a kernel that failed at once)
+            self.returncode, self._pidfd = 0, None
 
     def poll(self) -> int | None:
         if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
@@ -243,7 +246,9 @@ def _forking_provisioner_class():
 def kernel_manager(kernel_name: str, manager_class=None, **traits):
     """A kernel manager of ``manager_class`` (jupyter_client's ``KernelManager`` by default), not
     started, whose kernel will talk over Unix sockets in a private folder and, on Linux, be forked
-    from the kernel parent when its command is this Python's ipykernel."""
+    from the kernel parent when its command is this Python's ipykernel. Called as
+    ``KernelManager(kernel_name=..., kernel_spec_manager=...)`` it stands in for the class in
+    nbval's ``start_new_kernel`` (conftest.py), which starts it and waits for it as usual."""
     if manager_class is None:
         from jupyter_client import KernelManager as manager_class
 
@@ -255,21 +260,3 @@ def kernel_manager(kernel_name: str, manager_class=None, **traits):
             kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
         )
     return manager
-
-
-def start_kernel(startup_timeout: float = 60, kernel_name: str = "python", **kwargs):
-    """nbval's ``start_new_kernel`` (the same arguments and result: a started manager and a
-    ready client), with :func:`kernel_manager`'s kernel."""
-    from nbval.kernel import NbvalKernelspecManager
-
-    manager = kernel_manager(kernel_name, kernel_spec_manager=NbvalKernelspecManager())
-    manager.start_kernel(**kwargs)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=startup_timeout)
-    except RuntimeError:
-        client.stop_channels()
-        manager.shutdown_kernel()
-        raise
-    return manager, client
