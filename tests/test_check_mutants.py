@@ -11,16 +11,37 @@ until it is killed or reasoned about in this table.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from tests.mutants import EQUIVALENT_BY_HAND, exercises, mutation_outcome, reasoned
+from tests.mutants import (
+    EQUIVALENT_BY_HAND,
+    Exercise,
+    Outcome,
+    exercises,
+    mutation_outcome,
+    reasoned,
+)
+
+
+def outcome_of(exercise: Exercise) -> Outcome:
+    """Each check's mutants are run once per process: both tests below read the same outcome (the
+    file's tests share a worker, ``--dist loadfile``). Read-only: callers do not change it."""
+    return _outcome(exercise.notebook, exercise.check)
+
+
+@functools.cache
+def _outcome(notebook: str, check: str) -> Outcome:
+    (exercise,) = [e for e in exercises() if (e.notebook, e.check) == (notebook, check)]
+    return mutation_outcome(exercise)
 
 
 @pytest.mark.parametrize(
     "exercise", exercises(), ids=[f"{e.notebook[:2]}-{e.check}" for e in exercises()]
 )
 def test_every_mutant_that_changes_the_answer_is_rejected(exercise):
-    outcome = mutation_outcome(exercise)
+    outcome = outcome_of(exercise)
     assert outcome.killed, "no mutant was made: the solution's markers were not found"
     holes = [
         f"{m.operator} on line {m.line}: {m.source}"
@@ -38,7 +59,7 @@ def test_the_hand_list_names_only_mutants_that_exist():
         (e.check, m.operator, m.source)
         for e in exercises()
         if e.check in {c for c, _, _ in EQUIVALENT_BY_HAND}
-        for m in mutation_outcome(e).holes
+        for m in outcome_of(e).holes
     }
     unused = [
         key
