@@ -4,9 +4,10 @@
                                [--candidates NAME ...] [--threads N]
                                [--scorer corpus|blocks] [--eval-characters N]
 
-Each candidate is the cpu profile's GPT recipe with a few settings changed (batch, context, width,
-depth, learning rate), trained by the clock (``--minutes``: as many steps as fit, the schedule on the
-share of the time spent), or for ``--steps`` (the wall time is then the result). Every run is scored
+Each candidate is the cpu profile's GPT recipe as it was when the sweeps began
+(:data:`GPT_SWEEP_BASE`) with a few settings changed (batch, context, width, depth, learning rate),
+trained by the clock (``--minutes``: as many steps as fit, the schedule on the share of the time
+spent), or for ``--steps`` (the wall time is then the result). Every run is scored
 on the same yardstick, so candidates with different batch sizes and contexts compare: by default
 every validation character (the last 10% of Tiny Shakespeare) predicted once, from at least half a
 context (:func:`aigc_course.trainers.gpt.corpus_loss`); ``--scorer blocks``: the mean loss on about
@@ -36,12 +37,27 @@ from aigc_course import runtime, training
 from aigc_course.trainers import gan
 from aigc_course.trainers import gpt as trainer
 
-#: The candidates: changes to the cpu profile's recipe (4 layers x 4 heads x 128, context 128,
-#: batch 32, lr 2e-3). Each name says what it changes.
+#: What the GPT candidates change: the cpu profile's step recipe as it was when these sweeps began
+#: (until 2026-12-05: 4 layers x 4 heads x 128, context 128, batch 32, lr 2e-3, 2,000 steps), so
+#: that each name, and each command in benchmarks/RESULTS.md, keeps its meaning.
+GPT_SWEEP_BASE: dict[str, object] = {
+    "steps": 2_000,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "warmup_steps": 100,
+    "log_every": 25,
+}
+
+#: The candidates: changes to :data:`GPT_SWEEP_BASE`. Each name says what it changes; two are not
+#: changes: ``budget`` is what ``train gpt --minutes M`` trains (trainers.gpt.CPU_BUDGETS) and
+#: ``pretrained`` the step recipe today (what ``train gpt --pretrained`` trains).
 CANDIDATES: dict[str, dict[str, object]] = {
-    "budget": {},  # the recipe the trainer picks for the budget (trainers.gpt.CPU_BUDGETS)
+    "budget": {},
+    "pretrained": {},
     "recipe": {},
     "batch16": {"batch_size": 16},
+    "batch16-lr3e-3": {"batch_size": 16, "lr": 3e-3},
+    "3layers-batch16-lr3e-3": {"n_layer": 3, "batch_size": 16, "lr": 3e-3},
     "ctx64": {"block_size": 64},
     "batch16-ctx64": {"batch_size": 16, "block_size": 64},
     "batch16-ctx64-lr3e-3": {"batch_size": 16, "block_size": 64, "lr": 3e-3},
@@ -106,6 +122,8 @@ def score(
 
 def describe_changes(name: str, candidates: dict, budgets: tuple, minutes: float | None) -> str:
     """A row's changes to the recipe: the candidate's, or for ``budget`` the budget table's row."""
+    if name == "pretrained":
+        return "the step recipe today"
     if name != "budget":
         return ", ".join(f"{k}={v}" for k, v in candidates[name].items()) or "(none)"
     row = training.budget_row(budgets, minutes)
@@ -113,12 +131,19 @@ def describe_changes(name: str, candidates: dict, budgets: tuple, minutes: float
     return f"the budget's: {chosen}"
 
 
-def candidate_recipe(trainer_module, profile, name: str, candidates: dict, length: dict):
-    """What ``train MODEL --minutes M`` trains (``budget``), or the step-count recipe with the
-    candidate's changes, by the clock or by steps."""
+def candidate_recipe(
+    trainer_module, profile, name: str, candidates: dict, length: dict, base: dict | None = None
+):
+    """What ``train MODEL --minutes M`` trains (``budget``), the step recipe itself
+    (``pretrained``), or the step recipe with ``base`` and the candidate's changes (``base`` on the
+    cpu profile only: the others' recipes are not what the candidates change), by the clock or by
+    steps."""
     if name == "budget":
         return trainer_module.recipe_for(profile, **length)
-    return training.override(trainer_module.recipe_for(profile, **candidates[name]), **length)
+    if name == "pretrained":
+        return training.override(trainer_module.recipe_for(profile), **length)
+    changes = {**(base if base and profile.name == "cpu" else {}), **candidates[name]}
+    return training.override(trainer_module.recipe_for(profile, **changes), **length)
 
 
 def sweep_gpt(args, profile, device, lengths) -> None:
@@ -130,7 +155,7 @@ def sweep_gpt(args, profile, device, lengths) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.candidates or list(CANDIDATES):
         for length in lengths:
-            recipe = candidate_recipe(trainer, profile, name, CANDIDATES, length)
+            recipe = candidate_recipe(trainer, profile, name, CANDIDATES, length, GPT_SWEEP_BASE)
             if args.eval_characters < EVAL_CHARACTERS:
                 batches = eval_batches(args.eval_characters, recipe.model.block_size)
                 recipe = training.override(recipe, eval_batches=min(batches, recipe.eval_batches))

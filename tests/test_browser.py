@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,8 +105,13 @@ def playwright_api():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, playwright_api):
-    """A JupyterLab server on 127.0.0.1 serving a temporary folder; yields (base_url, folder)."""
+    """A JupyterLab server on 127.0.0.1 serving a temporary folder; yields (base_url, folder).
+    Its kernels talk over Unix sockets in its runtime folder, as the rest of the test run's do
+    (tests/kernels.py): over TCP another process can take a kernel's port between the server's
+    pick and the kernel's bind, and such a kernel never answers. A short folder of its own: a
+    socket's path must fit in about 100 characters."""
     home = tmp_path_factory.mktemp("jupyter")
+    runtime_dir = tempfile.mkdtemp(prefix="aigc-lab-")
     root = tmp_path_factory.mktemp("lessons")
     settings_dir = home / "config" / "lab" / "user-settings"
     for name, values in LAB_SETTINGS.items():
@@ -116,7 +122,7 @@ def lab(tmp_path_factory, playwright_api):
         os.environ,
         JUPYTER_CONFIG_DIR=str(home / "config"),
         JUPYTER_DATA_DIR=str(home / "data"),
-        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTER_RUNTIME_DIR=runtime_dir,
         JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
         JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
     )
@@ -134,12 +140,18 @@ def lab(tmp_path_factory, playwright_api):
         "--IdentityProvider.token=",
         "--ServerApp.password=",
         f"--ServerApp.root_dir={root}",
+        "--KernelManager.transport=ipc",
     ]
     with open(log, "wb") as log_file:
         server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, server, log)
         yield f"http://127.0.0.1:{port}", root
+        transports = [
+            json.loads(path.read_text())["transport"]
+            for path in Path(runtime_dir).glob("kernel-*.json")
+        ]
+        assert transports and set(transports) == {"ipc"}, f"the lessons' kernels: {transports}"
     finally:
         server.terminate()
         try:
@@ -147,6 +159,7 @@ def lab(tmp_path_factory, playwright_api):
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.copy(log, artifacts_dir() / "jupyterlab.log")
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 @pytest.fixture

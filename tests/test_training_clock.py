@@ -314,6 +314,35 @@ def test_the_sweep_script_prints_a_row_per_candidate_and_budget(monkeypatch, cap
     assert "CPU matmul [GFLOP/s, fp32 512x512]" in out
 
 
+def test_the_sweep_candidates_keep_their_meaning_when_the_step_recipe_changes(monkeypatch):
+    """RESULTS.md's GPT tables name candidates as changes to the cpu recipe of their day (batch
+    32, lr 2e-3, 2,000 steps). Pinned in the sweep, the names keep their meaning when the step
+    recipe changes; ``pretrained`` is the step recipe of the day, and on another profile the
+    candidates change that profile's recipe alone."""
+    import runpy
+
+    from aigc_course import runtime
+    from aigc_course.trainers import gpt
+    from tests.helpers import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sweep = runpy.run_path(str(ROOT / "benchmarks" / "sweep.py"))
+    cpu, smoke = runtime.get_profile("cpu"), runtime.get_profile("smoke")
+
+    def candidate(name, profile=cpu, **length):
+        return sweep["candidate_recipe"](
+            gpt, profile, name, sweep["CANDIDATES"], length, sweep["GPT_SWEEP_BASE"]
+        )
+
+    recipe, batch16 = candidate("recipe"), candidate("batch16", minutes=3.0)
+    assert (recipe.batch_size, recipe.train.lr, recipe.train.steps) == (32, 2e-3, 2_000)
+    assert recipe.model == gpt.recipe_for(cpu).model  # the pinned base changes no shape
+    assert (batch16.batch_size, batch16.train.lr, batch16.train.minutes) == (16, 2e-3, 3.0)
+    assert candidate("pretrained") == gpt.recipe_for(cpu)
+    assert candidate("batch16-lr3e-3").train.lr == 3e-3 != recipe.train.lr
+    assert candidate("recipe", smoke) == gpt.recipe_for(smoke)
+
+
 @pytest.mark.parametrize("lesson", ["06_vae", "07_gan"])
 def test_the_live_runs_of_the_model_lessons_go_by_the_clock_on_the_cpu_profile(lesson):
     """Every cell that sets a cpu step count for a live run also gives it a cpu time budget, so the
