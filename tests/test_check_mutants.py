@@ -11,8 +11,6 @@ until it is killed or reasoned about in this table.
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 from tests.mutants import (
@@ -24,17 +22,16 @@ from tests.mutants import (
     reasoned,
 )
 
+_OUTCOMES: dict[tuple[str, str], Outcome] = {}
+
 
 def outcome_of(exercise: Exercise) -> Outcome:
     """Each check's mutants are run once per process: both tests below read the same outcome (the
     file's tests share a worker, ``--dist loadfile``). Read-only: callers do not change it."""
-    return _outcome(exercise.notebook, exercise.check)
-
-
-@functools.cache
-def _outcome(notebook: str, check: str) -> Outcome:
-    (exercise,) = [e for e in exercises() if (e.notebook, e.check) == (notebook, check)]
-    return mutation_outcome(exercise)
+    key = (exercise.notebook, exercise.check)  # an Exercise is not hashable
+    if key not in _OUTCOMES:
+        _OUTCOMES[key] = mutation_outcome(exercise)
+    return _OUTCOMES[key]
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,7 @@ def test_a_cpu_run_by_the_clock_starts_from_the_recipe_measured_for_its_budget()
     for name, value in row.changes.items():
         assert {**timed.model.__dict__, **timed.train.__dict__, **timed.__dict__}[name] == value
     assert gpt.recipe_for(cpu, minutes=2.0, batch_size=40).batch_size == 40
-    assert gpt.recipe_for(cpu) == gpt.recipe_for(cpu, steps=2_000)
+    assert gpt.recipe_for(cpu) == gpt.recipe_for(cpu, steps=4_000)
     assert gpt.recipe_for(cpu).model.block_size != timed.model.block_size
     beyond = max(row.up_to_minutes for row in gpt.CPU_BUDGETS) + 1
     assert gpt.recipe_for(cpu, minutes=beyond).model == gpt.recipe_for(cpu).model

@@ -122,13 +122,13 @@ def ingredient_ablation(
 
 
 #: Three shapes raced for the same minutes, as changes to the cpu profile's GPT recipe: the
-#: step-count recipe itself, the recipe the sweep found best for a few CPU-minutes (the first row of
-#: trainers.gpt.CPU_BUDGETS: fewer layers, a shorter context, smaller batches, a larger learning
-#: rate: more, cheaper steps), and a larger model.
+#: step-count recipe itself (the pretrained GPT's), the recipe the sweep found best for a few
+#: CPU-minutes (the first row of trainers.gpt.CPU_BUDGETS: fewer layers and a shorter context:
+#: more, cheaper steps), and a larger model.
 SHAPES: dict[str, dict[str, float]] = {
-    "4 layers x 128, context 128, batch 32": {},
+    "4 layers x 128, context 128, batch 16": {},
     "2 layers x 128, context 64, batch 16": gpt_trainer.CPU_BUDGETS[0].changes,
-    "6 layers x 192, context 128, batch 32": {"n_layer": 6, "n_embd": 192, "n_head": 6},
+    "6 layers x 192, context 128, batch 16": {"n_layer": 6, "n_embd": 192, "n_head": 6},
 }
 
 
