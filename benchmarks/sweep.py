@@ -58,6 +58,8 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "batch16": {"batch_size": 16},
     "batch16-lr3e-3": {"batch_size": 16, "lr": 3e-3},
     "3layers-batch16-lr3e-3": {"n_layer": 3, "batch_size": 16, "lr": 3e-3},
+    # the pretrained GPT's recipe of 2026-12-05 with 3 layers (run it with --steps 4000)
+    "3layers-pretrained": {"n_layer": 3, "batch_size": 16, "lr": 3e-3, "warmup_steps": 200},
     "ctx64": {"block_size": 64},
     "batch16-ctx64": {"batch_size": 16, "block_size": 64},
     "batch16-ctx64-lr3e-3": {"batch_size": 16, "block_size": 64, "lr": 3e-3},
