@@ -40,6 +40,19 @@ def test_every_lesson_has_a_solution_and_an_exercise():
     assert {p.name for p in (ROOT / "exercises").glob("*.ipynb")} == lessons
 
 
+def test_the_files_the_test_run_starts_with_exist_and_come_first(request):
+    """conftest.py hands pytest-xdist the slowest files first: a renamed or removed file would
+    silently fall back to the usual order, so each name must still be a file, and the session's
+    items (when this test is collected with them) begin with those files."""
+    import conftest
+
+    missing = [name for name in conftest.SLOWEST_FILES if not (ROOT / name).is_file()]
+    assert not missing, f"conftest.SLOWEST_FILES names files that do not exist: {missing}"
+    files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in request.session.items))
+    first = [name for name in files if name in conftest.SLOWEST_FILES]
+    assert files[: len(first)] == first == sorted(first, key=conftest.SLOWEST_FILES.index)
+
+
 KERNEL_REPORT = """import os, random, sys
 print("torch" in sys.modules, os.getcwd(), sys.path.index("") > 0, os.getppid())
 import torch
