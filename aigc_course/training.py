@@ -357,8 +357,9 @@ def to_device(batch, device: torch.device):
 
 #: One optimisation step done by the caller: ``update(step, batch)`` with this rank's slice of the
 #: step's batch; it runs the forward and backward passes and its optimisers' steps, and returns the
-#: loss to log (a tensor) and any other figures (floats). The GAN's two networks take one.
-Update = Callable[[int, object], tuple[torch.Tensor, dict[str, float]]]
+#: loss to log and watch for NaN (a tensor) and any other figures (floats, or 0-d tensors left on
+#: the device: the loop reads them on logged steps only). The GAN's two networks take one.
+Update = Callable[[int, object], tuple[torch.Tensor, dict[str, float | torch.Tensor]]]
 
 
 def train(

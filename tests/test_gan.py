@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from aigc_course import checkpoints, cli, data, gan_theory, metrics, runtime
+from aigc_course import checkpoints, cli, data, gan_theory, metrics, runtime, training
 from aigc_course.models.dcgan import (
     Discriminator,
     GANConfig,
@@ -228,3 +229,53 @@ def test_the_shipped_generators_load_verified_and_the_cgan_draws_the_class_asked
     images = trainer.generate(conditional, 200, seed=0, labels=labels)
     recorded = conditional_checkpoint.metrics["conditional_accuracy"]
     assert metrics.accuracy(classifier, images, labels) > recorded - 0.1  # far above chance, 0.1
+
+
+def test_the_discriminator_watch_counts_on_the_device_and_names_the_first_win():
+    watch = trainer.DiscriminatorWatch(torch.device("cpu"))
+    low, high = torch.tensor(trainer.D_WINS_THRESHOLD / 2), torch.tensor(0.5)
+    for step in range(1, trainer.D_WINS_STEPS):  # one step short of a win, then D is fooled again
+        watch.observe(low, step)
+    watch.observe(high, trainer.D_WINS_STEPS)
+    assert watch.won_at() is None
+    start = trainer.D_WINS_STEPS + 1
+    for step in range(start, start + 2 * trainer.D_WINS_STEPS):
+        watch.observe(low, step)
+    assert watch.won_at() == start + trainer.D_WINS_STEPS - 1  # the first win, not a later one
+
+
+def test_the_watched_loss_is_ds_unless_gs_is_not_finite():
+    loss_d, loss_g = torch.tensor(0.7, requires_grad=True), torch.tensor(1.3)
+    watched = trainer.watched_loss(loss_d, loss_g)
+    assert watched.item() == pytest.approx(0.7) and not watched.requires_grad
+    assert math.isinf(trainer.watched_loss(loss_d, torch.tensor(math.inf)).item())
+    assert math.isnan(trainer.watched_loss(torch.tensor(math.nan), loss_g).item())
+
+
+def test_a_run_warns_once_when_the_discriminator_wins_outright(monkeypatch):
+    # Every step counts as "D rejected every fake" (threshold 1): the watch must fire after 5 steps,
+    # be read at the logged step 10, and warn once although the count goes on.
+    monkeypatch.setattr(trainer, "D_WINS_THRESHOLD", 1.0)
+    monkeypatch.setattr(trainer, "D_WINS_STEPS", 5)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=25, eval_every=10**9)
+    run = trainer.train(recipe, progress=False, evaluate_fid=False)
+    assert len(run.warnings) == 1 and run.warnings[0].startswith("step 5:"), run.warnings
+    assert set(run.history.metrics) >= {"loss", "loss_d", "loss_g", "d_real", "d_fake"}
+    assert all(isinstance(v, float) for v in run.history.metrics["d_fake"])
+
+
+def test_a_non_finite_generator_loss_stops_the_run_naming_its_step(monkeypatch):
+    real_step, steps = gan_theory.gan_step, []
+
+    def step_whose_third_generator_loss_is_nan(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        steps.append(len(steps) + 1)
+        if len(steps) == 3:
+            result = dataclasses.replace(result, loss_g=torch.tensor(math.nan))
+        return result
+
+    monkeypatch.setattr(trainer.gan_theory, "gan_step", step_whose_third_generator_loss_is_nan)
+    recipe = trainer.recipe_for(runtime.Profile("smoke"), steps=20, eval_every=10**9)
+    with pytest.raises(training.NonFiniteLossError, match="at step 3"):
+        trainer.train(recipe, progress=False, evaluate_fid=False)
+    assert len(steps) == 10  # read on the next logged step (log_every 10), not on every step

@@ -30,11 +30,38 @@ from aigc_course.models.dcgan import (
     to_unit_range,
 )
 from aigc_course.trainers import classifier as classifier_trainer
-from aigc_course.training import History, Run, TrainConfig, check_finite
+from aigc_course.training import History, Run, TrainConfig
 
 PRETRAINED_NAME = "dcgan_fashion_mnist"
 D_WINS_THRESHOLD = 0.01  # mean D(G(z)) below this ...
 D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has won outright
+
+
+class DiscriminatorWatch:
+    """Notices a discriminator that has won outright: mean D(G(z)) under ``D_WINS_THRESHOLD`` for
+    ``D_WINS_STEPS`` steps in a row. The count stays on the device, so watching costs no sync per
+    step (reading a GPU tensor waits for the GPU); :meth:`won_at` reads it, on logged steps."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.rejected_in_a_row = torch.zeros((), dtype=torch.long, device=device)
+        self.first_win = torch.zeros((), dtype=torch.long, device=device)  # 0: not yet
+
+    def observe(self, d_fake: torch.Tensor, step: int) -> None:
+        """``d_fake``: the step's mean D(G(z)), a 0-d tensor."""
+        rejected = d_fake < D_WINS_THRESHOLD
+        self.rejected_in_a_row = torch.where(rejected, self.rejected_in_a_row + 1, 0)
+        won = (self.rejected_in_a_row == D_WINS_STEPS) & (self.first_win == 0)
+        self.first_win = torch.where(won, step, self.first_win)
+
+    def won_at(self) -> int | None:
+        """The step at which D had rejected every fake for ``D_WINS_STEPS`` steps, or None."""
+        return int(self.first_win) or None
+
+
+def watched_loss(loss_d: torch.Tensor, loss_g: torch.Tensor) -> torch.Tensor:
+    """The loss the training loop logs and watches for NaN: D's, or G's where G's is not finite
+    (so a failure in either network stops the run, without reading either loss every step)."""
+    return torch.where(torch.isfinite(loss_g), loss_d, loss_g).detach()
 
 
 @dataclass(frozen=True)
@@ -210,7 +237,8 @@ def train(
     run = GANRun(
         generator, recipe, History(budget_minutes=config.minutes), {}, discriminator=discriminator
     )
-    current = {"step": 0, "d_wins": 0}  # the step being taken, and how long D has rejected all
+    current = {"step": 0}  # the step being taken
+    discriminator_watch = DiscriminatorWatch(device)
 
     def batches():
         """The global batch of every step, the same on every rank: image indices, and z from the
@@ -230,28 +258,30 @@ def train(
             forward_g, forward_d, optimizer_g, optimizer_d, real, z, labels,
             precision=precision, scalers=scalers, grad_clip=config.grad_clip,
         )  # fmt: skip
-        check_finite(result.loss_d, step, config.lr)
-        check_finite(result.loss_g, step, config.lr)
-        d_fake = torch.sigmoid(result.fake_logits.float()).mean().item()
-        watch_the_discriminator(step, d_fake)
-        return result.loss_d.detach(), {
-            "loss_d": result.loss_d.item(),
-            "loss_g": result.loss_g.item(),
-            "d_real": torch.sigmoid(result.real_logits.float()).mean().item(),
+        # Nothing here reads a number back from the device (the loop reads these on logged steps).
+        d_fake = torch.sigmoid(result.fake_logits.detach().float()).mean()
+        discriminator_watch.observe(d_fake, step)
+        if step % config.log_every == 0:
+            warn_if_the_discriminator_won()
+        return watched_loss(result.loss_d, result.loss_g), {
+            "loss_d": result.loss_d.detach(),
+            "loss_g": result.loss_g.detach(),
+            "d_real": torch.sigmoid(result.real_logits.detach().float()).mean(),
             "d_fake": d_fake,
         }
 
-    def watch_the_discriminator(step: int, d_fake: float) -> None:
-        current["d_wins"] = current["d_wins"] + 1 if d_fake < D_WINS_THRESHOLD else 0
-        if current["d_wins"] == D_WINS_STEPS:
-            message = _(
-                "step {step}: the discriminator has rejected every fake (mean D(G(z)) < "
-                "{threshold}) for {steps} steps: training has likely failed. Try a lower "
-                "discriminator learning rate, fewer D steps, or restart with another seed."
-            ).format(step=step, threshold=D_WINS_THRESHOLD, steps=D_WINS_STEPS)
-            run.warnings.append(message)
-            if world.is_main:
-                tqdm.write(_("warning: {message}").format(message=message))
+    def warn_if_the_discriminator_won() -> None:
+        step = discriminator_watch.won_at()
+        if step is None or run.warnings:
+            return
+        message = _(
+            "step {step}: the discriminator has rejected every fake (mean D(G(z)) < "
+            "{threshold}) for {steps} steps: training has likely failed. Try a lower "
+            "discriminator learning rate, fewer D steps, or restart with another seed."
+        ).format(step=step, threshold=D_WINS_THRESHOLD, steps=D_WINS_STEPS)
+        run.warnings.append(message)
+        if world.is_main:
+            tqdm.write(_("warning: {message}").format(message=message))
 
     def snapshot(step: int) -> None:
         was_training = generator.training
@@ -294,6 +324,7 @@ def train(
         on_trained=trained,
         update=update,
     )
+    warn_if_the_discriminator_won()  # after the last step, which may not have been a logged one
     generator.eval()
     run.metrics = training.training_figures(run.history)
     if classifier is not None:
