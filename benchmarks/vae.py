@@ -1,7 +1,7 @@
 """Benchmark the lesson-06 VAE: train under a profile and print one figure a line.
 
     python benchmarks/vae.py [--profile smoke|cpu|gpu] [--steps N | --minutes M] [--model conv|mlp]
-                             [--channels C1 C2]
+                             [--channels C1 C2] [--lr LR] [--lr-decay constant|cosine]
 
 ``--model mlp`` trains the fully connected network instead of lesson 06's conv VAE: Kingma &
 Welling's 784-400-20 MLP VAE (:class:`aigc_course.models.vae.MLPVAE`) with the profile's batch size
@@ -9,7 +9,10 @@ and learning rate (128 and 1e-3 on the cpu profile), so that ``--minutes`` compa
 wall-clock time (``--model`` is the recipe's ``network``: the default here is conv, whereas
 ``aigc-course train vae --minutes M`` on the cpu profile trains the MLP up to 10 minutes).
 ``--channels`` changes the conv VAE's two channel counts (32 and 64 in the
-course's model), the cheapest way to a faster conv step.
+course's model), the cheapest way to a faster conv step. ``--lr-decay`` sets the learning rate's
+course over the run (the recipe's ``lr_decay``; a cpu run of up to 3 minutes by the clock decays it
+by default): the baseline of pytorch/examples' ``vae/main.py``, Adam at a constant 1e-3, is
+``--model mlp --lr 1e-3 --lr-decay constant``.
 
 Prints: device, torch version, profile, steps, batch size, images/s (training), final test negative
 ELBO (nats per image), IWAE NLL (nats and bits/dim, with K and the number of test images), and
@@ -34,6 +37,11 @@ def main() -> None:
         "--model", choices=("conv", "mlp"), default="conv", help="the VAE to train (default: conv)"
     )
     parser.add_argument("--channels", type=int, nargs=2, help="the conv VAE's channel counts")
+    parser.add_argument(
+        "--lr-decay",
+        choices=trainer.LR_DECAYS,
+        help="the learning rate's course (default: the recipe's)",
+    )
     _common.add_recipe_options(parser)
     args = parser.parse_args()
     if args.channels and args.model != "conv":
@@ -45,7 +53,7 @@ def main() -> None:
     channels = tuple(args.channels) if args.channels else None
     recipe = trainer.recipe_for(
         profile, steps=args.steps, minutes=args.minutes, channels=channels, lr=args.lr,
-        batch_size=args.batch_size, network=args.model,
+        batch_size=args.batch_size, network=args.model, lr_decay=args.lr_decay,
     )  # fmt: skip
     run = trainer.train(recipe, device=device, progress=False)
     m = run.metrics
@@ -55,7 +63,7 @@ def main() -> None:
         "model": f"{args.model} ({sum(p.numel() for p in run.model.parameters()):,} parameters)",
         "steps": _common.length(run, "images"),
         "batch size": recipe.batch_size,
-        "learning rate": f"{recipe.train.lr:g}",
+        "learning rate": f"{recipe.train.lr:g} ({recipe.lr_decay})",
         "images/s (training)": f"{m['images_per_second']:.0f}",
         "test negative ELBO [nats]": f"{m['test_neg_elbo']:.2f} ({recipe.eval_images} images)",
         f"test IWAE NLL, K={m['iwae_k']} [nats]": f"{m['test_iwae_nll']:.2f} ({m['iwae_images']} images)",

@@ -340,6 +340,30 @@ def test_benchmark_script_prints_one_figure_a_line(monkeypatch, capsys):
         assert expected in names, (expected, names)
     assert any(name.startswith("test IWAE NLL, K=5") for name in names)
     assert "model: mlp (652,824 parameters)" in out, "the baseline, not the conv VAE"
+    out = run_benchmark(
+        "vae", "--profile", "smoke", "--model", "mlp", "--lr-decay", "cosine",
+        monkeypatch=monkeypatch, capsys=capsys,
+    )  # fmt: skip
+    assert "learning rate: 0.001 (cosine)" in out
+
+
+@pytest.mark.parametrize("lr_decay", ["constant", "cosine"])
+def test_the_learning_rate_follows_the_recipes_decay_and_the_vae_learns(lr_decay):
+    from aigc_course import runtime
+    from aigc_course.trainers import vae
+
+    recipe = vae.recipe_for(
+        runtime.get_profile("smoke"), steps=100, log_every=1, lr=2e-3, lr_decay=lr_decay
+    )
+    run = vae.train(recipe, progress=False, test_evaluation=False)
+    rates, losses = run.history.metrics["lr"], run.history.metrics["loss"]
+    assert len(rates) == 100 and sum(losses[-10:]) < 0.8 * sum(losses[:10])
+    if lr_decay == "constant":
+        assert set(rates) == {2e-3}
+    else:  # a warm-up over 2% of the steps, then down to almost 0 at the last step
+        assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(2e-3)
+        assert all(later <= earlier for earlier, later in zip(rates[1:-1], rates[2:], strict=True))
+        assert rates[-1] < 1e-3 * 2e-3 and rates[50] == pytest.approx(1e-3, rel=0.05)
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])
