@@ -10,7 +10,7 @@ wall-clock time (``--model`` is the recipe's ``network``: the default here is co
 ``aigc-course train vae --minutes M`` on the cpu profile trains the MLP up to 10 minutes).
 ``--channels`` changes the conv VAE's two channel counts (32 and 64 in the
 course's model), the cheapest way to a faster conv step. ``--lr-decay`` sets the learning rate's
-course over the run (the recipe's ``lr_decay``; a cpu run of up to 3 minutes by the clock decays it
+course over the run (the recipe's ``lr_decay``; a cpu run of up to 10 minutes by the clock decays it
 by default): the baseline of pytorch/examples' ``vae/main.py``, Adam at a constant 1e-3, is
 ``--model mlp --lr 1e-3 --lr-decay constant``.
 
