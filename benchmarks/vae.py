@@ -5,9 +5,10 @@
 
 ``--model mlp`` trains the fully connected network instead of lesson 06's conv VAE: Kingma &
 Welling's 784-400-20 MLP VAE (:class:`aigc_course.models.vae.MLPVAE`) with the profile's batch size
-and learning rate (128 and 1e-3 on the cpu profile), so that ``--minutes`` compares the two at equal
-wall-clock time (``--model`` is the recipe's ``network``: the default here is conv, whereas
-``aigc-course train vae --minutes M`` on the cpu profile trains the MLP up to 10 minutes).
+(128 on the cpu profile), so that ``--minutes`` compares the two at equal wall-clock time
+(``--model`` is the recipe's ``network``: the default here is conv, whereas ``aigc-course train vae
+--minutes M`` on the cpu profile trains the MLP up to 10 minutes, at lr 5e-3 with a cosine decay;
+add ``--lr 1e-3 --lr-decay constant`` to compare the networks at one rate).
 ``--channels`` changes the conv VAE's two channel counts (32 and 64 in the
 course's model), the cheapest way to a faster conv step. ``--lr-decay`` sets the learning rate's
 course over the run (the recipe's ``lr_decay``; a cpu run of up to 10 minutes by the clock decays it

@@ -87,7 +87,7 @@ CHANGED = {
     "beta": "0.5", "latent_dim": "8", "n_classes": None, "schedule": "cosine",
     "diffusion_steps": "500", "fid_sampling_steps": "7", "method": "full", "rank": "2",
     "alpha": "4", "targets": "mlp", "speaker": "KATHARINA", "data": "pretraining",
-    "network": "mlp",
+    "network": "mlp", "lr_decay": "cosine",
 }  # fmt: skip
 
 #: Settings that another one's value brings along: the MLP VAE's own latent size (784-400-20).

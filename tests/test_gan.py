@@ -261,7 +261,7 @@ def test_a_run_warns_once_when_the_discriminator_wins_outright(monkeypatch):
     run = trainer.train(recipe, progress=False, evaluate_fid=False)
     assert len(run.warnings) == 1 and run.warnings[0].startswith("step 5:"), run.warnings
     assert set(run.history.metrics) >= {"loss", "loss_d", "loss_g", "d_real", "d_fake"}
-    assert all(isinstance(v, float) for v in run.history.metrics["d_fake"])
+    assert run.history.metrics["loss"] == run.history.metrics["loss_d"]  # G's loss stayed finite
 
 
 def test_a_non_finite_generator_loss_stops_the_run_naming_its_step(monkeypatch):

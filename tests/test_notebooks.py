@@ -46,6 +46,8 @@ def test_the_files_the_test_run_starts_with_exist_and_come_first(request):
     items (when this test is collected with them) begin with those files."""
     import conftest
 
+    if getattr(request.config.option, "dist", "no") != "no":  # under pytest-xdist
+        assert request.config.option.loadscopereorder is False, "files by test count, not time"
     missing = [name for name in conftest.SLOWEST_FILES if not (ROOT / name).is_file()]
     assert not missing, f"conftest.SLOWEST_FILES names files that do not exist: {missing}"
     files = list(dict.fromkeys(item.nodeid.split("::")[0] for item in request.session.items))

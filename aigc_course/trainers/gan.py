@@ -248,7 +248,7 @@ def train(
             index = torch.randint(0, len(train_set), (recipe.batch_size,), generator=data_generator)
             yield index, torch.randn(recipe.batch_size, recipe.model.latent_dim, device=device)
 
-    def update(step: int, batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def update(step: int, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One step of D and one of G on this rank's slice of the batch (gan_theory.gan_step)."""
         index, z = batch
         current["step"] = step
