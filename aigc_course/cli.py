@@ -55,7 +55,14 @@ from aigc_course.validators import (
 
 class CourseArgumentParser(argparse.ArgumentParser):
     """argparse whose complaint about a bad option is one line, ``error: ...`` with where to get
-    help, and exit status 2 (argparse's own status for a usage error)."""
+    help, and exit status 2 (argparse's own status for a usage error). No option is taken by a
+    prefix of its name: ``--lr`` is never read as another option that starts with it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault(
+            "allow_abbrev", False
+        )  # add_parser passes its own kwargs: sub-commands too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(
@@ -267,6 +274,7 @@ def _recipe_overrides(args: argparse.Namespace) -> dict[str, object]:
         "steps": args.steps,
         "minutes": args.minutes,
         "batch_size": args.batch_size,
+        "lr": args.lr,
         "accumulation_steps": args.accumulation_steps,
     }
     given |= {name: getattr(args, name) for name in args.model_options}
@@ -508,6 +516,14 @@ def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> No
             type=count,
             help=_("{items} per step, over all processes (default: the profile's)").format(
                 items=_(trainable.items)
+            ),
+        )
+        parser.add_argument(
+            "--lr",
+            type=positive_float,
+            help=_(
+                "the learning rate (the peak, where the recipe warms up and decays it; default: "
+                "the profile's, or the budget's recipe by the clock)"
             ),
         )
         parser.add_argument(

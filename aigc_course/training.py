@@ -695,8 +695,6 @@ def override(recipe: R, **overrides: Any) -> R:
                 )
             )
         changes[owner][name] = value
-    for owner, values in changes.items():
-        _check_choices(parts[owner], values)
     changed = dataclasses.replace(
         recipe,
         train=dataclasses.replace(recipe.train, **changes["train"]),
@@ -711,20 +709,6 @@ def override(recipe: R, **overrides: Any) -> R:
             )
         )
     return changed
-
-
-def _check_choices(config: Any, values: dict[str, Any]) -> None:
-    """Raise :class:`SettingError` for a value outside its setting's ``choices`` (the command line
-    checks these itself; this is for the same settings given in Python)."""
-    for setting_field in dataclasses.fields(config):
-        name, option = setting_field.name, setting_field.metadata.get("option")
-        if name in values and option is not None and option.choices is not None:
-            if values[name] not in option.choices:
-                raise SettingError(
-                    _("{name} must be one of {choices}, got {value}").format(
-                        name=name, choices=", ".join(option.choices), value=repr(values[name])
-                    )
-                )
 
 
 @dataclass

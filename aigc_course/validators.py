@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from aigc_course.errors import SettingError
 from aigc_course.i18n import _
 
 
@@ -113,3 +114,19 @@ def setting(default: Any, help: str, parse: Callable[[str], Any] | None = None, 
     return dataclasses.field(
         default=default, metadata={"option": CommandOption(help, parse, **how)}
     )
+
+
+def check_choices(config: Any) -> None:
+    """Raise :class:`~aigc_course.errors.SettingError` where a field of the dataclass ``config``
+    declared with ``setting(..., choices=...)`` holds a value outside them. The command line checks
+    these itself; a recipe calls this in ``__post_init__`` for the same settings given in Python
+    (which ``dataclasses.replace`` runs too)."""
+    for setting_field in dataclasses.fields(config):
+        option = setting_field.metadata.get("option")
+        value = getattr(config, setting_field.name)
+        if option is not None and option.choices is not None and value not in option.choices:
+            raise SettingError(
+                _("{name} must be one of {choices}, got {value}").format(
+                    name=setting_field.name, choices=", ".join(option.choices), value=repr(value)
+                )
+            )

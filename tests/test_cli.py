@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from aigc_course import __version__, cli
+from aigc_course import __version__, cli, runtime
 from aigc_course.data import sources
 from tests.helpers import FileServer, fixture_spec, make_idx_dataset
 
@@ -137,3 +138,37 @@ def test_train_help_shows_each_option_with_its_profile_default(capsys):
         in out
     )
     assert "--schedule {linear,cosine} the noise schedule (default linear)" in out
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every sub-command's parser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def test_no_option_is_taken_by_a_prefix_of_its_name(capsys):
+    """``--lr`` is the learning rate, not an abbreviation of ``--lr-decay``; a prefix of an option
+    is refused as unknown, on every command and sub-command."""
+    argv = ["train", "vae", "--profile", "smoke"]
+    parsers = list(_parsers(cli.build_parser(argv)))
+    assert len(parsers) > 10 and all(parser.allow_abbrev is False for parser in parsers)
+    args = cli.build_parser(argv).parse_args([*argv, "--lr", "2e-3", "--lr-decay", "cosine"])
+    assert cli._recipe_overrides(args) == {"lr": 2e-3, "lr_decay": "cosine"}
+    with pytest.raises(SystemExit) as refused:
+        cli.main([*argv, "--lr-d", "cosine"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --lr-d cosine" in capsys.readouterr().err
+
+
+def test_the_learning_rate_option_wins_over_the_budget_row():
+    """``train vae --minutes 1 --lr 1e-3`` keeps the budget's network and decay with the given
+    rate: the learner's option wins, the rest of the row stays."""
+    from aigc_course.trainers import vae
+
+    argv = ["train", "vae", "--profile", "cpu", "--minutes", "1", "--lr", "1e-3"]
+    overrides = cli._recipe_overrides(cli.build_parser(argv).parse_args(argv))
+    recipe = vae.recipe_for(runtime.get_profile("cpu"), **overrides)
+    assert (recipe.network, recipe.train.lr, recipe.lr_decay) == ("mlp", 1e-3, "cosine")

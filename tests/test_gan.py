@@ -237,11 +237,13 @@ def test_the_discriminator_watch_counts_on_the_device_and_names_the_first_win():
     for step in range(1, trainer.D_WINS_STEPS):  # one step short of a win, then D is fooled again
         watch.observe(low, step)
     watch.observe(high, trainer.D_WINS_STEPS)
-    assert watch.won_at() is None
+    assert watch.won_at() is None and watch.win_to_report() is None
     start = trainer.D_WINS_STEPS + 1
     for step in range(start, start + 2 * trainer.D_WINS_STEPS):
         watch.observe(low, step)
     assert watch.won_at() == start + trainer.D_WINS_STEPS - 1  # the first win, not a later one
+    assert watch.win_to_report() == watch.won_at(), "reported the first time it is asked"
+    assert watch.win_to_report() is None and watch.won_at() is not None, "and only once"
 
 
 def test_the_watched_loss_is_ds_unless_gs_is_not_finite():

@@ -281,3 +281,58 @@ def test_lesson_08s_race_names_each_shape_as_its_recipe_is():
         assert name == (
             f"{c.n_layer} layers x {c.n_embd}, context {c.block_size}, batch {recipe.batch_size}"
         )
+
+
+def _choice_settings(recipe) -> list[tuple[str, object]]:
+    """``(name, the dataclass holding it)`` for every setting of ``recipe`` declared with choices."""
+    parts = (recipe, recipe.train, recipe.model)
+    return [
+        (name, next(part for part in parts if hasattr(part, name)))
+        for name, option, _ in training.command_options(recipe)
+        if option.choices is not None
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINER_MODULES))
+def test_a_setting_with_choices_refuses_any_other_value_however_it_is_given(name):
+    """Every setting that offers choices on the command line refuses another value given in
+    Python too, through ``recipe_for`` or built straight into the dataclass, with one message."""
+    import dataclasses
+
+    trainer = TRAINER_MODULES[name]
+    recipe = trainer.recipe_for(runtime.get_profile("smoke"))
+    for setting_name, holder in _choice_settings(recipe):
+        message = f"{setting_name} must be one of .*, got 'nonsense'"
+        with pytest.raises(SettingError, match=message):
+            trainer.recipe_for(runtime.get_profile("smoke"), **{setting_name: "nonsense"})
+        with pytest.raises(SettingError, match=message):
+            dataclasses.replace(holder, **{setting_name: "nonsense"})
+
+
+def test_the_trainers_offer_settings_with_choices():
+    """The test above has something to check: the VAE, diffusion and fine-tune recipes offer
+    choices (network, lr_decay, schedule, method, targets, data)."""
+    names = {
+        setting_name
+        for trainer in TRAINER_MODULES.values()
+        for setting_name, _ in _choice_settings(trainer.recipe_for(runtime.get_profile("smoke")))
+    }
+    assert {"network", "lr_decay", "schedule", "method", "targets", "data"} <= names
+
+
+def test_a_gpt_peak_rate_below_the_recipes_floor_never_decays_upwards():
+    """``--lr`` below the recipe's ``min_lr``: the rate warms up to the peak and stays at or below
+    it (the floor is the lower of the two), never rising to the floor after the warm-up."""
+    from aigc_course import data
+    from aigc_course.trainers import gpt
+
+    require(
+        all(s.ready for s in data.dataset_status(["tinyshakespeare"])),
+        "Tiny Shakespeare is missing",
+    )
+    smoke = runtime.get_profile("smoke")
+    recipe = gpt.recipe_for(smoke, lr=1e-4, steps=40, log_every=1)
+    assert recipe.min_lr > recipe.train.lr, "the case this test is about"
+    rates = gpt.train(recipe, progress=False).history.metrics["lr"]
+    assert max(rates) == pytest.approx(1e-4)
+    assert rates[-20:] == pytest.approx([1e-4] * 20), "after the warm-up: the peak, held"

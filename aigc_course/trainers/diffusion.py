@@ -22,7 +22,7 @@ from aigc_course.models.diffusion import SCHEDULES, NoiseSchedule, diffusion_los
 from aigc_course.models.unet import UNet, UNetConfig
 from aigc_course.trainers import classifier as classifier_trainer
 from aigc_course.training import Run, TrainConfig
-from aigc_course.validators import count, setting
+from aigc_course.validators import check_choices, count, setting
 
 PRETRAINED_NAME = "diffusion_fashion_mnist"
 
@@ -51,12 +51,7 @@ class DiffusionRecipe:
                     value=repr(self.diffusion_steps)
                 )
             )
-        if self.schedule not in SCHEDULES:
-            raise SettingError(
-                _("schedule must be one of {choices}, got {value}").format(
-                    choices=", ".join(SCHEDULES), value=repr(self.schedule)
-                )
-            )
+        check_choices(self)
         if not 1 <= self.fid_sampling_steps <= self.diffusion_steps:
             raise SettingError(
                 _(

@@ -33,7 +33,7 @@ from aigc_course.models import lora
 from aigc_course.models.gpt import GPT
 from aigc_course.trainers import gpt as gpt_trainer
 from aigc_course.training import Run, TrainConfig
-from aigc_course.validators import count, positive_float, setting, speaker_name
+from aigc_course.validators import check_choices, count, positive_float, setting, speaker_name
 
 PRETRAINED_NAME = "gpt_lora_petruchio"
 BASE_NAME = gpt_trainer.PRETRAINED_NAME
@@ -66,18 +66,7 @@ class FinetuneConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise SettingError(
-                _("method must be one of {choices}, got {value}").format(
-                    choices=", ".join(METHODS), value=repr(self.method)
-                )
-            )
-        if self.data not in DATA_SOURCES:
-            raise SettingError(
-                _("data must be one of {choices}, got {value}").format(
-                    choices=", ".join(DATA_SOURCES), value=repr(self.data)
-                )
-            )
+        check_choices(self)
         self.lora()  # checks rank, alpha and targets
 
     def lora(self) -> lora.LoRAConfig:

@@ -40,11 +40,13 @@ D_WINS_STEPS = 300  # ... for this many steps in a row: the discriminator has wo
 class DiscriminatorWatch:
     """Notices a discriminator that has won outright: mean D(G(z)) under ``D_WINS_THRESHOLD`` for
     ``D_WINS_STEPS`` steps in a row. The count stays on the device, so watching costs no sync per
-    step (reading a GPU tensor waits for the GPU); :meth:`won_at` reads it, on logged steps."""
+    step (reading a GPU tensor waits for the GPU); :meth:`won_at` reads it, on logged steps, and
+    :meth:`win_to_report` says it once."""
 
     def __init__(self, device: torch.device) -> None:
         self.rejected_in_a_row = torch.zeros((), dtype=torch.long, device=device)
         self.first_win = torch.zeros((), dtype=torch.long, device=device)  # 0: not yet
+        self.reported = False
 
     def observe(self, d_fake: torch.Tensor, step: int) -> None:
         """``d_fake``: the step's mean D(G(z)), a 0-d tensor."""
@@ -56,6 +58,12 @@ class DiscriminatorWatch:
     def won_at(self) -> int | None:
         """The step at which D had rejected every fake for ``D_WINS_STEPS`` steps, or None."""
         return int(self.first_win) or None
+
+    def win_to_report(self) -> int | None:
+        """:meth:`won_at` the first time it has a step, None every other time: one warning a run."""
+        step = None if self.reported else self.won_at()
+        self.reported = self.reported or step is not None
+        return step
 
 
 def watched_loss(loss_d: torch.Tensor, loss_g: torch.Tensor) -> torch.Tensor:
@@ -271,8 +279,8 @@ def train(
         }
 
     def warn_if_the_discriminator_won() -> None:
-        step = discriminator_watch.won_at()
-        if step is None or run.warnings:
+        step = discriminator_watch.win_to_report()
+        if step is None:
             return
         message = _(
             "step {step}: the discriminator has rejected every fake (mean D(G(z)) < "

@@ -290,7 +290,7 @@ def train(
             recipe.train.lr,
             round(recipe.warmup_steps * total / steps),
             total,
-            recipe.min_lr,
+            min(recipe.min_lr, recipe.train.lr),  # a peak set below the floor: no decay upwards
         ),
         units_per_example=config.block_size,
         unit="tokens",

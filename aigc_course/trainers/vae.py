@@ -28,7 +28,7 @@ from aigc_course.models.vae import (
     nats_to_bits_per_dim,
 )
 from aigc_course.training import Run, TrainConfig
-from aigc_course.validators import non_negative_float, setting
+from aigc_course.validators import check_choices, non_negative_float, setting
 
 PRETRAINED_NAME = "vae_fashion_mnist"
 
@@ -83,6 +83,9 @@ class VAERecipe:
     eval_images: int = 10_000  # test images for the negative ELBO
     iwae_images: int = 1_000  # test images for the IWAE estimate
     iwae_k: int = 100
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def recipe_for(profile: runtime.Profile | None = None, **overrides) -> VAERecipe:
@@ -162,12 +165,6 @@ def learning_rate_schedule(recipe: VAERecipe) -> Callable[[int, int], float] | N
     a linear warm-up over the first ``WARMUP_SHARE`` of the run, then a cosine decay to 0."""
     if recipe.lr_decay == "constant":
         return None
-    if recipe.lr_decay != "cosine":
-        raise SettingError(
-            _("{name} must be one of {choices}, got {value}").format(
-                name="lr_decay", choices=", ".join(LR_DECAYS), value=repr(recipe.lr_decay)
-            )
-        )
     return lambda index, total: training.warmup_cosine(
         index, recipe.train.lr, round(WARMUP_SHARE * total), total, 0.0
     )
