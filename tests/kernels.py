@@ -37,10 +37,11 @@ from functools import cache
 #: Whether kernels are forked (Linux) or started as usual (elsewhere).
 FORKS = sys.platform.startswith("linux")
 
-#: What the kernel parent imports before it forks: torch (and numpy with it) and the kernel itself.
-#: Nothing of the course or matplotlib, which read settings from the environment when imported:
-#: the kernel reads them from its own.
-PRELOADED = ("torch", "ipykernel.kernelapp")
+#: What the kernel parent imports before it forks: torch (and numpy with it), ``torch._dynamo``
+#: (PyTorch imports it when the first optimizer is made: 1 s of CPU a kernel here, in every lesson
+#: that trains) and the kernel itself. Nothing of the course or matplotlib, which read settings
+#: from the environment when imported: the kernel reads them from its own.
+PRELOADED = ("torch", "torch._dynamo", "ipykernel.kernelapp")
 
 #: The command of this Python's ipykernel; any other kernel's command is started as usual.
 KERNEL_MODULE = "ipykernel_launcher"
