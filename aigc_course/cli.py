@@ -59,9 +59,8 @@ class CourseArgumentParser(argparse.ArgumentParser):
     prefix of its name: ``--lr`` is never read as another option that starts with it."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault(
-            "allow_abbrev", False
-        )  # add_parser passes its own kwargs: sub-commands too
+        # Sub-commands too: add_parser makes them with this class and these defaults.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
@@ -522,8 +521,8 @@ def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> No
             "--lr",
             type=positive_float,
             help=_(
-                "the learning rate (the peak, where the recipe warms up and decays it; default: "
-                "the profile's, or the budget's recipe by the clock)"
+                "the learning rate: the peak, where the recipe warms up and decays it (a run by "
+                "the clock may start from its budget's own)"
             ),
         )
         parser.add_argument(
@@ -592,6 +591,10 @@ def _add_recipe_options(
                 help=help_text, metavar=None if option.choices else name.upper(),
             )  # fmt: skip
         options[name] = option
+    learning_rate = next(action for action in parser._actions if action.dest == "lr")
+    learning_rate.help = _("{help} (default {value})").format(
+        help=learning_rate.help, value=f"{recipe.train.lr:g}"
+    )
     return options
 
 

@@ -15,7 +15,7 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
     docstring."""
     from aigc_course.validators import count, positive_float
 
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--profile", choices=runtime.PROFILE_NAMES)
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=count, help="train this many steps")

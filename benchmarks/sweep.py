@@ -44,6 +44,7 @@ GPT_SWEEP_BASE: dict[str, object] = {
     "steps": 2_000,
     "batch_size": 32,
     "lr": 2e-3,
+    "min_lr": 2e-4,  # named: a candidate's own lr would otherwise scale the floor with it
     "warmup_steps": 100,
     "log_every": 25,
 }
@@ -203,7 +204,7 @@ def sweep_gan(args, profile, device, lengths) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", choices=("gpt", "gan"), default="gpt")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, nargs="+", default=[1.0, 3.0])

@@ -3,7 +3,8 @@
 nbval starts a fresh kernel for every notebook, about seventy in a run, and each notebook's
 first cell imports torch: 3 s of CPU here, the largest fixed cost of the suite. On Linux,
 :func:`kernel_manager`'s kernels start as forks of a *kernel parent*, one per test worker,
-that imported torch and ipykernel once and then only waits. A fork is still a new process: its
+that imported torch, ``torch._dynamo`` and ipykernel once (:data:`PRELOADED`) and then only
+waits. A fork is still a new process: its
 own namespace, its own random state (reseeded, as a new process draws its seeds), the notebook's
 folder, the environment and ``sys.path`` the kernel would have had. What it gets for free is the
 modules' import, nothing that a notebook does. What it shares with the parent: the settings read

@@ -320,19 +320,21 @@ def test_the_trainers_offer_settings_with_choices():
     assert {"network", "lr_decay", "schedule", "method", "targets", "data"} <= names
 
 
-def test_a_gpt_peak_rate_below_the_recipes_floor_never_decays_upwards():
-    """``--lr`` below the recipe's ``min_lr``: the rate warms up to the peak and stays at or below
-    it (the floor is the lower of the two), never rising to the floor after the warm-up."""
-    from aigc_course import data
+def test_a_gpt_peak_rate_of_ones_own_scales_the_floor_and_keeps_the_schedules_shape():
+    """``--lr`` (``recipe_for(lr=...)``): the floor ``min_lr`` keeps its ratio to the peak, so a
+    peak below the recipe's floor still warms up, then decays (never upwards to the old floor);
+    a floor given too is kept; the budget rows' own rates leave the floor alone."""
     from aigc_course.trainers import gpt
 
-    require(
-        all(s.ready for s in data.dataset_status(["tinyshakespeare"])),
-        "Tiny Shakespeare is missing",
-    )
-    smoke = runtime.get_profile("smoke")
-    recipe = gpt.recipe_for(smoke, lr=1e-4, steps=40, log_every=1)
-    assert recipe.min_lr > recipe.train.lr, "the case this test is about"
-    rates = gpt.train(recipe, progress=False).history.metrics["lr"]
-    assert max(rates) == pytest.approx(1e-4)
-    assert rates[-20:] == pytest.approx([1e-4] * 20), "after the warm-up: the peak, held"
+    smoke, cpu = runtime.get_profile("smoke"), runtime.get_profile("cpu")
+    base = gpt.recipe_for(smoke)
+    low = gpt.recipe_for(smoke, lr=base.min_lr / 3)
+    assert low.min_lr == pytest.approx(base.min_lr * low.train.lr / base.train.lr)
+    assert gpt.recipe_for(smoke, lr=1e-4, min_lr=5e-5).min_lr == 5e-5
+    assert gpt.recipe_for(cpu, minutes=1.0).min_lr == gpt.recipe_for(cpu).min_lr
+    steps = low.train.steps
+    rates = [gpt.learning_rate_schedule(low)(index, steps) for index in range(steps)]
+    peak = rates.index(max(rates))
+    assert max(rates) == pytest.approx(low.train.lr) and 0 < peak < steps - 1
+    assert all(b <= a for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
+    assert rates[-1] < low.train.lr / 5, "decays towards the scaled floor, a tenth of the peak"

@@ -67,7 +67,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        self.lora()  # checks rank, alpha and targets
+        self.lora()  # checks rank and alpha
 
     def lora(self) -> lora.LoRAConfig:
         return lora.LoRAConfig(rank=self.rank, alpha=self.alpha, targets=self.targets)

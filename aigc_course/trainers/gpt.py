@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,8 @@ CPU_BUDGETS: tuple[training.BudgetRecipe, ...] = (
 def recipe_for(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe:
     """The GPT recipe of a profile; any field may be overridden (see :func:`training.override`).
     A run by the clock on the cpu profile (``minutes=M``) starts from the best recipe measured for
-    that budget (:data:`CPU_BUDGETS`) instead of the step-count recipe cut short."""
+    that budget (:data:`CPU_BUDGETS`) instead of the step-count recipe cut short. A peak ``lr`` of
+    one's own scales ``min_lr`` with it (unless that is given too): the schedule keeps its shape."""
     profile = profile or runtime.get_profile()
     base = profile.select(
         smoke=GPTRecipe(
@@ -102,7 +104,23 @@ def recipe_for(profile: runtime.Profile | None = None, **overrides) -> GPTRecipe
     )
     if profile.name == "cpu":
         base = training.for_budget(base, CPU_BUDGETS, overrides.get("minutes"))
+    peak = overrides.get("lr")
+    if isinstance(peak, (int, float)) and peak > 0 and overrides.get("min_lr") is None:
+        # A peak of the learner's own (--lr): the floor keeps its ratio to the peak, so the
+        # schedule keeps its shape (and never decays upwards to a floor above a lower peak).
+        overrides = {**overrides, "min_lr": base.min_lr * peak / base.train.lr}
     return training.override(base, **overrides)
+
+
+def learning_rate_schedule(recipe: GPTRecipe) -> Callable[[int, int], float]:
+    """The ``lr_schedule`` of :func:`training.train`: a linear warm-up to ``recipe.train.lr`` over
+    ``warmup_steps``, then a cosine decay to ``min_lr``. By steps, ``(index, total)`` is
+    ``(step - 1, steps)``; by the clock, the share of the time spent on a grid of ``total`` points,
+    with the warm-up the same share of the run."""
+    steps = recipe.train.steps
+    return lambda index, total: training.warmup_cosine(
+        index, recipe.train.lr, round(recipe.warmup_steps * total / steps), total, recipe.min_lr
+    )
 
 
 def describe(recipe: GPTRecipe) -> str:
@@ -262,7 +280,6 @@ def train(
     model = GPT(config)
     generator = torch.Generator().manual_seed(recipe.train.seed)
     batches = random_blocks(shakespeare.train_ids, config.block_size, recipe.batch_size, generator)
-    steps = recipe.train.steps
 
     world = distributed.world(device)
 
@@ -283,15 +300,7 @@ def train(
         device=device,
         progress=progress,
         description="GPT",  # a name: not translated
-        # By steps: (index, total) = (step - 1, steps). By the clock: the share of the time spent,
-        # on a grid of `total` points, with the warm-up the same share of the run.
-        lr_schedule=lambda index, total: training.warmup_cosine(
-            index,
-            recipe.train.lr,
-            round(recipe.warmup_steps * total / steps),
-            total,
-            min(recipe.min_lr, recipe.train.lr),  # a peak set below the floor: no decay upwards
-        ),
+        lr_schedule=learning_rate_schedule(recipe),
         units_per_example=config.block_size,
         unit="tokens",
         on_trained=training.report_trained(
