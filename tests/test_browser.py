@@ -40,7 +40,12 @@ CHROMIUM_ARGS = [
 # Settings for this server only: every cell rendered (no windowing, so the DOM holds the whole
 # notebook), no news or update checks (there is no internet), no autosave surprises.
 LAB_SETTINGS = {
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    # autoStartDefaultKernel: a notebook opened while other notebooks' kernels run starts its own
+    # (seen once on a fast machine: the "Select Kernel" dialog, left open, took every click).
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "autoStartDefaultKernel": True,
+    },
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "checkForUpdates": False,
         "fetchNews": "false",
