@@ -517,7 +517,7 @@ def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> No
                 items=_(trainable.items)
             ),
         )
-        parser.add_argument(
+        learning_rate = parser.add_argument(
             "--lr",
             type=positive_float,
             help=_(
@@ -558,15 +558,21 @@ def _add_train_commands(commands, argv: list[str], named: Collection[str]) -> No
             help=_("with --pretrained: allow another profile or changed settings"),
         )
         parser.add_argument("--quiet", action="store_true", help=_("no progress bar"))
-        options = _add_recipe_options(parser, trainable, argv) if name in named else {}
+        options = (
+            _add_recipe_options(parser, trainable, argv, learning_rate) if name in named else {}
+        )
         parser.set_defaults(run=cmd_train, model_options=options)
 
 
 def _add_recipe_options(
-    parser: argparse.ArgumentParser, trainable: Trainable, argv: list[str]
+    parser: argparse.ArgumentParser,
+    trainable: Trainable,
+    argv: list[str],
+    learning_rate: argparse.Action,
 ) -> dict[str, CommandOption]:
     """The options a model's recipe offers (fields declared with :func:`validators.setting`), with
-    the defaults of the profile that ``argv`` names (or the automatic one), by field name."""
+    the defaults of the profile that ``argv`` names (or the automatic one), by field name; the
+    ``learning_rate`` option's help gains that recipe's default too."""
     from aigc_course import runtime, training
 
     named = argv[argv.index("--profile") + 1] if "--profile" in argv[:-1] else None
@@ -591,7 +597,6 @@ def _add_recipe_options(
                 help=help_text, metavar=None if option.choices else name.upper(),
             )  # fmt: skip
         options[name] = option
-    learning_rate = next(action for action in parser._actions if action.dest == "lr")
     learning_rate.help = _("{help} (default {value})").format(
         help=learning_rate.help, value=f"{recipe.train.lr:g}"
     )
