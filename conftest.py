@@ -8,6 +8,10 @@
 Notebooks that use ipywidgets get the ``widgets`` marker, so ``pytest -m widgets`` runs them (and
 tests/test_widgets.py) again under another ipywidgets version.
 
+Lessons that a browser test runs top to bottom in JupyterLab (tests/test_browser.py, marked
+``runs_lesson``) are not run again by nbval when the browser tests can run
+(:class:`LessonsRunInTheBrowser`).
+
 The Chinese edition's code is the English code (tests/test_translations.py compares every cell),
 so nbval runs of it only need to prove what differs: its exercise notebooks (``solutions/zh``:
 the checks' feedback in Chinese) and lesson 00 (its report in Chinese). The other Chinese lessons
@@ -43,6 +47,7 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(LessonsRunInTheBrowser(), "aigc-lessons-run-in-the-browser")
     if os.name == "posix":  # Windows has no Unix sockets: nbval's own kernels there
         import nbval.kernel
 
@@ -110,3 +115,34 @@ def pytest_collection_modifyitems(config, items):
         if path.suffix == ".ipynb" and _uses_widgets(path):
             item.add_marker(pytest.mark.widgets)
     items.sort(key=_run_order)  # stable: a file's tests keep their order
+
+
+def _browser_can_run() -> bool:
+    """Chromium and Playwright are here, so tests/test_browser.py runs rather than skips."""
+    import importlib.util
+
+    chromium = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
+    return chromium.is_file() and importlib.util.find_spec("playwright") is not None
+
+
+class LessonsRunInTheBrowser:
+    """A lesson that a browser test of this session runs top to bottom (``@pytest.mark.runs_lesson``)
+    is not run again by nbval: JupyterLab's Run All executes the same cells, in a kernel with the
+    same environment, and the test fails on any error output and on a cell marked
+    ``NBVAL_CHECK_OUTPUT`` that prints otherwise than the committed lesson, as nbval would. Only
+    when the browser tests can run here: on a machine without Chromium they skip, and nbval runs
+    the lesson. (Under ``pytest -m widgets`` no browser test is chosen: nbval runs them all.)"""
+
+    @pytest.hookimpl(trylast=True)  # after -m and -k have chosen the session's items
+    def pytest_collection_modifyitems(self, config, items):
+        lessons = {
+            f"notebooks/{marker.args[0]}"
+            for item in items
+            for marker in item.iter_markers("runs_lesson")
+        }
+        if not lessons or not _browser_can_run():
+            return
+        again = [item for item in items if item.nodeid.split("::")[0] in lessons]
+        if again:
+            config.hook.pytest_deselected(items=again)
+            items[:] = [item for item in items if item.nodeid.split("::")[0] not in lessons]

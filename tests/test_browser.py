@@ -251,15 +251,51 @@ def assert_ran_cleanly(page, saved) -> None:
         assert problem not in page_text
 
 
+def text_outputs(cell) -> list[tuple[str, str]]:
+    """A code cell's text as nbval compares it: each stream's text (its pieces joined), then the
+    plain text of each result or display."""
+    streams: dict[str, str] = {}
+    shown = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            streams[output.name] = streams.get(output.name, "") + output.text
+        elif output.output_type in ("execute_result", "display_data"):
+            shown.append(("text/plain", output.get("data", {}).get("text/plain", "")))
+    return sorted(streams.items()) + shown
+
+
+def assert_checked_outputs_as_committed(lesson: str, saved) -> None:
+    """The cells marked ``NBVAL_CHECK_OUTPUT`` printed what the committed lesson shows (nbval's
+    check of them; it does not run the lessons these tests run, see conftest.py)."""
+    committed = nbformat.read(ROOT / "notebooks" / lesson, as_version=4)
+    pairs = [
+        (ours, theirs)
+        for ours, theirs in zip(saved.cells, committed.cells, strict=True)
+        if theirs.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in theirs.source
+    ]
+    for ours, theirs in pairs:
+        assert text_outputs(ours) == text_outputs(theirs), theirs.source[:200]
+
+
+def run_lesson(page, lab, request) -> dict:
+    """Run the lesson of the test's ``runs_lesson`` marker with Run All and check it as nbval
+    would (conftest.py: nbval does not run it again); returns the notebook as saved."""
+    lesson = request.node.get_closest_marker("runs_lesson").args[0]
+    saved = open_and_run_all(page, lab, lesson)
+    assert_ran_cleanly(page, saved)
+    assert_checked_outputs_as_committed(lesson, saved)
+    return saved
+
+
 def plot_source(page, output) -> str:
     image = output.locator("img").first
     image.wait_for()
     return image.get_attribute("src")
 
 
-def test_lesson_01_runs_and_the_kl_slider_redraws_the_plot(page, lab):
-    saved = open_and_run_all(page, lab, "01_entropy_kl.ipynb")
-    assert_ran_cleanly(page, saved)
+@pytest.mark.runs_lesson("01_entropy_kl.ipynb")
+def test_lesson_01_runs_and_the_kl_slider_redraws_the_plot(page, lab, request):
+    run_lesson(page, lab, request)
     # The widget of the forward/reverse KL section: two sliders above the interact's plot.
     sliders = page.locator(".widget-interact").filter(has=page.locator(".widget-slider"))
     sliders.first.wait_for()
@@ -285,13 +321,13 @@ def test_lesson_01_runs_and_the_kl_slider_redraws_the_plot(page, lab):
     interact.screenshot(path=str(artifacts_dir() / "lesson01_kl_widget.png"))
 
 
-def test_lesson_08_runs_with_the_pretrained_gpt_and_the_sampler_writes_text(page, lab):
+@pytest.mark.runs_lesson("08_gpt.ipynb")
+def test_lesson_08_runs_with_the_pretrained_gpt_and_the_sampler_writes_text(page, lab, request):
     require(
         os.environ.get("AIGC_DATA_PATH") or (ROOT / "data").is_dir(),
         "Tiny Shakespeare is not reachable (set AIGC_DATA_PATH)",
     )
-    saved = open_and_run_all(page, lab, "08_gpt.ipynb")
-    assert_ran_cleanly(page, saved)
+    saved = run_lesson(page, lab, request)
     loaded = printed_text(saved)
     assert "loaded the pretrained GPT" in loaded
     sampler = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="generate"))
@@ -321,12 +357,12 @@ IMAGE_DIGEST = """async (el) => {
 }"""
 
 
-def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(page, lab):
+@pytest.mark.runs_lesson("04_self_attention.ipynb")
+def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(page, lab, request):
     """Emptying the sentence shows one line (no traceback) under the last figure; two sentences
     entered in quick succession end with the figure of the second, byte for byte the one it gets
     when entered alone."""
-    saved = open_and_run_all(page, lab, "04_self_attention.ipynb")
-    assert_ran_cleanly(page, saved)
+    run_lesson(page, lab, request)
     explorer = page.locator(".widget-vbox").filter(
         has=page.locator(".widget-text", has_text="sentence")
     )
@@ -373,3 +409,20 @@ def test_lesson_04_explorer_survives_an_empty_and_a_quickly_replaced_sentence(pa
     assert fast == alone != original
     assert "cannot draw this" not in explorer.first.inner_text()
     explorer.first.screenshot(path=str(artifacts_dir() / "lesson04_explorer.png"))
+
+
+def test_a_checked_cell_that_prints_otherwise_fails_as_under_nbval():
+    """The browser tests' stand-in for nbval's output check: the committed lesson passes, and the
+    same lesson with one checked cell printing one character more does not."""
+    committed = nbformat.read(ROOT / "notebooks" / "01_entropy_kl.ipynb", as_version=4)
+    assert_checked_outputs_as_committed("01_entropy_kl.ipynb", committed)
+    checked = [
+        cell
+        for cell in committed.cells
+        if "NBVAL_CHECK_OUTPUT" in cell.source and text_outputs(cell)
+    ]
+    assert checked
+    stream = next(o for o in checked[-1].outputs if o.output_type == "stream")
+    stream.text += "!"
+    with pytest.raises(AssertionError):
+        assert_checked_outputs_as_committed("01_entropy_kl.ipynb", committed)
