@@ -8,10 +8,12 @@ and ``--minutes M`` set the run, ``--slow-rank R`` makes rank R slower (for the 
 MODE ``save``: the same run, then ``training.save_run`` on every rank (only rank 0 may write) and
 rank 0's greedy continuation of a prompt into OUT/text.txt.
 MODE ``gan``: a few steps of the DCGAN trainer, writing this rank's weights.
+MODE ``vae``: the VAE's evaluations (test -ELBO, IWAE) of a fixed model over an odd number of images,
+each rank scoring its share, and a short run of the VAE trainer; writes this rank's figures.
 MODE ``crash`` / ``vanish`` / ``stuck``: rank 1 raises an error / exits silently / hangs at step 3.
 MODE ``suite``: the runs that end well, one after another in one launch (each launch costs every
 process its start-up): ``gpt`` with 1 and with 2 micro-batches, ``gpt`` by the clock with rank 1
-slower, ``save`` and ``gan``, each into its own folder of OUT (:data:`SUITE`).
+slower, ``save``, ``gan`` and ``vae``, each into its own folder of OUT (:data:`SUITE`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ SUITE: dict[str, tuple[str, dict]] = {
     "timed": ("gpt", {"minutes": 0.05, "slow_rank": 1}),
     "save": ("save", {}),
     "gan": ("gan", {}),
+    "vae": ("vae", {}),
 }
+#: The VAE's evaluation: images (an odd number: the ranks' shares differ) and the seed of the draws.
+VAE_IMAGES, VAE_SEED = 7, 5
 
 
 def synthetic_ids() -> torch.Tensor:
@@ -119,6 +124,28 @@ def gan_weights(steps: int = 3) -> dict[str, torch.Tensor]:
     return state | {f"d.{k}": v for k, v in discriminator.state_dict().items()}
 
 
+def small_vae_and_images() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A fixed, untrained VAE (the smoke recipe's shape) and :data:`VAE_IMAGES` binary images."""
+    from aigc_course.models.vae import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig()).eval()
+    images = torch.rand(VAE_IMAGES, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.3
+    return model, images.float()
+
+
+def vae_figures(world: distributed.World | None = None) -> dict[str, float]:
+    """The VAE's evaluations of :func:`small_vae_and_images`, over ``world``'s ranks (each its
+    share) or in one process; every share's draws start from the same seed."""
+    from aigc_course.trainers import vae
+
+    model, images = small_vae_and_images()
+    torch.manual_seed(VAE_SEED)
+    figures = vae.evaluate(model, images, world=world)
+    torch.manual_seed(VAE_SEED)
+    return figures | {"iwae": vae.iwae_nll(model, images, 3, world=world)}
+
+
 def greedy_text(model: GPT) -> list[int]:
     out = model.generate(torch.tensor([PROMPT]), 20, temperature=0.0)
     return out[0].tolist()
@@ -136,6 +163,15 @@ def run(
     world = distributed.world()
     if mode == "gan":
         torch.save(gan_weights(), out / f"weights_rank{world.rank}.pt")
+        return
+    if mode == "vae":
+        from aigc_course.runtime import get_profile
+        from aigc_course.trainers import vae
+
+        recipe = vae.recipe_for(get_profile("smoke"), steps=3)
+        trained = vae.train(recipe, torch.device("cpu"), progress=False)
+        figures = {"evaluations": vae_figures(world), "run": trained.metrics}
+        torch.save(figures, out / f"vae_rank{world.rank}.pt")
         return
     fail = mode if mode in ("crash", "vanish", "stuck") else None
     model, history, seen = train_small_gpt(
@@ -160,7 +196,9 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["gpt", "save", "gan", "crash", "vanish", "stuck", "suite"])
+    parser.add_argument(
+        "mode", choices=["gpt", "save", "gan", "vae", "crash", "vanish", "stuck", "suite"]
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--accumulation", type=int, default=1)
     parser.add_argument("--minutes", type=float)
