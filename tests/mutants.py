@@ -29,6 +29,7 @@ import contextlib
 import copy
 import functools
 import io
+import resource
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -71,7 +72,11 @@ TWINS = {
     "softmax": "log_softmax",
     "log_softmax": "softmax",
 }
-TIME_LIMIT_S = 5  # seconds of CPU time for one check of one mutant
+#: A mutant's run is stopped (a mutated loop that never ends: killed) after this many times the CPU
+#: time of the check of the solution, and never before MIN_TIME_LIMIT_S: a fast check's solution
+#: needs a few milliseconds, the slowest (a training step) under a second.
+SLOWER_THAN_THE_SOLUTION = 20
+MIN_TIME_LIMIT_S = 1.0
 
 
 #: (check, operator, a piece of the mutated code) -> why the mutant computes the same thing.
@@ -250,7 +255,7 @@ def _sizes(exercise: Exercise) -> dict[tuple[int, int], int]:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             exec(compile(tree, exercise.notebook, "exec"), namespace)
-            with _time_limit():
+            with _time_limit(60):  # the solution itself: a safety net only
                 getattr(checks, exercise.check)(eval(exercise.argument, namespace), strict=False)
     except Exception:
         return {}
@@ -363,8 +368,21 @@ class _TimeUp(Exception):
     pass
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _limit_for(check: Callable, solution: Callable) -> float:
+    """Seconds of CPU time a mutant may take for one check: see :data:`SLOWER_THAN_THE_SOLUTION`."""
+    started = _cpu_seconds()
+    with contextlib.redirect_stdout(io.StringIO()):
+        check(solution, strict=False)
+    return max(MIN_TIME_LIMIT_S, SLOWER_THAN_THE_SOLUTION * (_cpu_seconds() - started))
+
+
 @contextlib.contextmanager
-def _time_limit(seconds: float = TIME_LIMIT_S):
+def _time_limit(seconds: float):
     """Stop a mutant that runs for ``seconds`` of this process's CPU time (a mutated loop that
     never ends). CPU time, not wall time: on a busy machine (the test run's other workers, CI's
     two cores) a check that needs two seconds of CPU can take more than five of wall, and a
@@ -392,7 +410,9 @@ def _load(exercise: Exercise, tree: ast.Module) -> Callable | None:
         return None
 
 
-def _differs_on_probes(check: Callable, solution: Callable, mutant: Callable) -> bool:
+def _differs_on_probes(
+    check: Callable, solution: Callable, mutant: Callable, seconds: float
+) -> bool:
     """True when ``mutant`` gives other values or gradients than ``solution`` on some input the
     check's generator draws with seeds the check itself does not use."""
     draws = getattr(check, "draws", None)
@@ -402,7 +422,7 @@ def _differs_on_probes(check: Callable, solution: Callable, mutant: Callable) ->
     for seed in (101, 202, 303):
         for case in draws.cases(seed=seed):
             try:
-                with _time_limit(), contextlib.redirect_stdout(io.StringIO()):
+                with _time_limit(seconds), contextlib.redirect_stdout(io.StringIO()):
                     got = mutant(*copy.deepcopy(case.args), **case.kwargs)
                     if callable(case.expected):  # the exercise accepts several answers: ask it
                         if case.expected(got) is not None:
@@ -456,19 +476,20 @@ def mutation_outcome(exercise: Exercise) -> Outcome:
     check = getattr(checks, exercise.check)
     solution = _load(exercise, ast.parse(exercise.cell))
     outcome = Outcome(exercise.check)
+    seconds = _limit_for(check, solution)
     for mutant, tree in _mutants(exercise):
         function = _load(exercise, tree)
         if function is None:
             outcome.killed.append(mutant)  # the cell itself fails to run: the learner sees that
             continue
         try:
-            with _time_limit(), contextlib.redirect_stdout(io.StringIO()):
+            with _time_limit(seconds), contextlib.redirect_stdout(io.StringIO()):
                 passed = check(function, strict=False)
         except _TimeUp:
             passed = False
         if not passed:
             outcome.killed.append(mutant)
-        elif _differs_on_probes(check, solution, function):
+        elif _differs_on_probes(check, solution, function, seconds):
             outcome.holes.append(mutant)
         else:
             outcome.equivalent.append(mutant)
