@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ from aigc_course.i18n import _
 from aigc_course.settings import RuntimeConfigError
 
 T = TypeVar("T")
+
+#: Seconds a collective's caller waits, at most, for the backend to let go of its tensor (see
+#: :func:`_collective_on`); it normally has within a millisecond.
+RELEASE_WAIT_SECONDS = 1.0
 
 #: Seconds a rank waits for the others at a collective before it gives up with an error
 #: (``AIGC_DIST_TIMEOUT`` changes it, at most a week): a crashed or stuck rank ends the run, not
@@ -230,6 +235,25 @@ def collective(action: Callable[[], T], what: str) -> T:
         ) from error
 
 
+def _collective_on(
+    tensor: torch.Tensor, operation: Callable[[torch.Tensor], object], what: str
+) -> None:
+    """``operation(tensor)`` (a collective, see :func:`collective`), then a wait until the backend
+    has let go of ``tensor`` (at most :data:`RELEASE_WAIT_SECONDS`).
+
+    A backend's worker thread (gloo's) drops its reference to a finished collective's tensor a
+    moment after the caller has the result, and dropping a reference to a tensor that Python knows
+    needs Python's lock. After the last collective of a run the interpreter may be shutting down
+    by then: the thread is stopped mid-way, the process aborts ("terminate called without an
+    active exception", 1 two-process run in 10 on a loaded 2-core machine), and torchrun reports a
+    finished run as failed. Each reference the backend holds counts in ``sys.getrefcount``."""
+    held_here = sys.getrefcount(tensor)
+    collective(lambda: operation(tensor), what)
+    deadline = time.monotonic() + RELEASE_WAIT_SECONDS
+    while sys.getrefcount(tensor) > held_here and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def is_communication_error(error: BaseException) -> bool:
     """True for an error of the communication between ranks (a peer gone, a timeout), as PyTorch's
     backends raise them: ``DistError`` and its kinds, or gloo's and NCCL's plain ``RuntimeError``."""
@@ -280,7 +304,7 @@ def broadcast_floats(values: list[float], device: torch.device, current: World) 
     if not current.distributed:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    collective(lambda: dist.broadcast(tensor, src=0), _("the agreement on the clock"))
+    _collective_on(tensor, lambda t: dist.broadcast(t, src=0), _("the agreement on the clock"))
     return tensor.tolist()
 
 
@@ -292,7 +316,7 @@ def average(metrics: dict[str, float], weight: float, device: torch.device, curr
     names = sorted(metrics)
     values = [metrics[name] * weight for name in names] + [weight]
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    collective(lambda: dist.all_reduce(tensor), _("an evaluation"))
+    _collective_on(tensor, dist.all_reduce, _("an evaluation"))
     total = tensor[-1].item()
     return {name: tensor[i].item() / total for i, name in enumerate(names)}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -226,6 +227,32 @@ def test_a_stuck_rank_ends_the_run_after_the_timeout_with_a_clear_error(tmp_path
 
 
 # One process: what can be checked without a launch.
+
+
+def test_a_collective_returns_once_the_backend_has_let_go_of_its_tensor(monkeypatch):
+    """gloo's worker thread drops its reference to a finished collective's tensor a moment after
+    the caller has the result; after a run's last collective the interpreter could be shutting down
+    by then, and the process abort. A thread stands for the backend here: it holds the tensor for
+    50 ms after the operation returned. A backend that never lets go delays the caller by at most
+    RELEASE_WAIT_SECONDS."""
+    released = threading.Event()
+
+    def operation(tensor: torch.Tensor) -> None:
+        def hold_then_let_go(held: list[torch.Tensor]) -> None:
+            time.sleep(0.05)
+            held.clear()
+            released.set()
+
+        threading.Thread(target=hold_then_let_go, args=([tensor],)).start()
+
+    distributed._collective_on(torch.zeros(2), operation, "a test")
+    assert released.is_set()
+
+    kept = []
+    monkeypatch.setattr(distributed, "RELEASE_WAIT_SECONDS", 0.05)
+    started = time.monotonic()
+    distributed._collective_on(torch.zeros(2), kept.append, "a test")
+    assert len(kept) == 1 and time.monotonic() - started < 1.0
 
 
 def test_one_process_is_a_world_of_one(monkeypatch):
