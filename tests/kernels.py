@@ -92,9 +92,10 @@ def serve() -> None:
 
 
 def run_kernel(request: dict) -> None:
-    """In the forked child: become the kernel ``request`` describes, then exit as a process does
-    (``SystemExit`` through the parent's frames, which hold nothing to clean up: Python's exit
-    and its ``atexit`` handlers, as for a kernel started as usual)."""
+    """In the forked child: become the kernel ``request`` describes, then exit as a kernel started
+    as usual does, its ``atexit`` handlers run and its output flushed, except for Python's teardown
+    of every loaded module: with torch's, about 0.6 s of CPU, in every kernel of the run, and
+    nothing a test can see (the process's memory goes with it)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach it
@@ -120,8 +121,18 @@ def run_kernel(request: dict) -> None:
     from ipykernel import kernelapp
 
     sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
-    kernelapp.launch_new_instance()
-    raise SystemExit(0)
+    try:
+        kernelapp.launch_new_instance()
+        status = 0
+    except SystemExit as exit_request:  # what Python would make of it at its exit
+        code = exit_request.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+        status = code if isinstance(code, int) else int(code is not None)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
 
 
 class KernelParent:
