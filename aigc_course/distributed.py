@@ -246,7 +246,8 @@ def _collective_on(
     needs Python's lock. After the last collective of a run the interpreter may be shutting down
     by then: the thread is stopped mid-way, the process aborts ("terminate called without an
     active exception", 1 two-process run in 10 on a loaded 2-core machine), and torchrun reports a
-    finished run as failed. Each reference the backend holds counts in ``sys.getrefcount``."""
+    finished run as failed. In PyTorch 2.13 a tensor that C++ code also holds counts one more in
+    ``sys.getrefcount`` until C++ lets go (a version that does not count it ends the wait at once)."""
     held_here = sys.getrefcount(tensor)
     collective(lambda: operation(tensor), what)
     deadline = time.monotonic() + RELEASE_WAIT_SECONDS

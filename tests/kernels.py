@@ -31,7 +31,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import uuid
 from functools import cache
 
@@ -121,6 +123,7 @@ def run_kernel(request: dict) -> None:
     from ipykernel import kernelapp
 
     sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
+    status = 1
     try:
         kernelapp.launch_new_instance()
         status = 0
@@ -129,10 +132,16 @@ def run_kernel(request: dict) -> None:
         if code is not None and not isinstance(code, int):
             print(code, file=sys.stderr)
         status = code if isinstance(code, int) else int(code is not None)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(status)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            threading._shutdown()  # type: ignore[attr-defined]  (Python's exit waits for threads)
+            atexit._run_exitfuncs()
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+        finally:
+            os._exit(status)  # never back into serve(): this is the forked child
 
 
 class KernelParent:

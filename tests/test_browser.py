@@ -10,6 +10,7 @@ On a developer machine without Chromium or Playwright these tests skip; under ``
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -251,33 +252,48 @@ def assert_ran_cleanly(page, saved) -> None:
         assert problem not in page_text
 
 
-def text_outputs(cell) -> list[tuple[str, str]]:
-    """A code cell's text as nbval compares it: each stream's text (its pieces joined), then the
-    plain text of each result or display."""
-    streams: dict[str, str] = {}
-    shown = []
-    for output in cell.outputs:
+#: What nbval leaves out when it compares outputs (its ``skip_compare``, images included).
+NBVAL_UNCOMPARED = {"image/png", "image/jpeg", "application/vnd.jupyter.widget-view+json"}
+
+
+def compared_outputs(cell: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """A code cell's outputs as nbval compares them: each stream's text (its pieces joined, as
+    ``\r`` and ``\b`` leave it), then every kind of data but images and widget ids, in order."""
+    from nbval.plugin import coalesce_streams
+
+    compared: dict[str, list[str]] = {}
+    for output in coalesce_streams(copy.deepcopy(cell.outputs)):
         if output.output_type == "stream":
-            streams[output.name] = streams.get(output.name, "") + output.text
-        elif output.output_type in ("execute_result", "display_data"):
-            shown.append(("text/plain", output.get("data", {}).get("text/plain", "")))
-    return sorted(streams.items()) + shown
+            compared.setdefault(output.name, []).append(output.text)
+        for kind, value in output.get("data", {}).items():
+            if kind not in NBVAL_UNCOMPARED:
+                text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                compared.setdefault(kind, []).append(text)
+    return compared
 
 
-def assert_checked_outputs_as_committed(lesson: str, saved) -> None:
-    """The cells marked ``NBVAL_CHECK_OUTPUT`` printed what the committed lesson shows (nbval's
-    check of them; it does not run the lessons these tests run, see conftest.py)."""
+def nbval_checks_output(cell: nbformat.NotebookNode) -> bool:
+    """The cell carries nbval's ``NBVAL_CHECK_OUTPUT`` marker (a comment line or a tag)."""
+    from nbval.plugin import find_comment_markers, find_metadata_tags
+
+    markers = dict(find_comment_markers(cell.source)) | dict(find_metadata_tags(cell.metadata))
+    return markers.get("check") is True
+
+
+def assert_checked_outputs_as_committed(lesson: str, saved: nbformat.NotebookNode) -> None:
+    """The cells marked ``NBVAL_CHECK_OUTPUT`` show what the committed lesson shows (nbval's check
+    of them; it does not run the lessons these tests run, see conftest.py)."""
     committed = nbformat.read(ROOT / "notebooks" / lesson, as_version=4)
     pairs = [
         (ours, theirs)
         for ours, theirs in zip(saved.cells, committed.cells, strict=True)
-        if theirs.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in theirs.source
+        if theirs.cell_type == "code" and nbval_checks_output(theirs)
     ]
     for ours, theirs in pairs:
-        assert text_outputs(ours) == text_outputs(theirs), theirs.source[:200]
+        assert compared_outputs(ours) == compared_outputs(theirs), theirs.source[:200]
 
 
-def run_lesson(page, lab, request) -> dict:
+def run_lesson(page, lab, request: pytest.FixtureRequest) -> nbformat.NotebookNode:
     """Run the lesson of the test's ``runs_lesson`` marker with Run All and check it as nbval
     would (conftest.py: nbval does not run it again); returns the notebook as saved."""
     lesson = request.node.get_closest_marker("runs_lesson").args[0]
@@ -417,10 +433,9 @@ def test_a_checked_cell_that_prints_otherwise_fails_as_under_nbval():
     committed = nbformat.read(ROOT / "notebooks" / "01_entropy_kl.ipynb", as_version=4)
     assert_checked_outputs_as_committed("01_entropy_kl.ipynb", committed)
     checked = [
-        cell
-        for cell in committed.cells
-        if "NBVAL_CHECK_OUTPUT" in cell.source and text_outputs(cell)
+        cell for cell in committed.cells if nbval_checks_output(cell) and compared_outputs(cell)
     ]
+    assert len([cell for cell in committed.cells if nbval_checks_output(cell)]) == 5
     assert checked
     stream = next(o for o in checked[-1].outputs if o.output_type == "stream")
     stream.text += "!"

@@ -168,19 +168,26 @@ def test_the_vae_evaluations_are_split_over_the_ranks_and_combined(suite):
     ranks = [torch.load(suite / "vae" / f"vae_rank{rank}.pt") for rank in (0, 1)]
     model, images = ddp_worker.small_vae_and_images()
     shares = []
-    for rank in (0, 1):
-        share = images[rank::2]
-        torch.manual_seed(ddp_worker.VAE_SEED)
-        figures = vae.evaluate(model, share)
-        torch.manual_seed(ddp_worker.VAE_SEED)
-        shares.append((len(share), figures | {"iwae": vae.iwae_nll(model, share, 3)}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the same sums in the same order
+    try:
+        for rank in (0, 1):
+            share = images[rank::2]
+            torch.manual_seed(ddp_worker.VAE_SEED)
+            figures = vae.evaluate(model, share)
+            torch.manual_seed(ddp_worker.VAE_SEED)
+            shares.append((len(share), figures | {"iwae": vae.iwae_nll(model, share, 3)}))
+    finally:
+        torch.set_num_threads(threads)
     assert [size for size, _ in shares] == [4, 3]
+    (n0, first), (n1, second) = shares
     for name in ("neg_elbo", "reconstruction", "kl", "iwae"):
-        (n0, first), (n1, second) = shares
-        assert abs(first[name] - second[name]) > 1e-3, name  # a plain mean would differ
         expected = (n0 * first[name] + n1 * second[name]) / (n0 + n1)
+        if name in ("neg_elbo", "iwae"):  # hundreds of nats: the weights show (the KL is ~0.04)
+            plain_mean = (first[name] + second[name]) / 2
+            assert abs(plain_mean - expected) > 3e-6 * abs(expected), name  # 3x the tolerance
         for figures in ranks:
-            assert figures["evaluations"][name] == pytest.approx(expected, rel=1e-9), name
+            assert figures["evaluations"][name] == pytest.approx(expected, rel=1e-6), name
     tested = [name for name in ranks[0]["run"] if name.startswith("test_")]
     assert {"test_neg_elbo", "test_iwae_nll"} <= set(tested)
     assert [ranks[0]["run"][name] for name in tested] == [ranks[1]["run"][name] for name in tested]
@@ -240,8 +247,8 @@ def test_a_collective_returns_once_the_backend_has_let_go_of_its_tensor(monkeypa
     def operation(tensor: torch.Tensor) -> None:
         def hold_then_let_go(held: list[torch.Tensor]) -> None:
             time.sleep(0.05)
+            released.set()  # before letting go: the caller may return the moment it does
             held.clear()
-            released.set()
 
         threading.Thread(target=hold_then_let_go, args=([tensor],)).start()
 
