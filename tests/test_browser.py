@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -187,6 +188,26 @@ def wait_until_idle(page) -> None:
     page.wait_for_selector(f"{ACTIVE} [data-status='idle']")
 
 
+def wait_for_a_settled_kernel(base_url: str, lesson: str, seconds: float = 60) -> None:
+    """The notebook's session has had the same kernel, idle, at two looks a second apart
+    (JupyterLab's sessions API). JupyterLab can start a kernel for a notebook it opens and replace
+    it with another half a second later: seen once in `.ci/run`, lesson 08's Run All went to the
+    first, which ran the first cell and was shut down, and the other cells never ran."""
+    deadline = time.monotonic() + seconds
+    previous = None
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base_url}/api/sessions", timeout=10) as answer:
+            sessions = json.loads(answer.read())
+        kernels = [session["kernel"] for session in sessions if session.get("path") == lesson]
+        idle = len(kernels) == 1 and kernels[0].get("execution_state") == "idle"
+        current = kernels[0]["id"] if idle else None
+        if current is not None and current == previous:
+            return
+        previous = current
+        time.sleep(1.0)
+    raise AssertionError(f"{lesson}: no settled kernel in {seconds} s (sessions: {sessions})")
+
+
 def run_all_cells(page, attempts: int = 3) -> None:
     """Run → Run All Cells, as a learner does; retried if the notebook did not start running
     (on a loaded machine the menu can open before the notebook is the current widget)."""
@@ -223,8 +244,10 @@ def open_and_run_all(page, lab, lesson: str) -> dict:
     page.wait_for_function(
         f"n => document.querySelectorAll('{ACTIVE} .jp-CodeCell').length === n", arg=expected
     )
-    # The kernel must be idle before Run All (the status shows in the notebook toolbar).
+    # The kernel must be idle before Run All (the status shows in the notebook toolbar), and the
+    # one the notebook keeps.
     wait_until_idle(page)
+    wait_for_a_settled_kernel(base_url, lesson)
     run_all_cells(page)
     # Done when every code cell shows an execution count and the kernel is idle again.
     page.wait_for_function(FINISHED, timeout=RUN_ALL_TIMEOUT_MS)
