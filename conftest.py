@@ -120,12 +120,13 @@ def pytest_collection_modifyitems(config, items):
 def _browser_can_run() -> bool:
     """Chromium and Playwright are here, so tests/test_browser.py runs rather than skips (under
     ``CI=true`` it fails instead of skipping: nothing goes untested there)."""
-    chromium = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
+    from tests.helpers import CHROMIUM
+
     try:
         import playwright.sync_api  # noqa: F401  (what the browser tests import)
     except ImportError:
         return False
-    return chromium.is_file()
+    return CHROMIUM.is_file()
 
 
 class LessonsRunInTheBrowser:

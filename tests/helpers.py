@@ -15,6 +15,8 @@ import numpy as np
 from aigc_course.data import Checksum, DataFile, DatasetSpec, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Debian's Chromium, which the browser tests drive (``AIGC_CHROMIUM`` names another).
+CHROMIUM = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
 
 
 def sha256_of(data: bytes) -> str:

@@ -26,11 +26,10 @@ import nbformat
 import pytest
 
 from aigc_course.notebook_tools import notebook_text
-from tests.helpers import ROOT, printed_text, require
+from tests.helpers import CHROMIUM, ROOT, printed_text, require
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
