@@ -20,6 +20,36 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and result.stdout.strip() == f"aigc-course {__version__}"
 
 
+LEAVING = """
+import atexit, sys, threading, time
+from aigc_course import cli
+
+class Torn:  # says so if Python tears this module's objects down at exit
+    def __del__(self):
+        sys.__stdout__.write("torn down\\n")
+
+kept = Torn()
+atexit.register(print, "atexit handler ran")
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
+print("unflushed output", end="")
+cli.leave(3)
+"""
+
+
+def test_the_program_leaves_with_its_status_and_everything_python_exit_does_but_teardown():
+    """``cli.leave``: the status, a thread waited for, the atexit handlers run, the output flushed;
+    the loaded modules' objects are not torn down one by one (their finalisers never run)."""
+    result = subprocess.run([sys.executable, "-c", LEAVING], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "unflushed outputthread finished\natexit handler ran\n"
+    assert result.stderr == ""
+    # ... and as Python's usual exit would do it, but for the teardown:
+    usual = LEAVING.replace("cli.leave(3)", "sys.exit(3)")
+    result = subprocess.run([sys.executable, "-c", usual], capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stdout == "unflushed outputthread finished\natexit handler ran\ntorn down\n"
+
+
 def test_doctor_with_data_present_says_ready(capsys, monkeypatch):
     statuses = sources.dataset_status()
     if not all(status.ready for status in statuses if status.spec.required):

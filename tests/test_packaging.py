@@ -45,7 +45,7 @@ def requirement_name(requirement: str) -> str:
 def test_pyproject_declares_the_course_package():
     project = PYPROJECT["project"]
     assert project["requires-python"] == ">=3.10"
-    assert project["scripts"] == {"aigc-course": "aigc_course.cli:main"}
+    assert project["scripts"] == {"aigc-course": "aigc_course.cli:program"}
     runtime = {requirement_name(r): r for r in project["dependencies"]}
     assert set(runtime) == {
         "torch",
