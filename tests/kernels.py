@@ -237,11 +237,11 @@ class ForkedKernel:
 
 
 # --------------------------------------------------------------------------------------------
-# Kernel managers for nbval and nbclient
+# Kernel managers for nbval and nbclient (and JupyterLab's provisioner: tests/lab_server.py)
 # --------------------------------------------------------------------------------------------
 
 
-def _forking_provisioner_class():
+def forking_provisioner_class():
     from jupyter_client.provisioning import LocalProvisioner
 
     class ForkingProvisioner(LocalProvisioner):
@@ -278,7 +278,7 @@ def kernel_manager(kernel_name: str, manager_class=None, **traits):
     manager = manager_class(kernel_name=kernel_name, transport="ipc", ip=socket_prefix, **traits)
     if FORKS:
         manager.kernel_id = str(uuid.uuid4())
-        manager.provisioner = _forking_provisioner_class()(
+        manager.provisioner = forking_provisioner_class()(
             kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager
         )
     return manager

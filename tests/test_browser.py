@@ -1,6 +1,8 @@
 """A real JupyterLab in a real browser: what a learner sees when they press "Run All".
 
-JupyterLab runs on 127.0.0.1 with its own temporary configuration; Debian's Chromium runs headless,
+JupyterLab runs on 127.0.0.1 with its own temporary configuration, its Python kernels forked from a
+process that imported torch, as the rest of the test run's are (tests/lab_server.py); Debian's
+Chromium runs headless,
 driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no browser is downloaded).
 Lessons are copied, without their outputs, into a temporary folder, so the repository is never
 touched. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
@@ -138,7 +140,7 @@ def lab(tmp_path_factory, playwright_api):
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "tests.lab_server",  # JupyterLab, its kernels forked as the test run's are
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
@@ -149,7 +151,9 @@ def lab(tmp_path_factory, playwright_api):
         "--KernelManager.transport=ipc",
     ]
     with open(log, "wb") as log_file:
-        server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         wait_for_port(port, server, log)
         yield f"http://127.0.0.1:{port}", root
