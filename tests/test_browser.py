@@ -2,8 +2,8 @@
 
 JupyterLab runs on 127.0.0.1 with its own temporary configuration, its Python kernels forked from a
 process that imported torch, as the rest of the test run's are (tests/lab_server.py); Debian's
-Chromium runs headless,
-driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no browser is downloaded).
+Chromium runs headless, driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no
+browser is downloaded).
 Lessons are copied, without their outputs, into a temporary folder, so the repository is never
 touched. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
 
