@@ -15,18 +15,28 @@ import sys
 
 from tests import kernels
 
+#: What the server's log says of each forked kernel (tests/test_browser.py looks for it).
+FORKED = "kernel forked from the kernel parent"
+
 
 def _with_forked_kernels(create_provisioner_instance):
     """jupyter_client's factory of kernel provisioners, except that where it would make its local
-    provisioner (a kernel started as a process of the server), it makes the forking one."""
+    provisioner (a kernel started as a process of the server), it makes the forking one, which says
+    :data:`FORKED` in the server's log each time it forks."""
     from jupyter_client.provisioning import LocalProvisioner
+
+    class LoggedForkingProvisioner(kernels.forking_provisioner_class()):
+        async def launch_kernel(self, cmd: list[str], **kwargs):
+            connection_info = await super().launch_kernel(cmd, **kwargs)
+            if self.forked:
+                self.log.info(f"{FORKED}: pid {self.pid}")
+            return connection_info
 
     def create(self, kernel_id, kernel_spec, parent):
         provisioner = create_provisioner_instance(self, kernel_id, kernel_spec, parent)
         if type(provisioner) is not LocalProvisioner:
             return provisioner
-        forking = kernels.forking_provisioner_class()
-        return forking(kernel_id=kernel_id, kernel_spec=kernel_spec, parent=parent)
+        return LoggedForkingProvisioner(kernel_id=kernel_id, kernel_spec=kernel_spec, parent=parent)
 
     return create
 
@@ -39,6 +49,9 @@ def main() -> None:
         factory.create_provisioner_instance = _with_forked_kernels(
             factory.create_provisioner_instance
         )
+        # Before the server listens: started at the first kernel's launch, the parent's imports
+        # (seconds on a busy machine) would hold up the server's event loop.
+        kernels.kernel_parent()
     from jupyterlab.labapp import main as jupyterlab
 
     sys.exit(jupyterlab())

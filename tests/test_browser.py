@@ -28,6 +28,7 @@ import nbformat
 import pytest
 
 from aigc_course.notebook_tools import notebook_text
+from tests import kernels, lab_server
 from tests.helpers import CHROMIUM, ROOT, printed_text, require
 
 pytestmark = pytest.mark.browser
@@ -162,6 +163,8 @@ def lab(tmp_path_factory, playwright_api):
             for path in Path(runtime_dir).glob("kernel-*.json")
         ]
         assert transports and set(transports) == {"ipc"}, f"the lessons' kernels: {transports}"
+        if kernels.FORKS:  # and they were forked, not started as new processes
+            assert lab_server.FORKED in log.read_text(), "no kernel forked (tests/lab_server.py)"
     finally:
         server.terminate()
         try:

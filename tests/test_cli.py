@@ -30,8 +30,8 @@ class Torn:  # says so if Python tears this module's objects down at exit
 
 kept = Torn()
 atexit.register(print, "atexit handler ran")
-threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
 print("unflushed output", end="")
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread finished"))).start()
 cli.leave(3)
 """
 
@@ -48,6 +48,26 @@ def test_the_program_leaves_with_its_status_and_everything_python_exit_does_but_
     result = subprocess.run([sys.executable, "-c", usual], capture_output=True, text=True)
     assert result.returncode == 3
     assert result.stdout == "unflushed outputthread finished\natexit handler ran\ntorn down\n"
+
+
+@pytest.mark.parametrize(
+    "trouble",
+    [
+        "sys.stdout = None  # as under `>&-` or pythonw: no stream\n",
+        "import os; os.close(1)  # a stream that cannot be flushed\n",
+    ],
+    ids=["no-stdout", "stdout-closed"],
+)
+def test_leaving_with_stdout_gone_ends_as_pythons_usual_exit(trouble):
+    """Status and stderr as Python's own exit gives them: no traceback of the course's."""
+    script = "import sys\nfrom aigc_course import cli\nprint('lost', end='')\n" + trouble
+    results = [
+        subprocess.run([sys.executable, "-c", script + end], capture_output=True, text=True)
+        for end in ("cli.leave(4)\n", "sys.exit(4)\n")
+    ]
+    assert "Traceback" not in results[0].stderr, results[0].stderr
+    assert results[0].returncode == results[1].returncode, results
+    assert results[0].stderr == results[1].stderr
 
 
 def test_doctor_with_data_present_says_ready(capsys, monkeypatch):
