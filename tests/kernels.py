@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -48,6 +47,10 @@ PRELOADED = ("torch", "torch._dynamo", "ipykernel.kernelapp")
 
 #: The command of this Python's ipykernel; any other kernel's command is started as usual.
 KERNEL_MODULE = "ipykernel_launcher"
+
+#: What a forking provisioner logs for each kernel it forks (JupyterLab's log shows it:
+#: tests/test_browser.py looks for it there).
+FORKED = "kernel forked from the kernel parent"
 
 #: Seconds to wait for the kernel parent: its imports, then each fork.
 PARENT_START_TIMEOUT, FORK_TIMEOUT = 120.0, 30.0
@@ -136,12 +139,13 @@ def run_kernel(request: dict) -> None:
         traceback.print_exc()
     finally:
         try:
-            threading._shutdown()  # type: ignore[attr-defined]  (Python's exit waits for threads)
-            atexit._run_exitfuncs()
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
+            from aigc_course.cli import leave  # Python's exit less its teardown, as the program's
+
+            leave(status)
         finally:
-            os._exit(status)  # never back into serve(): this is the forked child
+            os._exit(
+                status
+            )  # never back into serve() (leave can end in sys.exit): the forked child
 
 
 class KernelParent:
@@ -260,6 +264,7 @@ def forking_provisioner_class():
             self.pid = self.pgid = self.process.pid
             self.cwd = cwd
             self.forked = True
+            self.log.info(f"{FORKED}: pid {self.pid}")
             return self.connection_info
 
     return ForkingProvisioner

@@ -15,28 +15,19 @@ import sys
 
 from tests import kernels
 
-#: What the server's log says of each forked kernel (tests/test_browser.py looks for it).
-FORKED = "kernel forked from the kernel parent"
-
 
 def _with_forked_kernels(create_provisioner_instance):
     """jupyter_client's factory of kernel provisioners, except that where it would make its local
-    provisioner (a kernel started as a process of the server), it makes the forking one, which says
-    :data:`FORKED` in the server's log each time it forks."""
+    provisioner (a kernel started as a process of the server), it makes the forking one (which logs
+    :data:`tests.kernels.FORKED` for each kernel it forks)."""
     from jupyter_client.provisioning import LocalProvisioner
-
-    class LoggedForkingProvisioner(kernels.forking_provisioner_class()):
-        async def launch_kernel(self, cmd: list[str], **kwargs):
-            connection_info = await super().launch_kernel(cmd, **kwargs)
-            if self.forked:
-                self.log.info(f"{FORKED}: pid {self.pid}")
-            return connection_info
 
     def create(self, kernel_id, kernel_spec, parent):
         provisioner = create_provisioner_instance(self, kernel_id, kernel_spec, parent)
         if type(provisioner) is not LocalProvisioner:
             return provisioner
-        return LoggedForkingProvisioner(kernel_id=kernel_id, kernel_spec=kernel_spec, parent=parent)
+        forking = kernels.forking_provisioner_class()
+        return forking(kernel_id=kernel_id, kernel_spec=kernel_spec, parent=parent)
 
     return create
 

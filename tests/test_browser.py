@@ -28,7 +28,7 @@ import nbformat
 import pytest
 
 from aigc_course.notebook_tools import notebook_text
-from tests import kernels, lab_server
+from tests import kernels
 from tests.helpers import CHROMIUM, ROOT, printed_text, require
 
 pytestmark = pytest.mark.browser
@@ -164,7 +164,7 @@ def lab(tmp_path_factory, playwright_api):
         ]
         assert transports and set(transports) == {"ipc"}, f"the lessons' kernels: {transports}"
         if kernels.FORKS:  # and they were forked, not started as new processes
-            assert lab_server.FORKED in log.read_text(), "no kernel forked (tests/lab_server.py)"
+            assert kernels.FORKED in log.read_text(), "no kernel forked (tests/lab_server.py)"
     finally:
         server.terminate()
         try:
@@ -204,9 +204,9 @@ def wait_for_a_settled_kernel(base_url: str, lesson: str, seconds: float = 60) -
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"{base_url}/api/sessions", timeout=10) as answer:
             sessions = json.loads(answer.read())
-        kernels = [session["kernel"] for session in sessions if session.get("path") == lesson]
-        idle = len(kernels) == 1 and kernels[0].get("execution_state") == "idle"
-        current = kernels[0]["id"] if idle else None
+        found = [session["kernel"] for session in sessions if session.get("path") == lesson]
+        idle = len(found) == 1 and found[0].get("execution_state") == "idle"
+        current = found[0]["id"] if idle else None
         if current is not None and current == previous:
             return
         previous = current
