@@ -225,7 +225,8 @@ class _Oracle(torch.nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = self.schedule.alpha_bars[t].view(-1, 1, 1, 1)
-        return (x_t - a.sqrt() * self.x0) / (1 - a).sqrt()
+        x0 = self.x0.repeat(len(x_t) // len(self.x0), 1, 1, 1)  # several steps to a pass
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
 def test_the_variational_bound_of_an_exact_noise_predictor_is_its_variance_mismatch_alone():
@@ -252,3 +253,22 @@ def test_the_variational_bound_of_an_exact_noise_predictor_is_its_variance_misma
     prior = 0.5 * (a[-1] * x**2 + (1 - a[-1]) - 1 - (1 - a[-1]).log()).sum(1)
     torch.testing.assert_close(terms[:, 20], prior)
     assert (terms >= 0).all()
+
+
+def test_the_bound_takes_several_steps_to_a_pass_with_the_terms_of_one_step_at_a_time():
+    """Small batches share a network pass between steps; the draws and the terms stay the same."""
+    schedule = NoiseSchedule.make("linear", 7)
+    model = UNet(UNetConfig(channels=8, groups=4)).eval()
+    x0 = torch.randint(0, 256, (3, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    x0 = x0 / 255 * 2 - 1
+
+    def terms(images_per_pass: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(1)
+        return diffusion.variational_bound_terms(
+            model, schedule, x0, generator, images_per_pass=images_per_pass
+        )
+
+    one_step_a_pass = terms(3)
+    assert one_step_a_pass.shape == (3, 8) and (one_step_a_pass[:, 1:] >= 0).all()
+    for images_per_pass in (6, 9, 64):  # 2 and 3 steps to a pass (the last pass shorter), all 7
+        torch.testing.assert_close(terms(images_per_pass), one_step_a_pass, rtol=1e-5, atol=1e-6)

@@ -313,6 +313,7 @@ def variational_bound_terms(
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
     clip: bool = True,
+    images_per_pass: int = 64,
 ) -> torch.Tensor:
     """The terms of the bound -log p(x0) <= L_0 + L_1 + ... + L_{T-1} + L_T, in nats per image:
     ``(B, T + 1)`` for images ``x0`` ``(B, 1, H, W)`` on the 8-bit grid in [-1, 1].
@@ -321,41 +322,26 @@ def variational_bound_terms(
     column t (1 .. T-1) is KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) at one draw of x_t, the
     model's step having the DDPM mean and variance beta_t; column T is KL(q(x_{T-1} | x0) ||
     N(0, I)). ``clip`` uses the sampler's clipped noise estimate (:func:`clipped_noise`), so the
-    bound is that of the chain :func:`sample` runs. One network pass per step: T passes in all."""
+    bound is that of the chain :func:`sample` runs. One network pass per step and image: T passes
+    for each image, several steps to a pass when the batch is smaller than ``images_per_pass``
+    (the noise drawn in the same order as one step at a time, so the terms are the same)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     x0 = x0.to(device)
     batch, total = x0.shape[0], schedule.steps
+    steps_per_pass = max(1, images_per_pass // batch)
     terms = torch.zeros(batch, total + 1, dtype=torch.float64)
     try:
-        for t in range(total):
-            noise = torch.randn(x0.shape, generator=generator).to(device)
-            t_batch = torch.full((batch,), t, device=device, dtype=torch.long)
-            x_t = q_sample(x0, t_batch, noise, schedule)
+        for first in range(0, total, steps_per_pass):
+            steps = range(first, min(first + steps_per_pass, total))
+            noise = torch.cat([torch.randn(x0.shape, generator=generator) for _ in steps])
+            t_batch = torch.tensor(steps, device=device).repeat_interleave(batch)  # (S * B,)
+            x_t = q_sample(x0.repeat(len(steps), 1, 1, 1), t_batch, noise.to(device), schedule)
             predicted = model(x_t, t_batch)
-            if clip:
-                predicted = clipped_noise(x_t, t, predicted, schedule)
-            beta, alpha, alpha_bar = (
-                float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
-            )
-            model_mean = ddpm_mean(x_t, t, predicted, schedule)
-            if t == 0:
-                terms[:, 0] = discretised_gaussian_nll(x0, model_mean, math.sqrt(beta)).cpu()
-                continue
-            alpha_bar_prev = float(schedule.alpha_bars[t - 1])
-            posterior_mean = (
-                math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar) * x0
-                + math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar) * x_t
-            )
-            posterior_std = math.sqrt(beta * (1 - alpha_bar_prev) / (1 - alpha_bar))
-            kl = kl_gaussians(
-                posterior_mean.double(),
-                torch.tensor(posterior_std, dtype=torch.float64),
-                model_mean.double(),
-                torch.tensor(math.sqrt(beta), dtype=torch.float64),
-            )
-            terms[:, t] = kl.flatten(1).sum(1).cpu()
+            for index, t in enumerate(steps):
+                rows = slice(index * batch, (index + 1) * batch)
+                terms[:, t] = _bound_term(x0, x_t[rows], t, predicted[rows], schedule, clip).cpu()
     finally:
         model.train(was_training)
     alpha_bar_last = float(schedule.alpha_bars[-1])
@@ -367,3 +353,36 @@ def variational_bound_terms(
     )
     terms[:, total] = prior.flatten(1).sum(1).cpu()
     return terms
+
+
+def _bound_term(
+    x0: torch.Tensor,
+    x_t: torch.Tensor,
+    t: int,
+    predicted_noise: torch.Tensor,
+    schedule: NoiseSchedule,
+    clip: bool,
+) -> torch.Tensor:
+    """Column ``t`` of :func:`variational_bound_terms`, in nats per image ``(B,)``: the decoder's
+    -log p(x0 | x_t) at t = 0, else KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t))."""
+    if clip:
+        predicted_noise = clipped_noise(x_t, t, predicted_noise, schedule)
+    beta, alpha, alpha_bar = (
+        float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars)
+    )
+    model_mean = ddpm_mean(x_t, t, predicted_noise, schedule)
+    if t == 0:
+        return discretised_gaussian_nll(x0, model_mean, math.sqrt(beta))
+    alpha_bar_prev = float(schedule.alpha_bars[t - 1])
+    posterior_mean = (
+        math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar) * x0
+        + math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar) * x_t
+    )
+    posterior_std = math.sqrt(beta * (1 - alpha_bar_prev) / (1 - alpha_bar))
+    kl = kl_gaussians(
+        posterior_mean.double(),
+        torch.tensor(posterior_std, dtype=torch.float64),
+        model_mean.double(),
+        torch.tensor(math.sqrt(beta), dtype=torch.float64),
+    )
+    return kl.flatten(1).sum(1)
