@@ -51,11 +51,13 @@ def pytest_configure(config):
     if os.name == "posix":  # Windows has no Unix sockets: nbval's own kernels there
         import nbval.kernel
 
-        from tests.kernels import kernel_manager
+        from tests.kernels import kernel_manager, share_kernel_parent
 
         # nbval's kernels on Unix sockets, forked on Linux from a process that imported torch
         # (tests/kernels.py says why): nbval makes its kernel manager with this.
         nbval.kernel.KernelManager = kernel_manager
+        if not os.environ.get("PYTEST_XDIST_WORKER"):
+            share_kernel_parent()  # one kernel parent for the run, its workers' and servers'
 
 
 @cache

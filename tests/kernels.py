@@ -2,9 +2,10 @@
 
 nbval starts a fresh kernel for every notebook, about seventy in a run, and each notebook's
 first cell imports torch: 3 s of CPU here, the largest fixed cost of the suite. On Linux,
-:func:`kernel_manager`'s kernels start as forks of a *kernel parent*, one per test worker,
-that imported torch, ``torch._dynamo`` and ipykernel once (:data:`PRELOADED`) and then only
-waits. A fork is still a new process: its
+:func:`kernel_manager`'s kernels start as forks of a *kernel parent* that imported torch,
+``torch._dynamo`` and ipykernel once (:data:`PRELOADED`) and then only waits: one for the whole
+test run, shared by its workers and the JupyterLab servers they start (:func:`share_kernel_parent`;
+each of those imports costs 1.9 s of CPU here). A fork is still a new process: its
 own namespace, its own random state (reseeded, as a new process draws its seeds), the notebook's
 folder, the environment and ``sys.path`` the kernel would have had. What it gets for free is the
 modules' import, nothing that a notebook does. What it shares with the parent: the settings read
@@ -23,11 +24,13 @@ the kernel stays alive but never answers, and nbval fails every cell of the note
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +58,11 @@ FORKED = "kernel forked from the kernel parent"
 #: Seconds to wait for the kernel parent: its imports, then each fork.
 PARENT_START_TIMEOUT, FORK_TIMEOUT = 120.0, 30.0
 
+#: Where the run's kernel parent listens (a Unix socket), and the process whose end ends it: set
+#: by :func:`share_kernel_parent` in pytest's main process; its workers, and the JupyterLab servers
+#: they start, inherit them.
+ADDRESS_VARIABLE, OWNER_VARIABLE = "AIGC_TEST_KERNEL_PARENT", "AIGC_TEST_KERNEL_PARENT_OWNER"
+
 
 @cache
 def socket_folder() -> str:
@@ -69,35 +77,85 @@ def socket_folder() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def serve() -> None:
-    """Import :data:`PRELOADED`, then read one request a line from stdin (``{"argv", "cwd",
-    "env", "quiet"}``), fork a kernel for it and answer ``{"pid": ...}`` (or ``{"error": ...}``)
-    on the stdout it started with. Anything else printed goes to stderr. Ends when stdin closes
-    (the test worker ended). Children are reaped by the system (SIGCHLD ignored)."""
+def share_kernel_parent() -> None:
+    """Make this process (pytest's main one) the owner of one kernel parent for the whole run,
+    which its workers and the JupyterLab servers they start share instead of starting one each.
+    Nothing starts here: the first process that needs a kernel starts the parent, and it ends when
+    this process ends."""
+    if FORKS and not os.environ.get(ADDRESS_VARIABLE):
+        os.environ[ADDRESS_VARIABLE] = os.path.join(socket_folder(), "parent")
+        os.environ[OWNER_VARIABLE] = str(os.getpid())
+
+
+def serve(address: str, owner: int) -> None:
+    """Import :data:`PRELOADED`, listen on the Unix socket ``address`` and say ``{"ready": true}``
+    on stdout; then greet each connection with ``{"pid": <this process>}`` and answer each of its
+    requests (``{"argv", "cwd", "env", "quiet"}``, with the requester's stderr as an attached file
+    descriptor) by forking a kernel: ``{"pid": ...}``, or ``{"error": ...}``. Ends when the process
+    ``owner`` ends. Anything printed goes to stderr; children are reaped by the system."""
     import importlib
 
-    answers = os.fdopen(os.dup(1), "w")
+    announce = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # a stray print must not break the protocol
     for name in PRELOADED:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for pytest
-    print(json.dumps({"ready": True}), file=answers, flush=True)
-    for line in sys.stdin:
-        request = json.loads(line)
-        try:
-            pid = os.fork()
-        except OSError as error:
-            print(json.dumps({"error": f"fork failed: {error}"}), file=answers, flush=True)
-            continue
-        if pid == 0:
-            answers.close()
-            run_kernel(request)  # never returns
-        print(json.dumps({"pid": pid}), file=answers, flush=True)
+    try:
+        owner_ended = os.pidfd_open(owner)  # readable once the owner has ended
+    except ProcessLookupError:
+        return
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per request
+    listener.bind(address)
+    listener.listen()
+    print(json.dumps({"ready": True}), file=announce, flush=True)
+    announce.close()
+    connections: list[socket.socket] = []
+    while True:
+        readable, _, _ = select.select([owner_ended, listener, *connections], [], [])
+        if owner_ended in readable:
+            os._exit(0)  # nothing to flush, no teardown of torch's modules
+        if listener in readable:
+            connection, _ = listener.accept()
+            connections.append(connection)
+            _send(connection, {"pid": os.getpid()})
+        for connection in [c for c in connections if c in readable]:
+            try:
+                message, descriptors, _, _ = socket.recv_fds(connection, 1 << 20, 1)
+            except OSError:
+                message, descriptors = b"", []
+            if not message:  # the requester has gone
+                connections.remove(connection)
+                connection.close()
+                continue
+            try:
+                pid = os.fork()
+            except OSError as error:
+                answer = {"error": f"fork failed: {error}"}
+            else:
+                if pid == 0:  # the kernel: none of the parent's sockets
+                    listener.close()
+                    for other in connections:
+                        other.close()
+                    os.close(owner_ended)
+                    run_kernel(json.loads(message), stderr=descriptors[0] if descriptors else None)
+                answer = {"pid": pid}
+            for descriptor in descriptors:
+                os.close(descriptor)
+            _send(connection, answer)
 
 
-def run_kernel(request: dict) -> None:
-    """In the forked child: become the kernel ``request`` describes, then exit as a kernel started
+def _send(connection: socket.socket, answer: dict) -> None:
+    """One answer of the kernel parent; a requester that has gone is noticed at its next read."""
+    try:
+        connection.send(json.dumps(answer).encode())
+    except OSError:
+        pass
+
+
+def run_kernel(request: dict, stderr: int | None) -> None:
+    """In the forked child: become the kernel ``request`` describes, its stderr the requester's
+    (``stderr``, a file descriptor) unless the request is quiet, then exit as a kernel started
     as usual does, its ``atexit`` handlers run and its output flushed, except for Python's teardown
     of every loaded module: with torch's, about 0.6 s of CPU, in every kernel of the run, and
     nothing a test can see (the process's memory goes with it)."""
@@ -105,8 +163,9 @@ def run_kernel(request: dict) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()  # its own process group, as jupyter_client starts kernels: interrupts reach it
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2) if request["quiet"] else (0, 1):
+    for fd in (0, 1):
         os.dup2(null, fd)
+    os.dup2(null if request["quiet"] or stderr is None else stderr, 2)
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the kernel ends if its parent does
@@ -149,39 +208,72 @@ def run_kernel(request: dict) -> None:
 
 
 class KernelParent:
-    """The test worker's handle on its kernel parent."""
+    """A connection to the kernel parent at ``address``, which this process starts if none is
+    listening there (one process at a time: a lock beside the socket); it ends when the process
+    ``owner`` ends."""
 
-    def __init__(self) -> None:
-        command = [sys.executable, "-c", "import tests.kernels as k; k.serve()"]
+    def __init__(self, address: str, owner: int) -> None:
+        with open(f"{address}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            try:
+                self.connection = self._connect(address)
+            except OSError:  # none there yet (or one that ended): start it
+                self._start(address, owner)
+                self.connection = self._connect(address)
+        self.pid = self._answer(FORK_TIMEOUT)["pid"]  # the greeting
+
+    @staticmethod
+    def _connect(address: str) -> socket.socket:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            connection.connect(address)
+        except OSError:
+            connection.close()
+            raise
+        return connection
+
+    @staticmethod
+    def _start(address: str, owner: int) -> None:
+        if os.path.exists(address):
+            os.unlink(address)  # left by a parent that ended
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.process = subprocess.Popen(
-            command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        atexit.register(self.stop)
-        if self._answer(PARENT_START_TIMEOUT).get("ready") is not True:
-            raise RuntimeError("the kernel parent did not start (tests/kernels.py)")
+        command = [
+            sys.executable,
+            "-c",
+            f"import tests.kernels as k; k.serve({address!r}, {owner})",
+        ]
+        process = subprocess.Popen(
+            command, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+            start_new_session=True,  # not in the starter's process group: it outlives the starter
+        )  # fmt: skip
+        readable, _, _ = select.select([process.stdout], [], [], PARENT_START_TIMEOUT)
+        ready = process.stdout.readline() if readable else ""
+        process.stdout.close()
+        if not ready or json.loads(ready).get("ready") is not True:
+            process.kill()
+            raise RuntimeError(
+                f"the kernel parent (tests/kernels.py) did not start within "
+                f"{PARENT_START_TIMEOUT:.0f} s; its stderr is in the test output"
+            )
 
     def _answer(self, timeout: float) -> dict:
-        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if readable else ""
-        if not line:
-            self.stop()
+        readable, _, _ = select.select([self.connection], [], [], timeout)
+        message = self.connection.recv(1 << 16) if readable else b""
+        if not message:
+            self.connection.close()
             raise RuntimeError(
                 f"the kernel parent (tests/kernels.py) did not answer within {timeout:.0f} s"
                 " or ended; its stderr is in the test output"
             )
-        return json.loads(line)
-
-    def stop(self) -> None:
-        """End the parent (its kernels notice within a second and end too: ipykernel's parent
-        poller)."""
-        self.process.kill()
-        self.process.wait(timeout=10)
+        return json.loads(message)
 
     def fork(self, argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:
         request = {"argv": argv, "cwd": cwd, "env": env, "quiet": quiet}
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
+        try:  # with this process's stderr (fd 2), which a kernel started as usual would inherit
+            socket.send_fds(self.connection, [json.dumps(request).encode()], [2])
+        except OSError as error:
+            self.connection.close()
+            raise RuntimeError(f"the kernel parent (tests/kernels.py) has gone: {error}") from None
         answer = self._answer(FORK_TIMEOUT)
         if "pid" not in answer:
             raise RuntimeError(f"the kernel parent could not start a kernel: {answer['error']}")
@@ -192,10 +284,13 @@ _parent: KernelParent | None = None
 
 
 def kernel_parent() -> KernelParent:
-    """This worker's kernel parent, started on first use and again if it is gone."""
+    """The run's kernel parent (:func:`share_kernel_parent`), or where no run shares one, this
+    process's own, which ends with it; connected on first use, and again if it has gone."""
     global _parent
-    if _parent is None or _parent.process.poll() is not None:
-        _parent = KernelParent()
+    if _parent is None or _parent.connection.fileno() == -1:
+        address = os.environ.get(ADDRESS_VARIABLE) or os.path.join(socket_folder(), "parent")
+        owner = int(os.environ.get(OWNER_VARIABLE) or os.getpid())
+        _parent = KernelParent(address, owner)
     return _parent
 
 

@@ -63,7 +63,7 @@ print(torch.initial_seed(), random.random())"""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
 def test_test_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
-    """The test run's kernels (tests/kernels.py), nbval's and nbclient's: forks of the worker's
+    """The test run's kernels (tests/kernels.py), nbval's and nbclient's: forks of the run's
     kernel parent, which imported torch, each in the notebook's folder with its own random state
     and a kernel's sys.path, talking over Unix sockets in a private folder; each answers, and
     leaves neither a process nor a socket when it stops."""
@@ -90,13 +90,47 @@ def test_test_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
         assert not any(os.path.exists(path) for path in sockets)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    parent = kernel_parent().process.pid
+    parent = kernel_parent().pid
     assert [lines[0] for lines in printed] == [f"True {tmp_path} True {parent}"] * 2
     assert printed[0][1] != printed[1][1], "two kernels drew the same seeds"
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(KERNEL_REPORT)])
     execute_notebook(notebook, tmp_path)  # nbclient's kernel
     assert printed_text(notebook).splitlines()[0] == f"True {tmp_path} True {parent}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
+def test_a_test_kernel_writes_its_stderr_where_its_starter_does_and_workers_share_one_parent(
+    tmp_path, capfd
+):
+    """A kernel started without its stderr redirected (JupyterLab's are) writes it to the stderr
+    of the process that asked for it, as a kernel started as a child would; and every process of
+    the run (this worker, the others, their JupyterLab servers) forks from the one kernel parent
+    that pytest's main process shares (tests/kernels.py)."""
+    from tests import kernels
+
+    assert os.environ[kernels.ADDRESS_VARIABLE] and os.environ[kernels.OWNER_VARIABLE]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        assert int(os.environ[kernels.OWNER_VARIABLE]) == os.getppid(), "owned by pytest's main"
+    manager = kernels.kernel_manager("python3")
+    manager.start_kernel(cwd=str(tmp_path))
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=30)
+        client.execute_interactive("import os; os.write(2, b'written to fd 2\\n')", timeout=30)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert manager.provisioner.forked
+    assert "written to fd 2" in capfd.readouterr().err
+    for _ in range(2):  # a second connection of this process, as a JupyterLab server's would be
+        assert (
+            kernels.KernelParent(
+                os.environ[kernels.ADDRESS_VARIABLE], int(os.environ[kernels.OWNER_VARIABLE])
+            ).pid
+            == kernels.kernel_parent().pid
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
