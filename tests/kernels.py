@@ -10,7 +10,8 @@ own namespace, its own random state (reseeded, as a new process draws its seeds)
 folder, the environment and ``sys.path`` the kernel would have had. What it gets for free is the
 modules' import, nothing that a notebook does. What it shares with the parent: the settings read
 when Python or torch start (``PYTHONHASHSEED``'s hash seed, ``PYTHONPATH``, the thread counts:
-the worker's, as the kernel's are) and ``sys.modules`` holding torch and this module. Elsewhere
+those of the test process that started it, which every worker shares) and ``sys.modules``
+holding torch and this module. Elsewhere
 (macOS, where fork without exec after loading torch is unsafe; Windows, which has neither fork nor
 Unix sockets) the kernels start as usual.
 
@@ -24,7 +25,6 @@ the kernel stays alive but never answers, and nbval fails every cell of the note
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
 import select
@@ -89,9 +89,11 @@ def share_kernel_parent() -> None:
 
 def serve(address: str, owner: int) -> None:
     """Import :data:`PRELOADED`, listen on the Unix socket ``address`` and say ``{"ready": true}``
-    on stdout; then greet each connection with ``{"pid": <this process>}`` and answer each of its
-    requests (``{"argv", "cwd", "env", "quiet"}``, with the requester's stderr as an attached file
-    descriptor) by forking a kernel: ``{"pid": ...}``, or ``{"error": ...}``. Ends when the process
+    on stdout (or ``{"error": ...}``); then greet each connection with ``{"pid": <this process>}``
+    and answer each of its requests (``{"argv", "cwd", "env", "quiet"}``, with the requester's
+    stderr as an attached file descriptor) by forking a kernel: ``{"pid": ...}``, or
+    ``{"error": ...}``. The kernels a connection asked for end with it (SIGTERM when it closes:
+    its process has gone, as a kernel ends with the process that started it). Ends when the process
     ``owner`` ends. Anything printed goes to stderr; children are reaped by the system."""
     import importlib
 
@@ -103,29 +105,31 @@ def serve(address: str, owner: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is for pytest
     try:
         owner_ended = os.pidfd_open(owner)  # readable once the owner has ended
-    except ProcessLookupError:
-        return
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message per request
-    listener.bind(address)
-    listener.listen()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one message a request
+        listener.bind(address)
+        listener.listen()
+    except OSError as error:
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}), file=announce, flush=True)
+        os._exit(1)
     print(json.dumps({"ready": True}), file=announce, flush=True)
     announce.close()
-    connections: list[socket.socket] = []
+    kernels: dict[socket.socket, list[int]] = {}  # each connection's kernels, as pidfds
     while True:
-        readable, _, _ = select.select([owner_ended, listener, *connections], [], [])
+        readable, _, _ = select.select([owner_ended, listener, *kernels], [], [])
         if owner_ended in readable:
             os._exit(0)  # nothing to flush, no teardown of torch's modules
         if listener in readable:
             connection, _ = listener.accept()
-            connections.append(connection)
+            kernels[connection] = []
             _send(connection, {"pid": os.getpid()})
-        for connection in [c for c in connections if c in readable]:
+        for connection in [c for c in kernels if c in readable]:
             try:
                 message, descriptors, _, _ = socket.recv_fds(connection, 1 << 20, 1)
             except OSError:
                 message, descriptors = b"", []
-            if not message:  # the requester has gone
-                connections.remove(connection)
+            if not message:  # the requester has gone: so do the kernels it started
+                for kernel in kernels.pop(connection):
+                    _end_kernel(kernel)
                 connection.close()
                 continue
             try:
@@ -133,16 +137,33 @@ def serve(address: str, owner: int) -> None:
             except OSError as error:
                 answer = {"error": f"fork failed: {error}"}
             else:
-                if pid == 0:  # the kernel: none of the parent's sockets
+                if pid == 0:  # the kernel: none of the parent's descriptors
                     listener.close()
-                    for other in connections:
-                        other.close()
                     os.close(owner_ended)
+                    for other, pidfds in kernels.items():
+                        other.close()
+                        for kernel in pidfds:
+                            os.close(kernel)
                     run_kernel(json.loads(message), stderr=descriptors[0] if descriptors else None)
                 answer = {"pid": pid}
+                running = [k for k in kernels[connection] if not select.select([k], [], [], 0)[0]]
+                for ended in set(kernels[connection]) - set(running):
+                    os.close(ended)
+                kernels[connection] = [*running, os.pidfd_open(pid)]
             for descriptor in descriptors:
                 os.close(descriptor)
             _send(connection, answer)
+
+
+def _end_kernel(pidfd: int) -> None:
+    """SIGTERM to a kernel unless it has ended."""
+    try:
+        if not select.select([pidfd], [], [], 0)[0]:
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def _send(connection: socket.socket, answer: dict) -> None:
@@ -166,6 +187,8 @@ def run_kernel(request: dict, stderr: int | None) -> None:
     for fd in (0, 1):
         os.dup2(null, fd)
     os.dup2(null if request["quiet"] or stderr is None else stderr, 2)
+    for descriptor in {null, stderr} - {None, 0, 1, 2}:
+        os.close(descriptor)
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the kernel ends if its parent does
@@ -207,19 +230,33 @@ def run_kernel(request: dict, stderr: int | None) -> None:
             )  # never back into serve() (leave can end in sys.exit): the forked child
 
 
+class ParentGone(RuntimeError):
+    """The kernel parent closed the connection (it ended)."""
+
+
 class KernelParent:
     """A connection to the kernel parent at ``address``, which this process starts if none is
     listening there (one process at a time: a lock beside the socket); it ends when the process
-    ``owner`` ends."""
+    ``owner`` ends. Its stderr goes to ``address.log``."""
 
     def __init__(self, address: str, owner: int) -> None:
+        import fcntl  # Unix only, as forking is
+
+        self.log = f"{address}.log"
         with open(f"{address}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             try:
                 self.connection = self._connect(address)
             except OSError:  # none there yet (or one that ended): start it
-                self._start(address, owner)
-                self.connection = self._connect(address)
+                try:
+                    self._start(address, owner)
+                except RuntimeError as error:  # unless one started meanwhile (by a process
+                    try:  # that died holding the lock) listens there
+                        self.connection = self._connect(address)
+                    except OSError:
+                        raise error from None
+                else:
+                    self.connection = self._connect(address)
         self.pid = self._answer(FORK_TIMEOUT)["pid"]  # the greeting
 
     @staticmethod
@@ -232,8 +269,7 @@ class KernelParent:
             raise
         return connection
 
-    @staticmethod
-    def _start(address: str, owner: int) -> None:
+    def _start(self, address: str, owner: int) -> None:
         if os.path.exists(address):
             os.unlink(address)  # left by a parent that ended
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -242,29 +278,37 @@ class KernelParent:
             "-c",
             f"import tests.kernels as k; k.serve({address!r}, {owner})",
         ]
-        process = subprocess.Popen(
-            command, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
-            start_new_session=True,  # not in the starter's process group: it outlives the starter
-        )  # fmt: skip
+        with open(self.log, "ab") as log:
+            process = subprocess.Popen(
+                command, cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                text=True, start_new_session=True,  # not in the starter's group: it outlives it
+            )  # fmt: skip
+        _STARTED.append(process)  # kept: a Popen dropped while its process runs warns
         readable, _, _ = select.select([process.stdout], [], [], PARENT_START_TIMEOUT)
         ready = process.stdout.readline() if readable else ""
         process.stdout.close()
         if not ready or json.loads(ready).get("ready") is not True:
             process.kill()
+            problem = (
+                json.loads(ready).get("error")
+                if ready
+                else f"no answer in {PARENT_START_TIMEOUT:.0f} s"
+            )
             raise RuntimeError(
-                f"the kernel parent (tests/kernels.py) did not start within "
-                f"{PARENT_START_TIMEOUT:.0f} s; its stderr is in the test output"
+                f"the kernel parent (tests/kernels.py) did not start: {problem}; see {self.log}"
             )
 
     def _answer(self, timeout: float) -> dict:
         readable, _, _ = select.select([self.connection], [], [], timeout)
-        message = self.connection.recv(1 << 16) if readable else b""
+        if not readable:
+            raise RuntimeError(
+                f"the kernel parent (tests/kernels.py) did not answer within {timeout:.0f} s;"
+                f" see {self.log}"
+            )
+        message = self.connection.recv(1 << 16)
         if not message:
             self.connection.close()
-            raise RuntimeError(
-                f"the kernel parent (tests/kernels.py) did not answer within {timeout:.0f} s"
-                " or ended; its stderr is in the test output"
-            )
+            raise ParentGone(f"the kernel parent (tests/kernels.py) has ended; see {self.log}")
         return json.loads(message)
 
     def fork(self, argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:
@@ -273,7 +317,7 @@ class KernelParent:
             socket.send_fds(self.connection, [json.dumps(request).encode()], [2])
         except OSError as error:
             self.connection.close()
-            raise RuntimeError(f"the kernel parent (tests/kernels.py) has gone: {error}") from None
+            raise ParentGone(f"the kernel parent (tests/kernels.py) has ended: {error}") from None
         answer = self._answer(FORK_TIMEOUT)
         if "pid" not in answer:
             raise RuntimeError(f"the kernel parent could not start a kernel: {answer['error']}")
@@ -281,17 +325,38 @@ class KernelParent:
 
 
 _parent: KernelParent | None = None
+_STARTED: list[subprocess.Popen] = []
 
 
 def kernel_parent() -> KernelParent:
-    """The run's kernel parent (:func:`share_kernel_parent`), or where no run shares one, this
-    process's own, which ends with it; connected on first use, and again if it has gone."""
+    """The run's kernel parent (:func:`share_kernel_parent`), or where no run shares one (or its
+    owner has ended), this process's own, which ends with it; connected on first use, and again
+    if it has gone."""
     global _parent
     if _parent is None or _parent.connection.fileno() == -1:
-        address = os.environ.get(ADDRESS_VARIABLE) or os.path.join(socket_folder(), "parent")
-        owner = int(os.environ.get(OWNER_VARIABLE) or os.getpid())
-        _parent = KernelParent(address, owner)
+        address, owner = os.environ.get(ADDRESS_VARIABLE), os.environ.get(OWNER_VARIABLE)
+        if not (address and owner and _running(int(owner))):
+            address, owner = os.path.join(socket_folder(), "parent"), str(os.getpid())
+        _parent = KernelParent(address, int(owner))
     return _parent
+
+
+def fork_kernel(argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> int:
+    """A kernel forked by the kernel parent; once more with a new parent if it had ended."""
+    try:
+        return kernel_parent().fork(argv, cwd, env, quiet)
+    except ParentGone:
+        return kernel_parent().fork(argv, cwd, env, quiet)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ForkedKernel:
@@ -355,7 +420,7 @@ def forking_provisioner_class():
             env = {str(k): str(v) for k, v in (kwargs.get("env") or os.environ).items()}
             cwd = str(kwargs.get("cwd") or os.getcwd())
             quiet = kwargs.get("stderr") is not None  # nbval sends its kernels' stderr to null
-            self.process = ForkedKernel(kernel_parent().fork(cmd[3:], cwd, env, quiet))
+            self.process = ForkedKernel(fork_kernel(cmd[3:], cwd, env, quiet))
             self.pid = self.pgid = self.process.pid
             self.cwd = cwd
             self.forked = True

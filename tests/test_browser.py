@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -91,6 +92,15 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path, seconds: floa
     )
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent process of ``pid``, or None if it has ended (Linux's /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE).group(1))
+
+
 def copy_without_outputs(source: Path, target: Path) -> None:
     notebook = nbformat.read(source, as_version=4)
     for cell in notebook.cells:
@@ -163,8 +173,11 @@ def lab(tmp_path_factory, playwright_api):
             for path in Path(runtime_dir).glob("kernel-*.json")
         ]
         assert transports and set(transports) == {"ipc"}, f"the lessons' kernels: {transports}"
-        if kernels.FORKS:  # and they were forked, not started as new processes
-            assert kernels.FORKED in log.read_text(), "no kernel forked (tests/lab_server.py)"
+        if kernels.FORKS:  # and they were forked, not started as new processes, by the run's parent
+            forked = re.findall(rf"{kernels.FORKED}: pid (\d+)", log.read_text())
+            assert forked, "no kernel forked (tests/lab_server.py)"
+            parents = {parent_of(int(pid)) for pid in forked} - {None}  # the lessons' still run
+            assert parents == {kernels.kernel_parent().pid}, "not the run's kernel parent"
     finally:
         server.terminate()
         try:

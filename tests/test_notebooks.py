@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 
 import nbformat
@@ -100,13 +101,11 @@ def test_test_kernels_are_reseeded_forks_on_unix_sockets(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
-def test_a_test_kernel_writes_its_stderr_where_its_starter_does_and_workers_share_one_parent(
-    tmp_path, capfd
-):
+def test_a_test_kernel_writes_its_stderr_where_its_starter_does(tmp_path, capfd):
     """A kernel started without its stderr redirected (JupyterLab's are) writes it to the stderr
-    of the process that asked for it, as a kernel started as a child would; and every process of
-    the run (this worker, the others, their JupyterLab servers) forks from the one kernel parent
-    that pytest's main process shares (tests/kernels.py)."""
+    of the process that asked for it, as a kernel started as a child would; the kernel parent is
+    the run's, owned by pytest's main process (tests/kernels.py), and a second connection of this
+    process (a JupyterLab server's would be one) reaches the same parent."""
     from tests import kernels
 
     assert os.environ[kernels.ADDRESS_VARIABLE] and os.environ[kernels.OWNER_VARIABLE]
@@ -124,13 +123,40 @@ def test_a_test_kernel_writes_its_stderr_where_its_starter_does_and_workers_shar
         manager.shutdown_kernel(now=True)
     assert manager.provisioner.forked
     assert "written to fd 2" in capfd.readouterr().err
-    for _ in range(2):  # a second connection of this process, as a JupyterLab server's would be
-        assert (
-            kernels.KernelParent(
-                os.environ[kernels.ADDRESS_VARIABLE], int(os.environ[kernels.OWNER_VARIABLE])
-            ).pid
-            == kernels.kernel_parent().pid
-        )
+    another = kernels.KernelParent(
+        os.environ[kernels.ADDRESS_VARIABLE], int(os.environ[kernels.OWNER_VARIABLE])
+    )
+    assert another.pid == kernels.kernel_parent().pid
+    another.connection.close()
+
+
+LEAVES_A_KERNEL = """import os, sys
+from tests import kernels
+manager = kernels.kernel_manager("python3")
+manager.start_kernel(cwd=sys.argv[1])
+print(manager.provisioner.pid, flush=True)
+os._exit(0)  # gone without shutting its kernel down, as a crashed test worker would be"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernels are forked on Linux")
+def test_a_test_kernel_ends_when_the_process_that_asked_for_it_has_gone(tmp_path):
+    """The run's kernel parent outlives the test workers; the kernels a worker asked for must not
+    (a kernel started as a worker's child would end with it)."""
+    started = subprocess.run(
+        [sys.executable, "-c", LEAVES_A_KERNEL, str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    kernel = int(started.stdout.split()[-1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(kernel, 9)
+    raise AssertionError(f"the kernel {kernel} outlived the process that asked for it")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

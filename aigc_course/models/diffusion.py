@@ -324,13 +324,14 @@ def variational_bound_terms(
     N(0, I)). ``clip`` uses the sampler's clipped noise estimate (:func:`clipped_noise`), so the
     bound is that of the chain :func:`sample` runs. One network pass per step and image: T passes
     for each image, several steps to a pass when the batch is smaller than ``images_per_pass``
-    (the noise drawn in the same order as one step at a time, so the terms are the same)."""
+    (the noise drawn in the same order as one step at a time: the terms are the same up to float
+    rounding, for a network that treats each image of its batch on its own, as in eval mode)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     x0 = x0.to(device)
     batch, total = x0.shape[0], schedule.steps
-    steps_per_pass = max(1, images_per_pass // batch)
+    steps_per_pass = max(1, images_per_pass // max(batch, 1))
     terms = torch.zeros(batch, total + 1, dtype=torch.float64)
     try:
         for first in range(0, total, steps_per_pass):
