@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,9 +38,23 @@ def launch(
         environment.pop(name, None)
     command = [*TORCHRUN[:-1], f"--nproc_per_node={processes}", "-m", "tests.ddp_worker"]
     command += [mode, str(out), *options]
-    return subprocess.run(
-        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
-    )
+    return run_torchrun(command, environment, timeout)
+
+
+def run_torchrun(
+    command: list[str], environment: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """Run a torchrun command, its temporary files (torchrun's own ``torchelastic_*`` folder,
+    which it leaves behind) in a folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="aigc-torchrun-") as scratch:
+        return subprocess.run(
+            command,
+            cwd=ROOT,
+            env={**environment, "TMPDIR": scratch},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def finished(process) -> None:
@@ -149,9 +164,7 @@ def test_the_command_line_trains_under_torchrun_and_prints_once(tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [*TORCHRUN, "-m", "aigc_course.cli", "train", "gpt", "--profile", "smoke"]
     command += ["--steps", "3", "--quiet", "--out", str(tmp_path)]
-    process = subprocess.run(
-        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=180
-    )
+    process = run_torchrun(command, environment, timeout=180)
     finished(process)
     assert process.stdout.count("GPT trained:") == 1
     assert [path.name for path in tmp_path.iterdir()] == ["gpt.safetensors"]
