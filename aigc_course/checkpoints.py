@@ -374,15 +374,7 @@ class OutputClaim:
             pid = int(self.lock.read_text().strip() or "0")
         except (OSError, ValueError):
             return False
-        if pid <= 0:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid > 0 and files.process_is_running(pid)
 
     def release(self) -> None:
         self.lock.unlink(missing_ok=True)

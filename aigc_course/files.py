@@ -54,3 +54,15 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether the process ``pid`` exists (the holder named in a lock file, say); one that belongs
+    to another user counts as running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -334,8 +334,12 @@ def kernel_parent() -> KernelParent:
     if it has gone."""
     global _parent
     if _parent is None or _parent.connection.fileno() == -1:
+        # Imported here: the kernel parent imports this module, and its kernels import the course
+        # themselves, from their own environment.
+        from aigc_course.files import process_is_running
+
         address, owner = os.environ.get(ADDRESS_VARIABLE), os.environ.get(OWNER_VARIABLE)
-        if not (address and owner and _running(int(owner))):
+        if not (address and owner and process_is_running(int(owner))):
             address, owner = os.path.join(socket_folder(), "parent"), str(os.getpid())
         _parent = KernelParent(address, int(owner))
     return _parent
@@ -347,16 +351,6 @@ def fork_kernel(argv: list[str], cwd: str, env: dict[str, str], quiet: bool) -> 
         return kernel_parent().fork(argv, cwd, env, quiet)
     except ParentGone:
         return kernel_parent().fork(argv, cwd, env, quiet)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ForkedKernel:

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from aigc_course import GITHUB_BRANCH, GITHUB_REPOSITORY
+from aigc_course.files import process_is_running
 from aigc_course.notebook_tools import badge_targets, colab_setup_source
 from tests.helpers import ROOT, execute_notebook, printed_text
 
@@ -149,14 +150,11 @@ def test_a_test_kernel_ends_when_the_process_that_asked_for_it_has_gone(tmp_path
     assert started.returncode == 0, started.stderr
     kernel = int(started.stdout.split()[-1])
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(kernel, 0)
-        except ProcessLookupError:
-            return
+    while process_is_running(kernel) and time.monotonic() < deadline:
         time.sleep(0.1)
-    os.kill(kernel, 9)
-    raise AssertionError(f"the kernel {kernel} outlived the process that asked for it")
+    if process_is_running(kernel):
+        os.kill(kernel, 9)
+        raise AssertionError(f"the kernel {kernel} outlived the process that asked for it")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
