@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from aigc_course import data
+from aigc_course.data import images as image_module
 from aigc_course.data import sources
 from tests.helpers import closed_port_url, fixture_spec, make_idx_dataset, require, require_data
 
@@ -54,6 +55,42 @@ def test_image_dataset_splits_and_scaling(fixture_fashion):
     assert len(data.load_fashion_mnist("test", limit=7)) == 7
     with pytest.raises(ValueError, match="split must be"):
         data.load_fashion_mnist("validation")
+
+
+def test_a_file_is_decompressed_once_per_process_and_what_callers_get_is_theirs(
+    fixture_fashion, tmp_path, monkeypatch
+):
+    """Loading a split again reads no file again, whatever the caller did to what it got; a file
+    changed on disk is read again; at most four files are kept."""
+    reads = []
+
+    def counted_read(path):
+        reads.append(path.name)
+        return data.read_idx(path)
+
+    monkeypatch.setattr(image_module, "read_idx", counted_read)
+    monkeypatch.setattr(image_module, "_read_files", type(image_module._read_files)())
+    raw = torch.from_numpy(fixture_fashion["t10k-images-idx3-ubyte.gz"])
+    first = data.load_fashion_mnist("test")
+    first.images.zero_(), first.labels.zero_()
+    images, labels = data.load_idx_pair("fashion-mnist", "test")
+    images.zero_(), labels.zero_()
+    again = data.load_fashion_mnist("test")
+    assert reads == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    torch.testing.assert_close(again.images[:, 0], raw.float() / 255)
+    assert again.labels.tolist() == [i % 10 for i in range(40)]
+
+    folder = tmp_path / "cache" / "fashion-mnist"
+    changed = make_idx_dataset(folder, n_train=120, n_test=30, seed=1)  # rewritten in place
+    spec = fixture_spec("fashion-mnist", folder, (closed_port_url(),))
+    monkeypatch.setitem(sources.DATASETS, "fashion-mnist", spec)
+    now = data.load_fashion_mnist("test")
+    assert len(now) == 30 and reads[2:] == reads[:2]
+    assert torch.equal(
+        now.images[:, 0], torch.from_numpy(changed["t10k-images-idx3-ubyte.gz"]) / 255
+    )
+    data.load_fashion_mnist("train", val_size=20)
+    assert len(image_module._read_files) == 4
 
 
 def test_real_fashion_mnist(monkeypatch, tmp_path):
