@@ -415,3 +415,12 @@ def test_filter_logits_always_keeps_the_most_probable_token():
             kept = filter_logits(logits, top_k=1 if top_p == 0.3 else None, top_p=top_p)
             best = int(logits.argmax())
             assert kept[0, best] == logits[0, best], (logits, top_p, kept)
+
+
+@pytest.mark.parametrize("ids", [[], [0], [5, 62, 59, 64], list(range(65)) * 1000])
+def test_ids_tensor_is_torch_tensor_of_the_list(ids):
+    from aigc_course.trainers.gpt import ids_tensor
+
+    made = ids_tensor(ids)
+    assert made.dtype == torch.int64 and made.shape == (len(ids),)
+    assert torch.equal(made, torch.tensor(ids, dtype=torch.int64))

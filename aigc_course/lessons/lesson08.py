@@ -17,7 +17,7 @@ from aigc_course.data.text import train_val_ids
 from aigc_course.i18n import _
 from aigc_course.models.gpt import GPT, GPTConfig, sample_text
 from aigc_course.trainers import gpt as gpt_trainer
-from aigc_course.trainers.gpt import ShakespeareData, estimate_loss, random_blocks
+from aigc_course.trainers.gpt import ShakespeareData, estimate_loss, ids_tensor, random_blocks
 from aigc_course.training import TrainConfig
 
 INGREDIENTS = (
@@ -185,7 +185,7 @@ def load_poem_corpus() -> PoemCorpus | None:
     text = data.poems_corpus(poems)
     tokenizer = data.CharTokenizer.from_text(text)
     train_ids, val_ids = train_val_ids(text, tokenizer)
-    split = ShakespeareData(tokenizer, torch.tensor(train_ids), torch.tensor(val_ids))
+    split = ShakespeareData(tokenizer, ids_tensor(train_ids), ids_tensor(val_ids))
     return PoemCorpus(poems, text, split, text[: len(train_ids)], text[len(train_ids) :])
 
 

@@ -254,21 +254,17 @@ def load_speaker_data(
                 "validated honestly; speakers on both sides (most held-out text first): {speakers}"
             )
         raise SettingError(message.format(speaker=repr(speaker), speakers=names))
-    encode = shakespeare.tokenizer.encode
+
+    def encode(speeches: list[data.Speech]) -> torch.Tensor:
+        return gpt_trainer.ids_tensor(shakespeare.tokenizer.encode(script_text(speeches)))
+
     general = shakespeare.val_ids
     if source == "held-out":
         half = len(mine[1]) // 2
         mine = mine[1][:half], mine[1][half:]
-        others = [s for s in after if s.speaker != speaker]
-        general = torch.tensor(encode(script_text(others)))
+        general = encode([s for s in after if s.speaker != speaker])
     return SpeakerData(
-        speaker,
-        shakespeare.tokenizer,
-        mine[0],
-        mine[1],
-        torch.tensor(encode(script_text(mine[0]))),
-        torch.tensor(encode(script_text(mine[1]))),
-        general,
+        speaker, shakespeare.tokenizer, mine[0], mine[1], encode(mine[0]), encode(mine[1]), general
     )
 
 
