@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -365,6 +366,18 @@ def test_train_writes_into_the_cache_by_default_and_says_where(tmp_path, monkeyp
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+def read_until(pipe, text: str, seconds: float = 120) -> str:
+    """What a process's ``pipe`` gives until ``text`` appears in it (read from its descriptor, as
+    ``communicate`` reads the rest)."""
+    seen, deadline = b"", time.monotonic() + seconds
+    while text.encode() not in seen:
+        ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(pipe.fileno(), 1 << 16) if ready else b""
+        assert chunk, f"no {text!r} (the pipe ended, or {seconds} s passed): {seen[-500:]!r}"
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
 def test_ctrl_c_during_training_says_what_was_lost(user):
     """SIGINT mid-run: "interrupted", what was (not) saved, status 130, no traceback."""
     require_data("tinyshakespeare")
@@ -383,9 +396,10 @@ def test_ctrl_c_during_training_says_what_was_lost(user):
     )
     first_line = process.stdout.readline()  # printed once the data is loaded, before step 1
     assert first_line.startswith("training the lesson-08 GPT"), first_line
-    time.sleep(3)  # well into the run
+    progress = read_until(process.stderr, "loss=")  # the progress bar's first loss: steps taken
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
+    stderr = progress + stderr
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted: the run stopped before its last step and nothing was saved" in stderr
