@@ -171,13 +171,26 @@ def kid(
     )
 
 
+def reference_statistics(
+    classifier: FashionClassifier, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean ``(d,)`` and covariance ``(d, d)`` of the classifier features of ``images``: all
+    that FID needs of a reference set. A trainer that scores its samples against the same test
+    images at every evaluation computes them once."""
+    return feature_statistics(classifier_features(classifier, images))
+
+
 def sample_scores(
-    classifier: FashionClassifier, fake: torch.Tensor, real: torch.Tensor
+    classifier: FashionClassifier,
+    fake: torch.Tensor,
+    real: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
 ) -> dict[str, float]:
-    """What the course reports of a set of generated images: their FID against ``real`` and the
-    entropy of their class histogram (``{"fid": ..., "class_entropy": ...}``)."""
+    """What the course reports of a set of generated images: their FID against ``real`` (images, or
+    their :func:`reference_statistics`) and the entropy of their class histogram
+    (``{"fid": ..., "class_entropy": ...}``)."""
+    real_statistics = real if isinstance(real, tuple) else reference_statistics(classifier, real)
     return {
-        "fid": fid(classifier, fake, real),
+        "fid": frechet_distance(*reference_statistics(classifier, fake), *real_statistics),
         "class_entropy": class_histogram(classifier, fake).entropy,
     }
 

@@ -116,6 +116,12 @@ def test_fid_of_real_images_and_its_growth_with_noise():
     assert real_vs_real < noisy[0] < noisy[1]
     histogram = metrics.class_histogram(classifier, test)
     assert histogram.counts.sum() == 500 and histogram.entropy > 0.95 * math.log(10)
+    # A trainer scores its samples against the test images' statistics, computed once: the same
+    # figures as from the images themselves.
+    reference = metrics.reference_statistics(classifier, test)
+    scores = metrics.sample_scores(classifier, train, reference)
+    assert scores == metrics.sample_scores(classifier, train, test)
+    assert scores["fid"] == metrics.fid(classifier, train, test) == pytest.approx(real_vs_real)
 
 
 def test_classifier_reaches_its_recorded_accuracy():

@@ -145,11 +145,19 @@ def generate(
 
 
 def evaluate(
-    model: UNet, schedule: NoiseSchedule, classifier, real: torch.Tensor, sampling_steps: int
+    model: UNet,
+    schedule: NoiseSchedule,
+    classifier,
+    real: torch.Tensor,
+    sampling_steps: int,
+    real_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """The course FID of ``len(real)`` DDIM samples against ``real``, and their class entropy."""
+    """The course FID of ``len(real)`` DDIM samples against ``real``, and their class entropy
+    (``real_statistics``: ``real``'s :func:`metrics.reference_statistics`, if already computed)."""
     fake = generate(model, schedule, len(real), "ddim", sampling_steps, seed=1)
-    return metrics.sample_scores(classifier, fake, real)
+    return metrics.sample_scores(
+        classifier, fake, real if real_statistics is None else real_statistics
+    )
 
 
 def train(
@@ -170,13 +178,14 @@ def train(
     model = UNet(recipe.model)
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     real = data.load_fashion_mnist("test").images[: recipe.fid_images] if evaluate_fid else None
+    real_statistics = metrics.reference_statistics(classifier, real) if evaluate_fid else None
     device_schedule = schedule.to(device)
 
     def loss_fn(m, x):
         return diffusion_loss(m, x, device_schedule), {}
 
     def evaluation(m) -> dict[str, float]:
-        return evaluate(m, schedule, classifier, real, recipe.fid_sampling_steps)
+        return evaluate(m, schedule, classifier, real, recipe.fid_sampling_steps, real_statistics)
 
     cfg = recipe.train
     history = training.train(

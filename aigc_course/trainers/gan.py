@@ -188,10 +188,17 @@ def generate(
 
 
 def evaluate(
-    generator: Generator, classifier: FashionClassifier, real: torch.Tensor
+    generator: Generator,
+    classifier: FashionClassifier,
+    real: torch.Tensor,
+    real_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """FID against ``real`` and the class-histogram entropy of as many generated images."""
-    return metrics.sample_scores(classifier, generate(generator, len(real), seed=1), real)
+    """FID against ``real`` and the class-histogram entropy of as many generated images
+    (``real_statistics``: ``real``'s :func:`metrics.reference_statistics`, if already computed)."""
+    fake = generate(generator, len(real), seed=1)
+    return metrics.sample_scores(
+        classifier, fake, real if real_statistics is None else real_statistics
+    )
 
 
 def train(
@@ -223,6 +230,11 @@ def train(
     training.check_batch_fits(recipe.batch_size, len(train_set))
     real_test = data.load_fashion_mnist("test").images[: recipe.fid_images]
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
+    real_statistics = (  # the test images' side of every FID of the run, computed once
+        metrics.reference_statistics(classifier, real_test)
+        if evaluate_fid and world.is_main
+        else None
+    )
     generator, discriminator = (
         Generator(recipe.model).to(device),
         Discriminator(recipe.model).to(device),
@@ -300,7 +312,9 @@ def train(
 
     def shared_evaluation() -> dict[str, float]:
         # FID needs every image's features in one place: rank 0 computes it, the others wait.
-        result = evaluate(generator, classifier, real_test) if world.is_main else {}
+        result = (
+            evaluate(generator, classifier, real_test, real_statistics) if world.is_main else {}
+        )
         if not world.distributed:
             return result
         names = ["fid", "class_entropy"]
