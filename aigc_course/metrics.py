@@ -180,6 +180,21 @@ def reference_statistics(
     return feature_statistics(classifier_features(classifier, images))
 
 
+def _statistics_pair(value) -> tuple[torch.Tensor, torch.Tensor]:
+    """``value`` as a (mean ``(d,)``, covariance ``(d, d)``) pair, or a TypeError that says what
+    :func:`sample_scores` takes (an ``ImageDataset`` item, images and labels, is not one)."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair):
+        mean, covariance = pair
+        if mean.ndim == 1 and covariance.shape == (len(mean), len(mean)):
+            return mean, covariance
+    shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in pair]
+    raise TypeError(
+        f"real must be images (N, 1, 28, 28) or their reference_statistics, a mean (d,) and a "
+        f"covariance (d, d); got {type(value).__name__} {shapes or ''}".rstrip()
+    )
+
+
 def sample_scores(
     classifier: FashionClassifier,
     fake: torch.Tensor,
@@ -188,9 +203,18 @@ def sample_scores(
     """What the course reports of a set of generated images: their FID against ``real`` (images, or
     their :func:`reference_statistics`) and the entropy of their class histogram
     (``{"fid": ..., "class_entropy": ...}``)."""
-    real_statistics = real if isinstance(real, tuple) else reference_statistics(classifier, real)
+    if isinstance(real, torch.Tensor):
+        real_statistics = reference_statistics(classifier, real)
+    else:
+        real_statistics = _statistics_pair(real)
+    fake_statistics = reference_statistics(classifier, fake)
+    if real_statistics[0].shape != fake_statistics[0].shape:
+        raise ValueError(
+            f"the real statistics are of {len(real_statistics[0])} features, the classifier "
+            f"gives {len(fake_statistics[0])}: compute them with reference_statistics"
+        )
     return {
-        "fid": frechet_distance(*reference_statistics(classifier, fake), *real_statistics),
+        "fid": frechet_distance(*fake_statistics, *real_statistics),
         "class_entropy": class_histogram(classifier, fake).entropy,
     }
 

@@ -366,16 +366,16 @@ def test_train_writes_into_the_cache_by_default_and_says_where(tmp_path, monkeyp
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
-def read_until(pipe, text: str, seconds: float = 120) -> str:
-    """What a process's ``pipe`` gives until ``text`` appears in it (read from its descriptor, as
-    ``communicate`` reads the rest)."""
+def read_until(pipe, text: bytes, seconds: float = 120) -> bytes:
+    """What a process's ``pipe`` (bytes) gives until ``text`` appears in it, read from its
+    descriptor as ``communicate`` reads the rest."""
     seen, deadline = b"", time.monotonic() + seconds
-    while text.encode() not in seen:
+    while text not in seen:
         ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
         chunk = os.read(pipe.fileno(), 1 << 16) if ready else b""
         assert chunk, f"no {text!r} (the pipe ended, or {seconds} s passed): {seen[-500:]!r}"
         seen += chunk
-    return seen.decode(errors="replace")
+    return seen
 
 
 def test_ctrl_c_during_training_says_what_was_lost(user):
@@ -388,18 +388,22 @@ def test_ctrl_c_during_training_says_what_was_lost(user):
         cwd=user.work,
         env={**os.environ, "AIGC_DATA_DIR": str(user.cache), "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.PIPE,  # bytes: stderr is read in two parts, decoded once
         # A shell's background job (or a pytest worker) inherits SIGINT ignored; a user's
         # terminal does not. Give the command the default, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    first_line = process.stdout.readline()  # printed once the data is loaded, before step 1
-    assert first_line.startswith("training the lesson-08 GPT"), first_line
-    progress = read_until(process.stderr, "loss=")  # the progress bar's first loss: steps taken
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    stderr = progress + stderr
+    try:
+        first_line = process.stdout.readline().decode()  # once the data is loaded, before step 1
+        assert first_line.startswith("training the lesson-08 GPT"), first_line
+        progress = read_until(process.stderr, b"loss=")  # the progress bar's first loss
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed wait: a million steps must not outlive the test
+            process.kill()
+            process.wait()
+    stderr = (progress + rest).decode()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted: the run stopped before its last step and nothing was saved" in stderr

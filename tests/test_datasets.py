@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -81,16 +84,28 @@ def test_a_file_is_decompressed_once_per_process_and_what_callers_get_is_theirs(
     assert again.labels.tolist() == [i % 10 for i in range(40)]
 
     folder = tmp_path / "cache" / "fashion-mnist"
+    touched = folder / "t10k-images-idx3-ubyte.gz"  # the same bytes, a later modification time
+    times = touched.stat()
+    os.utime(touched, ns=(times.st_atime_ns, times.st_mtime_ns + 10**9))
+    data.load_fashion_mnist("test")
+    assert reads[2:] == ["t10k-images-idx3-ubyte.gz"]
     changed = make_idx_dataset(folder, n_train=120, n_test=30, seed=1)  # rewritten in place
     spec = fixture_spec("fashion-mnist", folder, (closed_port_url(),))
     monkeypatch.setitem(sources.DATASETS, "fashion-mnist", spec)
     now = data.load_fashion_mnist("test")
-    assert len(now) == 30 and reads[2:] == reads[:2]
+    assert len(now) == 30 and reads[3:] == reads[:2]
     assert torch.equal(
         now.images[:, 0], torch.from_numpy(changed["t10k-images-idx3-ubyte.gz"]) / 255
     )
     data.load_fashion_mnist("train", val_size=20)
-    assert len(image_module._read_files) == 4
+    kept = {
+        Path(path).name: (inode, size, mtime)
+        for path, inode, size, mtime in image_module._read_files
+    }
+    assert len(image_module._read_files) == 4, "the stale entries are the ones let go"
+    for name, (inode, size, mtime) in kept.items():
+        now_stat = (folder / name).stat()
+        assert (inode, size, mtime) == (now_stat.st_ino, now_stat.st_size, now_stat.st_mtime_ns)
 
 
 def test_real_fashion_mnist(monkeypatch, tmp_path):

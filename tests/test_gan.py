@@ -110,6 +110,11 @@ def test_fid_of_real_images_and_its_growth_with_noise():
     scores = metrics.sample_scores(classifier, train, reference)
     assert scores["fid"] == real_vs_real
     assert scores["class_entropy"] == metrics.class_histogram(classifier, train).entropy
+    test_set = data.load_fashion_mnist("test", limit=500)
+    with pytest.raises(TypeError, match=r"got tuple \[\(500, 1, 28, 28\), \(500,\)\]"):
+        metrics.sample_scores(classifier, train, test_set[:500])  # images and labels
+    with pytest.raises(ValueError, match="of 3 features, the classifier gives 128"):
+        metrics.sample_scores(classifier, train, [torch.zeros(3), torch.eye(3)])
     generator = torch.Generator().manual_seed(4)
     noisy = [
         metrics.sample_scores(

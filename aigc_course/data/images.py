@@ -120,7 +120,8 @@ class ImageDataset(Dataset):
             images, labels = images[keep], labels[keep]
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
-        self.images = images.unsqueeze(1).float().div_(255.0)  # a new tensor: the shared one stays
+        # A copy in any case (the shared tensor stays as read), then scaled in place.
+        self.images = images.unsqueeze(1).to(torch.float32, copy=True).div_(255.0)
         self.labels = labels
         self.classes = CLASS_NAMES[self.name]
 
