@@ -66,3 +66,10 @@ def process_is_running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def identity(path: Path) -> tuple[str, int, int, int]:
+    """What a memory of a file's content within a process is keyed by: its resolved path, inode,
+    size and modification time, so that a file changed or replaced on disk is seen anew."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns

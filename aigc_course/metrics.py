@@ -85,10 +85,20 @@ def frechet_distance(
     return max(distance.item(), 0.0)
 
 
+def image_statistics(
+    classifier: FashionClassifier, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian FID fits to an image set: the mean ``(d,)`` and covariance ``(d, d)`` of the
+    classifier features of ``images``. A trainer that scores its samples against the same test
+    images at every evaluation computes theirs once (:func:`sample_scores` takes them)."""
+    return feature_statistics(classifier_features(classifier, images))
+
+
 def fid(classifier: FashionClassifier, images_1: torch.Tensor, images_2: torch.Tensor) -> float:
     """FID between two image sets ``(N, 1, 28, 28)`` in [0, 1], with the course classifier's features."""
-    features = [classifier_features(classifier, images) for images in (images_1, images_2)]
-    return frechet_distance(*feature_statistics(features[0]), *feature_statistics(features[1]))
+    return frechet_distance(
+        *image_statistics(classifier, images_1), *image_statistics(classifier, images_2)
+    )
 
 
 def classifier_features(classifier: FashionClassifier, images: torch.Tensor) -> torch.Tensor:
@@ -171,15 +181,6 @@ def kid(
     )
 
 
-def reference_statistics(
-    classifier: FashionClassifier, images: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean ``(d,)`` and covariance ``(d, d)`` of the classifier features of ``images``: all
-    that FID needs of a reference set. A trainer that scores its samples against the same test
-    images at every evaluation computes them once."""
-    return feature_statistics(classifier_features(classifier, images))
-
-
 def _statistics_pair(value) -> tuple[torch.Tensor, torch.Tensor]:
     """``value`` as a (mean ``(d,)``, covariance ``(d, d)``) pair, or a TypeError that says what
     :func:`sample_scores` takes (an ``ImageDataset`` item, images and labels, is not one)."""
@@ -190,7 +191,7 @@ def _statistics_pair(value) -> tuple[torch.Tensor, torch.Tensor]:
             return mean, covariance
     shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in pair]
     raise TypeError(
-        f"real must be images (N, 1, 28, 28) or their reference_statistics, a mean (d,) and a "
+        f"real must be images (N, 1, 28, 28) or their image_statistics, a mean (d,) and a "
         f"covariance (d, d); got {type(value).__name__} {shapes or ''}".rstrip()
     )
 
@@ -201,17 +202,17 @@ def sample_scores(
     real: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
 ) -> dict[str, float]:
     """What the course reports of a set of generated images: their FID against ``real`` (images, or
-    their :func:`reference_statistics`) and the entropy of their class histogram
+    their :func:`image_statistics`) and the entropy of their class histogram
     (``{"fid": ..., "class_entropy": ...}``)."""
     if isinstance(real, torch.Tensor):
-        real_statistics = reference_statistics(classifier, real)
+        real_statistics = image_statistics(classifier, real)
     else:
         real_statistics = _statistics_pair(real)
-    fake_statistics = reference_statistics(classifier, fake)
+    fake_statistics = image_statistics(classifier, fake)
     if real_statistics[0].shape != fake_statistics[0].shape:
         raise ValueError(
             f"the real statistics are of {len(real_statistics[0])} features, the classifier "
-            f"gives {len(fake_statistics[0])}: compute them with reference_statistics"
+            f"gives {len(fake_statistics[0])}: compute them with image_statistics"
         )
     return {
         "fid": frechet_distance(*fake_statistics, *real_statistics),

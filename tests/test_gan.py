@@ -106,7 +106,7 @@ def test_fid_of_real_images_and_its_growth_with_noise():
     real_vs_real = metrics.fid(classifier, train, test)
     # A trainer scores its samples against the test images' statistics, computed once a run: the
     # same figures as from the images themselves.
-    reference = metrics.reference_statistics(classifier, test)
+    reference = metrics.image_statistics(classifier, test)
     scores = metrics.sample_scores(classifier, train, reference)
     assert scores["fid"] == real_vs_real
     assert scores["class_entropy"] == metrics.class_histogram(classifier, train).entropy

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
+from aigc_course import files
 from aigc_course.data.idx import read_idx
 from aigc_course.data.sources import get_spec, locate
 
@@ -34,8 +35,8 @@ CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES}
 Split = Literal["train", "val", "test"]
 
 
-#: The IDX files read in this process, by path, inode, size and modification time (a file changed
-#: or replaced on disk is read again), the least recently used first. Reading Fashion-MNIST's
+#: The IDX files read in this process, by :func:`aigc_course.files.identity` (a file changed or
+#: replaced on disk is read again), the least recently used first. Reading Fashion-MNIST's
 #: training images means decompressing 47 MB (0.2 s on a laptop's core); a lesson or a test run
 #: that loads the data set again skips that. At most four files: both parts of one data set.
 _read_files: OrderedDict[tuple[str, int, int, int], torch.Tensor] = OrderedDict()
@@ -45,8 +46,7 @@ _READ_FILES_KEPT = 4
 def _read_once(path: Path) -> torch.Tensor:
     """The array of the IDX file at ``path`` as a tensor, read at most once per process while the
     file stays the same. Shared: callers copy it before changing it."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = files.identity(path)
     if key not in _read_files:
         _read_files[key] = torch.from_numpy(read_idx(path))
         while len(_read_files) > _READ_FILES_KEPT:

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aigc_course import errors, settings
+from aigc_course import errors, files, settings
 from aigc_course.errors import CourseError
 from aigc_course.files import atomic_path, new_file_mode
 from aigc_course.i18n import N_, _
@@ -89,13 +89,13 @@ class Checksum:
         return None
 
 
-_verified: dict[tuple[str, int, int, Checksum], str | None] = {}
+_verified: dict[tuple[tuple[str, int, int, int], Checksum], str | None] = {}
 
 
 def verify(path: Path, checksum: Checksum) -> str | None:
-    """Like :meth:`Checksum.problem`, remembered per (path, size, mtime) within this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, checksum)
+    """Like :meth:`Checksum.problem`, remembered within this process while the file stays the
+    same (:func:`aigc_course.files.identity`)."""
+    key = (files.identity(path), checksum)
     if key not in _verified:
         _verified[key] = checksum.problem(path)
     return _verified[key]

@@ -153,7 +153,7 @@ def evaluate(
     real_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """The course FID of ``len(real)`` DDIM samples against ``real``, and their class entropy
-    (``real_statistics``: ``real``'s :func:`metrics.reference_statistics`, if already computed)."""
+    (``real_statistics``: ``real``'s :func:`metrics.image_statistics`, if already computed)."""
     fake = generate(model, schedule, len(real), "ddim", sampling_steps, seed=1)
     return metrics.sample_scores(
         classifier, fake, real if real_statistics is None else real_statistics
@@ -178,7 +178,7 @@ def train(
     model = UNet(recipe.model)
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     real = data.load_fashion_mnist("test").images[: recipe.fid_images] if evaluate_fid else None
-    real_statistics = metrics.reference_statistics(classifier, real) if evaluate_fid else None
+    real_statistics = metrics.image_statistics(classifier, real) if evaluate_fid else None
     device_schedule = schedule.to(device)
 
     def loss_fn(m, x):

@@ -194,7 +194,7 @@ def evaluate(
     real_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """FID against ``real`` and the class-histogram entropy of as many generated images
-    (``real_statistics``: ``real``'s :func:`metrics.reference_statistics`, if already computed)."""
+    (``real_statistics``: ``real``'s :func:`metrics.image_statistics`, if already computed)."""
     fake = generate(generator, len(real), seed=1)
     return metrics.sample_scores(
         classifier, fake, real if real_statistics is None else real_statistics
@@ -231,9 +231,7 @@ def train(
     real_test = data.load_fashion_mnist("test").images[: recipe.fid_images]
     classifier = classifier_trainer.load_pretrained(device) if evaluate_fid else None
     real_statistics = (  # the test images' side of every FID of the run, computed once
-        metrics.reference_statistics(classifier, real_test)
-        if evaluate_fid and world.is_main
-        else None
+        metrics.image_statistics(classifier, real_test) if evaluate_fid and world.is_main else None
     )
     generator, discriminator = (
         Generator(recipe.model).to(device),
