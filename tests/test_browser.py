@@ -5,7 +5,7 @@ process that imported torch, as the rest of the test run's are (tests/lab_server
 Chromium runs headless, driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no
 browser is downloaded).
 Lessons are copied, without their outputs, into a temporary folder, so the repository is never
-touched. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
+touched, and open one after another in one browser tab, as a learner goes from lesson to lesson. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
 
 On a developer machine without Chromium or Playwright these tests skip; under ``CI=true`` they fail.
 """
@@ -188,18 +188,62 @@ def lab(tmp_path_factory, playwright_api):
         shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def page(playwright_api, request):
+@pytest.fixture(scope="module")
+def browser_tab(playwright_api):
+    """One Chromium tab for the module, as a learner keeps one: JupyterLab loads once and the
+    lessons open in it one after another (File → Open from Path…). Loading JupyterLab costs
+    Chromium more CPU than opening a lesson in it, and a browser's start costs more again."""
     browser = playwright_api.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    # The page as the test left it (the one to look at when a test fails).
-    page.screenshot(path=str(artifacts_dir() / f"{request.node.name}-last.png"))
-    (artifacts_dir() / f"{request.node.name}-last.html").write_text(page.content())
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    yield tab
     context.close()
     browser.close()
+
+
+@pytest.fixture
+def page(browser_tab, request):
+    """The module's tab, for one test; afterwards the test's lesson is closed (its kernel runs on,
+    as when a learner closes a tab), or, if the page is not in a state to close it, the next test
+    loads JupyterLab afresh."""
+    yield browser_tab
+    # The page as the test left it (the one to look at when a test fails).
+    browser_tab.screenshot(path=str(artifacts_dir() / f"{request.node.name}-last.png"))
+    (artifacts_dir() / f"{request.node.name}-last.html").write_text(browser_tab.content())
+    close_the_lesson(browser_tab)
+
+
+def close_the_lesson(page) -> None:
+    """File → Close Tab on the current notebook; if that fails (a dialog left open by a failed
+    test, say), a blank page, so that the next lesson loads JupyterLab again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        page.keyboard.press("Escape")
+        click_menu_item(page, "File", "Close Tab", timeout=10_000)
+        page.wait_for_selector(ACTIVE, state="detached", timeout=10_000)
+    except PlaywrightError:
+        page.goto("about:blank")
+
+
+def click_menu_item(page, menu: str, item: str, timeout: float | None = None) -> None:
+    """Open ``menu`` in JupyterLab's menu bar and choose the item labelled ``item`` exactly (not
+    "Restart Kernel and Run All Cells…" for "Run All Cells")."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click(timeout=timeout)
+    labels = page.locator(".lm-Menu-item:visible:not(.lm-mod-disabled) .lm-Menu-itemLabel")
+    labels.filter(has_text=re.compile(f"^{re.escape(item)}$")).first.click(timeout=timeout)
+
+
+def open_lesson(page, base_url: str, lesson: str) -> None:
+    """Open ``lesson`` in the tab's JupyterLab with File → Open from Path…, or, when the tab holds
+    no JupyterLab, load JupyterLab with the lesson (``?reset``: no tabs restored from before)."""
+    if not page.url.startswith(f"{base_url}/lab"):
+        page.goto(f"{base_url}/lab/tree/{lesson}?reset")
+        return
+    click_menu_item(page, "File", "Open from Path…")
+    page.locator(".jp-Dialog input").fill(lesson)
+    page.locator(".jp-Dialog input").press("Enter")
 
 
 def wait_until_idle(page) -> None:
@@ -234,10 +278,7 @@ def run_all_cells(page, attempts: int = 3) -> None:
 
     page.locator(f"{ACTIVE} .jp-Cell").first.click()  # make the notebook the current widget
     for _ in range(attempts):
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(
-            ".lm-Menu-item:visible:not(.lm-mod-disabled)", has_text="Run All Cells"
-        ).first.click()
+        click_menu_item(page, "Run", "Run All Cells")
         try:
             page.wait_for_function(STARTED, timeout=20_000)
             return
@@ -253,7 +294,7 @@ def open_and_run_all(page, lab, lesson: str) -> dict:
     """
     base_url, root = lab
     copy_without_outputs(ROOT / "notebooks" / lesson, root / lesson)
-    page.goto(f"{base_url}/lab/tree/{lesson}?reset")  # ?reset: no tabs restored from before
+    open_lesson(page, base_url, lesson)
     notebook = page.locator(f"{ACTIVE} .jp-Notebook")
     notebook.wait_for()
     code_cells = notebook.locator(".jp-CodeCell")
