@@ -13,7 +13,8 @@ each rank scoring its share, and a short run of the VAE trainer; writes this ran
 MODE ``crash`` / ``vanish`` / ``stuck``: rank 1 raises an error / exits silently / hangs at step 3.
 MODE ``suite``: the runs that end well, one after another in one launch (each launch costs every
 process its start-up): ``gpt`` with 1 and with 2 micro-batches, ``gpt`` by the clock with rank 1
-slower, ``save``, ``gan`` and ``vae``, each into its own folder of OUT (:data:`SUITE`).
+slower, ``save``, ``gan`` and ``vae``, each into its own folder of OUT (:data:`SUITE`); then
+``crash``, which ends the launch.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from aigc_course.trainers import gpt as gpt_trainer
 CONFIG = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 GLOBAL_BATCH = 8
 PROMPT = [1, 2, 3, 4]
-#: What ``suite`` runs: a folder of OUT for each, and the mode and options it runs there.
+#: What ``suite`` runs, in order: a folder of OUT for each, and the mode and options it runs there.
+#: The last, a crash of rank 1, ends the launch: what a crashed rank does to a run is checked on
+#: the launch that the other runs needed anyway.
 SUITE: dict[str, tuple[str, dict]] = {
     "gpt-1": ("gpt", {"accumulation": 1}),
     "gpt-2": ("gpt", {"accumulation": 2}),
@@ -41,7 +44,10 @@ SUITE: dict[str, tuple[str, dict]] = {
     "save": ("save", {}),
     "gan": ("gan", {}),
     "vae": ("vae", {}),
+    "crash": ("crash", {}),
 }
+#: What rank 1 raises in the ``crash`` mode.
+CRASH_MESSAGE = "rank 1 fails on purpose at step 3"
 #: The VAE's evaluation: images (an odd number: the ranks' shares differ) and the seed of the draws.
 VAE_IMAGES, VAE_SEED = 7, 5
 
@@ -72,7 +78,7 @@ def train_small_gpt(
         step = len(seen) // accumulation + 1
         if fail and rank == 1 and step == 3:
             if fail == "crash":
-                raise RuntimeError("rank 1 fails on purpose at step 3")
+                raise RuntimeError(CRASH_MESSAGE)
             if fail == "stuck":
                 time.sleep(600)  # hangs: rank 0 must give up after AIGC_DIST_TIMEOUT
             os._exit(0)  # vanish: stop without a word, as a killed process would

@@ -67,11 +67,24 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory) -> Path:
-    """The runs that end well, in one launch of two processes (``ddp_worker.SUITE``): each launch
-    costs every process its start-up (Python, torch), several seconds on a small machine."""
+def suite_launch(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, float]:
+    """The runs that end well, then rank 1's crash, in one launch of two processes
+    (``ddp_worker.SUITE``): each launch costs every process its start-up (Python, torch), several
+    seconds on a small machine. Returns the output folder, the finished launch and its seconds."""
     out = tmp_path_factory.mktemp("ddp_suite")
-    finished(launch("suite", out))
+    began = time.monotonic()
+    process = launch("suite", out)
+    return out, process, time.monotonic() - began
+
+
+@pytest.fixture(scope="module")
+def suite(suite_launch) -> Path:
+    """The folder of the suite's runs, once the launch has reached its last run, the crash: the
+    runs before it, one after another in each process, all ended well."""
+    out, process, _ = suite_launch
+    assert ddp_worker.CRASH_MESSAGE in process.stderr, (
+        process.stdout[-3000:] + process.stderr[-3000:]
+    )
     return out
 
 
@@ -214,12 +227,13 @@ def test_the_gan_loop_runs_data_parallel(suite):
         assert torch.cosine_similarity(update_one, update_two, dim=0) > 0.8, network
 
 
-def test_a_crashed_rank_ends_the_run_with_its_error(tmp_path):
-    started = time.monotonic()
-    process = launch("crash", tmp_path, timeout=120)
+def test_a_crashed_rank_ends_the_run_with_its_error(suite_launch):
+    """The suite's last run: rank 1 raises at step 3, and the launch ends (rank 0 too, which was
+    waiting for it) with rank 1's error, long before a collective's timeout."""
+    _, process, seconds = suite_launch
     assert process.returncode != 0
-    assert "rank 1 fails on purpose at step 3" in process.stderr
-    assert time.monotonic() - started < 100
+    assert ddp_worker.CRASH_MESSAGE in process.stderr
+    assert seconds < 100
 
 
 def test_a_vanished_rank_ends_the_run_with_a_clear_error(tmp_path):
