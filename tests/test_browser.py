@@ -5,7 +5,8 @@ process that imported torch, as the rest of the test run's are (tests/lab_server
 Chromium runs headless, driven by Playwright (the PyPI package, pointed at ``/usr/bin/chromium``: no
 browser is downloaded).
 Lessons are copied, without their outputs, into a temporary folder, so the repository is never
-touched, and open one after another in one browser tab, as a learner goes from lesson to lesson. Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
+touched, and open one after another in one browser tab, as a learner goes from lesson to lesson.
+Screenshots go to ``artifacts/browser/`` (``AIGC_ARTIFACTS`` moves it).
 
 On a developer machine without Chromium or Playwright these tests skip; under ``CI=true`` they fail.
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -47,9 +49,12 @@ CHROMIUM_ARGS = [
 LAB_SETTINGS = {
     # autoStartDefaultKernel: a notebook opened while other notebooks' kernels run starts its own
     # (seen once on a fast machine: the "Select Kernel" dialog, left open, took every click).
+    # kernelShutdown: closing a lesson's tab leaves its kernel running (the `lab` fixture checks,
+    # at the end, that the lessons' kernels were forked from the run's kernel parent).
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
         "windowingMode": "none",
         "autoStartDefaultKernel": True,
+        "kernelShutdown": False,
     },
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "checkForUpdates": False,
@@ -208,29 +213,45 @@ def page(browser_tab, request):
     as when a learner closes a tab), or, if the page is not in a state to close it, the next test
     loads JupyterLab afresh."""
     yield browser_tab
-    # The page as the test left it (the one to look at when a test fails).
-    browser_tab.screenshot(path=str(artifacts_dir() / f"{request.node.name}-last.png"))
-    (artifacts_dir() / f"{request.node.name}-last.html").write_text(browser_tab.content())
-    close_the_lesson(browser_tab)
+    try:
+        # The page as the test left it (the one to look at when a test fails).
+        browser_tab.screenshot(path=str(artifacts_dir() / f"{request.node.name}-last.png"))
+        (artifacts_dir() / f"{request.node.name}-last.html").write_text(browser_tab.content())
+    finally:
+        close_the_lesson(browser_tab)
 
 
 def close_the_lesson(page) -> None:
-    """File → Close Tab on the current notebook; if that fails (a dialog left open by a failed
-    test, say), a blank page, so that the next lesson loads JupyterLab again."""
+    """File → Close Tab on the current notebook, discarding what a failed test left unsaved. If
+    that fails (a dialog left open by a failed test, say), a blank page, so that the next lesson
+    loads JupyterLab again: slower, so it warns."""
     from playwright.sync_api import Error as PlaywrightError
 
     try:
         page.keyboard.press("Escape")
         click_menu_item(page, "File", "Close Tab", timeout=10_000)
+        page.wait_for_function(
+            f"() => !document.querySelector('{ACTIVE}') || !!document.querySelector('.jp-Dialog')",
+            timeout=10_000,
+        )
+        if page.locator(".jp-Dialog").count():  # "Save your work?": a test failed before saving
+            page.locator(".jp-Dialog button", has_text="Discard").click(timeout=10_000)
         page.wait_for_selector(ACTIVE, state="detached", timeout=10_000)
-    except PlaywrightError:
+    except PlaywrightError as error:
+        warnings.warn(
+            f"the lesson's tab did not close ({str(error).splitlines()[0]}): the next lesson "
+            "loads JupyterLab again",
+            stacklevel=1,
+        )
+        page.once("dialog", lambda dialog: dialog.accept())  # JupyterLab's "leave the page?"
         page.goto("about:blank")
 
 
 def click_menu_item(page, menu: str, item: str, timeout: float | None = None) -> None:
     """Open ``menu`` in JupyterLab's menu bar and choose the item labelled ``item`` exactly (not
     "Restart Kernel and Run All Cells…" for "Run All Cells")."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click(timeout=timeout)
+    exactly = re.compile(f"^{re.escape(menu)}$")
+    page.locator(".lm-MenuBar-itemLabel").filter(has_text=exactly).first.click(timeout=timeout)
     labels = page.locator(".lm-Menu-item:visible:not(.lm-mod-disabled) .lm-Menu-itemLabel")
     labels.filter(has_text=re.compile(f"^{re.escape(item)}$")).first.click(timeout=timeout)
 
