@@ -184,7 +184,7 @@ def run(
         torch.save(figures, out / f"vae_rank{world.rank}.pt")
         return
     fail = mode if mode in ("crash", "vanish", "stuck") else None
-    if fail and world.is_main:  # when the failing run began: a test times the launch's end from it
+    if fail == "crash" and world.is_main:  # when it began: the crash test times the end from it
         (out / "began").write_text(repr(time.time()))
     model, history, seen = train_small_gpt(
         accumulation=accumulation, minutes=minutes, slow_rank=slow_rank, fail=fail

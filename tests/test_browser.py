@@ -250,10 +250,14 @@ def close_the_lesson(page) -> None:
 def click_menu_item(page, menu: str, item: str, timeout: float | None = None) -> None:
     """Open ``menu`` in JupyterLab's menu bar and choose the item labelled ``item`` exactly (not
     "Restart Kernel and Run All Cells…" for "Run All Cells")."""
-    exactly = re.compile(f"^{re.escape(menu)}$")
-    page.locator(".lm-MenuBar-itemLabel").filter(has_text=exactly).first.click(timeout=timeout)
+
+    def exactly(text: str) -> re.Pattern:
+        return re.compile(f"^{re.escape(text)}$")
+
+    menus = page.locator(".lm-MenuBar-itemLabel")
+    menus.filter(has_text=exactly(menu)).first.click(timeout=timeout)
     labels = page.locator(".lm-Menu-item:visible:not(.lm-mod-disabled) .lm-Menu-itemLabel")
-    labels.filter(has_text=re.compile(f"^{re.escape(item)}$")).first.click(timeout=timeout)
+    labels.filter(has_text=exactly(item)).first.click(timeout=timeout)
 
 
 def open_lesson(page, base_url: str, lesson: str) -> None:
@@ -263,8 +267,9 @@ def open_lesson(page, base_url: str, lesson: str) -> None:
         page.goto(f"{base_url}/lab/tree/{lesson}?reset")
         return
     click_menu_item(page, "File", "Open from Path…")
-    page.locator(".jp-Dialog input").fill(lesson)
-    page.locator(".jp-Dialog input").press("Enter")
+    path = page.locator(".jp-Dialog input")
+    path.fill(lesson)
+    path.press("Enter")
 
 
 def wait_until_idle(page) -> None:
