@@ -208,7 +208,8 @@ def sample_scores(
         real_statistics = image_statistics(classifier, real)
     else:
         real_statistics = _statistics_pair(real)
-    fake_statistics = image_statistics(classifier, fake)
+    fake_features = classifier_features(classifier, fake)  # once, for both scores
+    fake_statistics = feature_statistics(fake_features)
     if real_statistics[0].shape != fake_statistics[0].shape:
         raise ValueError(
             f"the real statistics are of {len(real_statistics[0])} features, the classifier "
@@ -216,7 +217,7 @@ def sample_scores(
         )
     return {
         "fid": frechet_distance(*fake_statistics, *real_statistics),
-        "class_entropy": class_histogram(classifier, fake).entropy,
+        "class_entropy": class_histogram_of_features(classifier, fake_features).entropy,
     }
 
 
@@ -232,10 +233,19 @@ class ClassHistogram:
         return self.counts / self.counts.sum()
 
 
-@torch.no_grad()
 def class_histogram(classifier: FashionClassifier, images: torch.Tensor) -> ClassHistogram:
+    """How the classifier labels images ``(N, 1, 28, 28)`` in [0, 1]."""
+    return class_histogram_of_features(classifier, classifier_features(classifier, images))
+
+
+@torch.no_grad()
+def class_histogram_of_features(
+    classifier: FashionClassifier, features: torch.Tensor
+) -> ClassHistogram:
+    """:func:`class_histogram` of images whose :func:`classifier_features` ``(N, 128)`` are
+    already computed (for the FID, say): only the classifier's last layer runs again."""
     device = next(classifier.parameters()).device
-    predictions = batched(lambda x: classifier(x.to(device)).argmax(1), images)
+    predictions = batched(lambda f: classifier.logits(f.to(device)).argmax(1), features)
     counts = torch.bincount(predictions, minlength=10).double()
     fractions = counts / counts.sum()
     return ClassHistogram(counts, float(0.0 - torch.xlogy(fractions, fractions).sum()))

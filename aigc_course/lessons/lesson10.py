@@ -65,6 +65,6 @@ def compare_samplers(
                 *metrics.feature_statistics(fake_features), *real_statistics
             )
             kid = metrics.kernel_inception_distance(fake_features, real_features, kid_blocks)
-            entropy = metrics.class_histogram(classifier, fake).entropy
+            entropy = metrics.class_histogram_of_features(classifier, fake_features).entropy
             rows.append(SamplerFigures(name, count_steps, fid, entropy, seconds, len(real), kid))
     return rows

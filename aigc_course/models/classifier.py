@@ -47,6 +47,10 @@ class FashionClassifier(nn.Module):
         """Images ``(B, 1, 28, 28)`` in [0, 1] -> features ``(B, 128)``."""
         return self.body(x)
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, 128)`` -> class logits ``(B, 10)``."""
+        return self.head(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, 28, 28)`` in [0, 1] -> class logits ``(B, 10)``."""
-        return self.head(self.dropout(self.features(x)))
+        return self.logits(self.features(x))
