@@ -109,13 +109,16 @@ def test_fid_of_real_images_and_its_growth_with_noise():
     reference = metrics.image_statistics(classifier, test)
     scores = metrics.sample_scores(classifier, train, reference)
     assert scores["fid"] == real_vs_real
-    train_histogram = metrics.class_histogram(classifier, train)
-    assert scores["class_entropy"] == train_histogram.entropy
-    # Made from the FID's features (the classifier's body runs once), the histogram counts the
-    # labels that the whole classifier gives.
-    with torch.no_grad():
-        labels = classifier(train).argmax(1)
-    assert torch.equal(train_histogram.counts, torch.bincount(labels, minlength=10).double())
+    assert scores["class_entropy"] == metrics.class_histogram(classifier, train).entropy
+    # The class histogram is made from the FID's features (the classifier's body runs once): its
+    # logits are the whole classifier's to the bit, batch by batch (700 images: two batches).
+    images = torch.cat([train, test[:200]])
+    whole = metrics.batched(classifier, images)
+    assert torch.equal(
+        metrics.batched(classifier.logits, metrics.classifier_features(classifier, images)), whole
+    )
+    counts = metrics.class_histogram(classifier, images).counts
+    assert torch.equal(counts, torch.bincount(whole.argmax(1), minlength=10).double())
     test_set = data.load_fashion_mnist("test", limit=500)
     with pytest.raises(TypeError, match=r"got tuple \[\(500, 1, 28, 28\), \(500,\)\]"):
         metrics.sample_scores(classifier, train, test_set[:500])  # images and labels

@@ -60,7 +60,7 @@ def compare_samplers(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
-            fake_features = metrics.classifier_features(classifier, fake)  # once, for both scores
+            fake_features = metrics.classifier_features(classifier, fake)  # once: FID, KID, classes
             fid = metrics.frechet_distance(
                 *metrics.feature_statistics(fake_features), *real_statistics
             )
